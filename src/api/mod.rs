@@ -1,0 +1,3 @@
+//! Types shared by the task file and the custom resources.
+
+pub mod task;

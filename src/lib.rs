@@ -1,0 +1,8 @@
+//! Gradients: fine-tuning tournaments on Kubernetes or on one machine.
+//!
+//! The pure core is [`mechanism`] (the white paper's rules). Everything that touches files,
+//! processes or the Kubernetes API lives at the edges.
+
+pub mod api;
+pub mod audit;
+pub mod mechanism;

@@ -1,0 +1,95 @@
+//! The `gradients` command line: one binary, one subcommand per job.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use gradients::audit;
+use gradients::mechanism::MechanismConfig;
+
+#[derive(Parser)]
+#[command(name = "gradients", version, about = "Fine-tuning tournaments, on Kubernetes or on one machine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Recompute task scores and weights from exported evaluation records (JSON on stdout).
+    Score {
+        /// Records file in the `gradients score` input format; `-` reads stdin.
+        #[arg(long, short)]
+        input: PathBuf,
+        /// Published weights to check, as a JSON object `{"miner": weight_u16}`; exit 1 on mismatch.
+        #[arg(long)]
+        expect: Option<PathBuf>,
+    },
+}
+
+/// Exit code for input the command cannot use.
+const EXIT_BAD_INPUT: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Score { input, expect } => score(&input, expect.as_deref()),
+    }
+}
+
+fn score(input: &std::path::Path, expect: Option<&std::path::Path>) -> ExitCode {
+    let name = input.display().to_string();
+    let text = match read_input(input) {
+        Ok(text) => text,
+        Err(e) => return fail(&format!("{name}: {e}"), EXIT_BAD_INPUT),
+    };
+    let report = match audit::score_document(&MechanismConfig::default(), &text) {
+        Ok(report) => report,
+        Err(e) => return fail(&format!("{name}: {e}"), EXIT_BAD_INPUT),
+    };
+    let problems = match expect {
+        None => Vec::new(),
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str(&t).map_err(|e| format!("expected {{\"miner\": weight_u16}}: {e}")))
+        {
+            Ok(expected) => audit::check_weights(&report, &expected),
+            Err(e) => return fail(&format!("{}: {e}", path.display()), EXIT_BAD_INPUT),
+        },
+    };
+    match serde_json::to_string_pretty(&report) {
+        Ok(json) => println!("{json}"),
+        Err(e) => return fail(&format!("cannot encode the report: {e}"), 1),
+    }
+    if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        fail(&format!("published weights differ from the recomputed ones:\n  {}", problems.join("\n  ")), 1)
+    }
+}
+
+fn read_input(path: &std::path::Path) -> std::io::Result<String> {
+    if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(path)
+    }
+}
+
+fn fail(message: &str, code: u8) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}
