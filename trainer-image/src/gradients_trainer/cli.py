@@ -1,0 +1,142 @@
+"""``python -m gradients_trainer <train|evaluate|make-base-model|strategies>``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import NoReturn, Sequence
+
+from .contract import (
+    EXIT_FAILURE,
+    EXIT_INVALID_INPUT,
+    EXIT_OK,
+    InputError,
+    TaskType,
+    force_offline,
+    reserve_stdout,
+    write_stdout,
+)
+
+TASK_TYPES = [t.value for t in TaskType]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"error: {message}\n")
+        raise SystemExit(EXIT_INVALID_INPUT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m gradients_trainer", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    tr = sub.add_parser("train", help="fine-tune a base model with a strategy")
+    tr.add_argument("--task-type", required=True, choices=TASK_TYPES)
+    tr.add_argument("--base-model", required=True, type=Path)
+    tr.add_argument("--train-data", required=True, type=Path)
+    tr.add_argument("--columns", default=None)
+    tr.add_argument("--reward-functions", type=Path, default=None)
+    when = tr.add_mutually_exclusive_group(required=True)
+    when.add_argument("--deadline", default=None, help="RFC 3339 timestamp")
+    when.add_argument("--hours", type=float, default=None)
+    tr.add_argument("--output", required=True, type=Path)
+    tr.add_argument("--strategy", default="baseline")
+    tr.add_argument("--strategy-overrides", default=None,
+                    help="JSON object of strategy fields to override (testing/tuning)")
+    tr.add_argument("--seed", type=int, default=42)
+
+    ev = sub.add_parser("evaluate", help="check and score a submission")
+    ev.add_argument("--task-type", required=True, choices=TASK_TYPES)
+    ev.add_argument("--base-model", required=True, type=Path)
+    ev.add_argument("--submission", type=Path, default=None,
+                    help="submitted model dir (required unless --score-base)")
+    ev.add_argument("--test-data", required=True, type=Path)
+    ev.add_argument("--synth-data", required=True, type=Path)
+    ev.add_argument("--columns", default=None)
+    ev.add_argument("--reward-functions", type=Path, default=None)
+    ev.add_argument("--profile", choices=["fast", "paper"], default="paper")
+    ev.add_argument("--seed", type=int, default=42)
+    ev.add_argument("--termination-message-path", type=Path, default=None)
+    ev.add_argument("--score-base", action="store_true",
+                    help="score the base model itself (no submission checks): reference losses")
+
+    mk = sub.add_parser("make-base-model", help="build a tiny local base model")
+    mk.add_argument("--task-type", required=True, choices=TASK_TYPES)
+    mk.add_argument("--output", required=True, type=Path)
+    mk.add_argument("--pretrain-data", type=Path, default=None)
+    mk.add_argument("--seed", type=int, default=42)
+    mk.add_argument("--architecture", choices=["llama", "qwen2"], default="llama")
+    mk.add_argument("--pretrain-steps", type=int, default=40)
+
+    sub.add_parser("strategies", help="print the strategy catalogue as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    force_offline()
+    args = build_parser().parse_args(argv)
+    reserve_stdout()
+    if args.command == "evaluate":
+        if args.submission is None and not args.score_base:
+            sys.stderr.write("error: --submission: required unless --score-base\n")
+            return EXIT_INVALID_INPUT
+        from .evaluate.runner import main_evaluate
+
+        return main_evaluate(args)
+    try:
+        return _dispatch(args)
+    except InputError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_INVALID_INPUT
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+    except Exception as exc:  # noqa: BLE001 - the contract maps any other failure to 1
+        traceback.print_exc()
+        sys.stderr.write(f"error: {type(exc).__name__}: {exc}\n")
+        return EXIT_FAILURE
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from . import strategies
+
+    if args.command == "strategies":
+        write_stdout(json.dumps(strategies.catalogue_json(), indent=2))
+        return EXIT_OK
+    task = TaskType(args.task_type)
+    if args.command == "make-base-model":
+        from .basemodel import make_base_model
+
+        info = make_base_model(task, args.output, args.seed, args.pretrain_data,
+                               args.architecture, args.pretrain_steps)
+        write_stdout(json.dumps({"event": "done", "output": str(args.output), **info}))
+        return EXIT_OK
+    strategy = strategies.get(args.strategy)
+    if args.strategy_overrides:
+        try:
+            overrides = json.loads(args.strategy_overrides)
+        except json.JSONDecodeError as exc:
+            raise InputError("--strategy-overrides", f"invalid JSON ({exc.msg})") from None
+        if not isinstance(overrides, dict):
+            raise InputError("--strategy-overrides", "must be a JSON object")
+        strategy = strategies.with_overrides(strategy, overrides)
+    from .train import TrainRequest, run_train
+
+    run_train(
+        TrainRequest(
+            task=task,
+            base_model=args.base_model,
+            train_data=args.train_data,
+            columns=args.columns,
+            reward_functions=args.reward_functions,
+            deadline=args.deadline,
+            hours=args.hours,
+            output=args.output,
+            strategy=strategy,
+            seed=args.seed,
+        )
+    )
+    return EXIT_OK

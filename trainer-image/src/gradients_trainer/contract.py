@@ -1,0 +1,162 @@
+"""The workload contract shared with the Rust side: task types, exit codes, events, results.
+
+Everything the operator and the local runner rely on is defined here and documented in
+``trainer-image/README.md``; keep the two in sync.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any, TextIO
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_INVALID_INPUT = 2
+
+TERMINATION_MESSAGE_LIMIT = 4096
+
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "DIFFUSERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "WANDB_DISABLED": "true",
+    "WANDB_MODE": "disabled",
+}
+
+
+def force_offline() -> None:
+    """Never touch the network: set the hub's offline switches before any HF import."""
+    for key, value in OFFLINE_ENV.items():
+        os.environ[key] = value
+
+
+class TaskType(str, Enum):
+    INSTRUCT = "instruct"
+    DPO = "dpo"
+    GRPO = "grpo"
+    IMAGE = "image"
+
+    @property
+    def is_text(self) -> bool:
+        return self is not TaskType.IMAGE
+
+
+class InputError(Exception):
+    """Invalid user input (argument, column, file): the CLI exits with code 2."""
+
+    def __init__(self, argument: str, message: str) -> None:
+        super().__init__(f"{argument}: {message}")
+        self.argument = argument
+        self.message = message
+
+
+_STDOUT: TextIO = sys.stdout
+
+
+def reserve_stdout() -> None:
+    """Keep the real stdout for contract output only; anything else printed goes to stderr.
+
+    Libraries (transformers' printer callback, diffusers, user code) print freely; the Rust
+    side must only ever see our JSON lines on stdout.
+    """
+    global _STDOUT
+    if sys.stdout is not sys.stderr:
+        _STDOUT = sys.stdout
+        sys.stdout = sys.stderr
+
+
+def write_stdout(line: str) -> None:
+    _STDOUT.write(line.rstrip("\n") + "\n")
+    _STDOUT.flush()
+
+
+def emit(event: str, **fields: Any) -> None:
+    """Print one JSON event line on stdout (the Rust runner parses these)."""
+    payload: dict[str, Any] = {"event": event}
+    payload.update(fields)
+    write_stdout(json.dumps(payload, separators=(",", ":")))
+
+
+def log(message: str) -> None:
+    sys.stderr.write(message.rstrip("\n") + "\n")
+    sys.stderr.flush()
+
+
+@dataclass
+class TrainingSummary:
+    """``OUTPUT/training.json``."""
+
+    strategy: str
+    method: str  # "lora" | "qlora" | "full"
+    steps: int
+    tokens: int
+    wall_s: float
+    final_train_loss: float | None
+    stopped_by_deadline: bool
+    task_type: str = ""
+    total_steps: int = 0
+    seed: int = 42
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    reason: str = ""
+
+
+@dataclass
+class EvalResult:
+    """The evaluator's single result object (last stdout line / termination message)."""
+
+    ok: bool = False
+    test_loss: float | None = None
+    synth_loss: float | None = None
+    text_guided_loss: float | None = None
+    no_text_loss: float | None = None
+    weights_sha256: str | None = None
+    checks: list[Check] = field(default_factory=list)
+    failure: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def fail(self, reason: str) -> EvalResult:
+        self.ok = False
+        self.failure = reason
+        self.test_loss = self.synth_loss = None
+        self.text_guided_loss = self.no_text_loss = None
+        return self
+
+    def to_json(self) -> str:
+        """Serialise, shrinking check reasons until the object fits the 4096-byte limit."""
+        data = asdict(self)
+        for key in ("test_loss", "synth_loss", "text_guided_loss", "no_text_loss"):
+            value = data[key]
+            if value is not None and value != value:  # NaN is not JSON
+                data[key] = None
+        text = json.dumps(data, separators=(",", ":"))
+        limit = 300
+        while len(text.encode()) >= TERMINATION_MESSAGE_LIMIT and limit > 8:
+            for check in data["checks"]:
+                check["reason"] = _truncate(check["reason"], limit)
+            if data["failure"]:
+                data["failure"] = _truncate(data["failure"], limit * 2)
+            text = json.dumps(data, separators=(",", ":"))
+            limit //= 2
+        if len(text.encode()) >= TERMINATION_MESSAGE_LIMIT:
+            data["checks"] = [c for c in data["checks"] if not c["ok"]][:4]
+            text = json.dumps(data, separators=(",", ":"))
+        return text
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,50 @@
+"""DPO with TRL's DPOTrainer (sigmoid loss; LoRA uses the adapter-disabled base as reference)."""
+
+from __future__ import annotations
+
+from .data import Preference
+from .hf import BudgetCallback, RunState, common_args
+from .sft import sequence_limit
+from .textcommon import TextTrainContext, prepare_model
+
+
+def train_dpo(ctx: TextTrainContext) -> RunState:
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    model, method = prepare_model(ctx)
+    ctx.method = method
+    examples: list[Preference] = ctx.examples
+    dataset = Dataset.from_list(
+        [{"prompt": e.prompt, "chosen": e.chosen, "rejected": e.rejected} for e in examples]
+    )
+    max_len = sequence_limit(model.config, ctx.strategy.max_seq_len)
+    kwargs = common_args(ctx.strategy, ctx.output, ctx.seed)
+    args = DPOConfig(
+        **kwargs,
+        beta=ctx.strategy.dpo_beta,
+        loss_type="sigmoid",
+        max_length=max_len,
+        max_prompt_length=min(ctx.strategy.max_prompt_length, max_len // 2),
+        dataset_num_proc=None,
+    )
+    run = RunState()
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=None,
+        args=args,
+        train_dataset=dataset,
+        processing_class=ctx.tokenizer,
+        callbacks=[BudgetCallback(ctx.budget, ctx.saver(), run)],
+    )
+    trainer.train()
+    per_epoch = sum(
+        len(ctx.tokenizer(e.prompt)["input_ids"]) * 2
+        + len(ctx.tokenizer(e.chosen)["input_ids"])
+        + len(ctx.tokenizer(e.rejected)["input_ids"])
+        for e in examples
+    )
+    steps_per_epoch = max(1, -(-len(examples) // (ctx.strategy.batch_size * ctx.strategy.grad_accum)))
+    run.tokens = int(per_epoch * run.steps / steps_per_epoch)
+    ctx.final_model = model
+    return run

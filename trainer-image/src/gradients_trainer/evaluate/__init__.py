@@ -1,0 +1,1 @@
+"""Trusted evaluation of submissions."""

@@ -1,0 +1,103 @@
+"""Glue for HF/TRL trainers: training arguments from a strategy, budget callback, summary."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from transformers import TrainerCallback
+
+from .deadline import Budget, progress
+from .modelio import device
+from .strategies import Strategy
+
+
+@dataclass
+class RunState:
+    planned_steps: int = 0
+    steps: int = 0
+    last_loss: float | None = None
+    losses: list[float] = field(default_factory=list)
+    tokens: int = 0
+
+
+class BudgetCallback(TrainerCallback):  # type: ignore[misc]
+    """Emits progress events, saves periodically, stops before the deadline or on SIGTERM."""
+
+    def __init__(self, budget: Budget, saver: Callable[[Any], float], state: RunState) -> None:
+        self.budget = budget
+        self.saver = saver
+        self.run = state
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.run.planned_steps = int(state.max_steps)
+        self.budget.step_started()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.budget.step_finished()
+        self.run.steps = int(state.global_step)
+        if state.global_step == 3 and self.budget.mean_step_s() > 0:
+            planned = self.budget.plan_steps(int(state.max_steps), self.budget.mean_step_s())
+            self.run.planned_steps = min(int(state.max_steps), planned + 3)
+        model = kwargs.get("model")
+        stop = self.budget.should_stop() or state.global_step >= self.run.planned_steps
+        if model is not None and (self.budget.should_save() and not stop):
+            self.budget.note_save(self.saver(model))
+        if stop:
+            control.should_training_stop = True
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        if not logs or "loss" not in logs:
+            return
+        loss = float(logs["loss"])
+        self.run.last_loss = loss
+        self.run.losses.append(loss)
+        if "num_tokens" in logs:
+            self.run.tokens = int(logs["num_tokens"])
+        progress(int(state.global_step), self.run.planned_steps, loss, self.budget)
+
+
+def common_args(strategy: Strategy, output: Path, seed: int, epochs: float | None = None) -> dict[str, Any]:
+    """TrainingArguments keyword arguments shared by SFT, DPO and GRPO."""
+    on_gpu = device() == "cuda"
+    return dict(
+        output_dir=str(output / ".trainer"),
+        num_train_epochs=strategy.epochs if epochs is None else epochs,
+        per_device_train_batch_size=strategy.batch_size,
+        gradient_accumulation_steps=strategy.grad_accum,
+        learning_rate=strategy.learning_rate,
+        warmup_ratio=strategy.warmup_ratio,
+        lr_scheduler_type=strategy.scheduler,
+        optim=strategy.optimizer,
+        weight_decay=strategy.weight_decay,
+        max_grad_norm=strategy.max_grad_norm,
+        logging_steps=1,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        seed=seed,
+        data_seed=seed,
+        bf16=on_gpu,
+        use_cpu=not on_gpu,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        save_safetensors=True,
+    )
+
+
+def final_loss(run: RunState) -> float | None:
+    if not run.losses:
+        return None
+    tail = run.losses[-3:]
+    value = sum(tail) / len(tail)
+    return None if math.isnan(value) else value
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    started = time.time()
+    fn()
+    return time.time() - started

@@ -1,0 +1,232 @@
+"""Diffusion LoRA fine-tuning (UNet) of Stable-Diffusion-style pipelines with diffusers."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .contract import InputError, log
+from .data import ImageCaption, load_image_folder
+from .deadline import Budget, progress
+from .hf import RunState
+from .modelio import device, replace_dir
+from .strategies import Strategy
+
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+SUPPORTED_PIPELINES = ("StableDiffusionPipeline",)
+ALL_ATTN = ["to_q", "to_k", "to_v", "to_out.0"]
+
+
+def round64(value: int) -> int:
+    return max(64, (int(value) // 64) * 64)
+
+
+def pipeline_class(base: Path) -> str:
+    import json
+
+    index = base / "model_index.json"
+    if not index.is_file():
+        raise InputError("--base-model", f"{base}: no model_index.json (not a diffusers pipeline)")
+    name = str(json.loads(index.read_text()).get("_class_name", ""))
+    if name not in SUPPORTED_PIPELINES:
+        raise InputError(
+            "--base-model", f"pipeline class {name!r} not supported (supported: {SUPPORTED_PIPELINES})"
+        )
+    return name
+
+
+def load_pipeline(base: Path) -> Any:
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    pipeline_class(base)
+    dtype = torch.float16 if device() == "cuda" else torch.float32
+    pipe = StableDiffusionPipeline.from_pretrained(
+        str(base),
+        use_safetensors=True,
+        local_files_only=True,
+        safety_checker=None,
+        requires_safety_checker=False,
+        torch_dtype=dtype,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device())
+
+
+def image_tensor(path: Path, resolution: int) -> Any:
+    """Load RGB, resize the short side to ``resolution``, centre-crop; values in [0, 1]."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    with Image.open(path) as im:
+        img = im.convert("RGB")
+    w, h = img.size
+    scale = resolution / min(w, h)
+    img = img.resize((max(resolution, round(w * scale)), max(resolution, round(h * scale))),
+                     Image.Resampling.BICUBIC)
+    w, h = img.size
+    left, top = (w - resolution) // 2, (h - resolution) // 2
+    img = img.crop((left, top, left + resolution, top + resolution))
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    return torch.from_numpy(arr).permute(2, 0, 1)
+
+
+def choose_resolution(items: list[ImageCaption], wanted: int) -> int:
+    from PIL import Image
+
+    with Image.open(items[0].image) as im:
+        native = min(im.size)
+    return round64(min(wanted, max(64, native)))
+
+
+def encode_prompts(pipe: Any, captions: list[str]) -> Any:
+    import torch
+
+    tok = pipe.tokenizer
+    ids = tok(captions, padding="max_length", max_length=tok.model_max_length,
+              truncation=True, return_tensors="pt").input_ids.to(pipe.device)
+    with torch.no_grad():
+        return pipe.text_encoder(ids)[0]
+
+
+def encode_images(pipe: Any, pixels01: Any, generator: Any | None = None) -> Any:
+    import torch
+
+    with torch.no_grad():
+        dist = pipe.vae.encode((pixels01 * 2 - 1).to(pipe.device, pipe.vae.dtype)).latent_dist
+        latents = dist.mean if generator is None else dist.sample(generator)
+    return latents * pipe.vae.config.scaling_factor
+
+
+def warmup_vae(vae: Any, folder: Path, steps: int, seed: int) -> float:
+    """Briefly train a freshly initialised VAE as an autoencoder (base-model preparation)."""
+    import torch
+
+    items = load_image_folder(folder, "--pretrain-data")
+    res = choose_resolution(items, 1024)
+    pixels = torch.stack([image_tensor(i.image, res) for i in items]) * 2 - 1
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(vae.parameters(), lr=2e-3)
+    vae.train()
+    loss_value = float("nan")
+    for _ in range(steps):
+        idx = torch.randint(0, len(items), (min(4, len(items)),), generator=gen)
+        x = pixels[idx]
+        dist = vae.encode(x).latent_dist
+        recon = vae.decode(dist.sample(gen)).sample
+        kl = dist.kl().mean()
+        loss = torch.nn.functional.mse_loss(recon, x) + 1e-6 * kl
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        loss_value = loss.item()
+    vae.eval()
+    return loss_value
+
+
+@dataclass
+class ImageTrainResult:
+    run: RunState
+    method: str
+
+
+def save_unet_lora(pipe: Any, model_dir: Path) -> float:
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    started = time.time()
+    tmp = model_dir.parent / ".model.tmp-image"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.unet))
+    StableDiffusionPipeline.save_lora_weights(
+        save_directory=str(tmp), unet_lora_layers=layers, safe_serialization=True,
+        weight_name=LORA_WEIGHT_NAME,
+    )
+    replace_dir(tmp, model_dir)
+    return time.time() - started
+
+
+def train_image(
+    base: Path, data: Path, strategy: Strategy, output: Path, seed: int, budget: Budget
+) -> ImageTrainResult:
+    import torch
+    from diffusers.optimization import get_scheduler
+    from peft import LoraConfig
+
+    items = load_image_folder(data, "--train-data")
+    pipe = load_pipeline(base)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    res = choose_resolution(items, strategy.image_resolution)
+    log(f"image training: {len(items)} images at {res}x{res}")
+    pixels = torch.stack([image_tensor(i.image, res) for i in items])
+    latents = encode_images(pipe, pixels).float()
+    prompt_embeds = encode_prompts(pipe, [i.caption for i in items]).float()
+    unet = pipe.unet
+    for module in (unet, pipe.vae, pipe.text_encoder):
+        module.requires_grad_(False)
+    targets = ALL_ATTN if strategy.target_modules == "all-linear" else [
+        m for m in ALL_ATTN if any(m.startswith("to_" + t[0]) for t in strategy.target_modules)
+    ] or ALL_ATTN
+    unet.add_adapter(LoraConfig(r=strategy.image_lora_r, lora_alpha=strategy.image_lora_r,
+                                init_lora_weights="gaussian", target_modules=targets))
+    trainable = [p for p in unet.parameters() if p.requires_grad]
+    for p in trainable:
+        p.data = p.data.float()
+    opt = torch.optim.AdamW(trainable, lr=strategy.image_learning_rate,
+                            weight_decay=strategy.image_weight_decay)
+    total = max(1, strategy.image_steps)
+    lr_sched = get_scheduler(strategy.image_scheduler, optimizer=opt,
+                             num_warmup_steps=int(strategy.warmup_ratio * total)
+                             if strategy.image_scheduler != "constant" else 0,
+                             num_training_steps=total)
+    noise_sched = pipe.scheduler
+    T = int(noise_sched.config.num_train_timesteps)
+    prediction = str(noise_sched.config.get("prediction_type", "epsilon"))
+    model_dir = output / "model"
+    run = RunState(planned_steps=total)
+    unet.train()
+    bs = min(strategy.image_batch_size, len(items))
+    budget.step_started()
+    for step in range(1, total + 1):
+        step_loss = 0.0
+        for _ in range(strategy.image_grad_accum):
+            idx = torch.randint(0, len(items), (bs,), generator=gen)
+            x0 = latents[idx].to(pipe.device)
+            noise = torch.randn(x0.shape, generator=gen).to(pipe.device)
+            t = torch.randint(0, T, (bs,), generator=gen).to(pipe.device)
+            noisy = noise_sched.add_noise(x0, noise, t)
+            pred = unet(noisy.to(unet.dtype), t, prompt_embeds[idx].to(unet.dtype)).sample.float()
+            target = noise_sched.get_velocity(x0, noise, t) if prediction == "v_prediction" else noise
+            loss = torch.nn.functional.mse_loss(pred, target) / strategy.image_grad_accum
+            loss.backward()
+            step_loss += float(loss)
+        torch.nn.utils.clip_grad_norm_(trainable, strategy.max_grad_norm)
+        opt.step()
+        lr_sched.step()
+        opt.zero_grad()
+        budget.step_finished()
+        run.steps = step
+        run.tokens += bs * strategy.image_grad_accum
+        run.losses.append(step_loss)
+        run.last_loss = step_loss
+        if step == 3:
+            run.planned_steps = min(total, budget.plan_steps(total, budget.mean_step_s()) + 3)
+        progress(step, run.planned_steps, step_loss, budget)
+        stop = budget.should_stop() or step >= run.planned_steps
+        if budget.should_save() and not stop:
+            budget.note_save(save_unet_lora(pipe, model_dir))
+        if stop:
+            break
+    unet.eval()
+    save_unet_lora(pipe, model_dir)
+    if math.isnan(run.losses[-1] if run.losses else 0.0):
+        raise RuntimeError("image training diverged (NaN loss)")
+    return ImageTrainResult(run=run, method="lora")

@@ -1,0 +1,103 @@
+"""Instruction tuning (SFT): loss on completion tokens only; LoRA, QLoRA or full; packing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .data import PromptCompletion
+from .hf import BudgetCallback, RunState, common_args
+from .textcommon import TextTrainContext, prepare_model
+
+IGNORE = -100
+
+
+def tokenize_example(tokenizer: Any, ex: PromptCompletion, max_len: int) -> dict[str, list[int]]:
+    """Prompt and completion are tokenized separately (like axolotl); labels mask the prompt."""
+    prompt_ids: list[int] = tokenizer(ex.prompt, add_special_tokens=True)["input_ids"]
+    completion_ids: list[int] = tokenizer(ex.completion, add_special_tokens=False)["input_ids"]
+    if tokenizer.eos_token_id is not None:
+        completion_ids = completion_ids + [int(tokenizer.eos_token_id)]
+    ids = (prompt_ids + completion_ids)[:max_len]
+    labels = ([IGNORE] * len(prompt_ids) + completion_ids)[:max_len]
+    return {"input_ids": ids, "labels": labels}
+
+
+def sequence_limit(model_config: Any, wanted: int) -> int:
+    max_pos = int(getattr(model_config, "max_position_embeddings", wanted) or wanted)
+    return max(8, min(wanted, max_pos))
+
+
+def pack(examples: list[dict[str, list[int]]], block: int) -> list[dict[str, list[int]]]:
+    """Greedy packing of whole examples into blocks of at most ``block`` tokens."""
+    packed: list[dict[str, list[int]]] = []
+    cur_ids: list[int] = []
+    cur_labels: list[int] = []
+    for ex in examples:
+        if cur_ids and len(cur_ids) + len(ex["input_ids"]) > block:
+            packed.append({"input_ids": cur_ids, "labels": cur_labels})
+            cur_ids, cur_labels = [], []
+        cur_ids = cur_ids + ex["input_ids"]
+        cur_labels = cur_labels + ex["labels"]
+    if cur_ids:
+        packed.append({"input_ids": cur_ids, "labels": cur_labels})
+    return packed
+
+
+class Collator:
+    """Right-pads a batch and counts the tokens it has seen."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+        self.tokens = 0
+
+    def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, Any]:
+        import torch
+
+        width = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(features), width), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(features), width), dtype=torch.long)
+        for row, f in enumerate(features):
+            n = len(f["input_ids"])
+            ids[row, :n] = torch.tensor(f["input_ids"])
+            labels[row, :n] = torch.tensor(f["labels"])
+            mask[row, :n] = 1
+            self.tokens += n
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+class ListDataset:
+    def __init__(self, items: list[dict[str, list[int]]]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, idx: int) -> dict[str, list[int]]:
+        return self.items[idx]
+
+
+def train_sft(ctx: TextTrainContext) -> RunState:
+    from transformers import Trainer, TrainingArguments
+
+    model, method = prepare_model(ctx)
+    ctx.method = method
+    max_len = sequence_limit(model.config, ctx.strategy.max_seq_len)
+    examples = [tokenize_example(ctx.tokenizer, ex, max_len) for ex in ctx.examples]
+    examples = [e for e in examples if any(label != IGNORE for label in e["labels"])]
+    if ctx.strategy.packing:
+        examples = pack(examples, max_len)
+    collator = Collator(int(ctx.tokenizer.pad_token_id))
+    run = RunState()
+    args = TrainingArguments(**common_args(ctx.strategy, ctx.output, ctx.seed))
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=ListDataset(examples),  # type: ignore[arg-type]
+        data_collator=collator,
+        callbacks=[BudgetCallback(ctx.budget, ctx.saver(), run)],
+    )
+    trainer.train()
+    run.tokens = collator.tokens
+    ctx.final_model = model
+    return run

@@ -1,0 +1,115 @@
+"""``train``: validate inputs, run the task type's trainer, write model/ and training.json."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .contract import InputError, TaskType, TrainingSummary, emit, log
+from .data import load_image_folder, load_text_split, parse_columns
+from .deadline import Budget, parse_deadline
+from .hf import RunState, final_loss
+from .modelio import check_model_dir
+from .sandbox import RewardSpec, load_reward_specs
+from .strategies import Strategy
+
+
+@dataclass
+class TrainRequest:
+    task: TaskType
+    base_model: Path
+    train_data: Path
+    columns: str | None
+    reward_functions: Path | None
+    deadline: str | None
+    hours: float | None
+    output: Path
+    strategy: Strategy
+    seed: int
+
+
+def run_train(req: TrainRequest) -> TrainingSummary:
+    started = time.time()
+    budget = Budget(parse_deadline(req.deadline, req.hours, started), start=started)
+    budget.install_sigterm()
+    check_model_dir(req.base_model)
+    # Validate everything cheap before importing torch (exit 2 fast on bad input).
+    specs: list[RewardSpec] = []
+    examples: list[object] = []
+    if req.task.is_text:
+        columns = parse_columns(req.task, req.columns)
+        examples = load_text_split(req.task, req.train_data, columns, "--train-data")
+        if req.task is TaskType.GRPO:
+            if req.reward_functions is None:
+                raise InputError("--reward-functions", "required for --task-type grpo")
+            specs = load_reward_specs(req.reward_functions)
+    else:
+        load_image_folder(req.train_data, "--train-data")
+    req.output.mkdir(parents=True, exist_ok=True)
+    (req.output / ".trainer").mkdir(exist_ok=True)
+
+    from .basemodel import seed_everything
+
+    seed_everything(req.seed)
+    if req.task is TaskType.IMAGE:
+        from .image import train_image
+
+        result = train_image(req.base_model, req.train_data, req.strategy, req.output,
+                             req.seed, budget)
+        run, method = result.run, result.method
+    else:
+        run, method = _train_text(req, budget, examples, specs)
+    shutil.rmtree(req.output / ".trainer", ignore_errors=True)
+    summary = TrainingSummary(
+        strategy=req.strategy.name,
+        method=method,
+        steps=run.steps,
+        tokens=run.tokens,
+        wall_s=round(time.time() - started, 3),
+        final_train_loss=final_loss(run),
+        stopped_by_deadline=budget.stopped_by_deadline,
+        task_type=req.task.value,
+        total_steps=run.planned_steps,
+        seed=req.seed,
+    )
+    (req.output / "training.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+    emit("done", **summary.to_json())
+    return summary
+
+
+def _train_text(
+    req: TrainRequest, budget: Budget, examples: list[object], specs: list[RewardSpec]
+) -> tuple[RunState, str]:
+    from .modelio import load_tokenizer, save_text_model
+    from .textcommon import TextTrainContext
+
+    tokenizer = load_tokenizer(req.base_model)
+    ctx = TextTrainContext(
+        task=req.task,
+        base_model=req.base_model,
+        examples=examples,
+        strategy=req.strategy,
+        output=req.output,
+        seed=req.seed,
+        budget=budget,
+        tokenizer=tokenizer,
+        rewards=specs,
+    )
+    if req.task is TaskType.INSTRUCT:
+        from .sft import train_sft
+
+        run = train_sft(ctx)
+    elif req.task is TaskType.DPO:
+        from .dpo import train_dpo
+
+        run = train_dpo(ctx)
+    else:
+        from .grpo import train_grpo
+
+        run = train_grpo(ctx)
+    log(f"training finished after {run.steps} steps; saving")
+    save_text_model(ctx.final_model, req.output / "model", tokenizer)
+    return run, ctx.method
