@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Assertion helpers for the e2e proof tests (sourced by each e2e/proof/test_*.sh).
 # Every test runs with `set -euo pipefail`: the first failed command or assertion fails it.
 set -euo pipefail

@@ -2,6 +2,7 @@
 # (1) A CRD with x-kubernetes-validations (CEL) rules: the API server rejects an object that
 # breaks a rule with the rule's message, enforces a transition rule (oldSelf) on update, and
 # server-side apply reports a field-manager conflict.
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 new_namespace proof-cel
 crd=widgets.e2e.gradients.io

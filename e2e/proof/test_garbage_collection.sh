@@ -3,6 +3,7 @@
 # deleted: a ConfigMap owning a Secret and a ConfigMap (background propagation), and a Job owning
 # its pods (foreground propagation: the Job is held by the foregroundDeletion finalizer until its
 # pods are gone; KWOK's pod-delete stage plays the kubelet's final delete).
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 new_namespace proof-gc
 
@@ -41,7 +42,7 @@ spec:
 running_pods() { [[ "$(kubectl -n "$NS" get pods -l batch.kubernetes.io/job-name=gc-job --field-selector=status.phase=Running -o name | grep -c .)" -eq 2 ]]; }
 wait_until 90 "2 Running pods of job/gc-job" running_pods
 pods="$(kubectl -n "$NS" get pods -l batch.kubernetes.io/job-name=gc-job -o name)"
-assert_eq "Job" "$(kubectl -n "$NS" get ${pods%%$'\n'*} -o jsonpath='{.metadata.ownerReferences[0].kind}')" "pod owner kind"
+assert_eq "Job" "$(kubectl -n "$NS" get "${pods%%$'\n'*}" -o jsonpath='{.metadata.ownerReferences[0].kind}')" "pod owner kind"
 kubectl -n "$NS" delete job gc-job --cascade=foreground --wait=false >/dev/null
 # shellcheck disable=SC2086
 kubectl -n "$NS" wait --for=delete $pods job/gc-job --timeout=90s >/dev/null

@@ -2,6 +2,7 @@
 # (4) `helm install` of a tiny chart (testdata/tiny-chart) against the cluster, waiting for its
 # Deployment (deployment + replicaset controllers, scheduler, KWOK) to become ready, then
 # `helm upgrade` and `helm uninstall`.
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 new_namespace proof-helm
 helm_home="$(mktemp -d)"

@@ -3,6 +3,7 @@
 # nodes with room (and honours the GPU taint), a pod asking for more GPUs than any node has stays
 # Pending with the scheduler's reason, and pods complete: through e2e/finish-pod (exit code and
 # termination message, as a real container) and through the auto-complete label.
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 new_namespace proof-jobs
 finish_pod="$E2E_DIR/finish-pod"
