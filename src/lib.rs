@@ -5,4 +5,6 @@
 
 pub mod api;
 pub mod audit;
+pub mod crdgen;
 pub mod mechanism;
+pub mod workloads;

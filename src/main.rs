@@ -27,6 +27,12 @@ enum Command {
         #[arg(long)]
         expect: Option<PathBuf>,
     },
+    /// Write the CustomResourceDefinitions as YAML, one file per kind, into a folder.
+    Crdgen {
+        /// Output folder; the files are `<plural>.gradients.io.yaml`.
+        #[arg(long, default_value = "crds")]
+        out: PathBuf,
+    },
 }
 
 /// Exit code for input the command cannot use.
@@ -36,6 +42,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Score { input, expect } => score(&input, expect.as_deref()),
+        Command::Crdgen { out } => match gradients::crdgen::write_all(&out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&format!("{}: {e}", out.display()), 1),
+        },
     }
 }
 

@@ -4,13 +4,58 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::mechanism::TaskType;
 
 /// What to fine-tune, on what, for how long, and who competes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+///
+/// As a custom resource (`kubectl get tasks`) the API server enforces the rules below; the
+/// messages name the field so `kubectl apply` says what to fix.
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "gradients.io",
+    version = "v1alpha1",
+    kind = "Task",
+    namespaced,
+    status = "TaskStatus",
+    shortname = "gtask",
+    category = "gradients",
+    doc = "A fine-tuning tournament: one trainer per selected miner, isolated evaluation, scores.",
+    printcolumn(name = "Type", type_ = "string", json_path = ".spec.taskType"),
+    printcolumn(name = "Model", type_ = "string", json_path = ".spec.baseModel.uri", priority = 1),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Miners", type_ = "integer", json_path = ".status.minersSelected"),
+    printcolumn(name = "Trained", type_ = "integer", json_path = ".status.submissionsFinished"),
+    printcolumn(name = "Winner", type_ = "string", json_path = ".status.result.winner"),
+    printcolumn(name = "Message", type_ = "string", json_path = ".status.message", priority = 1),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    selectable = ".status.phase",
+    validation = Rule::new("has(self.spec.hours) != has(self.spec.deadline)")
+        .message("exactly one of spec.hours and spec.deadline must be set")
+        .field_path(".spec"),
+    validation = Rule::new("!has(self.spec.hours) || self.spec.hours > 0.0")
+        .message("spec.hours must be greater than 0")
+        .field_path(".spec.hours"),
+    validation = Rule::new("self.spec.baseModel.paramsB > 0.0")
+        .message("spec.baseModel.paramsB must be greater than 0")
+        .field_path(".spec.baseModel.paramsB"),
+    validation = Rule::new("!has(self.spec.minersPerTask) || self.spec.minersPerTask >= 1")
+        .message("spec.minersPerTask must be at least 1")
+        .field_path(".spec.minersPerTask"),
+    validation = Rule::new("self.spec.taskType == 'Grpo' || !has(self.spec.rewardFunctions) || size(self.spec.rewardFunctions) == 0")
+        .message("spec.rewardFunctions is only allowed when spec.taskType is Grpo")
+        .field_path(".spec.rewardFunctions"),
+    validation = Rule::new("self.spec.taskType != 'Grpo' || (has(self.spec.rewardFunctions) && size(self.spec.rewardFunctions) > 0)")
+        .message("spec.rewardFunctions must list at least one reward function when spec.taskType is Grpo")
+        .field_path(".spec.rewardFunctions"),
+    validation = Rule::new("!has(oldSelf.status) || !has(oldSelf.status.phase) || oldSelf.status.phase == 'Pending' || self.spec == oldSelf.spec")
+        .message("spec is immutable once the task has started (status.phase is past Pending); create a new Task instead")
+        .field_path(".spec"),
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskSpec {
     /// InstructText, Dpo, Grpo or Image.
@@ -28,18 +73,22 @@ pub struct TaskSpec {
     pub miners_per_task: Option<u32>,
     /// Miners defined inline: each runs the project's reference trainer with a named strategy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub miners: Vec<InlineMiner>,
     /// Label selector over `Miner` objects (operator only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = 16))]
     pub miner_selector: Option<BTreeMap<String, String>>,
     /// GPU class to run on, a key of the operator's configured GPU classes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
     pub gpu_class: Option<String>,
     /// Organic (a user's task) or Synthetic (a benchmark). Synthetic tasks never wait for miners.
     #[serde(default)]
     pub origin: Origin,
     /// GRPO only: reward functions as Python source with weights.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
     pub reward_functions: Vec<RewardFunction>,
     /// Also train the `baseline` strategy (AutoTrain's defaults) as an unscored reference.
     #[serde(default = "default_true")]
@@ -58,6 +107,7 @@ fn default_true() -> bool {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BaseModel {
     /// Where the checkpoint is: a local path (relative to the task file) or `file://`, `pvc://`, `s3://` URI.
+    #[schemars(length(min = 1, max = 2048))]
     pub uri: String,
     /// Size in billions of parameters; it sets the task weight and the GPU count.
     pub params_b: f64,
@@ -68,14 +118,17 @@ pub struct BaseModel {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DatasetSpec {
     /// JSONL file (text types) or folder/zip of images with `.txt` captions (Image).
+    #[schemars(length(min = 1, max = 2048))]
     pub uri: String,
     /// Column mapping: instruct `instruction`, `input`, `output`, `system`, `format`,
     /// `noInputFormat`; DPO `prompt`, `chosen`, `rejected`, `system`; GRPO `prompt`, `extra`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
     pub columns: BTreeMap<String, String>,
     /// An optional synthetic evaluation set (same format). Without it the split holds out
     /// rows that are in neither train nor test.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
     pub synthetic_uri: Option<String>,
 }
 
@@ -83,9 +136,11 @@ pub struct DatasetSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InlineMiner {
-    /// Miner id, as it appears on the leaderboard.
+    /// Miner id, as it appears on the leaderboard (a DNS label: it names Kubernetes objects).
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(min = 1, max = 40))]
     pub name: String,
     /// Strategy of the reference trainer (`python -m gradients_trainer strategies` lists them).
+    #[schemars(length(min = 1, max = 128))]
     pub strategy: String,
 }
 
@@ -101,7 +156,134 @@ pub enum Origin {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RewardFunction {
+    #[schemars(length(min = 1, max = 128))]
     pub name: String,
+    #[schemars(length(max = 65536))]
     pub source: String,
     pub weight: f64,
+}
+
+/// Where a task is in its lifecycle.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub enum TaskPhase {
+    /// Accepted, nothing started yet: the spec may still change.
+    #[default]
+    Pending,
+    /// The dataset-preparation Job is splitting the data.
+    Preparing,
+    /// Too few miners are enabled: waiting to retry with an extended allocation.
+    WaitingForMiners,
+    /// One trainer Job per selected miner is running.
+    Training,
+    /// The isolated evaluation Jobs are running.
+    Evaluating,
+    Succeeded,
+    Failed,
+}
+
+impl TaskPhase {
+    pub const ALL: [TaskPhase; 7] = [
+        TaskPhase::Pending,
+        TaskPhase::Preparing,
+        TaskPhase::WaitingForMiners,
+        TaskPhase::Training,
+        TaskPhase::Evaluating,
+        TaskPhase::Succeeded,
+        TaskPhase::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskPhase::Pending => "Pending",
+            TaskPhase::Preparing => "Preparing",
+            TaskPhase::WaitingForMiners => "WaitingForMiners",
+            TaskPhase::Training => "Training",
+            TaskPhase::Evaluating => "Evaluating",
+            TaskPhase::Succeeded => "Succeeded",
+            TaskPhase::Failed => "Failed",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, TaskPhase::Succeeded | TaskPhase::Failed)
+    }
+}
+
+/// What the operator has observed and decided about a task. Every field is derived from the
+/// cluster or fixed once at a transition, so re-reconciling writes the same status.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskStatus {
+    #[serde(default)]
+    pub phase: TaskPhase,
+    /// One line for humans: what the task is doing or why it stopped.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Prepared`, `Staffed`, `Trained`, `Evaluated`, `Succeeded`, one entry per type.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// Miners drawn for this task, in the order they were drawn. Fixed once drawn.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub selected_miners: Vec<String>,
+    #[serde(default)]
+    pub miners_selected: u32,
+    /// Submissions whose trainer has finished (succeeded or failed).
+    #[serde(default)]
+    pub submissions_finished: u32,
+    /// Hours each miner gets, after any extension for delays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocated_hours: Option<f64>,
+    /// How many times the task waited for miners.
+    #[serde(default)]
+    pub delays: u32,
+    /// When a task that waits for miners tries again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<DateTime<Utc>>,
+    /// When training started and when every trainer must have finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training_started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training_deadline: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<TaskResult>,
+}
+
+/// The outcome in a few numbers; the per-submission detail lives in the `Evaluation`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskResult {
+    /// The first-ranked miner; absent when no submission was valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub winner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_weighted_loss: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_test_loss: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_synth_loss: Option<f64>,
+    pub ranked: u32,
+    pub failed: u32,
+    /// Name of the `Evaluation` that holds every result.
+    pub evaluation: String,
+}
+
+impl Task {
+    /// The seed of the split, the miner draw and the trainers: `spec.seed`, or one derived
+    /// from the object's uid so that a re-created task draws afresh.
+    pub fn seed(&self) -> u64 {
+        use sha2::{Digest, Sha256};
+        self.spec.seed.unwrap_or_else(|| {
+            let uid = self.metadata.uid.as_deref().unwrap_or_default();
+            let digest = Sha256::digest(uid.as_bytes());
+            u64::from_le_bytes(digest[..8].try_into().unwrap_or([0; 8]))
+        })
+    }
+
+    pub fn phase(&self) -> TaskPhase {
+        self.status.as_ref().map(|s| s.phase).unwrap_or_default()
+    }
 }

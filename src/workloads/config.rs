@@ -1,0 +1,121 @@
+//! What the workload builders need from the installation: images, GPU classes, artifact
+//! storage, queues. Read from the operator's config file (the chart renders it from values).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Toleration;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkloadConfig {
+    /// Image of this operator: it runs the dataset-preparation command.
+    pub operator_image: String,
+    /// The project's reference trainer, for miners that bring no image.
+    pub trainer_image: String,
+    /// The project's evaluator: the only code whose output is trusted.
+    pub evaluator_image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<String>,
+    /// GPU classes by name; a task picks one with `spec.gpuClass`.
+    pub gpu_classes: BTreeMap<String, GpuClass>,
+    /// The class used when a task names none.
+    pub default_gpu_class: String,
+    /// Where data and models live: `pvc://CLAIM` (mounted at /artifacts) or a URI prefix
+    /// (`s3://bucket/prefix`) the trainer and evaluator resolve themselves.
+    pub artifacts: String,
+    /// Kueue LocalQueue for trainer and evaluation Jobs; without it Jobs are not queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kueue_queue: Option<String>,
+    /// Scheduling of the CPU-only preparation Job.
+    #[serde(default)]
+    pub prepare: CpuPlacement,
+    /// Limit for one evaluation Job.
+    #[serde(default = "default_evaluation_hours")]
+    pub evaluation_hours: f64,
+}
+
+fn default_evaluation_hours() -> f64 {
+    4.0
+}
+
+/// A kind of GPU node: how to land on it and what a pod may use per GPU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GpuClass {
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default)]
+    pub tolerations: Vec<Toleration>,
+    /// Extended resource name of the GPU.
+    #[serde(default = "default_gpu_resource")]
+    pub resource: String,
+    /// CPU and memory per GPU, as Kubernetes quantities.
+    #[serde(default = "default_cpu_per_gpu")]
+    pub cpu_per_gpu: String,
+    #[serde(default = "default_memory_per_gpu")]
+    pub memory_per_gpu: String,
+}
+
+fn default_gpu_resource() -> String {
+    "nvidia.com/gpu".to_string()
+}
+fn default_cpu_per_gpu() -> String {
+    "8".to_string()
+}
+fn default_memory_per_gpu() -> String {
+    "64Gi".to_string()
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CpuPlacement {
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default)]
+    pub tolerations: Vec<Toleration>,
+}
+
+/// Where artifacts live, parsed from [`WorkloadConfig::artifacts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArtifactStore {
+    /// A PersistentVolumeClaim mounted at [`ARTIFACTS_MOUNT`] in every workload.
+    Claim(String),
+    /// A URI prefix passed through to the workloads.
+    Prefix(String),
+}
+
+pub const ARTIFACTS_MOUNT: &str = "/artifacts";
+
+impl ArtifactStore {
+    pub fn parse(text: &str) -> ArtifactStore {
+        match text.strip_prefix("pvc://") {
+            Some(claim) => ArtifactStore::Claim(claim.trim_end_matches('/').to_string()),
+            None => ArtifactStore::Prefix(text.trim_end_matches('/').to_string()),
+        }
+    }
+
+    /// The URI of a path below the store, as the workloads see it.
+    pub fn uri(&self, path: &str) -> String {
+        match self {
+            ArtifactStore::Claim(_) => format!("file://{ARTIFACTS_MOUNT}/{path}"),
+            ArtifactStore::Prefix(prefix) => format!("{prefix}/{path}"),
+        }
+    }
+}
+
+impl WorkloadConfig {
+    pub fn artifact_store(&self) -> ArtifactStore {
+        ArtifactStore::parse(&self.artifacts)
+    }
+
+    /// Where a task's prepared data goes.
+    pub fn data_uri(&self, namespace: &str, task: &str) -> String {
+        self.artifact_store().uri(&format!("{namespace}/{task}/data"))
+    }
+
+    /// Where a miner's model for a task goes.
+    pub fn model_uri(&self, namespace: &str, task: &str, miner: &str) -> String {
+        self.artifact_store().uri(&format!("{namespace}/{task}/models/{miner}"))
+    }
+}

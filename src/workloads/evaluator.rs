@@ -1,0 +1,106 @@
+//! The evaluation Job of one submission: the project's evaluator, isolated from the network
+//! and the API, reporting only through its container's termination message.
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::{BuildError, WorkloadConfig, labels};
+use crate::api::Evaluation;
+use crate::api::evaluation::EvaluatedSubmission;
+
+pub const EVALUATOR_CONTAINER: &str = "evaluator";
+/// Where the evaluator writes its JSON; the kubelet copies it into the pod status.
+pub const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
+pub const EVALUATE_COMMAND: [&str; 4] = ["python", "-m", "gradients_trainer", "evaluate"];
+
+pub fn job_name(evaluation: &str, miner: &str) -> String {
+    super::child_name(&[evaluation, "eval", miner])
+}
+
+/// The Job that evaluates `submission`. Its pods carry the evaluator role label, which the
+/// deny-all NetworkPolicy selects; the root filesystem is read-only with an emptyDir for
+/// scratch; the termination message policy is `File`, never the logs, which the model under
+/// test could influence.
+pub fn evaluation_job(
+    evaluation: &Evaluation,
+    submission: &EvaluatedSubmission,
+    config: &WorkloadConfig,
+) -> Result<Job, BuildError> {
+    let (namespace, name, owner) = super::owner(evaluation)?;
+    let spec = &evaluation.spec;
+    let class = config.gpu_classes.get(&spec.gpu_class).ok_or_else(|| {
+        BuildError::UnknownGpuClass(
+            spec.gpu_class.clone(),
+            config.gpu_classes.keys().cloned().collect::<Vec<_>>().join(", "),
+        )
+    })?;
+    let args = vec![
+        "--task-type".to_string(),
+        spec.task_type.to_string(),
+        "--base-model".to_string(),
+        spec.base_model_uri.clone(),
+        "--data".to_string(),
+        spec.data_uri.clone(),
+        "--model".to_string(),
+        submission.artifact_uri.clone(),
+        "--termination-message-path".to_string(),
+        TERMINATION_MESSAGE_PATH.to_string(),
+    ];
+    let mut pod_labels = super::base_labels(labels::ROLE_EVALUATOR, &spec.task);
+    pod_labels.insert(labels::MINER.to_string(), super::label_value(&submission.miner));
+    pod_labels.insert(labels::EVALUATION.to_string(), super::label_value(&name));
+    let mut job_labels = pod_labels.clone();
+    if let Some(queue) = &config.kueue_queue {
+        job_labels.insert(labels::KUEUE_QUEUE.to_string(), queue.clone());
+    }
+    let (scratch, scratch_mount) = super::scratch_volume("100Gi");
+    let mut volumes = vec![scratch];
+    let mut mounts = vec![scratch_mount];
+    if let Some((volume, mount)) = super::artifact_volume(config, true) {
+        volumes.push(volume);
+        mounts.push(mount);
+    }
+    let gpus = super::gpus::evaluation_gpus(spec.task_type, spec.base_model_params_b);
+    Ok(Job {
+        metadata: super::metadata(job_name(&name, &submission.miner), namespace, owner, job_labels),
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            active_deadline_seconds: Some(super::deadline_seconds(config.evaluation_hours)),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(pod_labels), ..ObjectMeta::default() }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".to_string()),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    security_context: Some(super::restricted_pod_security()),
+                    node_selector: (!class.node_selector.is_empty()).then(|| class.node_selector.clone()),
+                    tolerations: (!class.tolerations.is_empty()).then(|| class.tolerations.clone()),
+                    containers: vec![Container {
+                        name: EVALUATOR_CONTAINER.to_string(),
+                        image: Some(config.evaluator_image.clone()),
+                        image_pull_policy: config.image_pull_policy.clone(),
+                        command: Some(EVALUATE_COMMAND.map(String::from).to_vec()),
+                        args: Some(args),
+                        env: Some(super::env(&[
+                            ("HOME", "/tmp".to_string()),
+                            ("HF_HUB_OFFLINE", "1".to_string()),
+                            ("GRADIENTS_TASK", spec.task.clone()),
+                            ("GRADIENTS_MINER", submission.miner.clone()),
+                        ])),
+                        resources: Some(super::gpu_resources(class, gpus)),
+                        security_context: Some(super::restricted_container_security(true)),
+                        termination_message_path: Some(TERMINATION_MESSAGE_PATH.to_string()),
+                        termination_message_policy: Some("File".to_string()),
+                        volume_mounts: Some(mounts),
+                        ..Container::default()
+                    }],
+                    volumes: Some(volumes),
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        status: None,
+    })
+}
