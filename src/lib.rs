@@ -7,4 +7,5 @@ pub mod api;
 pub mod audit;
 pub mod crdgen;
 pub mod mechanism;
+pub mod tournament;
 pub mod workloads;

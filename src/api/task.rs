@@ -93,6 +93,9 @@ pub struct TaskSpec {
     /// Also train the `baseline` strategy (AutoTrain's defaults) as an unscored reference.
     #[serde(default = "default_true")]
     pub baseline: bool,
+    /// Also evaluate the untrained base model as an unscored reference row.
+    #[serde(default = "default_true")]
+    pub evaluate_base: bool,
     /// Seed of the split, the time allocation and the miner draw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,

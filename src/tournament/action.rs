@@ -1,0 +1,45 @@
+//! What [`super::decide`] asks the executor to do.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::observe::WorkloadId;
+use super::state::TaskState;
+use crate::mechanism::records::TaskRecord;
+
+/// An instruction to the executor. Every action is idempotent for an executor that keys
+/// workloads by id: it may be repeated on the next call until the observation reflects it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "camelCase")]
+pub enum Action {
+    /// Split the dataset into train/test/synthetic with the mechanism's seeded split.
+    PrepareDataset { id: WorkloadId, seed: u64 },
+    /// Train `entrant` with `strategy` for `hours` from the moment it starts, never past `deadline`.
+    StartTraining {
+        id: WorkloadId,
+        entrant: String,
+        strategy: Option<String>,
+        hours: f64,
+        deadline: Option<DateTime<Utc>>,
+    },
+    /// Evaluate the model that training `submission` produced; `None`: the untrained base model.
+    StartEvaluation { id: WorkloadId, entrant: String, submission: Option<WorkloadId> },
+    /// Stop a workload (kill its process group / delete its Job).
+    StopWorkload { id: WorkloadId, reason: String },
+    /// Store this record in the leaderboard store (replacing any record with the same task id).
+    RecordResults { record: TaskRecord },
+    /// Recompute the leaderboard from the store and publish the weights.
+    EmitWeights,
+    /// Tell the user (a Kubernetes Event, a line on stderr).
+    Notify { reason: String, message: String },
+}
+
+/// The next state, what to do, and when to look again at the latest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub state: TaskState,
+    pub actions: Vec<Action>,
+    /// The earliest instant a deadline, timeout or delay in this state falls due; call
+    /// `decide` again then even if nothing else changed.
+    pub wake_at: Option<DateTime<Utc>>,
+}

@@ -1,0 +1,168 @@
+//! The state of one task's lifecycle: what the operator keeps in the Task's status and the
+//! local executor in `RUN/state.json`. Bounded by the number of entrants.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::observe::{DatasetFacts, WorkKind, WorkOutput, WorkloadId};
+
+/// Where the task is in its lifecycle.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    #[default]
+    Pending,
+    Preparing,
+    Selecting,
+    /// Too few miners: waiting until `retry_at` with an extended allocation.
+    Delayed,
+    Training,
+    Evaluating,
+    Recording,
+    Succeeded,
+    Failed,
+}
+
+impl Phase {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Failed)
+    }
+}
+
+/// Who an entrant is. Only miners are scored; the others are reference rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Role {
+    Miner,
+    /// The `baseline` strategy (AutoTrain's defaults), trained under the same deadline.
+    Baseline,
+    /// The untrained base model, evaluated only.
+    BaseModel,
+}
+
+/// The progress of one workload (an entrant's training or evaluation, or the preparation).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "camelCase")]
+pub enum Work {
+    /// Not asked for yet.
+    #[default]
+    Waiting,
+    /// Will not run (the base model is not trained; a failed training is not evaluated).
+    NotNeeded {
+        reason: String,
+    },
+    /// Asked for; the executor has not reported it yet.
+    Requested {
+        attempt: u32,
+        requested_at: DateTime<Utc>,
+    },
+    /// The executor reports it pending or running.
+    Active {
+        attempt: u32,
+        requested_at: DateTime<Utc>,
+        started_at: Option<DateTime<Utc>>,
+    },
+    Succeeded {
+        attempt: u32,
+        started_at: DateTime<Utc>,
+        finished_at: DateTime<Utc>,
+        output: WorkOutput,
+    },
+    Failed {
+        attempt: u32,
+        finished_at: DateTime<Utc>,
+        reason: String,
+        log_tail: String,
+    },
+}
+
+impl Work {
+    /// Finished for good, one way or another.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Work::NotNeeded { .. } | Work::Succeeded { .. } | Work::Failed { .. })
+    }
+
+    /// The attempt in flight or last made (0 before the first).
+    pub fn attempt(&self) -> u32 {
+        match self {
+            Work::Waiting | Work::NotNeeded { .. } => 0,
+            Work::Requested { attempt, .. }
+            | Work::Active { attempt, .. }
+            | Work::Succeeded { attempt, .. }
+            | Work::Failed { attempt, .. } => *attempt,
+        }
+    }
+
+    pub fn output(&self) -> Option<&WorkOutput> {
+        match self {
+            Work::Succeeded { output, .. } => Some(output),
+            _ => None,
+        }
+    }
+
+    pub fn failure(&self) -> Option<&str> {
+        match self {
+            Work::Failed { reason, .. } | Work::NotNeeded { reason } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+/// A miner or reference that trains and/or is evaluated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entrant {
+    pub name: String,
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+    pub training: Work,
+    pub evaluation: Work,
+}
+
+impl Entrant {
+    pub fn new(name: &str, role: Role, strategy: Option<String>) -> Self {
+        let training = match role {
+            Role::BaseModel => Work::NotNeeded { reason: "the untrained base model is a reference".into() },
+            Role::Miner | Role::Baseline => Work::Waiting,
+        };
+        Self { name: name.to_string(), role, strategy, training, evaluation: Work::Waiting }
+    }
+
+    /// The id of the current attempt of this entrant's workload of `kind`.
+    pub fn workload_id(&self, kind: WorkKind) -> WorkloadId {
+        let work = if kind == WorkKind::Train { &self.training } else { &self.evaluation };
+        WorkloadId::new(kind, &self.name, work.attempt().max(1))
+    }
+}
+
+/// The whole lifecycle state of one task.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskState {
+    pub phase: Phase,
+    /// Why the task is delayed or failed, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Hours each training gets, after any delay extensions. Set when preparation is done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hours: Option<f64>,
+    #[serde(default)]
+    pub delays: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub prepare: Work,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetFacts>,
+    #[serde(default)]
+    pub entrants: Vec<Entrant>,
+    /// When scoring happened: the record's `finished_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl TaskState {
+    pub fn entrant(&self, name: &str) -> Option<&Entrant> {
+        self.entrants.iter().find(|e| e.name == name)
+    }
+}
