@@ -7,5 +7,6 @@ pub mod api;
 pub mod audit;
 pub mod crdgen;
 pub mod mechanism;
+pub mod operator;
 pub mod tournament;
 pub mod workloads;

@@ -27,6 +27,32 @@ enum Command {
         #[arg(long)]
         expect: Option<PathBuf>,
     },
+    /// Run the controllers (in a cluster, or from outside one with KUBECONFIG).
+    Operator {
+        /// Workload configuration: images, GPU classes, artifact storage (YAML).
+        #[arg(long, env = "GRADIENTS_CONFIG", default_value = "/etc/gradients/config.yaml")]
+        config: PathBuf,
+        /// Address of /live, /ready and /metrics.
+        #[arg(long, env = "GRADIENTS_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
+        http_address: std::net::SocketAddr,
+        /// This replica's identity in the leader Lease (the pod name in a cluster).
+        #[arg(long, env = "POD_NAME")]
+        identity: Option<String>,
+        /// Namespace of the leader Lease (the operator's own namespace in a cluster).
+        #[arg(long, env = "POD_NAMESPACE", default_value = "gradients-system")]
+        lease_namespace: String,
+        #[arg(long, env = "GRADIENTS_LEASE_NAME", default_value = "gradients-operator")]
+        lease_name: String,
+        /// Also write the weights to this file.
+        #[arg(long, env = "GRADIENTS_WEIGHTS_FILE")]
+        weights_file: Option<PathBuf>,
+        /// Act as this user, e.g. system:serviceaccount:gradients-system:gradients (tests RBAC).
+        #[arg(long = "as", env = "GRADIENTS_IMPERSONATE")]
+        impersonate: Option<String>,
+        /// Reconciles that may run at once, per controller.
+        #[arg(long, env = "GRADIENTS_CONCURRENCY", default_value_t = 4)]
+        concurrency: u16,
+    },
     /// Write the CustomResourceDefinitions as YAML, one file per kind, into a folder.
     Crdgen {
         /// Output folder; the files are `<plural>.gradients.io.yaml`.
@@ -42,11 +68,56 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Score { input, expect } => score(&input, expect.as_deref()),
+        Command::Operator {
+            config,
+            http_address,
+            identity,
+            lease_namespace,
+            lease_name,
+            weights_file,
+            impersonate,
+            concurrency,
+        } => {
+            let identity = identity.unwrap_or_else(default_identity);
+            let settings = gradients::operator::Settings {
+                config,
+                http_address,
+                identity,
+                lease_namespace,
+                lease_name,
+                weights_file,
+                impersonate,
+                concurrency,
+            };
+            operator(settings)
+        }
         Command::Crdgen { out } => match gradients::crdgen::write_all(&out) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&format!("{}: {e}", out.display()), 1),
         },
     }
+}
+
+fn operator(settings: gradients::operator::Settings) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into()),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}"), 1),
+    };
+    match runtime.block_on(gradients::operator::run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("{e:#}"), 1),
+    }
+}
+
+/// Host name plus process id: unique enough for a Lease holder outside a cluster.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "gradients".into());
+    format!("{}-{}", host.trim(), std::process::id())
 }
 
 fn score(input: &std::path::Path, expect: Option<&std::path::Path>) -> ExitCode {

@@ -95,10 +95,11 @@ impl ArtifactStore {
         }
     }
 
-    /// The URI of a path below the store, as the workloads see it.
+    /// Where a path below the store is, as the workloads see it: a file path on the claim
+    /// (the reference trainer and evaluator take paths), or a URI below the prefix.
     pub fn uri(&self, path: &str) -> String {
         match self {
-            ArtifactStore::Claim(_) => format!("file://{ARTIFACTS_MOUNT}/{path}"),
+            ArtifactStore::Claim(_) => format!("{ARTIFACTS_MOUNT}/{path}"),
             ArtifactStore::Prefix(prefix) => format!("{prefix}/{path}"),
         }
     }

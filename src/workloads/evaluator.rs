@@ -35,18 +35,24 @@ pub fn evaluation_job(
             config.gpu_classes.keys().cloned().collect::<Vec<_>>().join(", "),
         )
     })?;
-    let args = vec![
+    let mut args = vec![
         "--task-type".to_string(),
-        spec.task_type.to_string(),
+        super::cli_task_type(spec.task_type).to_string(),
         "--base-model".to_string(),
         spec.base_model_uri.clone(),
-        "--data".to_string(),
-        spec.data_uri.clone(),
-        "--model".to_string(),
+        "--submission".to_string(),
         submission.artifact_uri.clone(),
+        "--test-data".to_string(),
+        super::split_path(&spec.data_uri, "test", spec.task_type),
+        "--synth-data".to_string(),
+        super::split_path(&spec.data_uri, "synth", spec.task_type),
         "--termination-message-path".to_string(),
         TERMINATION_MESSAGE_PATH.to_string(),
     ];
+    if spec.task_type == crate::mechanism::TaskType::Grpo {
+        args.push("--reward-functions".to_string());
+        args.push(format!("{}/{}", spec.data_uri, super::REWARD_FUNCTIONS_FILE));
+    }
     let mut pod_labels = super::base_labels(labels::ROLE_EVALUATOR, &spec.task);
     pod_labels.insert(labels::MINER.to_string(), super::label_value(&submission.miner));
     pod_labels.insert(labels::EVALUATION.to_string(), super::label_value(&name));

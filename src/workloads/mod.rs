@@ -22,6 +22,9 @@ use sha2::{Digest, Sha256};
 
 pub use config::{ArtifactStore, GpuClass, WorkloadConfig};
 
+/// File of a prepared GRPO dataset that holds the reward functions.
+pub const REWARD_FUNCTIONS_FILE: &str = "reward_functions.json";
+
 /// Labels every workload carries; selectors and the NetworkPolicy rely on them.
 pub mod labels {
     pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -203,6 +206,23 @@ pub(crate) fn env(pairs: &[(&str, String)]) -> Vec<k8s_openapi::api::core::v1::E
             ..Default::default()
         })
         .collect()
+}
+
+/// The task type as the trainer image's CLI spells it (`trainer-image/.../contract.py`).
+pub fn cli_task_type(task_type: crate::mechanism::TaskType) -> &'static str {
+    use crate::mechanism::TaskType;
+    match task_type {
+        TaskType::InstructText => "instruct",
+        TaskType::Dpo => "dpo",
+        TaskType::Grpo => "grpo",
+        TaskType::Image => "image",
+    }
+}
+
+/// One split of a prepared dataset: `train`, `test` or `synth`; JSONL for text, a folder of
+/// images with captions for image tasks.
+pub fn split_path(data: &str, split: &str, task_type: crate::mechanism::TaskType) -> String {
+    if task_type.is_text() { format!("{data}/{split}.jsonl") } else { format!("{data}/{split}") }
 }
 
 /// Hours as whole seconds for `activeDeadlineSeconds`, at least one.

@@ -19,7 +19,7 @@ pub fn prepare_job(task: &Task, config: &WorkloadConfig) -> Result<Job, BuildErr
     let mut args = vec![
         "prepare".to_string(),
         "--task-type".to_string(),
-        spec.task_type.to_string(),
+        super::cli_task_type(spec.task_type).to_string(),
         "--dataset".to_string(),
         spec.dataset.uri.clone(),
         "--output".to_string(),
@@ -30,6 +30,11 @@ pub fn prepare_job(task: &Task, config: &WorkloadConfig) -> Result<Job, BuildErr
     if !spec.dataset.columns.is_empty() {
         args.push("--columns".to_string());
         args.push(serde_json::to_string(&spec.dataset.columns).unwrap_or_default());
+    }
+    if !spec.reward_functions.is_empty() {
+        // Written next to the splits as `reward_functions.json` for trainers and evaluators.
+        args.push("--reward-functions".to_string());
+        args.push(serde_json::to_string(&spec.reward_functions).unwrap_or_default());
     }
     if let Some(synthetic) = &spec.dataset.synthetic_uri {
         args.push("--synthetic".to_string());

@@ -28,11 +28,11 @@ pub fn trainer_job(submission: &MinerSubmission, config: &WorkloadConfig) -> Res
     })?;
     let mut args = vec![
         "--task-type".to_string(),
-        spec.task_type.to_string(),
+        super::cli_task_type(spec.task_type).to_string(),
         "--base-model".to_string(),
         spec.base_model_uri.clone(),
-        "--data".to_string(),
-        spec.data_uri.clone(),
+        "--train-data".to_string(),
+        super::split_path(&spec.data_uri, "train", spec.task_type),
         "--output".to_string(),
         spec.artifact_uri.clone(),
         "--hours".to_string(),
@@ -40,6 +40,10 @@ pub fn trainer_job(submission: &MinerSubmission, config: &WorkloadConfig) -> Res
         "--seed".to_string(),
         spec.seed.to_string(),
     ];
+    if spec.task_type == crate::mechanism::TaskType::Grpo {
+        args.push("--reward-functions".to_string());
+        args.push(format!("{}/{}", spec.data_uri, super::REWARD_FUNCTIONS_FILE));
+    }
     if let Some(strategy) = &spec.strategy {
         args.push("--strategy".to_string());
         args.push(strategy.clone());

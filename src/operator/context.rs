@@ -1,0 +1,151 @@
+//! What every reconciler gets: the client, the installation's configuration, metrics, the
+//! Event recorder, and the per-object backoff. Also the few I/O helpers they share.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kube::api::{Patch, PatchParams};
+use kube::core::NamespaceResourceScope;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::error::{Error, Result};
+use super::metrics::Metrics;
+use crate::mechanism::MechanismConfig;
+use crate::workloads::WorkloadConfig;
+
+/// The field manager of every server-side apply this operator makes.
+pub const FIELD_MANAGER: &str = "gradients-operator";
+
+pub struct Context {
+    pub client: Client,
+    pub workloads: WorkloadConfig,
+    pub mechanism: MechanismConfig,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+    /// File sink for weights, when configured.
+    pub weights_file: Option<PathBuf>,
+    backoff: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        workloads: WorkloadConfig,
+        metrics: Metrics,
+        identity: &str,
+        weights_file: Option<PathBuf>,
+    ) -> Arc<Self> {
+        let reporter = Reporter { controller: FIELD_MANAGER.to_string(), instance: Some(identity.to_string()) };
+        Arc::new(Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            workloads,
+            mechanism: MechanismConfig::default(),
+            metrics,
+            weights_file,
+            backoff: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Runs one reconcile with its metrics, and resets the object's backoff on success.
+    pub async fn instrumented<F>(&self, controller: &'static str, key: String, reconcile: F) -> Result<Action>
+    where
+        F: std::future::Future<Output = Result<Action>>,
+    {
+        let started = Instant::now();
+        self.metrics.reconciles.with_label_values(&[controller]).inc();
+        let result = reconcile.await;
+        self.metrics.durations.with_label_values(&[controller]).observe(started.elapsed().as_secs_f64());
+        if result.is_ok() {
+            self.backoff.lock().map(|mut b| b.remove(&key)).ok();
+        }
+        result
+    }
+
+    /// Exponential per-object backoff, 2 s doubling up to 5 min, reset by the next success.
+    pub fn error_policy(&self, controller: &'static str, key: String, error: &Error) -> Action {
+        self.metrics.errors.with_label_values(&[controller, error.category()]).inc();
+        let failures = self
+            .backoff
+            .lock()
+            .map(|mut b| {
+                let n = b.entry(key.clone()).or_insert(0);
+                *n = n.saturating_add(1);
+                *n
+            })
+            .unwrap_or(1);
+        let delay = Duration::from_secs(2u64.saturating_pow(failures.min(9)).min(300));
+        tracing::warn!(controller, object = %key, category = error.category(), %error, retry_in = ?delay, "reconcile failed");
+        Action::requeue(delay)
+    }
+
+    /// Publishes an Event about `object` (failures to publish are logged, never fatal).
+    pub async fn event<K: Resource<DynamicType = ()>>(&self, object: &K, warning: bool, reason: &str, note: String) {
+        let event = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.to_string(),
+            note: Some(note),
+            action: "Reconcile".to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "cannot publish event");
+        }
+    }
+}
+
+/// The key the backoff is tracked under.
+pub fn object_key<K: Resource>(object: &K) -> String {
+    format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any())
+}
+
+/// Server-side applies `object` (forcing ownership of the fields it sets, as controllers should).
+pub async fn apply<K>(client: &Client, object: &K) -> Result<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + Debug,
+{
+    let namespace =
+        object.meta().namespace.clone().ok_or_else(|| Error::InvalidObject("object without namespace".into()))?;
+    let name = object.meta().name.clone().ok_or_else(|| Error::InvalidObject("object without name".into()))?;
+    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
+    Ok(api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object)).await?)
+}
+
+/// Creates `object` by server-side apply unless it exists. For children whose spec is
+/// immutable once created (Jobs, MinerSubmissions, Evaluations): re-applying a spec that a
+/// newer configuration would build differently must not fail the reconcile forever.
+pub async fn ensure<K>(client: &Client, object: &K) -> Result<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + Debug,
+{
+    let namespace = object.meta().namespace.clone().unwrap_or_default();
+    let name = object.meta().name.clone().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
+    match api.get_opt(&name).await? {
+        Some(existing) => Ok(existing),
+        None => apply(client, object).await,
+    }
+}
+
+/// Server-side applies the status of a custom resource.
+pub async fn apply_status<K, S>(client: &Client, object: &K, status: &S) -> Result<()>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+    S: Serialize,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &object.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(&object.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! The Leaderboard controller: recomputes the standings from the complete Evaluations of its
+//! namespace whenever one changes (and hourly, as windows roll), pushes changed weights to
+//! the sinks, and copies each miner's standing into its `Miner` status for selection.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use kube::api::ListParams;
+use kube::core::DeserializeGuard;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+
+use super::context::{Context, apply_status, object_key};
+use super::error::Result;
+use super::results;
+use super::sink::{self, Weights};
+use crate::api::conditions::{self, Observed};
+use crate::api::leaderboard::{LeaderboardStatus, Standing, WeightPush};
+use crate::api::{Evaluation, Leaderboard, Miner, MinerStatus};
+use crate::mechanism::records::TaskRecord;
+use crate::mechanism::{MechanismConfig, leaderboard, scoring};
+
+const NAME: &str = "leaderboard";
+/// Windows roll with the clock: recompute at least this often.
+const RESYNC: Duration = Duration::from_secs(3600);
+
+pub fn controller(ctx: Arc<Context>, shutdown: super::Stop) -> BoxFuture<'static, ()> {
+    let client = ctx.client.clone();
+    // Any change to any Evaluation re-runs every leaderboard: there are few, and each reads
+    // its own namespace only.
+    let evaluations_changed =
+        watcher(Api::<PartialObjectMeta<Evaluation>>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .touched_objects()
+            .filter_map(|event| futures::future::ready(event.ok().map(|_| ())));
+    Controller::new(Api::<DeserializeGuard<Leaderboard>>::all(client), watcher::Config::default())
+        .reconcile_all_on(evaluations_changed)
+        .with_config(controller::Config::default().concurrency(1).debounce(Duration::from_secs(1)))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object_key(object.as_ref()), error), ctx)
+        .for_each(|_| futures::future::ready(()))
+        .boxed()
+}
+
+async fn reconcile(guarded: Arc<DeserializeGuard<Leaderboard>>, ctx: Arc<Context>) -> Result<Action> {
+    let key = object_key(guarded.as_ref());
+    ctx.instrumented(NAME, key, reconcile_leaderboard(guarded, ctx.clone())).await
+}
+
+async fn reconcile_leaderboard(guarded: Arc<DeserializeGuard<Leaderboard>>, ctx: Arc<Context>) -> Result<Action> {
+    let cached = match &guarded.0 {
+        Ok(board) => board,
+        Err(invalid) => {
+            ctx.event(guarded.as_ref(), true, "InvalidObject", invalid.error.clone()).await;
+            return Ok(Action::await_change());
+        }
+    };
+    let namespace = cached.namespace().unwrap_or_default();
+    let api = Api::<Leaderboard>::namespaced(ctx.client.clone(), &namespace);
+    let Some(board) = api.get_opt(&cached.name_any()).await? else { return Ok(Action::await_change()) };
+    let evaluations = Api::<DeserializeGuard<Evaluation>>::namespaced(ctx.client.clone(), &namespace)
+        .list(&ListParams::default())
+        .await?;
+    let records: Vec<TaskRecord> =
+        evaluations.items.into_iter().filter_map(|e| e.0.ok()).filter_map(|e| results::complete_record(&e)).collect();
+    let now = Utc::now();
+    let previous = board.status.clone().unwrap_or_default();
+    let mut status = standings(&ctx.mechanism, &records, now, &previous, board.metadata.generation);
+
+    let weights =
+        Weights { at: now, weights: status.standings.iter().map(|s| (s.miner.clone(), s.weight_u16)).collect() };
+    let digest = weights.digest();
+    let unchanged = previous.last_weight_push.as_ref().is_some_and(|p| p.digest == digest);
+    if !weights.weights.is_empty() && !unchanged {
+        let mut sinks = vec![sink::to_config_map(&ctx.client, &board, &weights).await?];
+        if let Some(path) = &ctx.weights_file {
+            sinks.push(sink::to_file(path, &weights)?);
+        }
+        status.last_weight_push = Some(WeightPush { at: now, digest, sinks });
+        ctx.event(&board, false, "WeightsPushed", format!("weights of {} miners pushed", weights.weights.len())).await;
+    }
+    let pushed = Observed::new("WeightsPushed", Some(status.last_weight_push.is_some()), "Pushed", "");
+    let computed = Observed::new("Computed", Some(true), "Computed", format!("{} tasks in the window", status.tasks));
+    status.conditions = conditions::merge(&previous.conditions, &[computed, pushed], board.metadata.generation, now);
+    if status != previous {
+        apply_status(&ctx.client, &board, &status).await?;
+    }
+    update_miners(&ctx, &namespace, &status.standings).await?;
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Pure: the standings at `now` from the records, keeping the last push.
+pub fn standings(
+    mechanism: &MechanismConfig,
+    records: &[TaskRecord],
+    now: DateTime<Utc>,
+    previous: &LeaderboardStatus,
+    generation: Option<i64>,
+) -> LeaderboardStatus {
+    let board = leaderboard::compute(mechanism, now, records);
+    let today = scoring::average_score_today(mechanism, records, now);
+    let horizon = chrono::Duration::days(i64::from(mechanism.horizon_days()));
+    let in_window = records.iter().filter(|r| r.finished_at <= now && now - r.finished_at <= horizon).count();
+    let standings: Vec<Standing> = board
+        .miners
+        .iter()
+        .map(|m| Standing {
+            miner: m.miner.clone(),
+            quality: m.quality,
+            weight: m.weight,
+            weight_u16: m.weight_u16,
+            window_sums: m.window_sums.clone(),
+            tasks: m.tasks as u32,
+            average_score_today: today.get(&m.miner).copied(),
+        })
+        .collect();
+    let leader = standings
+        .iter()
+        .filter(|s| s.weight > 0.0)
+        .max_by(|a, b| a.weight.total_cmp(&b.weight).then_with(|| b.miner.cmp(&a.miner)))
+        .map(|s| s.miner.clone());
+    LeaderboardStatus {
+        observed_generation: generation,
+        conditions: previous.conditions.clone(),
+        tasks: in_window as u32,
+        miner_count: standings.len() as u32,
+        leader,
+        standings,
+        last_weight_push: previous.last_weight_push.clone(),
+    }
+}
+
+/// Copies each miner's standing into its `Miner` status (what selection reads).
+async fn update_miners(ctx: &Context, namespace: &str, standings: &[Standing]) -> Result<()> {
+    let by_miner: BTreeMap<&str, &Standing> = standings.iter().map(|s| (s.miner.as_str(), s)).collect();
+    let miners =
+        Api::<DeserializeGuard<Miner>>::namespaced(ctx.client.clone(), namespace).list(&ListParams::default()).await?;
+    for miner in miners.items.into_iter().filter_map(|m| m.0.ok()) {
+        let standing = by_miner.get(miner.name_any().as_str());
+        let status = MinerStatus {
+            tasks_in_window: standing.map(|s| s.tasks).unwrap_or(0),
+            average_score_today: standing.and_then(|s| s.average_score_today),
+            quality: standing.map(|s| s.quality),
+            weight: standing.map(|s| s.weight),
+        };
+        if miner.status.as_ref() != Some(&status) {
+            apply_status(&ctx.client, &miner, &status).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,254 @@
+//! `gradients operator`: the controllers that run tournaments on Kubernetes.
+//!
+//! One controller per custom resource ([`task`], [`submission`], [`evaluation`],
+//! [`leaderboard`]), each a thin reconciler over a pure core ([`lifecycle`], [`results`],
+//! the workload builders). Only the replica holding the leader Lease runs them.
+
+pub mod context;
+pub mod error;
+pub mod evaluation;
+pub mod http;
+pub mod leader;
+pub mod leaderboard;
+pub mod lifecycle;
+pub mod metrics;
+pub mod results;
+pub mod sink;
+pub mod submission;
+pub mod task;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use kube::api::ListParams;
+use kube::core::DeserializeGuard;
+use kube::{Api, Client};
+
+use crate::api::{MinerSubmission, Task};
+use crate::workloads::WorkloadConfig;
+
+/// Resolves when the operator is asked to stop; every controller drains on it.
+pub type Stop = Shared<BoxFuture<'static, ()>>;
+
+/// The settings of one operator process.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The installation's workload configuration (YAML, see `charts/gradients` values).
+    pub config: PathBuf,
+    pub http_address: SocketAddr,
+    /// This replica's name in the Lease (the pod name in a cluster).
+    pub identity: String,
+    pub lease_namespace: String,
+    pub lease_name: String,
+    pub weights_file: Option<PathBuf>,
+    /// Act as this user (e.g. `system:serviceaccount:NS:NAME`), to run with exactly its RBAC.
+    pub impersonate: Option<String>,
+    /// Reconciles that may run at once, per controller.
+    pub concurrency: u16,
+}
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(&settings.config).map_err(|e| anyhow::anyhow!("{}: {e}", settings.config.display()))?;
+    let workloads: WorkloadConfig =
+        serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", settings.config.display()))?;
+    let client = client(settings.impersonate.as_deref()).await?;
+
+    let (stop_sender, stop_receiver) = tokio::sync::watch::channel(false);
+    let stop: Stop = {
+        let mut receiver = stop_receiver.clone();
+        async move {
+            let _ = receiver.wait_for(|stopped| *stopped).await;
+        }
+        .boxed()
+        .shared()
+    };
+    let health = Arc::new(http::Health::default());
+    let metrics = metrics::Metrics::new();
+    let stores: Arc<std::sync::OnceLock<Stores>> = Arc::new(std::sync::OnceLock::new());
+    {
+        let signal_sender = stop_sender.clone();
+        let health = health.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            health.ready.store(false, Ordering::SeqCst);
+            let _ = signal_sender.send(true);
+        });
+    }
+    {
+        let metrics = metrics.clone();
+        let stores = stores.clone();
+        let address = settings.http_address;
+        let health = health.clone();
+        tokio::spawn(async move {
+            let render = move || {
+                if let Some(stores) = stores.get() {
+                    stores.refresh(&metrics);
+                }
+                metrics.render()
+            };
+            if let Err(e) = http::serve(address, health, render).await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+    }
+
+    // Fail early, with a hint, when the CRDs are not installed.
+    if let Err(e) = Api::<DeserializeGuard<Task>>::all(client.clone()).list(&ListParams::default().limit(1)).await {
+        anyhow::bail!("cannot list Tasks ({e}); are the CRDs installed? (`kubectl apply -f crds/`)");
+    }
+
+    let lease = leader::LeaseLock::new(
+        client.clone(),
+        &settings.lease_namespace,
+        &settings.lease_name,
+        &settings.identity,
+        Duration::from_secs(15),
+    );
+    tracing::info!(identity = %settings.identity, lease = %settings.lease_name, "waiting for the leader lease");
+    loop {
+        if *stop_receiver.borrow() {
+            return Ok(());
+        }
+        match lease.try_acquire_or_renew().await {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot take the lease"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.clone() => return Ok(()),
+        }
+    }
+    tracing::info!("leading");
+    metrics.leader.set(1);
+    let lease = Arc::new(lease);
+    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let renewer = {
+        let lease = lease.clone();
+        let lost = lost.clone();
+        let sender = stop_sender.clone();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let mut last_renewal = tokio::time::Instant::now();
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = &mut stop => return,
+                }
+                match lease.try_acquire_or_renew().await {
+                    Ok(true) => last_renewal = tokio::time::Instant::now(),
+                    Ok(false) => {
+                        tracing::error!("another replica took the lease: stopping");
+                        lost.store(true, Ordering::SeqCst);
+                        let _ = sender.send(true);
+                        return;
+                    }
+                    Err(e) if last_renewal.elapsed() > lease.duration => {
+                        tracing::error!(error = %e, "cannot renew the lease in time: stopping");
+                        lost.store(true, Ordering::SeqCst);
+                        let _ = sender.send(true);
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot renew the lease yet"),
+                }
+            }
+        })
+    };
+
+    let ctx = context::Context::new(client, workloads, metrics.clone(), &settings.identity, settings.weights_file);
+    let concurrency = settings.concurrency.max(1);
+    let (task_store, tasks) = task::controller(ctx.clone(), concurrency, stop.clone());
+    let (submission_store, submissions) = submission::controller(ctx.clone(), concurrency, stop.clone());
+    let evaluations = evaluation::controller(ctx.clone(), concurrency, stop.clone());
+    let leaderboards = leaderboard::controller(ctx.clone(), stop.clone());
+    let _ = stores.set(Stores { tasks: task_store.clone(), submissions: submission_store.clone() });
+    {
+        let health = health.clone();
+        tokio::spawn(async move {
+            let synced =
+                task_store.wait_until_ready().await.is_ok() && submission_store.wait_until_ready().await.is_ok();
+            if synced {
+                tracing::info!("caches synced: ready");
+                health.ready.store(true, Ordering::SeqCst);
+            }
+        });
+    }
+    futures::join!(tasks, submissions, evaluations, leaderboards);
+    health.ready.store(false, Ordering::SeqCst);
+    renewer.abort();
+    metrics.leader.set(0);
+    if lost.load(Ordering::SeqCst) {
+        anyhow::bail!("lost the leader lease");
+    }
+    if let Err(e) = lease.release().await {
+        tracing::warn!(error = %e, "cannot release the lease; the next leader waits for it to expire");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// A client from the environment (in-cluster, or KUBECONFIG), optionally impersonating.
+async fn client(impersonate: Option<&str>) -> anyhow::Result<Client> {
+    let mut config = kube::Config::infer().await?;
+    if let Some(user) = impersonate {
+        config.auth_info.impersonate = Some(user.to_string());
+        // A service account's RBAC may be bound through its groups too.
+        if let Some(rest) = user.strip_prefix("system:serviceaccount:") {
+            let namespace = rest.split(':').next().unwrap_or_default();
+            config.auth_info.impersonate_groups = Some(vec![
+                "system:serviceaccounts".to_string(),
+                format!("system:serviceaccounts:{namespace}"),
+                "system:authenticated".to_string(),
+            ]);
+        }
+    }
+    Ok(Client::try_from(config)?)
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}
+
+/// The caches the phase gauges are computed from at scrape time.
+struct Stores {
+    tasks: kube::runtime::reflector::Store<DeserializeGuard<Task>>,
+    submissions: kube::runtime::reflector::Store<DeserializeGuard<MinerSubmission>>,
+}
+
+impl Stores {
+    fn refresh(&self, metrics: &metrics::Metrics) {
+        for phase in crate::api::task::TaskPhase::ALL {
+            let count = self.tasks.state().iter().filter(|t| t.0.as_ref().is_ok_and(|t| t.phase() == phase)).count();
+            metrics.tasks.with_label_values(&[phase.as_str()]).set(count as i64);
+        }
+        for phase in crate::api::submission::SubmissionPhase::ALL {
+            let count = self
+                .submissions
+                .state()
+                .iter()
+                .filter(|s| {
+                    s.0.as_ref().is_ok_and(|s| s.status.as_ref().map(|st| st.phase).unwrap_or_default() == phase)
+                })
+                .count();
+            metrics.submissions.with_label_values(&[phase.as_str()]).set(count as i64);
+        }
+    }
+}
