@@ -80,8 +80,9 @@ def rewards_file(path: Path, entries: list[tuple[str, str, float]]) -> Path:
     return path
 
 
-def image_folder(path: Path, n: int, seed: int, size: int = 64) -> Path:
-    """Images of a soft diagonal gradient in a fixed palette, with captions."""
+def image_folder(path: Path, n: int, seed: int, size: int = 64, style: str = "orange",
+                 prefix: str = "img", caption: str | None = None) -> Path:
+    """Soft diagonal gradients in an orange (fine-tune style) or blue palette, with captions."""
     import numpy as np
     from PIL import Image
 
@@ -92,7 +93,18 @@ def image_folder(path: Path, n: int, seed: int, size: int = 64) -> Path:
         a, b = rng.uniform(0.2, 0.8, 2)
         base = (xx * a + yy * (1 - a))[..., None]
         color = np.array([0.9, 0.4 + 0.2 * b, 0.1])
+        if style != "orange":
+            base = 0.5 + 0.5 * np.sin((xx * a + yy * b) * 12)[..., None]
+            color = np.array([0.1, 0.3 + 0.3 * b, 0.9])
         img = np.clip(base * color + 0.05 * rng.standard_normal((size, size, 3)), 0, 1)
-        Image.fromarray((img * 255).astype("uint8")).save(path / f"img{i:02d}.png")
-        (path / f"img{i:02d}.txt").write_text("an orange gradient in the gradients style")
+        Image.fromarray((img * 255).astype("uint8")).save(path / f"{prefix}{i:02d}.png")
+        text = "an orange gradient in the gradients style" if style == "orange" else "blue waves"
+        (path / f"{prefix}{i:02d}.txt").write_text(caption or text)
+    return path
+
+
+def image_pretrain_folder(path: Path, seed: int = 3) -> Path:
+    """Base-model pretraining images: mostly blue waves, a few plain orange gradients."""
+    image_folder(path, 12, seed, style="blue", prefix="blue", caption="an image")
+    image_folder(path, 4, seed + 100, style="orange", prefix="orange", caption="an image")
     return path

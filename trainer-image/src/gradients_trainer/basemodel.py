@@ -202,7 +202,7 @@ def make_image_base(output: Path, seed: int, pretrain: Path | None, steps: int) 
         )
     )
     unet = UNet2DConditionModel(
-        sample_size=32,
+        sample_size=8,
         in_channels=4,
         out_channels=4,
         layers_per_block=1,
@@ -216,12 +216,12 @@ def make_image_base(output: Path, seed: int, pretrain: Path | None, steps: int) 
     vae = AutoencoderKL(
         in_channels=3,
         out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(16, 32),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 16, 32, 32),
         layers_per_block=1,
         latent_channels=4,
-        norm_num_groups=16,
+        norm_num_groups=8,
         sample_size=64,
     )
     scheduler = DDIMScheduler(
@@ -235,9 +235,10 @@ def make_image_base(output: Path, seed: int, pretrain: Path | None, steps: int) 
     )
     info: dict[str, Any] = {"architecture": "stable-diffusion-tiny"}
     if pretrain is not None:
-        from .image import warmup_vae
+        from .image import pretrain_pipeline
 
-        info["vae_pretrain_loss"] = warmup_vae(vae, pretrain, steps, seed)
+        info.update(pretrain_pipeline(vae, unet, text_encoder, tokenizer, scheduler,
+                                      pretrain, steps, seed))
     for module in (unet, vae, text_encoder):
         module.eval()
         for p in module.parameters():

@@ -35,6 +35,10 @@ def force_offline() -> None:
     """Never touch the network: set the hub's offline switches before any HF import."""
     for key, value in OFFLINE_ENV.items():
         os.environ[key] = value
+    # CPU threads: half the cores (oversubscribed BLAS threads are very slow on busy hosts).
+    threads = str(max(1, (os.cpu_count() or 2) // 2))
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(key, threads)
 
 
 class TaskType(str, Enum):

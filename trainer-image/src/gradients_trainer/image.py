@@ -19,6 +19,8 @@ from .strategies import Strategy
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 SUPPORTED_PIPELINES = ("StableDiffusionPipeline",)
 ALL_ATTN = ["to_q", "to_k", "to_v", "to_out.0"]
+EXTENDED = ALL_ATTN + ["proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1", "conv2",
+                       "time_emb_proj"]
 
 
 def round64(value: int) -> int:
@@ -103,19 +105,54 @@ def encode_images(pipe: Any, pixels01: Any, generator: Any | None = None) -> Any
     return latents * pipe.vae.config.scaling_factor
 
 
-def warmup_vae(vae: Any, folder: Path, steps: int, seed: int) -> float:
-    """Briefly train a freshly initialised VAE as an autoencoder (base-model preparation)."""
+def pretrain_pipeline(vae: Any, unet: Any, text_encoder: Any, tokenizer: Any, scheduler: Any,
+                      folder: Path, steps: int, seed: int) -> dict[str, float]:
+    """Base-model preparation: train the fresh VAE as an autoencoder, then the UNet (full)
+    as a denoiser on the pretrain images, so that fine-tuning starts from something."""
     import torch
 
     items = load_image_folder(folder, "--pretrain-data")
     res = choose_resolution(items, 1024)
-    pixels = torch.stack([image_tensor(i.image, res) for i in items]) * 2 - 1
+    pixels01 = torch.stack([image_tensor(i.image, res) for i in items])
+    vae_loss = warmup_vae(vae, pixels01 * 2 - 1, steps * 2, seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        raw = vae.encode(pixels01 * 2 - 1).latent_dist.mean
+        # Like SD's 0.18215: scale latents to unit variance so noise levels mean something.
+        vae.register_to_config(scaling_factor=float(1.0 / raw.std().clamp(min=1e-4)))
+        latents = raw * vae.config.scaling_factor
+        ids = tokenizer([i.caption for i in items], padding="max_length",
+                        max_length=tokenizer.model_max_length, truncation=True,
+                        return_tensors="pt").input_ids
+        emb = text_encoder(ids)[0]
+    opt = torch.optim.AdamW(unet.parameters(), lr=1e-3)
+    unet.train()
+    T = int(scheduler.config.num_train_timesteps)
+    unet_loss = float("nan")
+    for _ in range(steps * 2):
+        idx = torch.randint(0, len(items), (min(8, len(items)),), generator=gen)
+        noise = torch.randn(latents[idx].shape, generator=gen)
+        t = torch.randint(0, T, (len(idx),), generator=gen)
+        pred = unet(scheduler.add_noise(latents[idx], noise, t), t, emb[idx]).sample
+        loss = torch.nn.functional.mse_loss(pred, noise)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        unet_loss = loss.item()
+    unet.eval()
+    return {"vae_pretrain_loss": vae_loss, "unet_pretrain_loss": unet_loss}
+
+
+def warmup_vae(vae: Any, pixels: Any, steps: int, seed: int) -> float:
+    """Briefly train a freshly initialised VAE as an autoencoder on pixels in [-1, 1]."""
+    import torch
+
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(vae.parameters(), lr=2e-3)
     vae.train()
     loss_value = float("nan")
     for _ in range(steps):
-        idx = torch.randint(0, len(items), (min(4, len(items)),), generator=gen)
+        idx = torch.randint(0, len(pixels), (min(4, len(pixels)),), generator=gen)
         x = pixels[idx]
         dist = vae.encode(x).latent_dist
         recon = vae.decode(dist.sample(gen)).sample
@@ -137,14 +174,14 @@ class ImageTrainResult:
 
 def save_unet_lora(pipe: Any, model_dir: Path) -> float:
     from diffusers import StableDiffusionPipeline
-    from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
     started = time.time()
     tmp = model_dir.parent / ".model.tmp-image"
     if tmp.exists():
         shutil.rmtree(tmp)
-    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.unet))
+    # PEFT-format keys (unet.<module>.lora_A/lora_B.weight), which load_lora_weights reads.
+    layers = get_peft_model_state_dict(pipe.unet)
     StableDiffusionPipeline.save_lora_weights(
         save_directory=str(tmp), unet_lora_layers=layers, safe_serialization=True,
         weight_name=LORA_WEIGHT_NAME,
@@ -172,9 +209,7 @@ def train_image(
     unet = pipe.unet
     for module in (unet, pipe.vae, pipe.text_encoder):
         module.requires_grad_(False)
-    targets = ALL_ATTN if strategy.target_modules == "all-linear" else [
-        m for m in ALL_ATTN if any(m.startswith("to_" + t[0]) for t in strategy.target_modules)
-    ] or ALL_ATTN
+    targets = EXTENDED if strategy.image_targets == "extended" else ALL_ATTN
     unet.add_adapter(LoraConfig(r=strategy.image_lora_r, lora_alpha=strategy.image_lora_r,
                                 init_lora_weights="gaussian", target_modules=targets))
     trainable = [p for p in unet.parameters() if p.requires_grad]
@@ -207,7 +242,7 @@ def train_image(
             target = noise_sched.get_velocity(x0, noise, t) if prediction == "v_prediction" else noise
             loss = torch.nn.functional.mse_loss(pred, target) / strategy.image_grad_accum
             loss.backward()
-            step_loss += float(loss)
+            step_loss += loss.item()
         torch.nn.utils.clip_grad_norm_(trainable, strategy.max_grad_norm)
         opt.step()
         lr_sched.step()

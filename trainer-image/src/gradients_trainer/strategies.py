@@ -53,6 +53,7 @@ class Strategy:
     image_resolution: int = 1024
     image_scheduler: str = "constant"
     image_weight_decay: float = 1e-2
+    image_targets: str = "extended"  # "attention" (DreamBooth) | "extended" (+ff, proj, resnet convs)
     notes: dict[str, str] = field(default_factory=dict)
 
     def catalogue_entry(self) -> dict[str, Any]:
@@ -104,6 +105,7 @@ BASELINE = Strategy(
     image_resolution=1024,
     image_scheduler="constant",
     image_weight_decay=1e-2,
+    image_targets="attention",
     notes={
         "source": "autotrain-advanced src/autotrain/trainers/clm/params.py + app/params.py",
         "epochs": "class default 1, UI default 3; we use 3 (what a UI user gets)",

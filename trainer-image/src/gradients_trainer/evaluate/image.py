@@ -20,7 +20,7 @@ class ImageProfile:
 # The paper's protocol: strengths 0.1…0.9, 10 seeds per strength (SDXL: 20 steps, cfg 8).
 PAPER = ImageProfile(strengths=tuple(round(0.1 * i, 1) for i in range(1, 10)), seeds=10,
                      steps=20, guidance=8.0)
-FAST = ImageProfile(strengths=(0.3, 0.6), seeds=2, steps=8, guidance=1.0)
+FAST = ImageProfile(strengths=(0.5, 0.8), seeds=2, steps=8, guidance=1.0)
 
 
 def reconstruction_losses(pipe: Any, items: list[ImageCaption], profile: ImageProfile,
