@@ -63,8 +63,8 @@ spec: {minReplicas: 5, maxReplicas: 3, tier: gold}
 YAML
 assert_contains "$EXPECTED_OUTPUT" "minReplicas must not exceed maxReplicas" "rejection"
 assert_contains "$EXPECTED_OUTPUT" "Invalid value" "rejection"
+info "invalid object rejected: $(grep -o 'spec: Invalid value.*' <<<"$EXPECTED_OUTPUT" | head -1)"
 expect_failure kubectl -n "$NS" get widget bad
-info "invalid object rejected: $(grep -o 'minReplicas must not exceed maxReplicas' <<<"$EXPECTED_OUTPUT" | head -1)"
 
 # Transition rule (oldSelf): tier is immutable.
 expect_failure kubectl -n "$NS" patch widget good --type=merge -p '{"spec":{"tier":"silver"}}'
