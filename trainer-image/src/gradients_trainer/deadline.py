@@ -6,6 +6,7 @@ import signal
 import time
 from datetime import datetime, timezone
 from types import FrameType
+from typing import Any
 
 from .contract import InputError, emit, log
 
@@ -55,12 +56,14 @@ class Budget:
         self.stopped_by_deadline = False
 
     # --- signals -----------------------------------------------------------------------
-    def install_sigterm(self) -> None:
+    def install_sigterm(self) -> Any:
+        """Install the SIGTERM handler; returns the previous handler."""
+
         def handler(signum: int, frame: FrameType | None) -> None:
             log("SIGTERM received: saving and exiting")
             self.sigterm = True
 
-        signal.signal(signal.SIGTERM, handler)
+        return signal.signal(signal.SIGTERM, handler)
 
     # --- timing ------------------------------------------------------------------------
     def remaining(self) -> float:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,16 +9,8 @@ from transformers import TrainerCallback
 
 from .deadline import Budget, progress
 from .modelio import device
+from .runstate import RunState
 from .strategies import Strategy
-
-
-@dataclass
-class RunState:
-    planned_steps: int = 0
-    steps: int = 0
-    last_loss: float | None = None
-    losses: list[float] = field(default_factory=list)
-    tokens: int = 0
 
 
 class BudgetCallback(TrainerCallback):  # type: ignore[misc]
@@ -86,18 +75,9 @@ def common_args(strategy: Strategy, output: Path, seed: int, epochs: float | Non
         dataloader_num_workers=0,
         remove_unused_columns=False,
         save_safetensors=True,
+        # Non-reentrant checkpointing on GPU (memory); off on CPU. Reentrant checkpointing
+        # silently drops LoRA gradients when the inputs do not require grad.
+        gradient_checkpointing=on_gpu,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
     )
 
-
-def final_loss(run: RunState) -> float | None:
-    if not run.losses:
-        return None
-    tail = run.losses[-3:]
-    value = sum(tail) / len(tail)
-    return None if math.isnan(value) else value
-
-
-def timed(fn: Callable[[], Any]) -> float:
-    started = time.time()
-    fn()
-    return time.time() - started

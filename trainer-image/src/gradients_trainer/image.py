@@ -12,7 +12,7 @@ from typing import Any
 from .contract import InputError, log
 from .data import ImageCaption, load_image_folder
 from .deadline import Budget, progress
-from .hf import RunState
+from .runstate import RunState
 from .modelio import device, replace_dir
 from .strategies import Strategy
 

@@ -22,8 +22,16 @@ from typing import Any
 
 from .contract import InputError
 
-DEFAULT_TIMEOUT_S = float(os.environ.get("GRADIENTS_REWARD_TIMEOUT_S", "30"))
-DEFAULT_MEMORY_MB = int(os.environ.get("GRADIENTS_REWARD_MEMORY_MB", "1024"))
+
+
+def default_timeout_s() -> float:
+    return float(os.environ.get("GRADIENTS_REWARD_TIMEOUT_S", "30"))
+
+
+def default_memory_mb() -> int:
+    return int(os.environ.get("GRADIENTS_REWARD_MEMORY_MB", "1024"))
+
+
 RESULT_MARK = "@@GRADIENTS_REWARD@@"
 
 _BOOT = r'''
@@ -123,7 +131,7 @@ def run_reward(
     memory_mb: int | None = None,
 ) -> list[float]:
     """Run one reward function on a batch in a fresh sandboxed interpreter."""
-    timeout = DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s
+    timeout = default_timeout_s() if timeout_s is None else timeout_s
     request = json.dumps(
         {
             "name": spec.name,
@@ -131,7 +139,7 @@ def run_reward(
             "completions": completions,
             "prompts": prompts if prompts is not None else [""] * len(completions),
             "extra": extra if extra is not None else [None] * len(completions),
-            "memory_mb": DEFAULT_MEMORY_MB if memory_mb is None else memory_mb,
+            "memory_mb": default_memory_mb() if memory_mb is None else memory_mb,
             "cpu_s": max(1, int(math.ceil(timeout))),
         },
         default=str,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 from .contract import InputError, TaskType, TrainingSummary, emit, log
 from .data import load_image_folder, load_text_split, parse_columns
 from .deadline import Budget, parse_deadline
-from .hf import RunState, final_loss
+from .runstate import RunState, final_loss
 from .modelio import check_model_dir
 from .sandbox import RewardSpec, load_reward_specs
 from .strategies import Strategy
@@ -34,7 +35,14 @@ class TrainRequest:
 def run_train(req: TrainRequest) -> TrainingSummary:
     started = time.time()
     budget = Budget(parse_deadline(req.deadline, req.hours, started), start=started)
-    budget.install_sigterm()
+    previous = budget.install_sigterm()
+    try:
+        return _run_train(req, budget, started)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_train(req: TrainRequest, budget: Budget, started: float) -> TrainingSummary:
     check_model_dir(req.base_model)
     # Validate everything cheap before importing torch (exit 2 fast on bad input).
     specs: list[RewardSpec] = []
