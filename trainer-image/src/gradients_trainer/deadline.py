@@ -105,6 +105,20 @@ class Budget:
             return True
         return time.time() - self.last_save >= self.save_interval_s
 
+    def replan(self, epoch_steps: int, done: int) -> int:
+        """After ``done`` measured steps: the total steps that fit the remaining budget."""
+        if self.mean_step_s() <= 0:
+            return epoch_steps
+        return min(epoch_steps, done + self.plan_steps(epoch_steps - done, self.mean_step_s()))
+
+    def plan_exhausted(self, step: int, planned: int, epoch_steps: int) -> bool:
+        """True when the budget-capped plan is done (counts as stopped by the deadline)."""
+        if step < planned:
+            return False
+        if planned < epoch_steps:
+            self.stopped_by_deadline = True
+        return True
+
     def plan_steps(self, epoch_steps: int, est_step_s: float | None = None) -> int:
         """Steps to plan for: the strategy's epochs, capped by what the budget allows."""
         if est_step_s is None or est_step_s <= 0:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .data import Preference
-from .hf import BudgetCallback, RunState, common_args
+from .hf import BudgetCallback, RunState, common_args, quiet
 from .sft import sequence_limit
 from .textcommon import TextTrainContext, prepare_model
 
@@ -37,7 +37,7 @@ def train_dpo(ctx: TextTrainContext) -> RunState:
         processing_class=ctx.tokenizer,
         callbacks=[BudgetCallback(ctx.budget, ctx.saver(), run)],
     )
-    trainer.train()
+    quiet(trainer).train()
     per_epoch = sum(
         len(ctx.tokenizer(e.prompt)["input_ids"]) * 2
         + len(ctx.tokenizer(e.chosen)["input_ids"])

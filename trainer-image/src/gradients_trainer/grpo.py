@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .data import GrpoPrompt
-from .hf import BudgetCallback, RunState, common_args
+from .hf import BudgetCallback, RunState, common_args, quiet
 from .sandbox import RewardSpec, SandboxedReward
 from .textcommon import TextTrainContext, prepare_model
 
@@ -48,6 +48,6 @@ def train_grpo(ctx: TextTrainContext) -> RunState:
         processing_class=ctx.tokenizer,
         callbacks=[BudgetCallback(ctx.budget, ctx.saver(), run)],
     )
-    trainer.train()
+    quiet(trainer).train()
     ctx.final_model = model
     return run

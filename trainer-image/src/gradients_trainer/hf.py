@@ -28,11 +28,11 @@ class BudgetCallback(TrainerCallback):  # type: ignore[misc]
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.budget.step_finished()
         self.run.steps = int(state.global_step)
-        if state.global_step == 3 and self.budget.mean_step_s() > 0:
-            planned = self.budget.plan_steps(int(state.max_steps), self.budget.mean_step_s())
-            self.run.planned_steps = min(int(state.max_steps), planned + 3)
+        if state.global_step == 3:
+            self.run.planned_steps = self.budget.replan(int(state.max_steps), 3)
         model = kwargs.get("model")
-        stop = self.budget.should_stop() or state.global_step >= self.run.planned_steps
+        stop = self.budget.should_stop() or self.budget.plan_exhausted(
+            int(state.global_step), self.run.planned_steps, int(state.max_steps))
         if model is not None and (self.budget.should_save() and not stop):
             self.budget.note_save(self.saver(model))
         if stop:
@@ -47,6 +47,15 @@ class BudgetCallback(TrainerCallback):  # type: ignore[misc]
         if "num_tokens" in logs:
             self.run.tokens = int(logs["num_tokens"])
         progress(int(state.global_step), self.run.planned_steps, loss, self.budget)
+
+
+def quiet(trainer: Any) -> Any:
+    """Drop transformers' stdout log printer: progress goes out as our JSON events."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    return trainer
 
 
 def common_args(strategy: Strategy, output: Path, seed: int, epochs: float | None = None) -> dict[str, Any]:

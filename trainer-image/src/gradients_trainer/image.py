@@ -253,9 +253,9 @@ def train_image(
         run.losses.append(step_loss)
         run.last_loss = step_loss
         if step == 3:
-            run.planned_steps = min(total, budget.plan_steps(total, budget.mean_step_s()) + 3)
+            run.planned_steps = budget.replan(total, 3)
         progress(step, run.planned_steps, step_loss, budget)
-        stop = budget.should_stop() or step >= run.planned_steps
+        stop = budget.should_stop() or budget.plan_exhausted(step, run.planned_steps, total)
         if budget.should_save() and not stop:
             budget.note_save(save_unet_lora(pipe, model_dir))
         if stop:

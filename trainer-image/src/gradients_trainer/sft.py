@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .data import PromptCompletion
-from .hf import BudgetCallback, RunState, common_args
+from .hf import BudgetCallback, RunState, common_args, quiet
 from .textcommon import TextTrainContext, prepare_model
 
 IGNORE = -100
@@ -97,7 +97,7 @@ def train_sft(ctx: TextTrainContext) -> RunState:
         data_collator=collator,
         callbacks=[BudgetCallback(ctx.budget, ctx.saver(), run)],
     )
-    trainer.train()
+    quiet(trainer).train()
     run.tokens = collator.tokens
     ctx.final_model = model
     return run

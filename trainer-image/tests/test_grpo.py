@@ -1,0 +1,81 @@
+"""GRPO end to end, with sandboxed reward code (including hostile reward code)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import tinydata as td
+from conftest import Data, evaluate, run_cli, train
+
+
+def grpo_eval(data: Data, base: Path, sub: Path | None, rewards: Path) -> dict:
+    return evaluate("grpo", base, sub, data.grpo_test, data.grpo_synth,
+                    "--reward-functions", rewards, "--columns", '{"prompt": "prompt"}')
+
+
+@pytest.fixture(scope="module")
+def grpo_lora(data: Data, text_base: Path, workdir: Path) -> Path:
+    out = workdir / "grpo_lora"
+    summary = train("grpo", text_base, data.grpo_train, out, "lora-fast",
+                    "--reward-functions", data.rewards)
+    assert summary["steps"] > 0 and summary["tokens"] > 0
+    return out / "model"
+
+
+def test_grpo_improves_on_base(data: Data, text_base: Path, grpo_lora: Path) -> None:
+    sub = grpo_eval(data, text_base, grpo_lora, data.rewards)
+    base = grpo_eval(data, text_base, None, data.rewards)
+    assert sub["ok"] is True, sub
+    assert sub["test_loss"] < base["test_loss"], (sub, base)
+    assert any(c["name"] == "reward_functions" and c["ok"] for c in sub["checks"])
+
+
+def test_grpo_baseline_stops_at_deadline(data: Data, text_base: Path, workdir: Path) -> None:
+    out = workdir / "grpo_base"
+    summary = train("grpo", text_base, data.grpo_train, out, "baseline",
+                    "--reward-functions", data.rewards, "--strategy-overrides", '{"epochs": 50}',
+                    hours=8 / 3600)
+    assert summary["strategy"] == "baseline"
+    assert summary["stopped_by_deadline"] is True and summary["steps"] > 0
+    assert summary["steps"] < summary["total_steps"] or summary["total_steps"] < 800
+    assert summary["wall_s"] < 8
+    assert (out / "model" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "words"),
+    [("forever", td.REWARD_LOOP, "timed out"),
+     ("phone_home", td.REWARD_SOCKET, "network access is blocked")],
+)
+def test_hostile_reward_is_a_failed_check(data: Data, text_base: Path, grpo_lora: Path,
+                                          workdir: Path, name: str, source: str, words: str) -> None:
+    rewards = td.rewards_file(workdir / f"{name}.json",
+                              [("count_a", td.REWARD_A, 1.0), (name, source, 0.5)])
+    result = grpo_eval(data, text_base, grpo_lora, rewards)
+    assert result["ok"] is False and result["test_loss"] is None
+    bad = [c for c in result["checks"] if not c["ok"]]
+    assert bad[-1]["name"] == "reward_functions" and words in bad[-1]["reason"], result
+
+
+def test_hostile_reward_does_not_break_training(data: Data, text_base: Path, workdir: Path) -> None:
+    rewards = td.rewards_file(workdir / "train_hostile.json",
+                              [("count_a", td.REWARD_A, 1.0), ("phone_home", td.REWARD_SOCKET, 1.0)])
+    summary = train("grpo", text_base, data.grpo_train, workdir / "grpo_hostile", "lora-fast",
+                    "--reward-functions", rewards, "--strategy-overrides", '{"epochs": 0.25}')
+    assert summary["steps"] > 0
+
+
+def test_grpo_requires_reward_functions(data: Data, text_base: Path, workdir: Path) -> None:
+    res = run_cli("train", "--task-type", "grpo", "--base-model", text_base, "--train-data",
+                  data.grpo_train, "--hours", "1", "--output", workdir / "z")
+    assert res.rc == 2
+
+
+def test_grpo_bad_reward_file_exits_2(data: Data, text_base: Path, workdir: Path) -> None:
+    bad = workdir / "bad_rewards.json"
+    bad.write_text(json.dumps([{"name": "x", "weight": 1.0}]))
+    res = run_cli("train", "--task-type", "grpo", "--base-model", text_base, "--train-data",
+                  data.grpo_train, "--reward-functions", bad, "--hours", "1", "--output", workdir / "z")
+    assert res.rc == 2
