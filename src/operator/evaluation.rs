@@ -36,7 +36,12 @@ pub fn controller(ctx: Arc<Context>, concurrency: u16, shutdown: super::Stop) ->
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object_key(object.as_ref()), error), ctx)
-        .for_each(|_| futures::future::ready(()))
+        .for_each(|result| {
+            if let Err(error) = result {
+                tracing::warn!(controller = NAME, %error, "controller stream error");
+            }
+            futures::future::ready(())
+        })
         .boxed()
 }
 

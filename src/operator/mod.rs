@@ -172,11 +172,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     {
         let health = health.clone();
         tokio::spawn(async move {
-            let synced =
-                task_store.wait_until_ready().await.is_ok() && submission_store.wait_until_ready().await.is_ok();
-            if synced {
-                tracing::info!("caches synced: ready");
-                health.ready.store(true, Ordering::SeqCst);
+            // The readiness signal wakes only its latest waiter (the controller's own runner),
+            // so ask again every second instead of waiting once.
+            loop {
+                let synced = async {
+                    task_store.wait_until_ready().await.is_ok() && submission_store.wait_until_ready().await.is_ok()
+                };
+                if let Ok(true) = tokio::time::timeout(Duration::from_secs(1), synced).await {
+                    tracing::info!("caches synced: ready");
+                    health.ready.store(true, Ordering::SeqCst);
+                    return;
+                }
             }
         });
     }

@@ -38,7 +38,12 @@ pub fn controller(
     let store = controller.store();
     let run = controller
         .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object_key(object.as_ref()), error), ctx)
-        .for_each(|_| futures::future::ready(()))
+        .for_each(|result| {
+            if let Err(error) = result {
+                tracing::warn!(controller = NAME, %error, "controller stream error");
+            }
+            futures::future::ready(())
+        })
         .boxed();
     (store, run)
 }

@@ -1,0 +1,241 @@
+//! End-to-end test of the operator against the real control plane of `e2e/` (issue 6).
+//!
+//! Run it only inside that cluster: `e2e/test --no-proof -- cargo test --test operator_e2e --
+//! --ignored --test-threads=1` (scripts/test does). It refuses any KUBECONFIG that is not an
+//! e2e cluster's, so it never touches a user's current context by accident.
+//!
+//! The story: `helm install` the chart; run the operator out of cluster as the chart's
+//! ServiceAccount (so the chart's RBAC is what is tested); apply Miners, a Leaderboard and a
+//! Task; play the kubelet for the preparation, trainer and evaluator pods with
+//! `e2e/finish-pod`; restart the operator mid-tournament; check the result, the weights against
+//! `gradients score`, the rejection of an invalid Task and a malformed evaluator message.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use gradients::api::evaluation::ResultState;
+use gradients::api::task::TaskPhase;
+use gradients::api::{Evaluation, Leaderboard, MinerSubmission, Task};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::ListParams;
+use kube::{Api, ResourceExt};
+use support::*;
+
+const TASK: &str = "alpaca-dpo";
+
+#[tokio::test]
+#[ignore = "needs the e2e cluster: e2e/test -- cargo test --test operator_e2e -- --ignored"]
+async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
+    let cluster = Cluster::connect().await;
+    cluster.helm_install_chart();
+    let ns = cluster.fresh_namespace("e2e-tournament").await;
+    let mut operator = Operator::start(&cluster, "first");
+    operator.wait_ready().await;
+
+    // An invalid Task is rejected by the API server, with the field named.
+    let invalid = cluster.apply_yaml_expect_error(&task_yaml(&ns, "invalid", "hours: 0")).await;
+    assert!(invalid.contains("spec.hours"), "rejection names the field: {invalid}");
+    let both = cluster
+        .apply_yaml_expect_error(&task_yaml(&ns, "both", "hours: 1\n  deadline: \"2030-01-01T00:00:00Z\""))
+        .await;
+    assert!(both.contains("spec.hours") && both.contains("spec.deadline"), "{both}");
+
+    for miner in ["miner-a", "miner-b", "miner-c"] {
+        cluster
+            .apply_yaml(&format!(
+                "apiVersion: gradients.io/v1alpha1\nkind: Miner\nmetadata: {{name: {miner}, namespace: {ns}, labels: {{pool: e2e}}}}\nspec: {{strategy: lora-fast, hotkey: 5F{miner}}}\n"
+            ))
+            .await;
+    }
+    cluster
+        .apply_yaml(&format!(
+            "apiVersion: gradients.io/v1alpha1\nkind: Leaderboard\nmetadata: {{name: main, namespace: {ns}}}\nspec: {{}}\n"
+        ))
+        .await;
+    cluster.apply_yaml(&task_yaml(&ns, TASK, "hours: 1\n  minersPerTask: 3\n  minerSelector: {pool: e2e}")).await;
+
+    // Preparation: the Job's pod lands on a node (it tolerates the GPU taint) and succeeds.
+    let prepare_pod = cluster.wait_for_job_pod(&ns, &format!("{TASK}-prepare")).await;
+    cluster.finish_pod(&ns, &prepare_pod, 0, None);
+
+    // Training: one trainer Job per miner, on a fake GPU node, with the right GPUs and lockdown.
+    let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &ns);
+    let trainer_selector = ListParams::default().labels("gradients.io/role=trainer");
+    wait_until("three trainer Jobs", Duration::from_secs(60), || async {
+        jobs.list(&trainer_selector).await.map(|l| l.items.len() == 3).unwrap_or(false)
+    })
+    .await;
+    let mut trainer_pods = Vec::new();
+    for miner in ["miner-a", "miner-b", "miner-c"] {
+        let pod_name = cluster.wait_for_job_pod(&ns, &format!("{TASK}-{miner}-train")).await;
+        let pod = cluster.wait_for_scheduled_pod(&ns, &pod_name).await;
+        assert_trainer_pod_is_locked_down(&pod, 2);
+        trainer_pods.push(pod_name);
+    }
+
+    // Restart the operator mid-tournament: it resumes, nothing is duplicated or lost.
+    let submissions: Api<MinerSubmission> = Api::namespaced(cluster.client.clone(), &ns);
+    let before: Vec<String> = names(&submissions.list(&ListParams::default()).await.unwrap().items);
+    operator.stop().await;
+    let mut operator = Operator::start(&cluster, "second");
+    operator.wait_ready().await;
+    let tasks: Api<Task> = Api::namespaced(cluster.client.clone(), &ns);
+    let selected_before = tasks.get(TASK).await.unwrap().status.unwrap().selected_miners;
+
+    // The trainers finish while the new leader is in charge.
+    for pod in &trainer_pods {
+        cluster.finish_pod(&ns, pod, 0, None);
+    }
+    wait_until("the task to evaluate", Duration::from_secs(90), || async {
+        tasks.get(TASK).await.map(|t| t.phase() == TaskPhase::Evaluating).unwrap_or(false)
+    })
+    .await;
+    let after: Vec<String> = names(&submissions.list(&ListParams::default()).await.unwrap().items);
+    assert_eq!(before, after, "the restart created or lost no submission");
+    assert_eq!(jobs.list(&trainer_selector).await.unwrap().items.len(), 3, "no trainer Job twice");
+    assert_eq!(tasks.get(TASK).await.unwrap().status.unwrap().selected_miners, selected_before);
+
+    // Evaluation: two good messages, one malformed; the malformed one fails only its submission.
+    let messages = BTreeMap::from([
+        (
+            "miner-a",
+            r#"{"ok":true,"test_loss":0.91,"synth_loss":0.95,"weights_sha256":"aa","checks":[],"failure":null}"#,
+        ),
+        (
+            "miner-b",
+            r#"{"ok":true,"test_loss":1.20,"synth_loss":1.31,"weights_sha256":"bb","checks":[],"failure":null}"#,
+        ),
+        ("miner-c", "Traceback (most recent call last): not json"),
+    ]);
+    let policies = cluster.network_policies(&ns).await;
+    assert!(policies.iter().any(|p| p.contains("isolate")), "deny-all policy exists before evaluation: {policies:?}");
+    for (miner, message) in &messages {
+        let pod_name = cluster.wait_for_job_pod(&ns, &format!("{TASK}-eval-{miner}")).await;
+        let pod = cluster.wait_for_scheduled_pod(&ns, &pod_name).await;
+        let spec = pod.spec.clone().unwrap();
+        assert_eq!(spec.automount_service_account_token, Some(false));
+        let container = &spec.containers[0];
+        assert_eq!(container.security_context.as_ref().unwrap().read_only_root_filesystem, Some(true));
+        assert_eq!(container.termination_message_policy.as_deref(), Some("File"));
+        cluster.finish_pod(&ns, &pod_name, 0, Some(message));
+    }
+    wait_until("the task to succeed", Duration::from_secs(90), || async {
+        tasks.get(TASK).await.map(|t| t.phase() == TaskPhase::Succeeded).unwrap_or(false)
+    })
+    .await;
+    let task = tasks.get(TASK).await.unwrap();
+    let result = task.status.clone().unwrap().result.unwrap();
+    assert_eq!(result.winner.as_deref(), Some("miner-a"));
+    assert_eq!(result.failed, 1);
+    let evaluation = Api::<Evaluation>::namespaced(cluster.client.clone(), &ns).get(TASK).await.unwrap();
+    let results = evaluation.status.clone().unwrap().results;
+    let c = results.iter().find(|r| r.miner == "miner-c").unwrap();
+    assert_eq!(c.state, ResultState::Failed);
+    assert!(c.failure.as_deref().unwrap_or_default().contains("malformed"), "{c:?}");
+
+    // The Leaderboard holds the weights `gradients score` computes from the same records.
+    let boards: Api<Leaderboard> = Api::namespaced(cluster.client.clone(), &ns);
+    wait_until("weights to be pushed", Duration::from_secs(60), || async {
+        boards.get("main").await.map(|b| b.status.and_then(|s| s.last_weight_push).is_some()).unwrap_or(false)
+    })
+    .await;
+    let board = boards.get("main").await.unwrap().status.unwrap();
+    let at = board.last_weight_push.clone().unwrap().at;
+    let audited = gradients_score(&records_export(&[evaluation], at));
+    let published: BTreeMap<String, u64> =
+        board.standings.iter().map(|s| (s.miner.clone(), u64::from(s.weight_u16))).collect();
+    assert_eq!(published, audited, "leaderboard weights equal `gradients score` of the records");
+    assert_eq!(board.leader.as_deref(), Some("miner-a"));
+    let weights = Api::<ConfigMap>::namespaced(cluster.client.clone(), &ns).get("gradients-weights").await.unwrap();
+    let sunk: BTreeMap<String, u64> =
+        serde_json::from_str(&weights.data.unwrap()["weights.json"]).expect("weights.json");
+    assert_eq!(sunk, audited, "the ConfigMap sink holds the same weights");
+    let filed: serde_json::Value = serde_json::from_slice(&std::fs::read(&operator.weights_file).unwrap()).unwrap();
+    assert_eq!(filed["weights"], serde_json::to_value(&audited).unwrap(), "the file sink too");
+
+    // Printer columns tell what happened at a glance.
+    let table = cluster.kubectl(&["get", "tasks,minersubmissions,leaderboards", "-n", &ns]);
+    assert!(table.contains("Succeeded") && table.contains("miner-a"), "{table}");
+    println!("{table}");
+
+    // Metrics and probes.
+    let metrics = operator.get("/metrics").await;
+    assert!(metrics.contains("gradients_reconcile_total{controller=\"task\"}"), "{metrics}");
+    assert!(metrics.contains("gradients_tasks{phase=\"Succeeded\"} 1"), "{metrics}");
+    assert!(operator.get("/live").await.contains("ok"));
+
+    // No Pod was ever created twice for a Job (restart safety at the workload level too).
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
+    let all = pods.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(all.len(), 1 + 3 + 3, "one prepare, three trainer, three evaluator pods: {:?}", names(&all));
+
+    operator.stop().await;
+    cluster.delete_namespace(&ns).await;
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e cluster: e2e/test -- cargo test --test operator_e2e -- --ignored"]
+async fn too_few_miners_delay_an_organic_task() {
+    let cluster = Cluster::connect().await;
+    cluster.helm_install_chart();
+    let ns = cluster.fresh_namespace("e2e-delay").await;
+    let mut operator = Operator::start(&cluster, "delay");
+    operator.wait_ready().await;
+    // No Miner matches: the organic task waits for miners with an extended allocation.
+    cluster.apply_yaml(&task_yaml(&ns, "lonely", "hours: 2\n  minerSelector: {pool: nobody}")).await;
+    let pod = cluster.wait_for_job_pod(&ns, "lonely-prepare").await;
+    cluster.finish_pod(&ns, &pod, 0, None);
+    let tasks: Api<Task> = Api::namespaced(cluster.client.clone(), &ns);
+    wait_until("the task to wait for miners", Duration::from_secs(60), || async {
+        tasks.get("lonely").await.map(|t| t.phase() == TaskPhase::WaitingForMiners).unwrap_or(false)
+    })
+    .await;
+    let status = tasks.get("lonely").await.unwrap().status.unwrap();
+    assert_eq!(status.delays, 1);
+    assert!(status.retry_at.is_some());
+    let events = cluster.kubectl(&["get", "events", "-n", &ns, "--field-selector", "involvedObject.name=lonely"]);
+    assert!(events.contains("WaitingForMiners"), "{events}");
+    operator.stop().await;
+    cluster.delete_namespace(&ns).await;
+}
+
+fn task_yaml(ns: &str, name: &str, timing: &str) -> String {
+    format!(
+        "apiVersion: gradients.io/v1alpha1
+kind: Task
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  taskType: Dpo
+  baseModel: {{uri: /models/qwen2.5-3b, paramsB: 3}}
+  dataset: {{uri: /datasets/prefs.jsonl, columns: {{prompt: q, chosen: good, rejected: bad}}}}
+  seed: 11
+  {timing}
+"
+    )
+}
+
+fn names<K: kube::Resource>(items: &[K]) -> Vec<String> {
+    let mut names: Vec<String> = items.iter().map(|i| i.name_any()).collect();
+    names.sort();
+    names
+}
+
+/// Trainer pods: the restricted profile, no token, the GPU request, the deadline.
+fn assert_trainer_pod_is_locked_down(pod: &Pod, gpus: u32) {
+    let spec = pod.spec.clone().unwrap();
+    assert!(spec.node_name.as_deref().unwrap_or_default().starts_with("gpu-node-"), "on a fake GPU node");
+    assert_eq!(spec.automount_service_account_token, Some(false));
+    let pod_security = spec.security_context.clone().unwrap();
+    assert_eq!(pod_security.run_as_non_root, Some(true));
+    assert_eq!(pod_security.seccomp_profile.unwrap().type_, "RuntimeDefault");
+    let container = &spec.containers[0];
+    let security = container.security_context.clone().unwrap();
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    assert_eq!(security.capabilities.unwrap().drop.unwrap(), vec!["ALL".to_string()]);
+    let limits = container.resources.clone().unwrap().limits.unwrap();
+    assert_eq!(limits["nvidia.com/gpu"].0, gpus.to_string(), "DPO 3B is 9B effective: {gpus} GPUs");
+    assert_eq!(spec.node_selector.unwrap()["nvidia.com/gpu.product"], "NVIDIA-H100-80GB-HBM3");
+}
