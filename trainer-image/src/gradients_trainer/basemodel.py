@@ -180,7 +180,6 @@ def build_clip_tokenizer(directory: Path) -> Any:
 def make_image_base(output: Path, seed: int, pretrain: Path | None, steps: int) -> dict[str, Any]:
     import tempfile
 
-    import torch
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -239,11 +238,12 @@ def make_image_base(output: Path, seed: int, pretrain: Path | None, steps: int) 
 
         info.update(pretrain_pipeline(vae, unet, text_encoder, tokenizer, scheduler,
                                       pretrain, steps, seed))
-    for module in (unet, vae, text_encoder):
+    modules: list[Any] = [unet, vae, text_encoder]
+    for module in modules:
         module.eval()
         for p in module.parameters():
             p.data = p.data.contiguous()
-    pipe = StableDiffusionPipeline(
+    pipe: Any = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
@@ -255,8 +255,7 @@ def make_image_base(output: Path, seed: int, pretrain: Path | None, steps: int) 
     )
     output.mkdir(parents=True, exist_ok=True)
     pipe.save_pretrained(output, safe_serialization=True)
-    info["parameters"] = sum(p.numel() for m in (unet, vae, text_encoder) for p in m.parameters())
-    del torch
+    info["parameters"] = int(sum(p.numel() for m in modules for p in m.parameters()))
     return info
 
 

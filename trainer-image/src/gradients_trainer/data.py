@@ -45,8 +45,7 @@ def parse_columns(task: TaskType, raw: str | None, argument: str = "--columns") 
     if raw is None or raw.strip() == "":
         if task is TaskType.IMAGE:
             return Columns(mapping={})
-        mapping = {k: k for k in REQUIRED_COLUMNS[task]}
-        return Columns(mapping=mapping)
+        return Columns(mapping={k: k for k in REQUIRED_COLUMNS[task]})
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:

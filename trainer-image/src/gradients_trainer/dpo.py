@@ -23,7 +23,7 @@ def train_dpo(ctx: TextTrainContext) -> RunState:
     args = DPOConfig(
         **kwargs,
         beta=ctx.strategy.dpo_beta,
-        loss_type="sigmoid",
+        loss_type=["sigmoid"],
         max_length=max_len,
         max_prompt_length=min(ctx.strategy.max_prompt_length, max_len // 2),
         dataset_num_proc=None,
