@@ -1,9 +1,8 @@
 //! The leaderboard (WP §2.6): adjusted scores summed over 1/3/7-day windows, normalised per
 //! window, weighted into a quality, then transformed into weights that sum to one.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Duration, Utc};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::MechanismConfig;
@@ -37,7 +36,8 @@ pub struct Leaderboard {
 pub fn compute(config: &MechanismConfig, now: DateTime<Utc>, tasks: &[TaskRecord]) -> Leaderboard {
     let horizon = Duration::days(i64::from(config.horizon_days()));
     let windows: Vec<Duration> = config.windows.iter().map(|w| Duration::days(i64::from(w.days))).collect();
-    let mut index: HashMap<String, usize> = HashMap::new();
+    // A fast unkeyed hash: miner ids are short, and a crafted collision only slows this offline sum.
+    let mut index: FxHashMap<String, usize> = FxHashMap::default();
     let mut names: Vec<String> = Vec::new();
     let mut sums: Vec<f64> = Vec::new();
     let mut counts: Vec<usize> = Vec::new();

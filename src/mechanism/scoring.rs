@@ -141,44 +141,42 @@ fn earlier(a: &SubmissionRecord, b: &SubmissionRecord) -> std::cmp::Ordering {
 
 /// Groups non-failed submissions that share a weights hash or both exact losses (transitively),
 /// and keeps only the earliest of each group. Returns, for each duplicate, the index kept.
+///
+/// Tasks have tens of submissions, so comparing every pair is cheaper than hashing them.
 fn mark_duplicates(
     task_type: TaskType,
     subs: &[SubmissionRecord],
     status: &mut [SubmissionStatus],
 ) -> Vec<Option<usize>> {
+    let alive: Vec<usize> = (0..subs.len()).filter(|&i| status[i] != SubmissionStatus::Failed).collect();
+    let keys: Vec<(u64, u64)> = alive
+        .iter()
+        .map(|&i| {
+            let (a, b) = subs[i].loss_pair(task_type);
+            (exact_bits(a.unwrap_or(f64::NAN)), exact_bits(b.unwrap_or(f64::NAN)))
+        })
+        .collect();
     let mut parent: Vec<usize> = (0..subs.len()).collect();
-    let mut by_hash: HashMap<&str, usize> = HashMap::new();
-    let mut by_losses: HashMap<(u64, u64), usize> = HashMap::new();
-    for (i, sub) in subs.iter().enumerate() {
-        if status[i] == SubmissionStatus::Failed {
-            continue;
+    for (x, &i) in alive.iter().enumerate() {
+        for (y, &j) in alive.iter().enumerate().skip(x + 1) {
+            let same_hash = matches!((&subs[i].weights_sha256, &subs[j].weights_sha256), (Some(a), Some(b)) if a == b);
+            if same_hash || keys[x] == keys[y] {
+                union(&mut parent, i, j);
+            }
         }
-        if let Some(hash) = sub.weights_sha256.as_deref() {
-            let first = *by_hash.entry(hash).or_insert(i);
-            union(&mut parent, first, i);
-        }
-        let (a, b) = sub.loss_pair(task_type);
-        let key = (exact_bits(a.unwrap_or(f64::NAN)), exact_bits(b.unwrap_or(f64::NAN)));
-        let first = *by_losses.entry(key).or_insert(i);
-        union(&mut parent, first, i);
     }
-    let mut keeper: HashMap<usize, usize> = HashMap::new();
-    for i in 0..subs.len() {
-        if status[i] == SubmissionStatus::Failed {
-            continue;
-        }
+    // The keeper of each group, stored at the group's root.
+    let mut keeper: Vec<Option<usize>> = vec![None; subs.len()];
+    for &i in &alive {
         let root = find(&mut parent, i);
-        let kept = keeper.entry(root).or_insert(i);
-        if earlier(&subs[i], &subs[*kept]).is_lt() {
-            *kept = i;
+        match keeper[root] {
+            Some(kept) if !earlier(&subs[i], &subs[kept]).is_lt() => {}
+            _ => keeper[root] = Some(i),
         }
     }
     let mut duplicate_of = vec![None; subs.len()];
-    for i in 0..subs.len() {
-        if status[i] == SubmissionStatus::Failed {
-            continue;
-        }
-        let kept = keeper[&find(&mut parent, i)];
+    for &i in &alive {
+        let kept = keeper[find(&mut parent, i)].unwrap_or(i);
         if kept != i {
             status[i] = SubmissionStatus::Duplicate;
             duplicate_of[i] = Some(kept);
