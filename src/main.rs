@@ -53,6 +53,8 @@ enum Command {
         #[arg(long, env = "GRADIENTS_CONCURRENCY", default_value_t = 4)]
         concurrency: u16,
     },
+    /// Run a whole tournament on this machine from a task file (the embedded default).
+    Run(gradients::local::cli::RunArgs),
     /// Write the CustomResourceDefinitions as YAML, one file per kind, into a folder.
     Crdgen {
         /// Output folder; the files are `<plural>.gradients.io.yaml`.
@@ -91,6 +93,7 @@ fn main() -> ExitCode {
             };
             operator(settings)
         }
+        Command::Run(args) => gradients::local::cli::main(args),
         Command::Crdgen { out } => match gradients::crdgen::write_all(&out) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&format!("{}: {e}", out.display()), 1),

@@ -1,0 +1,113 @@
+//! `gradients run`: its arguments and what it prints.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+
+use super::executor::{Options, RunError, run};
+use super::report::table;
+use crate::tournament::{Phase, TournamentConfig};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Profile {
+    Fast,
+    Paper,
+}
+
+/// Run a whole tournament on this machine from a task file (a `Task` manifest). Re-running
+/// the same command after an interruption resumes it; after a finished run it starts another.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The task file (`kind: Task`); relative paths in it are relative to the file.
+    pub task: PathBuf,
+    /// `table` for people (stdout), `json` for programs (the same report as JSON on stdout).
+    #[arg(long, value_enum, default_value = "table")]
+    pub output: Output,
+    /// Trainings and evaluations at once (default: the number of cores, at most 4).
+    #[arg(long)]
+    pub parallel: Option<usize>,
+    /// Where the leaderboard store and the run directories live.
+    #[arg(long, env = "GRADIENTS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The run directory (default: DATA_DIR/runs/NAME, NAME-2, …).
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Python with the `gradients_trainer` package: the last line `trainer-image/setup-env` prints.
+    #[arg(long, env = "GRADIENTS_PYTHON", default_value = "python3")]
+    pub python: String,
+    /// The evaluator's protocol: `fast` (CPU-friendly) or `paper` (the white paper's).
+    #[arg(long, value_enum, default_value = "fast")]
+    pub eval_profile: Profile,
+    /// Seconds a training may run past its deadline before it is killed.
+    #[arg(long, default_value_t = 60)]
+    pub grace_seconds: u64,
+    /// Seconds an evaluation may run before it is killed and the submission failed.
+    #[arg(long, default_value_t = 1800)]
+    pub eval_timeout_seconds: u64,
+    /// No progress display on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `$GRADIENTS_CACHE/data`, else `~/.cache/gradients/data`.
+pub fn default_data_dir() -> PathBuf {
+    let cache = std::env::var_os("GRADIENTS_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        home.join(".cache").join("gradients")
+    });
+    cache.join("data")
+}
+
+/// Exit codes: 0 the task succeeded; 1 it failed (the report says why) or the run broke;
+/// 2 the task file is invalid.
+pub fn main(args: RunArgs) -> ExitCode {
+    let mut config = TournamentConfig::default();
+    config.lifecycle.deadline_grace_s = args.grace_seconds;
+    config.lifecycle.evaluation_timeout_s = args.eval_timeout_seconds;
+    // Local work waits in the executor's queue, never for a scheduler.
+    config.lifecycle.pending_timeout_s = None;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let options = Options {
+        task_file: args.task.clone(),
+        data_dir: args.data_dir.clone().unwrap_or_else(default_data_dir),
+        run_dir: args.run_dir.clone(),
+        parallel: args.parallel.unwrap_or(cores.min(4)).max(1),
+        python: args.python.clone(),
+        profile: match args.eval_profile {
+            Profile::Fast => "fast".into(),
+            Profile::Paper => "paper".into(),
+        },
+        config,
+        progress: !args.quiet,
+    };
+    match run(&options) {
+        Ok(report) => {
+            match args.output {
+                Output::Table => print!("{}", table(&report, report.task_type != "Image")),
+                Output::Json => match serde_json::to_string_pretty(&report) {
+                    Ok(json) => println!("{json}"),
+                    Err(e) => {
+                        eprintln!("error: cannot encode the report: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+            }
+            if report.phase == Phase::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Err(e @ RunError::TaskFile(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,453 @@
+//! The local executor: observes its child processes and run directory, calls
+//! [`crate::tournament::decide`], persists the state, and applies the actions.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::process::Child;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::dataset::{self, SplitPaths};
+use super::fsio;
+use super::manifest::{self, TaskFileError};
+use super::process;
+use super::progress::{Live, Progress};
+use super::report::{self, RunReport};
+use super::rundir::{self, RunDir};
+use super::store::Store;
+use super::validate::{self, ValidTask};
+use super::workload::{self, Contract};
+use crate::mechanism::allocation::split_rows;
+use crate::mechanism::leaderboard;
+use crate::mechanism::records::ScoreInput;
+use crate::mechanism::scoring::average_score_today;
+use crate::tournament::{
+    Action, DatasetFacts, Observation, PoolMiner, TaskState, TournamentConfig, WorkKind, WorkOutput, WorkloadId,
+    WorkloadState, decide,
+};
+
+/// How `gradients run` was asked to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub task_file: PathBuf,
+    pub data_dir: PathBuf,
+    pub run_dir: Option<PathBuf>,
+    /// Workloads at once.
+    pub parallel: usize,
+    /// The Python interpreter with `gradients_trainer` (what `trainer-image/setup-env` prints).
+    pub python: String,
+    /// Evaluation protocol: `fast` or `paper`.
+    pub profile: String,
+    pub config: TournamentConfig,
+    /// Draw the live per-miner display on stderr.
+    pub progress: bool,
+}
+
+/// Why a run could not be carried out (a miner's failure is not one: it is in the report).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    TaskFile(#[from] TaskFileError),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Conflict(String),
+}
+
+fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
+    move |source| RunError::Io { path: path.display().to_string(), source }
+}
+
+/// `work/ID/result.json`: how one workload attempt ended.
+#[derive(Serialize, Deserialize)]
+struct ResultFile {
+    id: WorkloadId,
+    state: WorkloadState,
+}
+
+enum Launch {
+    Train { strategy: String, command: Option<Vec<String>>, hours: f64, deadline: Option<DateTime<Utc>> },
+    Evaluate { submission: Option<WorkloadId> },
+}
+
+struct Running {
+    id: WorkloadId,
+    child: Child,
+    started_at: DateTime<Utc>,
+}
+
+/// Validates the task file, then runs (or resumes) the tournament to its end.
+pub fn run(options: &Options) -> Result<RunReport, RunError> {
+    let valid = validate::validate(manifest::load(&options.task_file)?)?;
+    let run = rundir::choose(&options.data_dir, &valid.file.name, options.run_dir.as_deref())
+        .map_err(io_err(&options.data_dir))?;
+    Executor::open(options, valid, run)?.drive()
+}
+
+struct Executor<'a> {
+    options: &'a Options,
+    task: ValidTask,
+    run: RunDir,
+    id: String,
+    store: Store,
+    contract: Contract,
+    pool: Vec<PoolMiner>,
+    state: TaskState,
+    results: BTreeMap<WorkloadId, WorkloadState>,
+    queue: VecDeque<(WorkloadId, Launch)>,
+    running: Vec<Running>,
+    recorded: bool,
+    progress: Progress,
+}
+
+impl<'a> Executor<'a> {
+    fn open(options: &'a Options, task: ValidTask, run: RunDir) -> Result<Self, RunError> {
+        let root = run.root.clone();
+        std::fs::create_dir_all(&root).map_err(io_err(&root))?;
+        let spec_json = serde_json::to_value(&task.file.spec).map_err(|e| RunError::Conflict(e.to_string()))?;
+        match fsio::read_json::<serde_json::Value>(&run.spec()).map_err(io_err(&run.spec()))? {
+            Some(stored) if stored != spec_json => {
+                return Err(RunError::Conflict(format!(
+                    "{} holds a run of a different task (its spec.json differs from {}); pass another --run-dir",
+                    root.display(),
+                    task.file.path.display()
+                )));
+            }
+            Some(_) => {}
+            None => {
+                fsio::write_atomic(&run.task_copy(), task.file.text.as_bytes()).map_err(io_err(&run.task_copy()))?;
+                fsio::write_json(&run.spec(), &spec_json).map_err(io_err(&run.spec()))?;
+            }
+        }
+        let store = Store::new(&options.data_dir);
+        let history = store.load().map_err(io_err(store.path()))?;
+        let quality = average_score_today(&options.config.mechanism, &history, Utc::now());
+        let pool = task
+            .file
+            .spec
+            .miners
+            .iter()
+            .map(|m| PoolMiner {
+                name: m.name.clone(),
+                strategy: Some(m.strategy.clone()),
+                average_quality_today: quality.get(&m.name).copied(),
+            })
+            .collect();
+        let id = run.task_id();
+        let recorded = history.iter().any(|t| t.id == id);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let parallel = options.parallel.max(1);
+        let contract = Contract {
+            python: options.python.clone(),
+            spec: task.file.spec.clone(),
+            splits: SplitPaths::in_dir(&run.data(), !task.file.spec.task_type.is_text()),
+            rewards: run.rewards(),
+            seed: task.file.spec.seed.unwrap_or(options.config.mechanism.split_seed),
+            profile: options.profile.clone(),
+            threads: (cores / parallel).max(1),
+        };
+        let state = run.load_state().map_err(io_err(&run.state()))?.unwrap_or_default();
+        let mut executor = Executor {
+            options,
+            progress: Progress::new(options.progress, &run.root),
+            task,
+            run,
+            id,
+            store,
+            contract,
+            pool,
+            state,
+            results: BTreeMap::new(),
+            queue: VecDeque::new(),
+            running: Vec::new(),
+            recorded,
+        };
+        executor.recover()?;
+        Ok(executor)
+    }
+
+    /// Reads how finished attempts ended, and kills what an earlier, killed executor left running.
+    fn recover(&mut self) -> Result<(), RunError> {
+        let root = self.run.work_root();
+        let Ok(entries) = std::fs::read_dir(&root) else { return Ok(()) };
+        for dir in entries.flatten().map(|e| e.path()) {
+            match fsio::read_json::<ResultFile>(&dir.join("result.json")) {
+                Ok(Some(result)) => {
+                    self.results.insert(result.id, result.state);
+                }
+                // No result: it was running when the executor died. Its id is absent from the
+                // observation, so the state machine retries it as a new attempt.
+                Ok(None) | Err(_) => {
+                    if let Some((pid, ticks)) = read_pid(&dir.join("pid"))
+                        && process::start_ticks(pid) == Some(ticks)
+                    {
+                        process::kill_group(pid);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn drive(mut self) -> Result<RunReport, RunError> {
+        loop {
+            self.reap()?;
+            self.launch()?;
+            let now = Utc::now();
+            let observation = self.observe(now);
+            let decision = decide(&self.id, &self.task.file.spec, &self.state, &observation, &self.options.config);
+            if decision.state != self.state {
+                fsio::write_json(&self.run.state(), &decision.state).map_err(io_err(&self.run.state()))?;
+                self.state = decision.state;
+            }
+            for action in decision.actions {
+                self.apply(action, now)?;
+            }
+            self.progress.draw(&self.state, &self.live(now), now);
+            if self.state.phase.is_terminal() {
+                break;
+            }
+            std::thread::sleep(StdDuration::from_millis(200));
+        }
+        for running in &mut self.running {
+            process::kill_group(running.child.id());
+            let _ = running.child.wait();
+        }
+        // A run killed between saving its final state and writing the weights writes them now.
+        if self.state.finished_at.is_some() && !self.run.weights().exists() && self.recorded {
+            self.emit_weights()?;
+        }
+        self.progress.finish();
+        let weights = fsio::read_json(&self.run.weights()).map_err(io_err(&self.run.weights()))?;
+        let report = report::build(
+            &self.id,
+            &self.task.file.spec,
+            &self.state,
+            weights.as_ref(),
+            &self.run.root,
+            &self.options.config,
+        );
+        fsio::write_json(&self.run.report(), &report).map_err(io_err(&self.run.report()))?;
+        Ok(report)
+    }
+
+    fn observe(&self, now: DateTime<Utc>) -> Observation {
+        let mut observation = Observation::new(now);
+        observation.pool = self.pool.clone();
+        observation.recorded = self.recorded;
+        observation.workloads = self.results.clone();
+        for (id, _) in &self.queue {
+            observation.workloads.insert(id.clone(), WorkloadState::Pending);
+        }
+        for running in &self.running {
+            observation.workloads.insert(running.id.clone(), WorkloadState::Running { started_at: running.started_at });
+        }
+        observation
+    }
+
+    fn live(&self, now: DateTime<Utc>) -> Live {
+        let mut live = Live::default();
+        for running in &self.running {
+            let elapsed = (now - running.started_at).num_milliseconds() as f64 / 1000.0;
+            let stdout = std::fs::read_to_string(self.run.work(&running.id).join("stdout.log")).unwrap_or_default();
+            live.running.insert(running.id.clone(), (elapsed, workload::latest_progress(&stdout)));
+        }
+        live.queued = self.queue.iter().map(|(id, _)| id.clone()).collect();
+        live
+    }
+
+    fn is_known(&self, id: &WorkloadId) -> bool {
+        self.results.contains_key(id)
+            || self.queue.iter().any(|(q, _)| q == id)
+            || self.running.iter().any(|r| &r.id == id)
+    }
+
+    fn apply(&mut self, action: Action, now: DateTime<Utc>) -> Result<(), RunError> {
+        match action {
+            Action::PrepareDataset { id, seed } => self.prepare(id, seed, now),
+            Action::StartTraining { id, entrant, strategy, hours, deadline } => {
+                if !self.is_known(&id) {
+                    let miner = self.task.file.spec.miners.iter().find(|m| m.name == entrant);
+                    let command = miner.and_then(|m| m.command.clone());
+                    let strategy = strategy.unwrap_or_else(|| "baseline".into());
+                    self.queue.push_back((id, Launch::Train { strategy, command, hours, deadline }));
+                }
+                Ok(())
+            }
+            Action::StartEvaluation { id, submission, .. } => {
+                if !self.is_known(&id) {
+                    self.queue.push_back((id, Launch::Evaluate { submission }));
+                }
+                Ok(())
+            }
+            Action::StopWorkload { id, reason } => self.stop(&id, reason, now),
+            Action::RecordResults { record } => {
+                let keep = self.options.config.mechanism.horizon_days();
+                self.store.upsert(&record, keep).map_err(io_err(self.store.path()))?;
+                self.recorded = true;
+                Ok(())
+            }
+            Action::EmitWeights => self.emit_weights(),
+            Action::Notify { reason, message } => {
+                self.progress.event(&reason, &message);
+                Ok(())
+            }
+        }
+    }
+
+    /// Splits the dataset in-process: quick, and deterministic for the seed.
+    fn prepare(&mut self, id: WorkloadId, seed: u64, now: DateTime<Utc>) -> Result<(), RunError> {
+        if self.results.contains_key(&id) {
+            return Ok(());
+        }
+        let spec = &self.task.file.spec;
+        let plan = split_rows(&self.options.config.mechanism, spec.task_type, self.task.dataset.len(), seed);
+        let data = self.run.data();
+        let mut outcome: std::io::Result<DatasetFacts> =
+            dataset::write_splits(&self.task.dataset, &plan, self.task.synthetic.as_ref(), &data);
+        if outcome.is_ok() && !spec.reward_functions.is_empty() {
+            let rewards: Vec<serde_json::Value> = spec
+                .reward_functions
+                .iter()
+                .map(|f| serde_json::json!({"name": f.name, "source": f.source, "weight": f.weight}))
+                .collect();
+            if let Err(e) = fsio::write_json(&self.run.rewards(), &rewards) {
+                outcome = Err(e);
+            }
+        }
+        let state = match outcome {
+            Ok(facts) => WorkloadState::Succeeded {
+                started_at: now,
+                finished_at: Utc::now(),
+                output: WorkOutput::Prepared(facts),
+            },
+            Err(e) => WorkloadState::Failed {
+                started_at: Some(now),
+                finished_at: Utc::now(),
+                reason: format!("cannot write the split into {}: {e}", data.display()),
+                log_tail: String::new(),
+                retryable: false,
+            },
+        };
+        self.finish(id, state)
+    }
+
+    /// Records how an attempt ended: `work/ID/result.json` first, then memory.
+    fn finish(&mut self, id: WorkloadId, state: WorkloadState) -> Result<(), RunError> {
+        let path = self.run.work(&id).join("result.json");
+        fsio::write_json(&path, &ResultFile { id: id.clone(), state: state.clone() }).map_err(io_err(&path))?;
+        self.results.insert(id, state);
+        Ok(())
+    }
+
+    fn launch(&mut self) -> Result<(), RunError> {
+        while self.running.len() < self.options.parallel.max(1) {
+            let Some((id, launch)) = self.queue.pop_front() else { break };
+            let dir = self.run.work(&id);
+            // A directory without a result is a start that never got recorded: start afresh.
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            let now = Utc::now();
+            let spec = match &launch {
+                Launch::Train { strategy, command, hours, deadline } => {
+                    self.contract.training(strategy, command.as_deref(), *hours, *deadline, now, &dir.join("out"))
+                }
+                Launch::Evaluate { submission } => {
+                    let model = submission.as_ref().map(|s| self.run.work(s).join("out").join("model"));
+                    self.contract.evaluation(model.as_deref())
+                }
+            };
+            fsio::write_json(
+                &dir.join("command.json"),
+                &serde_json::json!({"program": spec.program, "args": spec.args}),
+            )
+            .map_err(io_err(&dir))?;
+            match process::spawn(&spec, &dir, &dir.join("stdout.log"), &dir.join("stderr.log")) {
+                Ok(child) => {
+                    let pid = child.id();
+                    let ticks = process::start_ticks(pid).unwrap_or(0);
+                    fsio::write_atomic(&dir.join("pid"), format!("{pid} {ticks}\n").as_bytes())
+                        .map_err(io_err(&dir))?;
+                    self.running.push(Running { id, child, started_at: now });
+                }
+                Err(e) => {
+                    let reason = format!("cannot start {}: {e}", spec.program);
+                    let failed = WorkloadState::Failed {
+                        started_at: None,
+                        finished_at: now,
+                        reason,
+                        log_tail: String::new(),
+                        retryable: false,
+                    };
+                    self.finish(id, failed)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Collects finished children.
+    fn reap(&mut self) -> Result<(), RunError> {
+        let mut i = 0;
+        while i < self.running.len() {
+            let status = self.running[i].child.try_wait().map_err(io_err(&self.run.root))?;
+            let Some(status) = status else {
+                i += 1;
+                continue;
+            };
+            let running = self.running.swap_remove(i);
+            let dir = self.run.work(&running.id);
+            let finished_at = Utc::now();
+            let state = match running.id.kind {
+                WorkKind::Train => workload::trained(&dir, status, running.started_at, finished_at),
+                WorkKind::Evaluate | WorkKind::Prepare => {
+                    workload::evaluated(&dir, status, running.started_at, finished_at)
+                }
+            };
+            self.finish(running.id, state)?;
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self, id: &WorkloadId, reason: String, now: DateTime<Utc>) -> Result<(), RunError> {
+        self.queue.retain(|(q, _)| q != id);
+        if let Some(i) = self.running.iter().position(|r| &r.id == id) {
+            let mut running = self.running.swap_remove(i);
+            process::kill_group(running.child.id());
+            let _ = running.child.wait();
+            let log_tail = fsio::tail(&self.run.work(id).join("stderr.log"), 15, 8192);
+            let failed = WorkloadState::Failed {
+                started_at: Some(running.started_at),
+                finished_at: now,
+                reason,
+                log_tail,
+                retryable: false,
+            };
+            self.finish(id.clone(), failed)?;
+        }
+        Ok(())
+    }
+
+    /// The leaderboard over the store at the task's end, and its input as `records.json`,
+    /// so `gradients score --input RUN/records.json` gives the same weights.
+    fn emit_weights(&mut self) -> Result<(), RunError> {
+        let now = self.state.finished_at.unwrap_or_else(Utc::now);
+        let horizon = chrono::Duration::days(i64::from(self.options.config.mechanism.horizon_days()));
+        let mut tasks = self.store.load().map_err(io_err(self.store.path()))?;
+        tasks.retain(|t| t.finished_at <= now && now - t.finished_at <= horizon);
+        tasks.sort_by(|a, b| a.finished_at.cmp(&b.finished_at).then_with(|| a.id.cmp(&b.id)));
+        let input = ScoreInput { now, tasks };
+        let board = leaderboard::compute(&self.options.config.mechanism, now, &input.tasks);
+        fsio::write_json(&self.run.records(), &input).map_err(io_err(&self.run.records()))?;
+        let weights = serde_json::json!({"now": now, "miners": board.miners});
+        fsio::write_json(&self.run.weights(), &weights).map_err(io_err(&self.run.weights()))
+    }
+}
+
+fn read_pid(path: &std::path::Path) -> Option<(u32, u64)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut parts = text.split_whitespace();
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}

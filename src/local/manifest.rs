@@ -1,0 +1,179 @@
+//! The task file: a `Task` manifest (`apiVersion: gradients.io/v1alpha1`, `kind: Task`,
+//! `metadata.name`, `spec`), so the same file can be `kubectl apply`-ed. Local paths in the
+//! spec are resolved against the file's directory, after `${VAR}` expansion.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::api::task::TaskSpec;
+
+pub const API_VERSION: &str = "gradients.io/v1alpha1";
+pub const KIND: &str = "Task";
+
+/// Why a task file cannot be run. Every message names the file and the field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TaskFileError {
+    #[error("{file}: {message}")]
+    Unreadable { file: String, message: String },
+    #[error("{file}: {field}: {message}")]
+    Invalid { file: String, field: String, message: String },
+}
+
+impl TaskFileError {
+    pub fn invalid(file: &Path, field: &str, message: impl Into<String>) -> Self {
+        TaskFileError::Invalid { file: file.display().to_string(), field: field.to_string(), message: message.into() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Manifest {
+    api_version: String,
+    kind: String,
+    metadata: Metadata,
+    spec: TaskSpec,
+}
+
+#[derive(Debug, Deserialize)]
+struct Metadata {
+    name: String,
+    // Labels, annotations, namespace: meaningful to Kubernetes, ignored here.
+    #[serde(flatten)]
+    _other: BTreeMap<String, serde_yaml::Value>,
+}
+
+/// A parsed task file with its local paths resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskFile {
+    pub path: PathBuf,
+    pub name: String,
+    /// The spec with `baseModel.uri`, `dataset.uri` and `dataset.syntheticUri` made absolute.
+    pub spec: TaskSpec,
+    /// The file as written, kept in the run directory.
+    pub text: String,
+}
+
+/// Reads and parses a task file: YAML syntax, unknown fields and wrong types are reported
+/// with the field's path.
+pub fn load(path: &Path) -> Result<TaskFile, TaskFileError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| TaskFileError::Unreadable { file: file.clone(), message: e.to_string() })?;
+    let manifest: Manifest = serde_yaml::from_str(&text).map_err(|e| yaml_error(path, &e))?;
+    if manifest.api_version != API_VERSION {
+        return Err(TaskFileError::invalid(
+            path,
+            "apiVersion",
+            format!("expected {API_VERSION}, found {:?}", manifest.api_version),
+        ));
+    }
+    if manifest.kind != KIND {
+        return Err(TaskFileError::invalid(path, "kind", format!("expected {KIND}, found {:?}", manifest.kind)));
+    }
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+    let mut spec = manifest.spec;
+    spec.base_model.uri = resolve(path, &dir, "spec.baseModel.uri", &spec.base_model.uri)?;
+    spec.dataset.uri = resolve(path, &dir, "spec.dataset.uri", &spec.dataset.uri)?;
+    if let Some(uri) = spec.dataset.synthetic_uri.take() {
+        spec.dataset.synthetic_uri = Some(resolve(path, &dir, "spec.dataset.syntheticUri", &uri)?);
+    }
+    Ok(TaskFile { path: path.to_path_buf(), name: manifest.metadata.name, spec, text })
+}
+
+/// serde_yaml says "spec.dataset: unknown field `x`, expected … at line 7 column 5":
+/// split the path off as the field when there is one.
+fn yaml_error(path: &Path, error: &serde_yaml::Error) -> TaskFileError {
+    let message = error.to_string();
+    match message.split_once(": ") {
+        Some((field, rest)) if !field.contains(' ') && !field.is_empty() => TaskFileError::invalid(path, field, rest),
+        _ => TaskFileError::invalid(path, "(document)", message),
+    }
+}
+
+/// `${VAR}` expansion, `file://` stripped, relative paths joined to the file's directory.
+fn resolve(file: &Path, dir: &Path, field: &str, uri: &str) -> Result<String, TaskFileError> {
+    let expanded = expand_env(uri).map_err(|var| {
+        TaskFileError::invalid(file, field, format!("environment variable {var} is not set (in {uri:?})"))
+    })?;
+    let local = expanded.strip_prefix("file://").unwrap_or(&expanded);
+    if let Some((scheme, _)) = local.split_once("://") {
+        return Err(TaskFileError::invalid(
+            file,
+            field,
+            format!("{scheme}:// locations need the operator; a local run reads local paths"),
+        ));
+    }
+    let path = Path::new(local);
+    let absolute = if path.is_absolute() { path.to_path_buf() } else { dir.join(path) };
+    Ok(absolute.to_string_lossy().into_owned())
+}
+
+/// Expands `${NAME}`; returns the name of the first unset variable.
+fn expand_env(text: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let Some(len) = rest[start + 2..].find('}') else {
+            out.push_str(&rest[start..]);
+            return Ok(out);
+        };
+        let name = &rest[start + 2..start + 2 + len];
+        out.push_str(&std::env::var(name).map_err(|_| name.to_string())?);
+        rest = &rest[start + 3 + len..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("task.yaml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    const GOOD: &str = "apiVersion: gradients.io/v1alpha1\nkind: Task\nmetadata:\n  name: t\n  labels: {a: b}\nspec:\n  taskType: InstructText\n  baseModel: {uri: base, paramsB: 0.1}\n  dataset: {uri: file://data.jsonl}\n  hours: 0.01\n  miners: [{name: a, strategy: lora-fast}]\n";
+
+    #[test]
+    fn resolves_paths_against_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let task = load(&write(dir.path(), GOOD)).unwrap();
+        assert_eq!(task.name, "t");
+        assert_eq!(task.spec.base_model.uri, dir.path().join("base").to_string_lossy());
+        assert_eq!(task.spec.dataset.uri, dir.path().join("data.jsonl").to_string_lossy());
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (GOOD.replace("hours: 0.01", "hours: 0.01\n  colour: red"), "spec", "unknown field `colour`"),
+            (GOOD.replace("paramsB: 0.1", "paramsB: big"), "spec.baseModel.paramsB", "invalid type"),
+            (GOOD.replace("uri: base,", "uri: s3://bucket/base,"), "spec.baseModel.uri", "s3://"),
+            (
+                GOOD.replace("uri: base,", "uri: \"${GRADIENTS_TEST_UNSET_VAR}/base\","),
+                "spec.baseModel.uri",
+                "GRADIENTS_TEST_UNSET_VAR",
+            ),
+            (GOOD.replace("kind: Task", "kind: Job"), "kind", "expected Task"),
+        ];
+        for (text, field, message) in cases {
+            let err = load(&write(dir.path(), &text)).unwrap_err();
+            match &err {
+                TaskFileError::Invalid { file, field: f, message: m } => {
+                    assert!(file.ends_with("task.yaml"), "{err}");
+                    assert_eq!(f, field, "{err}");
+                    assert!(m.contains(message), "{err}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}

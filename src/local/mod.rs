@@ -1,0 +1,27 @@
+//! The local executor behind `gradients run TASK.yaml`: the tournament of
+//! [`crate::tournament`] on one machine, with child processes as workloads and a run
+//! directory as state.
+//!
+//! - [`manifest`] and [`validate`]: the task file (a `Task` manifest) and every check made
+//!   before a process starts;
+//! - [`dataset`]: reading JSONL / image folders and writing the mechanism's split;
+//! - [`executor`]: the observe → decide → apply loop; [`process`] its children (process
+//!   groups, deadlines), [`workload`] the trainer/evaluator command lines and results;
+//! - [`rundir`], [`store`], [`fsio`]: crash-safe state (run directory, leaderboard store);
+//! - [`progress`], [`report`]: what the user sees.
+
+pub mod cli;
+pub mod dataset;
+pub mod executor;
+pub mod fsio;
+pub mod manifest;
+pub mod process;
+pub mod progress;
+pub mod report;
+pub mod rundir;
+pub mod store;
+pub mod validate;
+pub mod workload;
+
+pub use executor::{Options, RunError, run};
+pub use report::{RunReport, table};

@@ -1,0 +1,108 @@
+//! The run directory: all of a run's state, so that re-running the same command resumes.
+//!
+//! ```text
+//! RUN/task.yaml            the task file as given        RUN/spec.json     the spec, paths resolved
+//! RUN/state.json           the lifecycle state           RUN/data/         the splits (+ rewards.json)
+//! RUN/work/ID/             one workload attempt: stdout.log, stderr.log, pid, out/ (trainer output),
+//!                          result.json (how it ended: written once, atomically)
+//! RUN/records.json         `gradients score` input        RUN/weights.json  the leaderboard at the end
+//! RUN/report.json          the final report (`--output json`)
+//! ```
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::fsio;
+use crate::tournament::{TaskState, WorkloadId};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunDir {
+    pub root: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    /// The task id in records: the run directory's name, unique within a data directory.
+    pub fn task_id(&self) -> String {
+        self.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "task".into())
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.root.join("state.json")
+    }
+    pub fn task_copy(&self) -> PathBuf {
+        self.root.join("task.yaml")
+    }
+    pub fn spec(&self) -> PathBuf {
+        self.root.join("spec.json")
+    }
+    pub fn data(&self) -> PathBuf {
+        self.root.join("data")
+    }
+    pub fn rewards(&self) -> PathBuf {
+        self.data().join("rewards.json")
+    }
+    pub fn work_root(&self) -> PathBuf {
+        self.root.join("work")
+    }
+    pub fn work(&self, id: &WorkloadId) -> PathBuf {
+        self.work_root().join(id.to_string())
+    }
+    pub fn records(&self) -> PathBuf {
+        self.root.join("records.json")
+    }
+    pub fn weights(&self) -> PathBuf {
+        self.root.join("weights.json")
+    }
+    pub fn report(&self) -> PathBuf {
+        self.root.join("report.json")
+    }
+
+    pub fn load_state(&self) -> io::Result<Option<TaskState>> {
+        fsio::read_json(&self.state())
+    }
+}
+
+/// The run directory for a task named `name`: `explicit` when given; otherwise the latest of
+/// `DATA/runs/NAME`, `NAME-2`, `NAME-3`… when it is unfinished (resume), else the next one.
+pub fn choose(data_dir: &Path, name: &str, explicit: Option<&Path>) -> io::Result<RunDir> {
+    if let Some(path) = explicit {
+        return Ok(RunDir::new(path.to_path_buf()));
+    }
+    let runs = data_dir.join("runs");
+    let candidate = |n: u32| RunDir::new(runs.join(if n == 1 { name.to_string() } else { format!("{name}-{n}") }));
+    let mut n = 1;
+    while candidate(n + 1).root.exists() {
+        n += 1;
+    }
+    let latest = candidate(n);
+    if !latest.root.exists() {
+        return Ok(latest);
+    }
+    let finished = latest.load_state()?.is_some_and(|s| s.phase.is_terminal());
+    Ok(if finished { candidate(n + 1) } else { latest })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tournament::Phase;
+
+    #[test]
+    fn resumes_the_unfinished_run_and_starts_a_new_one_after_a_finished_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = choose(dir.path(), "t", None).unwrap();
+        assert_eq!(first.task_id(), "t");
+        std::fs::create_dir_all(&first.root).unwrap();
+        assert_eq!(choose(dir.path(), "t", None).unwrap(), first, "unfinished: resume");
+        let done = TaskState { phase: Phase::Succeeded, ..Default::default() };
+        fsio::write_json(&first.state(), &done).unwrap();
+        let second = choose(dir.path(), "t", None).unwrap();
+        assert_eq!(second.task_id(), "t-2");
+        std::fs::create_dir_all(&second.root).unwrap();
+        assert_eq!(choose(dir.path(), "t", None).unwrap(), second);
+    }
+}

@@ -1,0 +1,114 @@
+//! The local leaderboard store: every finished task's record, shared by all runs that use
+//! the same data directory, so the 1/3/7-day windows and the miners' "quality today" used
+//! by selection work across runs. One JSON file, rewritten atomically under a lock.
+
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::fsio;
+use crate::mechanism::records::TaskRecord;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StoreFile {
+    tasks: Vec<TaskRecord>,
+}
+
+/// `DATA_DIR/leaderboard.json`.
+#[derive(Debug, Clone)]
+pub struct Store {
+    path: PathBuf,
+}
+
+impl Store {
+    pub fn new(data_dir: &Path) -> Self {
+        Self { path: data_dir.join("leaderboard.json") }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn load(&self) -> io::Result<Vec<TaskRecord>> {
+        Ok(fsio::read_json::<StoreFile>(&self.path)?.unwrap_or_default().tasks)
+    }
+
+    pub fn contains(&self, id: &str) -> io::Result<bool> {
+        Ok(self.load()?.iter().any(|t| t.id == id))
+    }
+
+    /// Adds `record` (replacing a record with the same id) and drops records older than
+    /// `keep_days` before it, so the file stays bounded.
+    pub fn upsert(&self, record: &TaskRecord, keep_days: u32) -> io::Result<()> {
+        let _lock = Lock::take(&self.path.with_extension("lock"))?;
+        let mut tasks = self.load()?;
+        let horizon: DateTime<Utc> = record.finished_at - Duration::days(i64::from(keep_days) + 1);
+        tasks.retain(|t| t.id != record.id && t.finished_at >= horizon);
+        tasks.push(record.clone());
+        fsio::write_json(&self.path, &StoreFile { tasks })
+    }
+}
+
+/// An exclusive `flock` held until dropped, so concurrent runs never lose each other's records.
+struct Lock(File);
+
+impl Lock {
+    fn take(path: &Path) -> io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let file = File::options().create(true).truncate(false).write(true).open(path)?;
+        // SAFETY: flock on a descriptor we own; released when the file closes.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Lock(file))
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        // SAFETY: as above; closing the file would release it too.
+        unsafe {
+            libc::flock(self.0.as_raw_fd(), libc::LOCK_UN);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mechanism::TaskType;
+    use chrono::TimeZone;
+
+    fn record(id: &str, day: u32) -> TaskRecord {
+        TaskRecord {
+            id: id.into(),
+            task_type: TaskType::Dpo,
+            model_params_b: 1.0,
+            hours: 1.0,
+            finished_at: Utc.with_ymd_and_hms(2026, 11, day, 12, 0, 0).unwrap(),
+            submissions: vec![],
+        }
+    }
+
+    #[test]
+    fn upsert_replaces_by_id_and_prunes_old_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        assert!(store.load().unwrap().is_empty());
+        store.upsert(&record("a", 1), 7).unwrap();
+        store.upsert(&record("b", 5), 7).unwrap();
+        store.upsert(&record("b", 6), 7).unwrap();
+        let ids: Vec<(String, u32)> =
+            store.load().unwrap().iter().map(|t| (t.id.clone(), chrono::Datelike::day(&t.finished_at))).collect();
+        assert_eq!(ids, vec![("a".into(), 1), ("b".into(), 6)]);
+        store.upsert(&record("c", 20), 7).unwrap();
+        assert_eq!(store.load().unwrap().len(), 1);
+        assert!(store.contains("c").unwrap());
+    }
+}

@@ -1,0 +1,180 @@
+//! Everything checked before any process starts. Errors name the task file and the field.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use super::dataset::{self, Dataset};
+use super::manifest::{TaskFile, TaskFileError};
+use crate::api::task::TaskSpec;
+use crate::mechanism::TaskType;
+use crate::tournament::{BASE_MODEL, BASELINE};
+
+/// A task file that passed every check, with its dataset read.
+#[derive(Debug, Clone)]
+pub struct ValidTask {
+    pub file: TaskFile,
+    pub dataset: Dataset,
+    pub synthetic: Option<Dataset>,
+}
+
+/// Column roles per task type: (required, optional). Template keys are not columns.
+fn roles(task_type: TaskType) -> (&'static [&'static str], &'static [&'static str]) {
+    match task_type {
+        TaskType::InstructText => (&["instruction", "output"], &["input", "system"]),
+        TaskType::Dpo => (&["prompt", "chosen", "rejected"], &["system"]),
+        TaskType::Grpo => (&["prompt"], &["extra"]),
+        TaskType::Image => (&[], &[]),
+    }
+}
+
+const TEMPLATE_KEYS: [&str; 2] = ["format", "noInputFormat"];
+
+pub fn validate(file: TaskFile) -> Result<ValidTask, TaskFileError> {
+    let path = file.path.clone();
+    let bad = |field: &str, message: String| TaskFileError::invalid(&path, field, message);
+    let spec = &file.spec;
+    if !is_dns_label(&file.name) {
+        return Err(bad(
+            "metadata.name",
+            format!("{:?} is not a DNS label (lower-case letters, digits, '-')", file.name),
+        ));
+    }
+    check_budget(spec).map_err(|(field, message)| bad(field, message))?;
+    if !(spec.base_model.params_b.is_finite() && spec.base_model.params_b > 0.0) {
+        return Err(bad("spec.baseModel.paramsB", "must be a number greater than 0".into()));
+    }
+    if !Path::new(&spec.base_model.uri).is_dir() {
+        return Err(bad("spec.baseModel.uri", format!("no model directory at {}", spec.base_model.uri)));
+    }
+    check_miners(spec).map_err(|(field, message)| bad(field, message))?;
+    check_rewards(spec).map_err(|(field, message)| bad(field, message))?;
+
+    let read = |uri: &str| {
+        if spec.task_type.is_text() {
+            dataset::read_jsonl(Path::new(uri))
+        } else {
+            dataset::read_images(Path::new(uri))
+        }
+    };
+    let dataset = read(&spec.dataset.uri).map_err(|m| bad("spec.dataset.uri", m))?;
+    if dataset.len() < 2 {
+        return Err(bad(
+            "spec.dataset.uri",
+            format!("{} has {} rows; a split needs at least 2", spec.dataset.uri, dataset.len()),
+        ));
+    }
+    check_columns(spec, &dataset, "spec.dataset.uri").map_err(|(field, message)| bad(&field, message))?;
+    let synthetic = match &spec.dataset.synthetic_uri {
+        Some(uri) if spec.task_type.is_text() => {
+            let synthetic = read(uri).map_err(|m| bad("spec.dataset.syntheticUri", m))?;
+            if synthetic.is_empty() {
+                return Err(bad("spec.dataset.syntheticUri", format!("{uri} has no rows")));
+            }
+            check_columns(spec, &synthetic, "spec.dataset.syntheticUri")
+                .map_err(|(field, message)| bad(&field, message))?;
+            Some(synthetic)
+        }
+        Some(_) => return Err(bad("spec.dataset.syntheticUri", "image tasks have no synthetic set".into())),
+        None => None,
+    };
+    Ok(ValidTask { file, dataset, synthetic })
+}
+
+type Problem = (&'static str, String);
+
+fn check_budget(spec: &TaskSpec) -> Result<(), Problem> {
+    match (spec.hours, spec.deadline) {
+        (Some(_), Some(_)) | (None, None) => {
+            Err(("spec.hours", "exactly one of spec.hours and spec.deadline must be set".into()))
+        }
+        (Some(h), None) if !(h.is_finite() && h > 0.0) => {
+            Err(("spec.hours", format!("must be greater than 0, found {h}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_miners(spec: &TaskSpec) -> Result<(), Problem> {
+    if spec.miners.is_empty() {
+        return Err(("spec.miners", "at least one miner is needed (name and strategy)".into()));
+    }
+    if spec.miners_per_task == Some(0) {
+        return Err(("spec.minersPerTask", "must be at least 1".into()));
+    }
+    let mut seen = BTreeSet::new();
+    for miner in &spec.miners {
+        if !is_dns_label(&miner.name) || miner.name.len() > 40 {
+            return Err(("spec.miners", format!("name {:?} is not a DNS label of at most 40 characters", miner.name)));
+        }
+        if miner.name == BASELINE || miner.name == BASE_MODEL {
+            return Err(("spec.miners", format!("name {:?} is reserved for a reference row", miner.name)));
+        }
+        if !seen.insert(miner.name.as_str()) {
+            return Err(("spec.miners", format!("miner {:?} is listed twice", miner.name)));
+        }
+        if miner.strategy.trim().is_empty() {
+            return Err(("spec.miners", format!("miner {:?} has an empty strategy", miner.name)));
+        }
+        if miner.command.as_ref().is_some_and(|c| c.is_empty()) {
+            return Err(("spec.miners", format!("miner {:?} has an empty command", miner.name)));
+        }
+    }
+    Ok(())
+}
+
+fn check_rewards(spec: &TaskSpec) -> Result<(), Problem> {
+    let grpo = spec.task_type == TaskType::Grpo;
+    if grpo && spec.reward_functions.is_empty() {
+        return Err(("spec.rewardFunctions", "a Grpo task needs at least one reward function".into()));
+    }
+    if !grpo && !spec.reward_functions.is_empty() {
+        return Err(("spec.rewardFunctions", "only Grpo tasks have reward functions".into()));
+    }
+    for f in &spec.reward_functions {
+        if f.name.is_empty() || f.source.trim().is_empty() || !f.weight.is_finite() {
+            return Err(("spec.rewardFunctions", format!("{:?} needs a name, source and a finite weight", f.name)));
+        }
+    }
+    Ok(())
+}
+
+fn check_columns(spec: &TaskSpec, dataset: &Dataset, where_: &str) -> Result<(), (String, String)> {
+    let Dataset::Text { columns, .. } = dataset else { return Ok(()) };
+    let (required, optional) = roles(spec.task_type);
+    for key in spec.dataset.columns.keys() {
+        if !required.contains(&key.as_str()) && !optional.contains(&key.as_str()) {
+            let template = spec.task_type == TaskType::InstructText && TEMPLATE_KEYS.contains(&key.as_str());
+            if !template {
+                let allowed: Vec<&str> = required.iter().chain(optional).copied().collect();
+                return Err((
+                    format!("spec.dataset.columns.{key}"),
+                    format!("not a column role of {} (roles: {})", spec.task_type, allowed.join(", ")),
+                ));
+            }
+        }
+    }
+    for role in required.iter().chain(optional) {
+        let column = match spec.dataset.columns.get(*role) {
+            Some(column) => column.as_str(),
+            None if required.contains(role) => role,
+            None => continue,
+        };
+        if !columns.contains(column) {
+            let present: Vec<&str> = columns.iter().map(String::as_str).collect();
+            return Err((
+                format!("spec.dataset.columns.{role}"),
+                format!("column {column:?} is not in the dataset ({where_} has: {})", present.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn is_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !name.is_empty()
+        && name.len() <= 63
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.first() != Some(&b'-')
+        && bytes.last() != Some(&b'-')
+}

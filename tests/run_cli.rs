@@ -1,0 +1,78 @@
+//! `gradients run` without the Python trainer: invalid task files are refused before any
+//! process starts, and miners that crash or hang fail the task with their reasons while the
+//! scores are still recorded. (The end-to-end runs with the real trainer are in run_e2e.rs.)
+
+mod common;
+
+use std::time::Instant;
+
+use common::*;
+
+#[test]
+fn invalid_task_files_name_the_file_and_the_field_and_start_nothing() {
+    let ws = workspace(20);
+    let miner = "    - {name: a, strategy: lora-fast}\n";
+    let cases = [
+        (task_yaml(miner, "  colour: red\n"), "spec", "unknown field `colour`"),
+        (task_yaml(miner, "").replace("hours: 0.001", "hours: soon"), "spec.hours", "invalid type"),
+        (task_yaml(miner, "").replace("uri: data.jsonl", "uri: missing.jsonl"), "spec.dataset.uri", "missing.jsonl"),
+        (
+            task_yaml(miner, "").replace("output: a", "output: answer"),
+            "spec.dataset.columns.output",
+            "\"answer\" is not in the dataset",
+        ),
+        (task_yaml("    []\n", "").replace("  miners:\n    []", "  miners: []"), "spec.miners", "at least one miner"),
+        (task_yaml(miner, "  minersPerTask: 0\n"), "spec.minersPerTask", "at least 1"),
+        (task_yaml("    - {name: baseline, strategy: x}\n", ""), "spec.miners", "reserved"),
+        (task_yaml(miner, "").replace("uri: base,", "uri: nowhere,"), "spec.baseModel.uri", "no model directory"),
+    ];
+    for (text, field, message) in cases {
+        let task = write(ws.path(), "task.yaml", &text);
+        let data = ws.path().join("data-dir");
+        let out = run(&task, &data, &["--python", "/bin/false"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{field}: {stderr}");
+        assert!(out.stdout.is_empty(), "nothing on stdout");
+        assert!(stderr.contains(&format!("task.yaml: {field}: ")), "expected field {field}: {stderr}");
+        assert!(stderr.contains(message), "expected {message:?}: {stderr}");
+        assert!(!data.exists(), "no run directory before validation passes");
+    }
+}
+
+#[test]
+fn when_every_miner_crashes_or_hangs_the_task_fails_with_reasons_and_scores_are_recorded() {
+    let ws = workspace(20);
+    let miners = "    - {name: crash, strategy: x, command: [sh, -c, 'echo boom: out of luck >&2; exit 3']}\n    \
+                  - {name: hang, strategy: x, command: [sh, -c, 'sleep 300']}\n    \
+                  - {name: lazy, strategy: x, command: [sh, -c, 'exit 0']}\n";
+    let task = write(ws.path(), "task.yaml", &task_yaml(miners, "  baseline: false\n  evaluateBase: false\n"));
+    let data = ws.path().join("data-dir");
+    let started = Instant::now();
+    // hours 0.001 = 3.6 s; the hanging miner is killed 2 s after its deadline.
+    let out = run(&task, &data, &["--python", "/bin/false", "--grace-seconds", "2", "--parallel", "3"]);
+    assert!(started.elapsed().as_secs() < 30, "the hang was not cut short");
+    assert_eq!(out.status.code(), Some(1), "a failed task exits 1");
+    let report = report(&out);
+    assert_eq!(report["phase"], "Failed");
+    let message = report["message"].as_str().unwrap();
+    assert!(message.contains("every miner failed"), "{message}");
+    let reason = |m: &str| row(&report, m)["reason"].as_str().unwrap_or_default().to_string();
+    assert_eq!(reason("crash"), "trainer exited with code 3");
+    assert!(reason("hang").contains("after its deadline"), "{}", reason("hang"));
+    assert!(reason("lazy").contains("wrote no model"), "{}", reason("lazy"));
+
+    let run_dir = std::path::PathBuf::from(report["run_dir"].as_str().unwrap());
+    let state = std::fs::read_to_string(run_dir.join("state.json")).unwrap();
+    assert!(state.contains("boom: out of luck"), "the crash's log tail is kept: {state}");
+    let records: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("records.json")).unwrap()).unwrap();
+    let subs = records["tasks"][0]["submissions"].as_array().unwrap();
+    assert_eq!(subs.len(), 3, "every miner is recorded");
+    assert!(subs.iter().all(|s| s.get("test_loss").is_none()));
+    assert_weights_reproduce(&run_dir);
+
+    // The store holds the record; a second run of the same file is a new task next to it.
+    let store: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("leaderboard.json")).unwrap()).unwrap();
+    assert_eq!(store["tasks"].as_array().unwrap().len(), 1);
+}
