@@ -23,6 +23,7 @@ def img_lora(data: Data, image_base: Path, workdir: Path) -> Path:
 
 
 def test_image_lora_improves_on_base(data: Data, image_base: Path, img_lora: Path) -> None:
+    assert '"StableDiffusionXLPipeline"' in (image_base / "model_index.json").read_text()
     assert [p.name for p in img_lora.iterdir()] == ["pytorch_lora_weights.safetensors"]
     sub = img_eval(data, image_base, img_lora)
     base = img_eval(data, image_base, None)
@@ -30,6 +31,18 @@ def test_image_lora_improves_on_base(data: Data, image_base: Path, img_lora: Pat
     assert sub["test_loss"] is None and sub["synth_loss"] is None
     assert sub["text_guided_loss"] < base["text_guided_loss"], (sub, base)
     assert sub["no_text_loss"] < base["no_text_loss"], (sub, base)
+
+
+def test_image_sd_architecture(data: Data, workdir: Path) -> None:
+    base = workdir / "sd_base"
+    assert run_cli("make-base-model", "--task-type", "image", "--architecture", "sd",
+                   "--output", base, "--pretrain-data", data.img_pretrain).rc == 0
+    assert '"StableDiffusionPipeline"' in (base / "model_index.json").read_text()
+    out = workdir / "sd_lora"
+    train("image", base, data.img_train, out, "lora-fast")
+    sub = img_eval(data, base, out / "model")
+    assert sub["ok"] is True, sub
+    assert sub["no_text_loss"] < img_eval(data, base, None)["no_text_loss"]
 
 
 def test_image_baseline_from_zip_stops_at_deadline(data: Data, image_base: Path, workdir: Path) -> None:

@@ -177,30 +177,46 @@ def build_clip_tokenizer(directory: Path) -> Any:
     )
 
 
-def make_image_base(output: Path, seed: int, pretrain: Path | None, steps: int) -> dict[str, Any]:
+def _clip_config(tokenizer: Any) -> Any:
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        bos_token_id=len(tokenizer) - 2,
+        eos_token_id=len(tokenizer) - 1,
+        pad_token_id=len(tokenizer) - 1,
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=77,
+        projection_dim=32,
+    )
+
+
+def make_image_base(
+    output: Path, seed: int, pretrain: Path | None, steps: int, architecture: str = "sdxl"
+) -> dict[str, Any]:
+    """A tiny SD (``sd``) or SDXL (``sdxl``: two text encoders, text-time embeddings)."""
     import tempfile
 
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionPipeline,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
+    if architecture not in ("sd", "sdxl"):
+        raise InputError("--architecture", f"image architectures are sd and sdxl, not {architecture!r}")
+    xl = architecture == "sdxl"
     seed_everything(seed)
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = build_clip_tokenizer(Path(tmp))
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=len(tokenizer) - 2,
-            eos_token_id=len(tokenizer) - 1,
-            pad_token_id=len(tokenizer) - 1,
-            hidden_size=32,
-            intermediate_size=64,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            vocab_size=len(tokenizer),
-            max_position_embeddings=77,
-            projection_dim=32,
-        )
-    )
-    unet = UNet2DConditionModel(
+    text_encoder = CLIPTextModel(_clip_config(tokenizer))
+    unet_kwargs: dict[str, Any] = dict(
         sample_size=8,
         in_channels=4,
         out_channels=4,
@@ -208,10 +224,18 @@ def make_image_base(output: Path, seed: int, pretrain: Path | None, steps: int) 
         block_out_channels=(32, 64),
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
+        cross_attention_dim=64 if xl else 32,
         attention_head_dim=4,
         norm_num_groups=16,
     )
+    if xl:
+        unet_kwargs.update(
+            addition_embed_type="text_time",
+            addition_time_embed_dim=8,
+            projection_class_embeddings_input_dim=6 * 8 + 32,
+            use_linear_projection=True,
+        )
+    unet = UNet2DConditionModel(**unet_kwargs)
     vae = AutoencoderKL(
         in_channels=3,
         out_channels=3,
@@ -232,27 +256,39 @@ def make_image_base(output: Path, seed: int, pretrain: Path | None, steps: int) 
         set_alpha_to_one=False,
         steps_offset=1,
     )
-    info: dict[str, Any] = {"architecture": "stable-diffusion-tiny"}
+    pipe: Any
+    if xl:
+        pipe = StableDiffusionXLPipeline(
+            vae=vae,
+            text_encoder=text_encoder,
+            text_encoder_2=CLIPTextModelWithProjection(_clip_config(tokenizer)),
+            tokenizer=tokenizer,
+            tokenizer_2=tokenizer,
+            unet=unet,
+            scheduler=scheduler,
+        )
+    else:
+        pipe = StableDiffusionPipeline(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=scheduler,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+    info: dict[str, Any] = {"architecture": f"{architecture}-tiny"}
     if pretrain is not None:
         from .image import pretrain_pipeline
 
-        info.update(pretrain_pipeline(vae, unet, text_encoder, tokenizer, scheduler,
-                                      pretrain, steps, seed))
-    modules: list[Any] = [unet, vae, text_encoder]
+        info.update(pretrain_pipeline(pipe, pretrain, steps, seed))
+    modules: list[Any] = [m for m in (pipe.unet, pipe.vae, pipe.text_encoder,
+                                      getattr(pipe, "text_encoder_2", None)) if m is not None]
     for module in modules:
         module.eval()
         for p in module.parameters():
             p.data = p.data.contiguous()
-    pipe: Any = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
     output.mkdir(parents=True, exist_ok=True)
     pipe.save_pretrained(output, safe_serialization=True)
     info["parameters"] = int(sum(p.numel() for m in modules for p in m.parameters()))
@@ -269,5 +305,6 @@ def make_base_model(
 ) -> dict[str, Any]:
     log(f"building tiny {task.value} base model in {output}")
     if task is TaskType.IMAGE:
-        return make_image_base(output, seed, pretrain, steps)
+        return make_image_base(output, seed, pretrain, steps,
+                               "sdxl" if architecture in ("", "llama") else architecture)
     return make_text_base(output, seed, pretrain, architecture, steps)

@@ -272,7 +272,6 @@ def check_text_submission(sub: Submission, base: Path) -> None:
 
 def check_image_submission(sub: Submission, base: Path) -> None:
     unet_files = sorted((base / "unet").glob("*.safetensors"))
-    te_files = sorted((base / "text_encoder").glob("*.safetensors"))
     if not unet_files:
         raise CheckFailed("inputs", f"base pipeline {base} has no unet safetensors")
     scan_files(sub, default_size_limit(unet_files))
@@ -282,16 +281,21 @@ def check_image_submission(sub: Submission, base: Path) -> None:
         raise CheckFailed("architecture", f"expected one LoRA safetensors file, found {len(sub.weight_files)}")
     sub.kind = "image-lora"
     header = safetensors_header(sub.weight_files[0])
-    unet_keys = {k: v for k, v in header.items() if k.startswith("unet.")}
-    te_keys = {k: v for k, v in header.items() if k.startswith("text_encoder.")}
-    other = set(header) - set(unet_keys) - set(te_keys)
-    if other:
-        raise CheckFailed("architecture", f"unexpected tensor {sorted(other)[0]} (expected unet./text_encoder. keys)")
-    if not unet_keys:
+    groups: dict[str, dict[str, Any]] = {"unet": {}, "text_encoder": {}, "text_encoder_2": {}}
+    for key, meta in header.items():
+        prefix = key.split(".", 1)[0]
+        if prefix not in groups:
+            raise CheckFailed("architecture", f"unexpected tensor {key} (expected unet./text_encoder. keys)")
+        groups[prefix][key] = meta
+    if not groups["unet"]:
         raise CheckFailed("architecture", "no UNet LoRA tensors")
-    check_lora_against(sub, unet_keys, base_header(unet_files), ("unet.",), "base UNet")
-    if te_keys:
-        check_lora_against(sub, te_keys, base_header(te_files), ("text_encoder.",), "base text encoder")
+    check_lora_against(sub, groups["unet"], base_header(unet_files), ("unet.",), "base UNet")
+    for name in ("text_encoder", "text_encoder_2"):
+        if groups[name]:
+            files = sorted((base / name).glob("*.safetensors"))
+            if not files:
+                raise CheckFailed("architecture", f"LoRA for {name}, which the base does not have")
+            check_lora_against(sub, groups[name], base_header(files), (name + ".",), f"base {name}")
     if lora_is_noop(sub.weight_files):
         raise CheckFailed("is_fine_tune", "not a fine-tune: the LoRA up/B matrices are all zero")
     sub.passed("is_fine_tune", "LoRA changes the base UNet")

@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     mk.add_argument("--output", required=True, type=Path)
     mk.add_argument("--pretrain-data", type=Path, default=None)
     mk.add_argument("--seed", type=int, default=42)
-    mk.add_argument("--architecture", choices=["llama", "qwen2"], default="llama")
+    mk.add_argument("--architecture", choices=["llama", "qwen2", "sd", "sdxl"], default=None,
+                    help="text: llama (default) | qwen2; image: sdxl (default) | sd")
     mk.add_argument("--pretrain-steps", type=int, default=40)
 
     sub.add_parser("strategies", help="print the strategy catalogue as JSON")
@@ -110,8 +111,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "make-base-model":
         from .basemodel import make_base_model
 
+        arch = args.architecture or ("sdxl" if task is TaskType.IMAGE else "llama")
         info = make_base_model(task, args.output, args.seed, args.pretrain_data,
-                               args.architecture, args.pretrain_steps)
+                               arch, args.pretrain_steps)
         write_stdout(json.dumps({"event": "done", "output": str(args.output), **info}))
         return EXIT_OK
     strategy = strategies.get(args.strategy)

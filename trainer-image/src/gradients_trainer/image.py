@@ -17,7 +17,7 @@ from .modelio import device, replace_dir
 from .strategies import Strategy
 
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
-SUPPORTED_PIPELINES = ("StableDiffusionPipeline",)
+SUPPORTED_PIPELINES = ("StableDiffusionPipeline", "StableDiffusionXLPipeline")
 ALL_ATTN = ["to_q", "to_k", "to_v", "to_out.0"]
 EXTENDED = ALL_ATTN + ["proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1", "conv2",
                        "time_emb_proj"]
@@ -41,20 +41,27 @@ def pipeline_class(base: Path) -> str:
     return name
 
 
+def pipeline_type(name: str) -> Any:
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    return StableDiffusionXLPipeline if name == "StableDiffusionXLPipeline" else StableDiffusionPipeline
+
+
+def is_xl(pipe: Any) -> bool:
+    return getattr(pipe, "text_encoder_2", None) is not None
+
+
 def load_pipeline(base: Path) -> Any:
     import torch
-    from diffusers import StableDiffusionPipeline
 
-    pipeline_class(base)
-    dtype = torch.float16 if device() == "cuda" else torch.float32
-    pipe = StableDiffusionPipeline.from_pretrained(
-        str(base),
-        use_safetensors=True,
-        local_files_only=True,
-        safety_checker=None,
-        requires_safety_checker=False,
-        torch_dtype=dtype,
-    )
+    cls = pipeline_type(pipeline_class(base))
+    # float32 on GPU too: LoRA training and MSE evaluation are then free of fp16 VAE
+    # overflow issues; SD-sized pipelines fit an H100 easily.
+    kwargs: dict[str, Any] = dict(use_safetensors=True, local_files_only=True,
+                                  torch_dtype=torch.float32)
+    if cls.__name__ == "StableDiffusionPipeline":
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
+    pipe = cls.from_pretrained(str(base), **kwargs)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device())
 
@@ -86,14 +93,57 @@ def choose_resolution(items: list[ImageCaption], wanted: int) -> int:
     return round64(min(wanted, max(64, native)))
 
 
-def encode_prompts(pipe: Any, captions: list[str]) -> Any:
+@dataclass
+class Cond:
+    """UNet conditioning: token embeddings, plus SDXL's pooled text embeds and time ids."""
+
+    emb: Any
+    pooled: Any | None = None
+    time_ids: Any | None = None
+
+    def select(self, idx: Any) -> Cond:
+        return Cond(self.emb[idx], None if self.pooled is None else self.pooled[idx],
+                    None if self.time_ids is None else self.time_ids[idx])
+
+    def cat(self, other: Cond) -> Cond:
+        import torch
+
+        def join(a: Any, b: Any) -> Any:
+            return None if a is None else torch.cat([a, b])
+
+        return Cond(join(self.emb, other.emb), join(self.pooled, other.pooled),
+                    join(self.time_ids, other.time_ids))
+
+
+def _tokens(tok: Any, captions: list[str], dev: Any) -> Any:
+    return tok(captions, padding="max_length", max_length=tok.model_max_length,
+               truncation=True, return_tensors="pt").input_ids.to(dev)
+
+
+def encode_prompts(pipe: Any, captions: list[str], resolution: int) -> Cond:
+    """SD: last hidden state of the CLIP text encoder. SDXL: penultimate hidden states of
+    both encoders concatenated, the second encoder's projection as pooled embeds, and
+    ``time_ids = (res, res, 0, 0, res, res)``."""
     import torch
 
-    tok = pipe.tokenizer
-    ids = tok(captions, padding="max_length", max_length=tok.model_max_length,
-              truncation=True, return_tensors="pt").input_ids.to(pipe.device)
     with torch.no_grad():
-        return pipe.text_encoder(ids)[0]
+        if not is_xl(pipe):
+            return Cond(pipe.text_encoder(_tokens(pipe.tokenizer, captions, pipe.device))[0])
+        out1 = pipe.text_encoder(_tokens(pipe.tokenizer, captions, pipe.device),
+                                 output_hidden_states=True)
+        out2 = pipe.text_encoder_2(_tokens(pipe.tokenizer_2, captions, pipe.device),
+                                   output_hidden_states=True)
+        emb = torch.cat([out1.hidden_states[-2], out2.hidden_states[-2]], dim=-1)
+        ids = torch.tensor([[resolution, resolution, 0, 0, resolution, resolution]],
+                           dtype=emb.dtype, device=emb.device).repeat(len(captions), 1)
+        return Cond(emb, out2.text_embeds, ids)
+
+
+def unet_eps(unet: Any, latents: Any, t: Any, cond: Cond) -> Any:
+    added = None
+    if cond.pooled is not None:
+        added = {"text_embeds": cond.pooled, "time_ids": cond.time_ids}
+    return unet(latents, t, encoder_hidden_states=cond.emb, added_cond_kwargs=added).sample
 
 
 def encode_images(pipe: Any, pixels01: Any, generator: Any | None = None) -> Any:
@@ -105,12 +155,12 @@ def encode_images(pipe: Any, pixels01: Any, generator: Any | None = None) -> Any
     return latents * pipe.vae.config.scaling_factor
 
 
-def pretrain_pipeline(vae: Any, unet: Any, text_encoder: Any, tokenizer: Any, scheduler: Any,
-                      folder: Path, steps: int, seed: int) -> dict[str, float]:
+def pretrain_pipeline(pipe: Any, folder: Path, steps: int, seed: int) -> dict[str, float]:
     """Base-model preparation: train the fresh VAE as an autoencoder, then the UNet (full)
     as a denoiser on the pretrain images, so that fine-tuning starts from something."""
     import torch
 
+    vae, unet, scheduler = pipe.vae, pipe.unet, pipe.scheduler
     items = load_image_folder(folder, "--pretrain-data")
     res = choose_resolution(items, 1024)
     pixels01 = torch.stack([image_tensor(i.image, res) for i in items])
@@ -121,10 +171,7 @@ def pretrain_pipeline(vae: Any, unet: Any, text_encoder: Any, tokenizer: Any, sc
         # Like SD's 0.18215: scale latents to unit variance so noise levels mean something.
         vae.register_to_config(scaling_factor=float(1.0 / raw.std().clamp(min=1e-4)))
         latents = raw * vae.config.scaling_factor
-        ids = tokenizer([i.caption for i in items], padding="max_length",
-                        max_length=tokenizer.model_max_length, truncation=True,
-                        return_tensors="pt").input_ids
-        emb = text_encoder(ids)[0]
+    cond = encode_prompts(pipe, [i.caption for i in items], res)
     opt = torch.optim.AdamW(unet.parameters(), lr=1e-3)
     unet.train()
     T = int(scheduler.config.num_train_timesteps)
@@ -133,7 +180,7 @@ def pretrain_pipeline(vae: Any, unet: Any, text_encoder: Any, tokenizer: Any, sc
         idx = torch.randint(0, len(items), (min(8, len(items)),), generator=gen)
         noise = torch.randn(latents[idx].shape, generator=gen)
         t = torch.randint(0, T, (len(idx),), generator=gen)
-        pred = unet(scheduler.add_noise(latents[idx], noise, t), t, emb[idx]).sample
+        pred = unet_eps(unet, scheduler.add_noise(latents[idx], noise, t), t, cond.select(idx))
         loss = torch.nn.functional.mse_loss(pred, noise)
         loss.backward()
         opt.step()
@@ -173,7 +220,6 @@ class ImageTrainResult:
 
 
 def save_unet_lora(pipe: Any, model_dir: Path) -> float:
-    from diffusers import StableDiffusionPipeline
     from peft.utils import get_peft_model_state_dict
 
     started = time.time()
@@ -182,7 +228,7 @@ def save_unet_lora(pipe: Any, model_dir: Path) -> float:
         shutil.rmtree(tmp)
     # PEFT-format keys (unet.<module>.lora_A/lora_B.weight), which load_lora_weights reads.
     layers = get_peft_model_state_dict(pipe.unet)
-    StableDiffusionPipeline.save_lora_weights(
+    type(pipe).save_lora_weights(
         save_directory=str(tmp), unet_lora_layers=layers, safe_serialization=True,
         weight_name=LORA_WEIGHT_NAME,
     )
@@ -205,7 +251,7 @@ def train_image(
     log(f"image training: {len(items)} images at {res}x{res}")
     pixels = torch.stack([image_tensor(i.image, res) for i in items])
     latents = encode_images(pipe, pixels).float()
-    prompt_embeds = encode_prompts(pipe, [i.caption for i in items]).float()
+    cond = encode_prompts(pipe, [i.caption for i in items], res)
     unet = pipe.unet
     for module in (unet, pipe.vae, pipe.text_encoder):
         module.requires_grad_(False)
@@ -238,7 +284,7 @@ def train_image(
             noise = torch.randn(x0.shape, generator=gen).to(pipe.device)
             t = torch.randint(0, T, (bs,), generator=gen).to(pipe.device)
             noisy = noise_sched.add_noise(x0, noise, t)
-            pred = unet(noisy.to(unet.dtype), t, prompt_embeds[idx].to(unet.dtype)).sample.float()
+            pred = unet_eps(unet, noisy, t, cond.select(idx.to(pipe.device))).float()
             target = noise_sched.get_velocity(x0, noise, t) if prediction == "v_prediction" else noise
             loss = torch.nn.functional.mse_loss(pred, target) / strategy.image_grad_accum
             loss.backward()

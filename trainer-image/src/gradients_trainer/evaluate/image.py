@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..data import ImageCaption
-from ..image import choose_resolution, encode_images, encode_prompts, image_tensor
+from ..image import choose_resolution, encode_images, encode_prompts, image_tensor, unet_eps
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,8 @@ def reconstruction_losses(pipe: Any, items: list[ImageCaption], profile: ImagePr
     res = choose_resolution(items, resolution)
     pixels = torch.stack([image_tensor(i.image, res) for i in items]).to(pipe.device)
     latents0 = encode_images(pipe, pixels)
-    cond = encode_prompts(pipe, [i.caption for i in items])
-    empty = encode_prompts(pipe, [""] * len(items))
+    cond = encode_prompts(pipe, [i.caption for i in items], res)
+    empty = encode_prompts(pipe, [""] * len(items), res)
     sched = DDIMScheduler.from_config(pipe.scheduler.config)
     sched.set_timesteps(profile.steps)
     sf = pipe.vae.config.scaling_factor
@@ -51,12 +51,11 @@ def reconstruction_losses(pipe: Any, items: list[ImageCaption], profile: ImagePr
                 with torch.no_grad():
                     for t in timesteps:
                         if profile.guidance > 1.0 and mode == "text":
-                            both = pipe.unet(torch.cat([lat, lat]), t,
-                                             torch.cat([empty, emb])).sample
+                            both = unet_eps(pipe.unet, torch.cat([lat, lat]), t, empty.cat(emb))
                             uncond, text = both.chunk(2)
                             eps = uncond + profile.guidance * (text - uncond)
                         else:
-                            eps = pipe.unet(lat, t, emb).sample
+                            eps = unet_eps(pipe.unet, lat, t, emb)
                         lat = sched.step(eps, t, lat).prev_sample
                     img = pipe.vae.decode(lat / sf).sample
                 img01 = ((img.float() + 1) / 2).clamp(0, 1)
