@@ -25,6 +25,8 @@ use kube::{Api, ResourceExt};
 use support::*;
 
 const TASK: &str = "alpaca-dpo";
+/// What the preparation container reports (`tournament::DatasetFacts`).
+const SPLIT_SIZES: &str = r#"{"rows":2400,"train":1960,"test":240,"synthetic":200}"#;
 
 #[tokio::test]
 #[ignore = "needs the e2e cluster: e2e/test -- cargo test --test operator_e2e -- --ignored"]
@@ -58,19 +60,19 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
     cluster.apply_yaml(&task_yaml(&ns, TASK, "hours: 1\n  minersPerTask: 3\n  minerSelector: {pool: e2e}")).await;
 
     // Preparation: the Job's pod lands on a node (it tolerates the GPU taint) and succeeds.
-    let prepare_pod = cluster.wait_for_job_pod(&ns, &format!("{TASK}-prepare")).await;
-    cluster.finish_pod(&ns, &prepare_pod, 0, None);
+    let prepare_pod = cluster.wait_for_job_pod(&ns, &format!("{TASK}-prepare-1")).await;
+    cluster.finish_pod(&ns, &prepare_pod, 0, Some(SPLIT_SIZES));
 
     // Training: one trainer Job per miner, on a fake GPU node, with the right GPUs and lockdown.
     let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &ns);
     let trainer_selector = ListParams::default().labels("gradients.io/role=trainer");
-    wait_until("three trainer Jobs", Duration::from_secs(60), || async {
-        jobs.list(&trainer_selector).await.map(|l| l.items.len() == 3).unwrap_or(false)
+    wait_until("four trainer Jobs (three miners and the baseline)", Duration::from_secs(60), || async {
+        jobs.list(&trainer_selector).await.map(|l| l.items.len() == 4).unwrap_or(false)
     })
     .await;
     let mut trainer_pods = Vec::new();
-    for miner in ["miner-a", "miner-b", "miner-c"] {
-        let pod_name = cluster.wait_for_job_pod(&ns, &format!("{TASK}-{miner}-train")).await;
+    for entrant in ["miner-a", "miner-b", "miner-c", "baseline"] {
+        let pod_name = cluster.wait_for_job_pod(&ns, &format!("{TASK}-{entrant}-1-train")).await;
         let pod = cluster.wait_for_scheduled_pod(&ns, &pod_name).await;
         assert_trainer_pod_is_locked_down(&pod, 2);
         trainer_pods.push(pod_name);
@@ -95,32 +97,34 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
     .await;
     let after: Vec<String> = names(&submissions.list(&ListParams::default()).await.unwrap().items);
     assert_eq!(before, after, "the restart created or lost no submission");
-    assert_eq!(jobs.list(&trainer_selector).await.unwrap().items.len(), 3, "no trainer Job twice");
+    assert_eq!(jobs.list(&trainer_selector).await.unwrap().items.len(), 4, "no trainer Job twice");
     assert_eq!(tasks.get(TASK).await.unwrap().status.unwrap().selected_miners, selected_before);
 
-    // Evaluation: two good messages, one malformed; the malformed one fails only its submission.
+    // Evaluation: good messages, one malformed; the malformed one fails only its submission.
+    // The baseline and the untrained base model are evaluated as unscored reference rows.
+    let result = |test: f64, synth: f64, sha: &str| {
+        format!(
+            r#"{{"ok":true,"test_loss":{test},"synth_loss":{synth},"weights_sha256":"{sha}","checks":[],"failure":null}}"#
+        )
+    };
     let messages = BTreeMap::from([
-        (
-            "miner-a",
-            r#"{"ok":true,"test_loss":0.91,"synth_loss":0.95,"weights_sha256":"aa","checks":[],"failure":null}"#,
-        ),
-        (
-            "miner-b",
-            r#"{"ok":true,"test_loss":1.20,"synth_loss":1.31,"weights_sha256":"bb","checks":[],"failure":null}"#,
-        ),
-        ("miner-c", "Traceback (most recent call last): not json"),
+        ("miner-a", result(0.91, 0.95, "aa")),
+        ("miner-b", result(1.20, 1.31, "bb")),
+        ("miner-c", "Traceback (most recent call last): not json".to_string()),
+        ("baseline", result(1.10, 1.15, "cc")),
+        ("base-model", result(2.50, 2.60, "dd")),
     ]);
     let policies = cluster.network_policies(&ns).await;
     assert!(policies.iter().any(|p| p.contains("isolate")), "deny-all policy exists before evaluation: {policies:?}");
     for (miner, message) in &messages {
-        let pod_name = cluster.wait_for_job_pod(&ns, &format!("{TASK}-eval-{miner}")).await;
+        let pod_name = cluster.wait_for_job_pod(&ns, &format!("{TASK}-eval-{miner}-1")).await;
         let pod = cluster.wait_for_scheduled_pod(&ns, &pod_name).await;
         let spec = pod.spec.clone().unwrap();
         assert_eq!(spec.automount_service_account_token, Some(false));
         let container = &spec.containers[0];
         assert_eq!(container.security_context.as_ref().unwrap().read_only_root_filesystem, Some(true));
         assert_eq!(container.termination_message_policy.as_deref(), Some("File"));
-        cluster.finish_pod(&ns, &pod_name, 0, Some(message));
+        cluster.finish_pod(&ns, &pod_name, 0, Some(message.as_str()));
     }
     wait_until("the task to succeed", Duration::from_secs(90), || async {
         tasks.get(TASK).await.map(|t| t.phase() == TaskPhase::Succeeded).unwrap_or(false)
@@ -170,7 +174,7 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
     // No Pod was ever created twice for a Job (restart safety at the workload level too).
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
     let all = pods.list(&ListParams::default()).await.unwrap().items;
-    assert_eq!(all.len(), 1 + 3 + 3, "one prepare, three trainer, three evaluator pods: {:?}", names(&all));
+    assert_eq!(all.len(), 1 + 4 + 5, "one prepare, four trainer, five evaluator pods: {:?}", names(&all));
 
     operator.stop().await;
     cluster.delete_namespace(&ns).await;
@@ -186,18 +190,18 @@ async fn too_few_miners_delay_an_organic_task() {
     operator.wait_ready().await;
     // No Miner matches: the organic task waits for miners with an extended allocation.
     cluster.apply_yaml(&task_yaml(&ns, "lonely", "hours: 2\n  minerSelector: {pool: nobody}")).await;
-    let pod = cluster.wait_for_job_pod(&ns, "lonely-prepare").await;
-    cluster.finish_pod(&ns, &pod, 0, None);
+    let pod = cluster.wait_for_job_pod(&ns, "lonely-prepare-1").await;
+    cluster.finish_pod(&ns, &pod, 0, Some(SPLIT_SIZES));
     let tasks: Api<Task> = Api::namespaced(cluster.client.clone(), &ns);
     wait_until("the task to wait for miners", Duration::from_secs(60), || async {
-        tasks.get("lonely").await.map(|t| t.phase() == TaskPhase::WaitingForMiners).unwrap_or(false)
+        tasks.get("lonely").await.map(|t| t.phase() == TaskPhase::Delayed).unwrap_or(false)
     })
     .await;
     let status = tasks.get("lonely").await.unwrap().status.unwrap();
     assert_eq!(status.delays, 1);
     assert!(status.retry_at.is_some());
     let events = cluster.kubectl(&["get", "events", "-n", &ns, "--field-selector", "involvedObject.name=lonely"]);
-    assert!(events.contains("WaitingForMiners"), "{events}");
+    assert!(events.contains("Delayed"), "{events}");
     operator.stop().await;
     cluster.delete_namespace(&ns).await;
 }

@@ -21,3 +21,13 @@ pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensi
     use kube::CustomResourceExt;
     vec![Task::crd(), Miner::crd(), MinerSubmission::crd(), Evaluation::crd(), Leaderboard::crd()]
 }
+
+/// Schema of a field whose shape is owned by Rust code rather than the CRD (the lifecycle
+/// state): an object the API server keeps as it is.
+pub(crate) fn preserved_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "nullable": true,
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}

@@ -173,7 +173,8 @@ pub struct RewardFunction {
     pub weight: f64,
 }
 
-/// Where a task is in its lifecycle.
+/// Where a task is in its lifecycle: the phases of the shared state machine
+/// ([`crate::tournament::Phase`]), as the printer column shows them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 pub enum TaskPhase {
     /// Accepted, nothing started yet: the spec may still change.
@@ -181,23 +182,29 @@ pub enum TaskPhase {
     Pending,
     /// The dataset-preparation Job is splitting the data.
     Preparing,
+    /// Drawing the miners.
+    Selecting,
     /// Too few miners are enabled: waiting to retry with an extended allocation.
-    WaitingForMiners,
-    /// One trainer Job per selected miner is running.
+    Delayed,
+    /// One trainer per entrant is running.
     Training,
-    /// The isolated evaluation Jobs are running.
+    /// Every training has ended; the isolated evaluations run.
     Evaluating,
+    /// Scored; the record is being written.
+    Recording,
     Succeeded,
     Failed,
 }
 
 impl TaskPhase {
-    pub const ALL: [TaskPhase; 7] = [
+    pub const ALL: [TaskPhase; 9] = [
         TaskPhase::Pending,
         TaskPhase::Preparing,
-        TaskPhase::WaitingForMiners,
+        TaskPhase::Selecting,
+        TaskPhase::Delayed,
         TaskPhase::Training,
         TaskPhase::Evaluating,
+        TaskPhase::Recording,
         TaskPhase::Succeeded,
         TaskPhase::Failed,
     ];
@@ -206,9 +213,11 @@ impl TaskPhase {
         match self {
             TaskPhase::Pending => "Pending",
             TaskPhase::Preparing => "Preparing",
-            TaskPhase::WaitingForMiners => "WaitingForMiners",
+            TaskPhase::Selecting => "Selecting",
+            TaskPhase::Delayed => "Delayed",
             TaskPhase::Training => "Training",
             TaskPhase::Evaluating => "Evaluating",
+            TaskPhase::Recording => "Recording",
             TaskPhase::Succeeded => "Succeeded",
             TaskPhase::Failed => "Failed",
         }
@@ -219,8 +228,26 @@ impl TaskPhase {
     }
 }
 
+impl From<crate::tournament::Phase> for TaskPhase {
+    fn from(phase: crate::tournament::Phase) -> Self {
+        use crate::tournament::Phase;
+        match phase {
+            Phase::Pending => TaskPhase::Pending,
+            Phase::Preparing => TaskPhase::Preparing,
+            Phase::Selecting => TaskPhase::Selecting,
+            Phase::Delayed => TaskPhase::Delayed,
+            Phase::Training => TaskPhase::Training,
+            Phase::Evaluating => TaskPhase::Evaluating,
+            Phase::Recording => TaskPhase::Recording,
+            Phase::Succeeded => TaskPhase::Succeeded,
+            Phase::Failed => TaskPhase::Failed,
+        }
+    }
+}
+
 /// What the operator has observed and decided about a task. Every field is derived from the
-/// cluster or fixed once at a transition, so re-reconciling writes the same status.
+/// lifecycle state, which changes only when something happened, so re-reconciling writes the
+/// same status.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskStatus {
@@ -241,10 +268,10 @@ pub struct TaskStatus {
     pub selected_miners: Vec<String>,
     #[serde(default)]
     pub miners_selected: u32,
-    /// Submissions whose trainer has finished (succeeded or failed).
+    /// Trainings that have ended (succeeded or failed), references included.
     #[serde(default)]
     pub submissions_finished: u32,
-    /// Hours each miner gets, after any extension for delays.
+    /// Hours each training gets, after any extension for delays.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocated_hours: Option<f64>,
     /// How many times the task waited for miners.
@@ -253,13 +280,13 @@ pub struct TaskStatus {
     /// When a task that waits for miners tries again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<DateTime<Utc>>,
-    /// When training started and when every trainer must have finished.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub training_started_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub training_deadline: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<TaskResult>,
+    /// The shared lifecycle state machine's state (`src/tournament`): every entrant's training
+    /// and evaluation with attempts and outcomes. Bounded by the number of entrants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::preserved_object")]
+    pub lifecycle: Option<crate::tournament::TaskState>,
 }
 
 /// The outcome in a few numbers; the per-submission detail lives in the `Evaluation`.

@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use super::error::{Error, Result};
 use super::metrics::Metrics;
 use crate::mechanism::MechanismConfig;
+use crate::tournament::TournamentConfig;
 use crate::workloads::WorkloadConfig;
 
 /// The field manager of every server-side apply this operator makes.
@@ -26,7 +27,8 @@ pub const FIELD_MANAGER: &str = "gradients-operator";
 pub struct Context {
     pub client: Client,
     pub workloads: WorkloadConfig,
-    pub mechanism: MechanismConfig,
+    /// The mechanism's constants and the lifecycle's timeouts and retries.
+    pub tournament: TournamentConfig,
     pub metrics: Metrics,
     pub recorder: Recorder,
     /// File sink for weights, when configured.
@@ -47,11 +49,15 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             workloads,
-            mechanism: MechanismConfig::default(),
+            tournament: TournamentConfig::default(),
             metrics,
             weights_file,
             backoff: Mutex::new(HashMap::new()),
         })
+    }
+
+    pub fn mechanism(&self) -> &MechanismConfig {
+        &self.tournament.mechanism
     }
 
     /// Runs one reconcile with its metrics, and resets the object's backoff on success.

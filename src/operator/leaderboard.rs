@@ -76,7 +76,7 @@ async fn reconcile_leaderboard(guarded: Arc<DeserializeGuard<Leaderboard>>, ctx:
         evaluations.items.into_iter().filter_map(|e| e.0.ok()).filter_map(|e| results::complete_record(&e)).collect();
     let now = Utc::now();
     let previous = board.status.clone().unwrap_or_default();
-    let mut status = standings(&ctx.mechanism, &records, now, &previous, board.metadata.generation);
+    let mut status = standings(ctx.mechanism(), &records, now, &previous, board.metadata.generation);
 
     let weights =
         Weights { at: now, weights: status.standings.iter().map(|s| (s.miner.clone(), s.weight_u16)).collect() };

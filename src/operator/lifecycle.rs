@@ -1,279 +1,277 @@
-//! The Task lifecycle as a pure function: from what was observed (the task and its status, the
-//! preparation Job, the miners, the submissions, the evaluation, the clock) to what should
-//! exist and the status to write. The Task controller only gathers the observation and
-//! applies the plan, so every rule here is unit-tested without a cluster.
+//! How the operator executes the shared lifecycle state machine ([`crate::tournament`]): pure
+//! translations between Kubernetes objects and the state machine's terms. The Task controller
+//! gathers objects, turns them into an [`Observation`](crate::tournament::Observation) here,
+//! calls [`crate::tournament::decide`], writes the status computed here, and applies the
+//! actions with the objects built here.
 //!
-//! Decisions that must not change once made (the miner draw, the allocated hours, the start of
-//! training) are recorded in the status the first time and read back from it afterwards.
+//! Workloads and their objects (one attempt each, see [`WorkloadId`]):
+//! - prepare → Job `<task>-prepare-<attempt>`; its termination message holds the split sizes;
+//! - train → MinerSubmission `<task>-<entrant>-<attempt>` (its controller runs the trainer Job);
+//! - evaluate → Job `<task>-eval-<entrant>-<attempt>`; its termination message is the result;
+//! - the record → the Evaluation `<task>`, which the leaderboard reads.
 
-use chrono::{DateTime, Duration, Utc};
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 
 use crate::api::conditions::{self, Observed};
-use crate::api::evaluation::{EvaluatedSubmission, EvaluationStatus, ResultState};
+use crate::api::evaluation::{EvaluatedSubmission, EvaluationPhase, EvaluationStatus, ResultState, SubmissionResult};
 use crate::api::submission::SubmissionPhase;
-use crate::api::task::{Origin, TaskPhase, TaskResult};
-use crate::api::{Evaluation, EvaluationSpec, MinerSubmission, MinerSubmissionSpec, Task, TaskStatus};
+use crate::api::task::{TaskPhase, TaskResult};
+use crate::api::{Evaluation, EvaluationSpec, MinerSpec, MinerSubmission, MinerSubmissionSpec, Task, TaskStatus};
 use crate::mechanism::MechanismConfig;
-use crate::mechanism::selection::{self, Staffing};
-use crate::workloads::{BuildError, WorkloadConfig, child_name, gpus};
+use crate::mechanism::records::TaskRecord;
+use crate::mechanism::scoring;
+use crate::tournament::{
+    DatasetFacts, EvalReport, Phase, Role, TaskState, TrainingSummary, Work, WorkKind, WorkOutput, WorkloadId,
+    WorkloadState,
+};
+use crate::workloads::{BuildError, WorkloadConfig, child_name, evaluator, gpus, labels};
 
-/// A miner that may be drawn: a `Miner` object or an inline miner of the task.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Candidate {
-    pub name: String,
-    pub image: Option<String>,
-    pub command: Vec<String>,
-    pub strategy: Option<String>,
-    pub args: Vec<String>,
-    pub average_score_today: Option<f64>,
+pub fn submission_name(task: &str, id: &WorkloadId) -> String {
+    child_name(&[task, &id.entrant, &id.attempt.to_string()])
 }
 
-/// The dataset-preparation Job as observed.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Preparation {
-    Running,
-    Succeeded,
-    Failed(String),
+/// Where the model of one training attempt goes.
+pub fn model_uri(workloads: &WorkloadConfig, namespace: &str, task: &str, id: &WorkloadId) -> String {
+    workloads.model_uri(namespace, task, &id.to_string())
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct ObservedSubmission {
-    pub name: String,
-    pub miner: String,
-    pub phase: SubmissionPhase,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub artifact_uri: String,
+/// The workload id a child object carries in its labels.
+pub fn workload_id(kind: WorkKind, object_labels: &BTreeMap<String, String>) -> Option<WorkloadId> {
+    let attempt = object_labels.get(labels::ATTEMPT)?.parse().ok()?;
+    let entrant = match kind {
+        WorkKind::Prepare => String::new(),
+        _ => object_labels.get(labels::MINER)?.clone(),
+    };
+    Some(WorkloadId::new(kind, &entrant, attempt))
 }
 
-pub struct Observation<'a> {
-    pub task: &'a Task,
-    pub preparation: Preparation,
-    pub candidates: &'a [Candidate],
-    pub submissions: &'a [ObservedSubmission],
-    pub evaluation: Option<&'a EvaluationStatus>,
-    pub now: DateTime<Utc>,
+fn time(t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> Option<DateTime<Utc>> {
+    t.as_ref().and_then(conditions::from_time)
 }
 
-/// What should exist and what the status says. Children are complete objects to create if
-/// missing; the status is written as a whole.
-#[derive(Debug, Clone, Default)]
-pub struct Plan {
-    pub status: TaskStatus,
-    pub prepare: bool,
-    pub submissions: Vec<MinerSubmission>,
-    pub evaluation: Option<Evaluation>,
-    pub requeue_after: Option<std::time::Duration>,
+fn job_condition(job: &Job, type_: &str) -> Option<k8s_openapi::api::batch::v1::JobCondition> {
+    job.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == type_ && c.status == "True").cloned()
 }
 
-pub fn submission_name(task: &str, miner: &str) -> String {
-    child_name(&[task, miner])
+fn terminated(pods: &[Pod], container: &str) -> Option<ContainerStateTerminated> {
+    pods.iter().find_map(|pod| {
+        pod.status
+            .as_ref()?
+            .container_statuses
+            .iter()
+            .flatten()
+            .find(|c| c.name == container)?
+            .state
+            .as_ref()?
+            .terminated
+            .clone()
+    })
 }
 
-pub fn plan(
-    observed: &Observation<'_>,
-    workloads: &WorkloadConfig,
-    mechanism: &MechanismConfig,
-) -> Result<Plan, BuildError> {
-    let task = observed.task;
-    let previous = task.status.clone().unwrap_or_default();
-    let mut plan = Plan { status: previous.clone(), ..Plan::default() };
-    if !previous.phase.is_terminal() {
-        advance(observed, workloads, mechanism, &mut plan)?;
-    }
-    let status = &mut plan.status;
-    status.observed_generation = task.metadata.generation;
-    status.miners_selected = status.selected_miners.len() as u32;
-    status.conditions =
-        conditions::merge(&previous.conditions, &observe_conditions(status), task.metadata.generation, observed.now);
-    Ok(plan)
+/// Evicted or preempted pods are not the workload's fault: worth another attempt.
+fn lost(pods: &[Pod]) -> bool {
+    pods.iter().any(|p| {
+        let reason = p.status.as_ref().and_then(|s| s.reason.clone()).unwrap_or_default();
+        matches!(reason.as_str(), "Evicted" | "Preempting" | "NodeLost" | "Terminated")
+    })
 }
 
-fn advance(
-    observed: &Observation<'_>,
-    workloads: &WorkloadConfig,
-    mechanism: &MechanismConfig,
-    plan: &mut Plan,
-) -> Result<(), BuildError> {
-    let task = observed.task;
-    let now = observed.now;
-    let status = &mut plan.status;
-
-    // 1. The data is split once, before anything is drawn.
-    if status.selected_miners.is_empty() {
-        plan.prepare = true;
-        match &observed.preparation {
-            Preparation::Running => {
-                set(status, TaskPhase::Preparing, "splitting the dataset");
-                return Ok(());
-            }
-            Preparation::Failed(reason) => {
-                set(status, TaskPhase::Failed, &format!("dataset preparation failed: {reason}"));
-                return Ok(());
-            }
-            Preparation::Succeeded => {}
-        }
-    }
-
-    // 2. Draw the miners, or wait for more (WP §2.7).
-    if status.selected_miners.is_empty() {
-        if let Some(retry_at) = status.retry_at.filter(|at| *at > now) {
-            set(
-                status,
-                TaskPhase::WaitingForMiners,
-                &waiting_message(status.delays, observed.candidates.len(), retry_at),
-            );
-            plan.requeue_after = (retry_at - now).to_std().ok();
-            return Ok(());
-        }
-        let base_hours = match (task.spec.hours, task.spec.deadline) {
-            (Some(hours), _) => hours,
-            (None, Some(deadline)) => (deadline - now).num_seconds() as f64 / 3600.0,
-            (None, None) => 0.0,
-        };
-        if base_hours <= 0.0 {
-            set(status, TaskPhase::Failed, "spec.deadline has passed before training could start");
-            return Ok(());
-        }
-        let synthetic = task.spec.origin == Origin::Synthetic;
-        match selection::staffing(mechanism, observed.candidates.len(), base_hours, status.delays, synthetic) {
-            Staffing::Proceed { hours } => {
-                let pool: Vec<selection::Candidate> = observed
-                    .candidates
-                    .iter()
-                    .map(|c| selection::Candidate {
-                        miner: c.name.clone(),
-                        average_quality_today: c.average_score_today,
-                    })
-                    .collect();
-                let wanted = task
-                    .spec
-                    .miners_per_task
-                    .map(|k| k as usize)
-                    .unwrap_or_else(|| selection::pool_size(mechanism, task.spec.task_type, task.seed()));
-                status.selected_miners = selection::select_miners(mechanism, &pool, wanted, task.seed());
-                status.allocated_hours = Some(hours);
-                status.retry_at = None;
-                status.training_started_at = Some(now);
-                status.training_deadline = Some(now + Duration::seconds((hours * 3600.0).ceil() as i64));
-            }
-            Staffing::Delay { retry_after_minutes, delays, .. } => {
-                let retry_at = now + Duration::minutes(i64::from(retry_after_minutes));
-                status.delays = delays;
-                status.retry_at = Some(retry_at);
-                set(status, TaskPhase::WaitingForMiners, &waiting_message(delays, observed.candidates.len(), retry_at));
-                plan.requeue_after = (retry_at - now).to_std().ok();
-                return Ok(());
-            }
-            Staffing::GiveUp { reason } => {
-                set(status, TaskPhase::Failed, &format!("not enough miners: {reason}"));
-                return Ok(());
-            }
-        }
-    }
-
-    // 3. One submission per drawn miner; a miner deleted before its submission exists counts
-    //    as finished without a model.
-    let mut finished = 0usize;
-    for miner in &status.selected_miners {
-        match observed.submissions.iter().find(|s| &s.miner == miner) {
-            Some(submission) if submission.phase.is_terminal() => finished += 1,
-            Some(_) => {}
-            None => match observed.candidates.iter().find(|c| &c.name == miner) {
-                Some(candidate) => plan.submissions.push(build_submission(task, candidate, status, workloads)?),
-                None => finished += 1,
+/// A Job's state; `output` turns the finished container into the workload's output (or why not).
+fn job_state(
+    job: &Job,
+    pods: &[Pod],
+    container: &str,
+    output: impl Fn(&ContainerStateTerminated) -> Result<WorkOutput, (String, bool)>,
+) -> WorkloadState {
+    let created = job.metadata.creation_timestamp.as_ref().and_then(conditions::from_time).unwrap_or_default();
+    let status = job.status.clone().unwrap_or_default();
+    let started_at = time(&status.start_time).unwrap_or(created);
+    if let Some(finished) = terminated(pods, container) {
+        let finished_at = time(&finished.finished_at).unwrap_or(started_at);
+        return match output(&finished) {
+            Ok(output) => WorkloadState::Succeeded { started_at, finished_at, output },
+            Err((reason, retryable)) => WorkloadState::Failed {
+                started_at: Some(started_at),
+                finished_at,
+                reason,
+                log_tail: String::new(),
+                retryable,
             },
-        }
+        };
     }
-    let selected = status.selected_miners.len();
-    status.submissions_finished = finished as u32;
-    if finished < selected {
-        set(status, TaskPhase::Training, &format!("{finished} of {selected} trainers finished"));
-        return Ok(());
+    if let Some(failed) = job_condition(job, "Failed") {
+        return WorkloadState::Failed {
+            started_at: Some(started_at),
+            finished_at: time(&failed.last_transition_time).unwrap_or(started_at),
+            reason: format!("{}: {}", failed.reason.unwrap_or_default(), failed.message.unwrap_or_default()),
+            log_tail: String::new(),
+            retryable: lost(pods),
+        };
     }
-
-    // 4. Evaluate what was submitted, then record the outcome.
-    let mut succeeded: Vec<&ObservedSubmission> = observed
-        .submissions
-        .iter()
-        .filter(|s| s.phase == SubmissionPhase::Succeeded && status.selected_miners.contains(&s.miner))
-        .collect();
-    if succeeded.is_empty() {
-        set(status, TaskPhase::Failed, "no trainer produced a model");
-        return Ok(());
-    }
-    succeeded.sort_by(|a, b| a.miner.cmp(&b.miner));
-    plan.evaluation = Some(build_evaluation(task, &succeeded, status, workloads)?);
-    match observed.evaluation {
-        Some(evaluation) if evaluation.phase == crate::api::evaluation::EvaluationPhase::Complete => {
-            let result = summarize(evaluation, &task.metadata.name.clone().unwrap_or_default());
-            let message = match &result.winner {
-                Some(winner) => format!("won by {winner} ({} ranked, {} failed)", result.ranked, result.failed),
-                None => format!("no valid submission ({} failed)", result.failed),
-            };
-            status.result = Some(result);
-            set(status, TaskPhase::Succeeded, &message);
-        }
-        Some(evaluation) => {
-            let message = format!("{} of {} submissions evaluated", evaluation.evaluated, succeeded.len());
-            set(status, TaskPhase::Evaluating, &message);
-        }
-        None => set(status, TaskPhase::Evaluating, &format!("evaluating {} submissions", succeeded.len())),
-    }
-    Ok(())
+    if status.ready.unwrap_or(0) > 0 { WorkloadState::Running { started_at } } else { WorkloadState::Pending }
 }
 
-fn set(status: &mut TaskStatus, phase: TaskPhase, message: &str) {
-    status.phase = phase;
-    status.message = message.to_string();
+/// The preparation: its termination message is `{"rows","train","test","synthetic"}`.
+pub fn preparation_state(job: &Job, pods: &[Pod]) -> WorkloadState {
+    job_state(job, pods, "prepare", |finished| {
+        if finished.exit_code != 0 {
+            return Err((format!("exited with code {}", finished.exit_code), false));
+        }
+        let message = finished.message.as_deref().unwrap_or("").trim();
+        serde_json::from_str::<DatasetFacts>(message)
+            .map(WorkOutput::Prepared)
+            .map_err(|e| (format!("the split sizes in the termination message are unreadable: {e}"), false))
+    })
 }
 
-fn waiting_message(delays: u32, available: usize, retry_at: DateTime<Utc>) -> String {
-    format!("{available} miner(s) available; delay {delays}, retrying at {}", retry_at.to_rfc3339())
+/// An evaluation: only the evaluator container's termination message counts. A malformed or
+/// missing message fails this entrant's evaluation, never the task; a crash without a result
+/// is worth another attempt.
+pub fn evaluation_state(job: &Job, pods: &[Pod]) -> WorkloadState {
+    job_state(job, pods, evaluator::EVALUATOR_CONTAINER, |finished| {
+        match EvalReport::parse(finished.message.as_deref().unwrap_or("")) {
+            Ok(report) => Ok(WorkOutput::Evaluated(report)),
+            Err(e) if finished.exit_code == 0 => Err((format!("malformed evaluator message: {e}"), false)),
+            Err(e) => Err((format!("evaluator exited with code {}: {e}", finished.exit_code), true)),
+        }
+    })
 }
 
-fn build_submission(
+/// A training, as its MinerSubmission reports it.
+pub fn training_state(submission: &MinerSubmission) -> WorkloadState {
+    let created = submission.metadata.creation_timestamp.as_ref().and_then(conditions::from_time).unwrap_or_default();
+    let status = submission.status.clone().unwrap_or_default();
+    let started_at = status.started_at.unwrap_or(created);
+    match status.phase {
+        SubmissionPhase::Pending => WorkloadState::Pending,
+        SubmissionPhase::Training => WorkloadState::Running { started_at },
+        SubmissionPhase::Succeeded => WorkloadState::Succeeded {
+            started_at,
+            finished_at: status.finished_at.unwrap_or(started_at),
+            output: WorkOutput::Trained(TrainingSummary::default()),
+        },
+        SubmissionPhase::Failed => WorkloadState::Failed {
+            started_at: Some(started_at),
+            finished_at: status.finished_at.unwrap_or(started_at),
+            reason: status.failure_reason.unwrap_or_else(|| "the trainer failed".into()),
+            log_tail: String::new(),
+            retryable: false,
+        },
+    }
+}
+
+/// The MinerSubmission for `StartTraining`. A `Miner` object brings its own image, command and
+/// arguments; an inline miner, the baseline and anything else run the reference trainer.
+#[allow(clippy::too_many_arguments)]
+pub fn build_submission(
     task: &Task,
-    candidate: &Candidate,
-    status: &TaskStatus,
+    id: &WorkloadId,
+    strategy: Option<String>,
+    hours: f64,
+    deadline: Option<DateTime<Utc>>,
+    miner: Option<&MinerSpec>,
     workloads: &WorkloadConfig,
+    now: DateTime<Utc>,
 ) -> Result<MinerSubmission, BuildError> {
     let (namespace, name, owner) = crate::workloads::owner(task)?;
     let spec = &task.spec;
+    // A deadline caps the allotment: the Job may not run past it.
+    let hours = match deadline {
+        Some(deadline) => hours.min(((deadline - now).num_seconds().max(60)) as f64 / 3600.0),
+        None => hours,
+    };
     let mut submission = MinerSubmission::new(
-        &submission_name(&name, &candidate.name),
+        &submission_name(&name, id),
         MinerSubmissionSpec {
             task: name.clone(),
-            miner: candidate.name.clone(),
+            miner: id.entrant.clone(),
             task_type: spec.task_type,
             base_model_uri: spec.base_model.uri.clone(),
             base_model_params_b: spec.base_model.params_b,
             data_uri: workloads.data_uri(&namespace, &name),
-            artifact_uri: workloads.model_uri(&namespace, &name, &candidate.name),
-            hours: status.allocated_hours.unwrap_or_default(),
+            artifact_uri: model_uri(workloads, &namespace, &name, id),
+            hours,
             gpus: gpus::training_gpus(spec.task_type, spec.base_model.params_b),
-            gpu_class: gpu_class(task, workloads),
-            image: candidate.image.clone(),
-            command: candidate.command.clone(),
-            strategy: candidate.strategy.clone(),
-            args: candidate.args.clone(),
+            gpu_class: spec.gpu_class.clone().unwrap_or_else(|| workloads.default_gpu_class.clone()),
+            image: miner.and_then(|m| m.image.clone()),
+            command: miner.map(|m| m.command.clone()).unwrap_or_default(),
+            strategy: strategy.or_else(|| miner.and_then(|m| m.strategy.clone())),
+            args: miner.map(|m| m.args.clone()).unwrap_or_default(),
             seed: task.seed(),
         },
     );
     submission.metadata.namespace = Some(namespace);
     submission.metadata.owner_references = Some(vec![owner]);
-    submission.metadata.labels = Some(child_labels(&name, Some(&candidate.name)));
+    submission.metadata.labels = Some(BTreeMap::from([
+        (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
+        (labels::TASK.to_string(), crate::workloads::label_value(&name)),
+        (labels::MINER.to_string(), crate::workloads::label_value(&id.entrant)),
+        (labels::ATTEMPT.to_string(), id.attempt.to_string()),
+    ]));
     Ok(submission)
 }
 
-fn build_evaluation(
+/// The Evaluation object for `RecordResults`: the record's submissions with every miner's
+/// evaluator result, scored by the mechanism exactly as `gradients score` scores the record.
+pub fn build_evaluation(
     task: &Task,
-    succeeded: &[&ObservedSubmission],
-    status: &TaskStatus,
+    record: &TaskRecord,
+    state: &TaskState,
     workloads: &WorkloadConfig,
-) -> Result<Evaluation, BuildError> {
+    mechanism: &MechanismConfig,
+    now: DateTime<Utc>,
+) -> Result<(Evaluation, EvaluationStatus), BuildError> {
     let (namespace, name, owner) = crate::workloads::owner(task)?;
     let spec = &task.spec;
-    let fallback = status.training_deadline.unwrap_or(DateTime::UNIX_EPOCH);
+    let mut submissions = Vec::new();
+    let mut results = Vec::new();
+    for submitted in &record.submissions {
+        let Some(entrant) = state.entrant(&submitted.miner) else { continue };
+        let training = WorkloadId::new(WorkKind::Train, &entrant.name, entrant.training.attempt().max(1));
+        submissions.push(EvaluatedSubmission {
+            miner: entrant.name.clone(),
+            submission: submission_name(&name, &training),
+            artifact_uri: model_uri(workloads, &namespace, &name, &training),
+            submitted_at: submitted.submitted_at,
+        });
+        let report = match entrant.evaluation.output() {
+            Some(WorkOutput::Evaluated(report)) => Some(report),
+            _ => None,
+        };
+        let usable = report.filter(|r| r.ok);
+        let failure = entrant
+            .evaluation
+            .failure()
+            .or(entrant.training.failure())
+            .map(str::to_string)
+            .or_else(|| report.and_then(|r| r.failure_reason()));
+        results.push(SubmissionResult {
+            miner: entrant.name.clone(),
+            state: if usable.is_some() { ResultState::Evaluated } else { ResultState::Failed },
+            test_loss: submitted.test_loss,
+            synth_loss: submitted.synth_loss,
+            text_guided_loss: submitted.text_guided_loss,
+            no_text_loss: submitted.no_text_loss,
+            weights_sha256: report.and_then(|r| r.weights_sha256.clone()),
+            failure: if usable.is_some() { None } else { failure.map(|f| truncate(&f, 512)) },
+            ..SubmissionResult::default()
+        });
+    }
+    let scored = scoring::score_task(mechanism, record);
+    for result in &mut results {
+        if let Some(verdict) = scored.submissions.iter().find(|s| s.miner == result.miner) {
+            result.status = Some(verdict.status.label().to_string());
+            result.duplicate_of = verdict.duplicate_of.clone();
+            result.weighted_loss = verdict.weighted_loss;
+            result.rank = verdict.rank.map(|r| r as u32);
+            result.score = Some(verdict.score);
+            result.adjusted_score = Some(verdict.adjusted_score);
+        }
+    }
     let mut evaluation = Evaluation::new(
         &name,
         EvaluationSpec {
@@ -281,41 +279,88 @@ fn build_evaluation(
             task_type: spec.task_type,
             origin: spec.origin,
             base_model_uri: spec.base_model.uri.clone(),
-            base_model_params_b: spec.base_model.params_b,
-            hours: status.allocated_hours.unwrap_or_default(),
+            base_model_params_b: record.model_params_b,
+            hours: record.hours,
             data_uri: workloads.data_uri(&namespace, &name),
-            gpu_class: gpu_class(task, workloads),
-            submissions: succeeded
-                .iter()
-                .map(|s| EvaluatedSubmission {
-                    miner: s.miner.clone(),
-                    submission: s.name.clone(),
-                    artifact_uri: s.artifact_uri.clone(),
-                    submitted_at: s.finished_at.unwrap_or(fallback),
-                })
-                .collect(),
+            gpu_class: spec.gpu_class.clone().unwrap_or_else(|| workloads.default_gpu_class.clone()),
+            submissions,
         },
     );
     evaluation.metadata.namespace = Some(namespace);
     evaluation.metadata.owner_references = Some(vec![owner]);
-    evaluation.metadata.labels = Some(child_labels(&name, None));
-    Ok(evaluation)
-}
-
-fn gpu_class(task: &Task, workloads: &WorkloadConfig) -> String {
-    task.spec.gpu_class.clone().unwrap_or_else(|| workloads.default_gpu_class.clone())
-}
-
-fn child_labels(task: &str, miner: Option<&str>) -> std::collections::BTreeMap<String, String> {
-    use crate::workloads::labels;
-    let mut labels = std::collections::BTreeMap::from([
+    evaluation.metadata.labels = Some(BTreeMap::from([
         (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
-        (labels::TASK.to_string(), crate::workloads::label_value(task)),
-    ]);
-    if let Some(miner) = miner {
-        labels.insert(labels::MINER.to_string(), crate::workloads::label_value(miner));
+        (labels::TASK.to_string(), crate::workloads::label_value(&name)),
+    ]));
+    let status = EvaluationStatus {
+        phase: EvaluationPhase::Complete,
+        observed_generation: Some(1),
+        conditions: conditions::merge(&[], &[Observed::new("Evaluated", Some(true), "Scored", "")], Some(1), now),
+        evaluated: results.len() as u32,
+        ranked: scored.ranked as u32,
+        winner: results.iter().find(|r| r.rank == Some(1)).map(|r| r.miner.clone()),
+        task_weight: Some(scored.task_weight),
+        finished_at: Some(record.finished_at),
+        results,
+    };
+    Ok((evaluation, status))
+}
+
+fn truncate(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_string();
     }
-    labels
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// The Task's status from the lifecycle state (and the Evaluation once recorded).
+pub fn task_status(
+    name: &str,
+    previous: &TaskStatus,
+    state: &TaskState,
+    evaluation: Option<&EvaluationStatus>,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) -> TaskStatus {
+    let miners: Vec<&crate::tournament::Entrant> = state.entrants.iter().filter(|e| e.role == Role::Miner).collect();
+    let trainees: Vec<&crate::tournament::Entrant> =
+        state.entrants.iter().filter(|e| e.role != Role::BaseModel).collect();
+    let trained = trainees.iter().filter(|e| e.training.is_terminal()).count();
+    let evaluated = state.entrants.iter().filter(|e| e.evaluation.is_terminal()).count();
+    let result = evaluation.filter(|e| e.phase == EvaluationPhase::Complete).map(|e| summarize(e, name));
+    let phase = TaskPhase::from(state.phase);
+    let message = state.message.clone().unwrap_or_else(|| match state.phase {
+        Phase::Pending | Phase::Preparing => "splitting the dataset".to_string(),
+        Phase::Selecting => "drawing the miners".to_string(),
+        Phase::Training => format!("{trained} of {} trainings ended", trainees.len()),
+        Phase::Evaluating => format!("{evaluated} of {} evaluations done", state.entrants.len()),
+        Phase::Recording => "recording the scores".to_string(),
+        Phase::Succeeded => match result.as_ref().and_then(|r| r.winner.clone()) {
+            Some(winner) => format!("won by {winner}"),
+            None => "scored".to_string(),
+        },
+        Phase::Delayed | Phase::Failed => String::new(),
+    });
+    let mut status = TaskStatus {
+        phase,
+        message,
+        observed_generation: generation,
+        conditions: Vec::new(),
+        selected_miners: miners.iter().map(|e| e.name.clone()).collect(),
+        miners_selected: miners.len() as u32,
+        submissions_finished: trained as u32,
+        allocated_hours: state.hours,
+        delays: state.delays,
+        retry_at: state.retry_at,
+        result,
+        lifecycle: Some(state.clone()),
+    };
+    status.conditions = conditions::merge(&previous.conditions, &observe_conditions(state), generation, now);
+    status
 }
 
 /// The few numbers a Task keeps from its Evaluation.
@@ -332,18 +377,16 @@ pub fn summarize(evaluation: &EvaluationStatus, name: &str) -> TaskResult {
     }
 }
 
-/// One condition per step: `True` once the step is done, `False` when the task failed before
-/// it, `Unknown` while it is still ahead.
-fn observe_conditions(status: &TaskStatus) -> Vec<Observed> {
-    use TaskPhase::*;
-    let phase = status.phase;
-    let staffed = !status.selected_miners.is_empty();
-    let failed = phase == Failed;
+/// One condition per step: `True` once done, `False` when the task failed before it,
+/// `Unknown` while it is still ahead.
+fn observe_conditions(state: &TaskState) -> Vec<Observed> {
+    let failed = state.phase == Phase::Failed;
+    let past = |phases: &[Phase]| phases.contains(&state.phase);
     let steps = [
-        ("Prepared", staffed || phase == WaitingForMiners, "DatasetSplit", "Preparing"),
-        ("Staffed", staffed, "MinersSelected", "WaitingForMiners"),
-        ("Trained", matches!(phase, Evaluating | Succeeded), "TrainersFinished", "Training"),
-        ("Evaluated", phase == Succeeded, "Scored", "Evaluating"),
+        ("Prepared", matches!(state.prepare, Work::Succeeded { .. }), "DatasetSplit", "Preparing"),
+        ("Staffed", !state.entrants.is_empty(), "MinersSelected", "WaitingForMiners"),
+        ("Trained", past(&[Phase::Evaluating, Phase::Recording, Phase::Succeeded]), "TrainingsEnded", "Training"),
+        ("Evaluated", past(&[Phase::Recording, Phase::Succeeded]), "Scored", "Evaluating"),
     ];
     let mut observed: Vec<Observed> = steps
         .into_iter()
@@ -353,12 +396,11 @@ fn observe_conditions(status: &TaskStatus) -> Vec<Observed> {
             (false, false) => Observed::new(type_, None, waiting, ""),
         })
         .collect();
-    let outcome = match phase {
-        Succeeded => Observed::new("Succeeded", Some(true), "Succeeded", status.message.clone()),
-        Failed => Observed::new("Succeeded", Some(false), "Failed", status.message.clone()),
+    observed.push(match state.phase {
+        Phase::Succeeded => Observed::new("Succeeded", Some(true), "Succeeded", ""),
+        Phase::Failed => Observed::new("Succeeded", Some(false), "Failed", state.message.clone().unwrap_or_default()),
         _ => Observed::new("Succeeded", None, "InProgress", ""),
-    };
-    observed.push(outcome);
+    });
     observed
 }
 

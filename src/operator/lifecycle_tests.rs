@@ -1,7 +1,9 @@
 use chrono::{DateTime, Utc};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 
 use super::*;
-use crate::api::evaluation::{EvaluationPhase, SubmissionResult};
+use crate::tournament::{Action, Observation, PoolMiner, TournamentConfig, decide};
 
 fn now() -> DateTime<Utc> {
     "2026-11-26T12:00:00Z".parse().unwrap()
@@ -11,150 +13,216 @@ fn workloads() -> WorkloadConfig {
     serde_yaml::from_str(include_str!("../../tests/fixtures/workloads/config.yaml")).unwrap()
 }
 
-fn task(extra: &str) -> Task {
-    let yaml = format!(
+fn task() -> Task {
+    serde_yaml::from_str(
         "apiVersion: gradients.io/v1alpha1
 kind: Task
-metadata: {{name: t1, namespace: ns, uid: u-1, generation: 2}}
+metadata: {name: t1, namespace: ns, uid: u-1, generation: 2}
 spec:
   taskType: InstructText
-  baseModel: {{uri: /models/m, paramsB: 7}}
-  dataset: {{uri: /data/d.jsonl}}
+  baseModel: {uri: /models/m, paramsB: 7}
+  dataset: {uri: /data/d.jsonl}
   hours: 2
   minersPerTask: 2
   seed: 7
-{extra}"
-    );
-    serde_yaml::from_str(&yaml).unwrap()
+  baseline: false
+  evaluateBase: false",
+    )
+    .unwrap()
 }
 
-fn candidates(n: usize) -> Vec<Candidate> {
-    (0..n).map(|i| Candidate { name: format!("m{i}"), strategy: Some("lora".into()), ..Candidate::default() }).collect()
+fn job(status: serde_json::Value) -> Job {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "j", "creationTimestamp": "2026-11-26T11:00:00Z"},
+        "status": status,
+    }))
+    .unwrap()
 }
 
-fn run(task: &Task, preparation: Preparation, pool: &[Candidate], submissions: &[ObservedSubmission]) -> Plan {
-    run_with(task, preparation, pool, submissions, None)
+fn pod(container: &str, exit_code: i32, message: Option<&str>) -> Pod {
+    let mut terminated = serde_json::json!({"exitCode": exit_code, "finishedAt": "2026-11-26T11:30:00Z"});
+    if let Some(message) = message {
+        terminated["message"] = serde_json::json!(message);
+    }
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p"},
+        "status": {"containerStatuses": [{"name": container, "image": "i", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"terminated": terminated}}]},
+    }))
+    .unwrap()
 }
 
-fn run_with(
-    task: &Task,
-    preparation: Preparation,
-    pool: &[Candidate],
-    submissions: &[ObservedSubmission],
-    evaluation: Option<&EvaluationStatus>,
-) -> Plan {
-    let observation = Observation { task, preparation, candidates: pool, submissions, evaluation, now: now() };
-    plan(&observation, &workloads(), &MechanismConfig::default()).unwrap()
+#[test]
+fn evaluator_results_come_from_the_termination_message_only() {
+    let running = job(serde_json::json!({"active": 1, "ready": 1, "startTime": "2026-11-26T11:00:00Z"}));
+    let good = r#"{"ok":true,"test_loss":1.25,"synth_loss":1.5,"weights_sha256":"ab","checks":[],"failure":null}"#;
+    match evaluation_state(&running, &[pod("evaluator", 0, Some(good))]) {
+        WorkloadState::Succeeded { output: WorkOutput::Evaluated(report), .. } => {
+            assert_eq!(report.test_loss, Some(1.25))
+        }
+        other => panic!("expected a result, got {other:?}"),
+    }
+    match evaluation_state(&running, &[pod("evaluator", 0, Some("not json {"))]) {
+        WorkloadState::Failed { reason, retryable: false, .. } => assert!(reason.contains("malformed"), "{reason}"),
+        other => panic!("a malformed message fails the evaluation: {other:?}"),
+    }
+    match evaluation_state(&running, &[pod("evaluator", 137, None)]) {
+        WorkloadState::Failed { retryable: true, .. } => {}
+        other => panic!("a crash without a result is retried: {other:?}"),
+    }
+    // Another container's message is never read.
+    assert!(matches!(evaluation_state(&running, &[pod("sidecar", 0, Some(good))]), WorkloadState::Running { .. }));
+    let pending = job(serde_json::json!({"active": 1}));
+    assert_eq!(evaluation_state(&pending, &[]), WorkloadState::Pending);
 }
 
-fn with_status(mut task: Task, plan: &Plan) -> Task {
-    task.status = Some(plan.status.clone());
-    task
+#[test]
+fn preparation_reports_split_sizes() {
+    let done = job(serde_json::json!({"startTime": "2026-11-26T11:00:00Z"}));
+    let facts = r#"{"rows":100,"train":80,"test":10,"synthetic":10}"#;
+    match preparation_state(&done, &[pod("prepare", 0, Some(facts))]) {
+        WorkloadState::Succeeded { output: WorkOutput::Prepared(facts), .. } => assert_eq!(facts.train, 80),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(preparation_state(&done, &[pod("prepare", 0, None)]), WorkloadState::Failed { .. }));
+    let deadline = job(serde_json::json!({"conditions": [{"type": "Failed", "status": "True",
+        "reason": "DeadlineExceeded", "lastTransitionTime": "2026-11-26T11:40:00Z"}]}));
+    match preparation_state(&deadline, &[]) {
+        WorkloadState::Failed { reason, retryable: false, .. } => assert!(reason.starts_with("DeadlineExceeded")),
+        other => panic!("{other:?}"),
+    }
 }
 
-fn submitted(plan: &Plan, phase: SubmissionPhase) -> Vec<ObservedSubmission> {
-    plan.submissions
+#[test]
+fn workload_ids_round_trip_through_labels() {
+    let id = WorkloadId::new(WorkKind::Train, "miner-a", 2);
+    let submission = build_submission(&task(), &id, Some("lora".into()), 2.0, None, None, &workloads(), now()).unwrap();
+    assert_eq!(submission.metadata.name.as_deref(), Some("t1-miner-a-2"));
+    assert_eq!(workload_id(WorkKind::Train, submission.metadata.labels.as_ref().unwrap()), Some(id));
+    assert_eq!(submission.spec.gpus, 2, "7B instruct: 2 GPUs");
+    assert_eq!(submission.spec.artifact_uri, "/artifacts/ns/t1/models/train-miner-a-2");
+    let capped = build_submission(
+        &task(),
+        &WorkloadId::new(WorkKind::Train, "m", 1),
+        None,
+        2.0,
+        Some(now() + chrono::Duration::minutes(30)),
+        None,
+        &workloads(),
+        now(),
+    )
+    .unwrap();
+    assert_eq!(capped.spec.hours, 0.5, "a deadline caps the allotment");
+}
+
+/// The operator's side of a whole tournament, without a cluster: decide, then play every
+/// workload the actions ask for, until the task is recorded.
+#[test]
+fn a_tournament_runs_through_the_shared_state_machine() {
+    let task = task();
+    let config = TournamentConfig::default();
+    let pool: Vec<PoolMiner> = ["a", "b", "c"]
         .iter()
-        .map(|s| ObservedSubmission {
-            name: s.metadata.name.clone().unwrap(),
-            miner: s.spec.miner.clone(),
-            phase,
-            finished_at: Some(now()),
-            artifact_uri: s.spec.artifact_uri.clone(),
-        })
-        .collect()
+        .map(|m| PoolMiner { name: m.to_string(), strategy: None, average_quality_today: None })
+        .collect();
+    let mut state = crate::tournament::TaskState::default();
+    let mut workloads_seen: BTreeMap<WorkloadId, WorkloadState> = BTreeMap::new();
+    let mut evaluation: Option<EvaluationStatus> = None;
+    let mut status = TaskStatus::default();
+    let started = now();
+    let finished = now() + chrono::Duration::minutes(5);
+    for step in 0..20 {
+        let observation = Observation {
+            now: now() + chrono::Duration::minutes(step),
+            pool: pool.clone(),
+            workloads: workloads_seen.clone(),
+            recorded: evaluation.is_some(),
+        };
+        let decision = decide("t1", &task.spec, &state, &observation, &config);
+        state = decision.state.clone();
+        status = task_status("t1", &status, &state, evaluation.as_ref(), Some(2), observation.now);
+        for action in &decision.actions {
+            match action {
+                Action::PrepareDataset { id, .. } => {
+                    let facts = DatasetFacts { rows: 100, train: 80, test: 10, synthetic: 10 };
+                    workloads_seen.insert(
+                        id.clone(),
+                        WorkloadState::Succeeded {
+                            started_at: started,
+                            finished_at: finished,
+                            output: WorkOutput::Prepared(facts),
+                        },
+                    );
+                }
+                Action::StartTraining { id, .. } => {
+                    workloads_seen.insert(
+                        id.clone(),
+                        WorkloadState::Succeeded {
+                            started_at: started,
+                            finished_at: finished,
+                            output: WorkOutput::Trained(TrainingSummary::default()),
+                        },
+                    );
+                }
+                Action::StartEvaluation { id, entrant, .. } => {
+                    let loss = match entrant.as_str() {
+                        "a" => Some(1.0),
+                        "b" => Some(1.5),
+                        _ => None,
+                    };
+                    let state = match loss {
+                        Some(loss) => WorkloadState::Succeeded {
+                            started_at: started,
+                            finished_at: finished,
+                            output: WorkOutput::Evaluated(EvalReport {
+                                ok: true,
+                                test_loss: Some(loss),
+                                synth_loss: Some(loss),
+                                ..EvalReport::default()
+                            }),
+                        },
+                        None => WorkloadState::Failed {
+                            started_at: Some(started),
+                            finished_at: finished,
+                            reason: "malformed evaluator message: x".into(),
+                            log_tail: String::new(),
+                            retryable: false,
+                        },
+                    };
+                    workloads_seen.insert(id.clone(), state);
+                }
+                Action::RecordResults { record } => {
+                    let (object, scored) =
+                        build_evaluation(&task, record, &state, &workloads(), &MechanismConfig::default(), now())
+                            .unwrap();
+                    assert_eq!(object.spec.submissions.len(), record.submissions.len());
+                    evaluation = Some(scored);
+                }
+                _ => {}
+            }
+        }
+        if state.phase.is_terminal() {
+            break;
+        }
+    }
+    let status = task_status("t1", &status, &state, evaluation.as_ref(), Some(2), now());
+    assert_eq!(status.phase, TaskPhase::Succeeded, "{status:?}");
+    assert_eq!(status.miners_selected, 2);
+    assert!(conditions::is_true(&status.conditions, "Succeeded"));
+    let result = status.result.unwrap();
+    assert_eq!(result.evaluation, "t1");
+    let evaluation = evaluation.unwrap();
+    let failed: Vec<&SubmissionResult> = evaluation.results.iter().filter(|r| r.state == ResultState::Failed).collect();
+    for failed in failed {
+        assert!(failed.failure.as_deref().unwrap_or_default().contains("malformed"));
+        assert_eq!(failed.status.as_deref(), Some("failed"));
+    }
 }
 
 #[test]
-fn a_new_task_prepares_its_data_first() {
-    let plan = run(&task(""), Preparation::Running, &candidates(3), &[]);
-    assert_eq!(plan.status.phase, TaskPhase::Preparing);
-    assert!(plan.prepare);
-    assert!(plan.submissions.is_empty());
-    assert_eq!(plan.status.observed_generation, Some(2));
-}
-
-#[test]
-fn a_tournament_runs_from_draw_to_result() {
-    let pool = candidates(3);
-    let drawn = run(&task(""), Preparation::Succeeded, &pool, &[]);
-    assert_eq!(drawn.status.phase, TaskPhase::Training);
-    assert_eq!(drawn.status.selected_miners.len(), 2);
-    assert_eq!(drawn.status.allocated_hours, Some(2.0));
-    assert_eq!(drawn.submissions.len(), 2);
-    let first = &drawn.submissions[0];
-    assert_eq!(first.spec.gpus, 2, "7B instruct: 2 GPUs");
-    assert_eq!(first.spec.gpu_class, "h100");
-    assert_eq!(first.spec.data_uri, "/artifacts/ns/t1/data");
-    assert_eq!(first.metadata.owner_references.as_ref().unwrap()[0].uid, "u-1");
-
-    // Re-planning with the recorded status and the submissions in flight changes nothing.
-    let training = with_status(task(""), &drawn);
-    let running = submitted(&drawn, SubmissionPhase::Training);
-    let again = run(&training, Preparation::Succeeded, &candidates(1), &running);
-    assert_eq!(again.status, drawn.status, "the draw is read back, not redone");
-    assert!(again.submissions.is_empty() && !again.prepare);
-
-    // One trainer fails, one succeeds: the survivor is evaluated.
-    let mut finished = submitted(&drawn, SubmissionPhase::Succeeded);
-    finished[1].phase = SubmissionPhase::Failed;
-    let evaluating = run(&training, Preparation::Succeeded, &pool, &finished);
-    assert_eq!(evaluating.status.phase, TaskPhase::Evaluating);
-    let evaluation = evaluating.evaluation.clone().unwrap();
-    assert_eq!(evaluation.spec.submissions.len(), 1);
-    assert_eq!(evaluation.spec.submissions[0].miner, finished[0].miner);
-
-    let scored = EvaluationStatus {
-        phase: EvaluationPhase::Complete,
-        ranked: 1,
-        results: vec![SubmissionResult {
-            miner: finished[0].miner.clone(),
-            rank: Some(1),
-            test_loss: Some(1.0),
-            ..SubmissionResult::default()
-        }],
-        ..EvaluationStatus::default()
-    };
-    let done = run_with(&with_status(task(""), &evaluating), Preparation::Succeeded, &pool, &finished, Some(&scored));
-    assert_eq!(done.status.phase, TaskPhase::Succeeded);
-    let result = done.status.result.clone().unwrap();
-    assert_eq!(result.winner.as_deref(), Some(finished[0].miner.as_str()));
-    assert!(conditions::is_true(&done.status.conditions, "Succeeded"));
-    // A finished task stays as it is.
-    let after = run(&with_status(task(""), &done), Preparation::Failed("gone".into()), &[], &[]);
-    assert_eq!(after.status, done.status);
-}
-
-#[test]
-fn too_few_miners_delay_an_organic_task_and_fail_a_synthetic_one() {
-    let waiting = run(&task(""), Preparation::Succeeded, &[], &[]);
-    assert_eq!(waiting.status.phase, TaskPhase::WaitingForMiners);
-    assert_eq!(waiting.status.delays, 1);
-    assert_eq!(waiting.status.retry_at, Some(now() + chrono::Duration::minutes(15)));
-    assert_eq!(waiting.requeue_after, Some(std::time::Duration::from_secs(900)));
-    // Before the retry time nothing changes, even if miners appeared.
-    let again = run(&with_status(task(""), &waiting), Preparation::Succeeded, &candidates(2), &[]);
-    assert_eq!(again.status.phase, TaskPhase::WaitingForMiners);
-    assert_eq!(again.status.delays, 1);
-
-    let synthetic = run(&task("  origin: Synthetic"), Preparation::Succeeded, &[], &[]);
-    assert_eq!(synthetic.status.phase, TaskPhase::Failed);
-    assert!(synthetic.status.message.contains("not enough miners"));
-}
-
-#[test]
-fn a_failed_preparation_fails_the_task() {
-    let plan = run(&task(""), Preparation::Failed("BackoffLimitExceeded".into()), &candidates(3), &[]);
-    assert_eq!(plan.status.phase, TaskPhase::Failed);
-    let prepared = plan.status.conditions.iter().find(|c| c.type_ == "Prepared").unwrap();
-    assert_eq!(prepared.status, "False");
-}
-
-#[test]
-fn no_model_at_all_fails_the_task() {
-    let drawn = run(&task(""), Preparation::Succeeded, &candidates(2), &[]);
-    let failed = submitted(&drawn, SubmissionPhase::Failed);
-    let plan = run(&with_status(task(""), &drawn), Preparation::Succeeded, &candidates(2), &failed);
-    assert_eq!(plan.status.phase, TaskPhase::Failed);
-    assert!(plan.evaluation.is_none());
+fn the_status_is_a_fixed_point_of_the_same_state() {
+    let state = crate::tournament::TaskState { phase: Phase::Training, hours: Some(2.0), ..Default::default() };
+    let first = task_status("t1", &TaskStatus::default(), &state, None, Some(1), now());
+    let again = task_status("t1", &first, &state, None, Some(1), now() + chrono::Duration::hours(1));
+    assert_eq!(first, again, "no timestamps move unless something changed");
 }

@@ -1,23 +1,31 @@
-//! The Task controller: gathers what the lifecycle needs to know, applies the plan it returns.
+//! The Task controller: drives the shared lifecycle state machine ([`crate::tournament`]).
+//! Each reconcile observes the Task's workloads, calls `decide`, writes the new state to the
+//! status (persist first), then applies the actions; all of them are idempotent, keyed by
+//! workload id, so a reconcile never needs to know why it was called.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::ListParams;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams, PropagationPolicy};
 use kube::core::DeserializeGuard;
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::{self, Action as Requeue, Controller};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 
-use super::context::{Context, apply_status, ensure, object_key};
+use super::context::{Context, apply, apply_status, ensure, object_key};
 use super::error::Result;
-use super::lifecycle::{self, Candidate, Observation, ObservedSubmission, Preparation};
+use super::lifecycle;
+use crate::api::evaluation::EvaluationPhase;
 use crate::api::{Evaluation, Miner, MinerSubmission, Task};
-use crate::workloads::{labels, prepare};
+use crate::tournament::{self, Action, Observation, PoolMiner, WorkKind, WorkloadId, WorkloadState};
+use crate::workloads::{evaluator, labels, network_policy, prepare};
 
 const NAME: &str = "task";
 /// A task that is not finished is looked at again at least this often.
@@ -32,7 +40,7 @@ pub fn controller(
     let controller = Controller::new(Api::<DeserializeGuard<Task>>::all(client.clone()), watcher::Config::default())
         .owns(
             Api::<Job>::all(client.clone()),
-            watcher::Config::default().labels(&format!("{}={}", labels::ROLE, labels::ROLE_PREPARE)),
+            watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER)),
         )
         .owns(Api::<MinerSubmission>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Evaluation>::all(client), watcher::Config::default())
@@ -51,139 +59,238 @@ pub fn controller(
     (store, run)
 }
 
-async fn reconcile(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>) -> Result<Action> {
+async fn reconcile(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>) -> Result<Requeue> {
     let key = object_key(guarded.as_ref());
     ctx.instrumented(NAME, key, reconcile_task(guarded, ctx.clone())).await
 }
 
-async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>) -> Result<Action> {
+async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>) -> Result<Requeue> {
     let cached = match &guarded.0 {
         Ok(task) => task,
         Err(invalid) => {
             ctx.event(guarded.as_ref(), true, "InvalidObject", invalid.error.clone()).await;
-            return Ok(Action::await_change());
+            return Ok(Requeue::await_change());
         }
     };
     let namespace = cached.namespace().unwrap_or_default();
     let name = cached.name_any();
-    // The cache can lag behind our own last status write; decisions recorded there (the miner
-    // draw, the start of training) must be read back, not made twice.
+    // The cache can lag behind our own last status write, and the state in it is what every
+    // decision builds on: read it fresh.
     let Some(task) = Api::<Task>::namespaced(ctx.client.clone(), &namespace).get_opt(&name).await? else {
-        return Ok(Action::await_change());
+        return Ok(Requeue::await_change());
     };
     if task.metadata.deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
+        return Ok(Requeue::await_change());
     }
     let client = &ctx.client;
-    let preparation = observe_preparation(client, &namespace, &name).await?;
-    let candidates = candidates(client, &task).await?;
-    let submissions = observe_submissions(client, &namespace, &name).await?;
+    let now = Utc::now();
+    let miners = miners(client, &task).await?;
     let evaluation = Api::<Evaluation>::namespaced(client.clone(), &namespace).get_opt(&name).await?;
+    let submissions = children::<MinerSubmission>(client, &namespace, &name).await?;
     let observation = Observation {
-        task: &task,
-        preparation,
-        candidates: &candidates,
-        submissions: &submissions,
-        evaluation: evaluation.as_ref().and_then(|e| e.status.as_ref()),
-        now: chrono::Utc::now(),
+        now,
+        pool: pool(&task, &miners),
+        workloads: observe_workloads(client, &namespace, &name, &submissions).await?,
+        recorded: evaluation
+            .as_ref()
+            .and_then(|e| e.status.as_ref())
+            .is_some_and(|s| s.phase == EvaluationPhase::Complete),
     };
-    let plan = lifecycle::plan(&observation, &ctx.workloads, &ctx.mechanism)?;
-
-    if plan.prepare {
-        ensure(client, &prepare::prepare_job(&task, &ctx.workloads)?).await?;
-    }
-    for submission in &plan.submissions {
-        ensure(client, submission).await?;
-    }
-    if let Some(evaluation) = &plan.evaluation {
-        ensure(client, evaluation).await?;
-    }
     let previous = task.status.clone().unwrap_or_default();
-    if plan.status != previous {
-        apply_status(client, &task, &plan.status).await?;
-        if plan.status.phase != previous.phase {
-            let warning = plan.status.phase == crate::api::task::TaskPhase::Failed;
-            ctx.event(&task, warning, plan.status.phase.as_str(), plan.status.message.clone()).await;
+    let state = previous.lifecycle.clone().unwrap_or_default();
+    let decision = tournament::decide(&name, &task.spec, &state, &observation, &ctx.tournament);
+
+    // Persist first, then act: a crash between the two repeats idempotent actions, never
+    // loses a decision.
+    let status = lifecycle::task_status(
+        &name,
+        &previous,
+        &decision.state,
+        evaluation.as_ref().and_then(|e| e.status.as_ref()),
+        task.metadata.generation,
+        now,
+    );
+    if status != previous {
+        apply_status(client, &task, &status).await?;
+    }
+    for action in &decision.actions {
+        execute(&ctx, &task, &decision.state, action, &miners, &submissions).await?;
+    }
+    Ok(match (status.phase.is_terminal(), decision.wake_at) {
+        (true, _) => Requeue::await_change(),
+        (false, Some(at)) => {
+            Requeue::requeue((at - now).to_std().unwrap_or_default().clamp(Duration::from_secs(1), RESYNC))
+        }
+        (false, None) => Requeue::requeue(RESYNC),
+    })
+}
+
+async fn execute(
+    ctx: &Context,
+    task: &Task,
+    state: &tournament::TaskState,
+    action: &Action,
+    miners: &BTreeMap<String, Miner>,
+    submissions: &[MinerSubmission],
+) -> Result<()> {
+    let client = &ctx.client;
+    let namespace = task.namespace().unwrap_or_default();
+    let name = task.name_any();
+    match action {
+        Action::PrepareDataset { id, seed } => {
+            ensure(client, &prepare::prepare_job(task, id.attempt, *seed, &ctx.workloads)?).await?;
+        }
+        Action::StartTraining { id, entrant, strategy, hours, deadline } => {
+            let submission = lifecycle::build_submission(
+                task,
+                id,
+                strategy.clone(),
+                *hours,
+                *deadline,
+                miners.get(entrant).map(|m| &m.spec),
+                &ctx.workloads,
+                Utc::now(),
+            )?;
+            ensure(client, &submission).await?;
+        }
+        Action::StartEvaluation { id, entrant, submission } => {
+            // Isolation first: no evaluator pod may exist without its deny-all policy.
+            apply(client, &network_policy::evaluation_network_policy(task)?).await?;
+            let model = submission.as_ref().map(|training| {
+                let object = lifecycle::submission_name(&name, training);
+                submissions
+                    .iter()
+                    .find(|s| s.name_any() == object)
+                    .map(|s| s.spec.artifact_uri.clone())
+                    .unwrap_or_else(|| lifecycle::model_uri(&ctx.workloads, &namespace, &name, training))
+            });
+            let job = evaluator::evaluation_job(task, entrant, id.attempt, model.as_deref(), &ctx.workloads)?;
+            ensure(client, &job).await?;
+        }
+        Action::StopWorkload { id, reason } => {
+            tracing::info!(task = %name, workload = %id, reason, "stopping a workload");
+            stop(client, &namespace, &name, id).await?;
+        }
+        Action::RecordResults { record } => {
+            let (evaluation, status) =
+                lifecycle::build_evaluation(task, record, state, &ctx.workloads, ctx.mechanism(), Utc::now())?;
+            let evaluation = ensure(client, &evaluation).await?;
+            apply_status(client, &evaluation, &status).await?;
+        }
+        // The Leaderboard controller recomputes whenever an Evaluation changes.
+        Action::EmitWeights => {}
+        Action::Notify { reason, message } => {
+            ctx.event(task, reason == "Failed", reason, message.clone()).await;
         }
     }
-    Ok(match (plan.status.phase.is_terminal(), plan.requeue_after) {
-        (true, _) => Action::await_change(),
-        (false, Some(after)) => Action::requeue(after.min(RESYNC)),
-        (false, None) => Action::requeue(RESYNC),
-    })
+    Ok(())
 }
 
-async fn observe_preparation(client: &Client, namespace: &str, task: &str) -> Result<Preparation> {
-    let job = Api::<Job>::namespaced(client.clone(), namespace).get_opt(&prepare::job_name(task)).await?;
-    Ok(match job.as_ref().and_then(|j| j.status.as_ref()) {
-        Some(status) => {
-            let condition = |type_: &str| {
-                status.conditions.iter().flatten().find(|c| c.type_ == type_ && c.status == "True").cloned()
-            };
-            if condition("Complete").is_some() {
-                Preparation::Succeeded
-            } else if let Some(failed) = condition("Failed") {
-                Preparation::Failed(format!(
-                    "{}: {}",
-                    failed.reason.unwrap_or_default(),
-                    failed.message.unwrap_or_default()
-                ))
-            } else {
-                Preparation::Running
-            }
-        }
-        None => Preparation::Running,
-    })
+async fn stop(client: &Client, namespace: &str, task: &str, id: &WorkloadId) -> Result<()> {
+    let background =
+        DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..DeleteParams::default() };
+    let result = match id.kind {
+        WorkKind::Prepare => Api::<Job>::namespaced(client.clone(), namespace)
+            .delete(&prepare::job_name(task, id.attempt), &background)
+            .await
+            .map(|_| ()),
+        WorkKind::Train => Api::<MinerSubmission>::namespaced(client.clone(), namespace)
+            .delete(&lifecycle::submission_name(task, id), &background)
+            .await
+            .map(|_| ()),
+        WorkKind::Evaluate => Api::<Job>::namespaced(client.clone(), namespace)
+            .delete(&evaluator::job_name(task, &id.entrant, id.attempt), &background)
+            .await
+            .map(|_| ()),
+    };
+    match result {
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        other => Ok(other?),
+    }
 }
 
-/// Inline miners of the task first, then the enabled `Miner` objects its selector matches.
-/// A Miner that does not deserialize is skipped, not fatal.
-async fn candidates(client: &Client, task: &Task) -> Result<Vec<Candidate>> {
-    let mut candidates: Vec<Candidate> = task
-        .spec
-        .miners
-        .iter()
-        .map(|m| Candidate { name: m.name.clone(), strategy: Some(m.strategy.clone()), ..Candidate::default() })
-        .collect();
+/// Enabled `Miner` objects the task's selector matches, by name. A Miner that does not
+/// deserialize is skipped, not fatal.
+async fn miners(client: &Client, task: &Task) -> Result<BTreeMap<String, Miner>> {
     let selector =
         task.spec.miner_selector.iter().flatten().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
     let api = Api::<DeserializeGuard<Miner>>::namespaced(client.clone(), &task.namespace().unwrap_or_default());
-    let miners = api.list(&ListParams::default().labels(&selector)).await?;
-    for miner in miners.items.into_iter().filter_map(|m| m.0.ok()) {
-        let name = miner.name_any();
-        if !miner.spec.enabled || candidates.iter().any(|c| c.name == name) {
-            continue;
-        }
-        candidates.push(Candidate {
-            name,
-            image: miner.spec.image.clone(),
-            command: miner.spec.command.clone(),
-            strategy: miner.spec.strategy.clone(),
-            args: miner.spec.args.clone(),
-            average_score_today: miner.status.as_ref().and_then(|s| s.average_score_today),
-        });
-    }
-    Ok(candidates)
+    let list = api.list(&ListParams::default().labels(&selector)).await?;
+    Ok(list.items.into_iter().filter_map(|m| m.0.ok()).filter(|m| m.spec.enabled).map(|m| (m.name_any(), m)).collect())
 }
 
-async fn observe_submissions(client: &Client, namespace: &str, task: &str) -> Result<Vec<ObservedSubmission>> {
-    let api = Api::<DeserializeGuard<MinerSubmission>>::namespaced(client.clone(), namespace);
+/// The pool: the task's inline miners, then the matching Miner objects, with the day's quality
+/// the leaderboard copied into their status.
+fn pool(task: &Task, miners: &BTreeMap<String, Miner>) -> Vec<PoolMiner> {
+    let mut pool: Vec<PoolMiner> = task
+        .spec
+        .miners
+        .iter()
+        .map(|m| PoolMiner { name: m.name.clone(), strategy: Some(m.strategy.clone()), average_quality_today: None })
+        .collect();
+    for (name, miner) in miners {
+        if !pool.iter().any(|p| &p.name == name) {
+            pool.push(PoolMiner {
+                name: name.clone(),
+                strategy: miner.spec.strategy.clone(),
+                average_quality_today: miner.status.as_ref().and_then(|s| s.average_score_today),
+            });
+        }
+    }
+    pool
+}
+
+async fn children<K>(client: &Client, namespace: &str, task: &str) -> Result<Vec<K>>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api = Api::<DeserializeGuard<K>>::namespaced(client.clone(), namespace);
     let selector = format!("{}={}", labels::TASK, crate::workloads::label_value(task));
-    let list = api.list(&ListParams::default().labels(&selector)).await?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter_map(|s| s.0.ok())
-        .filter(|s| s.spec.task == task)
-        .map(|s| {
-            let status = s.status.clone().unwrap_or_default();
-            ObservedSubmission {
-                name: s.name_any(),
-                miner: s.spec.miner.clone(),
-                phase: status.phase,
-                finished_at: status.finished_at,
-                artifact_uri: s.spec.artifact_uri.clone(),
+    Ok(api.list(&ListParams::default().labels(&selector)).await?.items.into_iter().filter_map(|k| k.0.ok()).collect())
+}
+
+/// Every workload of the task that exists, by id.
+async fn observe_workloads(
+    client: &Client,
+    namespace: &str,
+    task: &str,
+    submissions: &[MinerSubmission],
+) -> Result<BTreeMap<WorkloadId, WorkloadState>> {
+    let mut workloads = BTreeMap::new();
+    for submission in submissions.iter().filter(|s| s.spec.task == task) {
+        if let Some(id) =
+            lifecycle::workload_id(WorkKind::Train, submission.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()))
+        {
+            workloads.insert(id, lifecycle::training_state(submission));
+        }
+    }
+    let jobs: Vec<Job> = children(client, namespace, task).await?;
+    let pods: Vec<Pod> = children(client, namespace, task).await?;
+    for job in &jobs {
+        let job_labels = job.metadata.labels.clone().unwrap_or_default();
+        let role = job_labels.get(labels::ROLE).map(String::as_str);
+        let job_name = job.name_any();
+        let job_pods: Vec<Pod> = pods
+            .iter()
+            .filter(|p| p.labels().get("batch.kubernetes.io/job-name") == Some(&job_name))
+            .cloned()
+            .collect();
+        match role {
+            Some(labels::ROLE_PREPARE) => {
+                if let Some(id) = lifecycle::workload_id(WorkKind::Prepare, &job_labels) {
+                    workloads.insert(id, lifecycle::preparation_state(job, &job_pods));
+                }
             }
-        })
-        .collect())
+            Some(labels::ROLE_EVALUATOR) => {
+                if let Some(id) = lifecycle::workload_id(WorkKind::Evaluate, &job_labels) {
+                    workloads.insert(id, lifecycle::evaluation_state(job, &job_pods));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(workloads)
 }

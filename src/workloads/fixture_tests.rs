@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::*;
-use crate::api::evaluation::EvaluatedSubmission;
-use crate::api::{Evaluation, MinerSubmission, Task};
+use crate::api::{MinerSubmission, Task};
 
 fn fixture_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/workloads")
@@ -37,7 +36,7 @@ fn config() -> WorkloadConfig {
 #[test]
 fn prepare_job_matches_fixture() {
     let task: Task = load("task.yaml");
-    assert_matches_fixture(&prepare::prepare_job(&task, &config()).unwrap(), "prepare-job.yaml");
+    assert_matches_fixture(&prepare::prepare_job(&task, 1, 42, &config()).unwrap(), "prepare-job.yaml");
 }
 
 #[test]
@@ -76,11 +75,14 @@ fn trainer_job_rejects_an_unknown_gpu_class() {
 
 #[test]
 fn evaluation_job_and_policy_match_fixtures() {
-    let evaluation: Evaluation = load("evaluation.yaml");
-    let submission: &EvaluatedSubmission = &evaluation.spec.submissions[0];
-    let job = evaluator::evaluation_job(&evaluation, submission, &config()).unwrap();
+    let task: Task = load("task.yaml");
+    let model = "/artifacts/tournaments/alpaca-dpo/models/train-miner-a-1";
+    let job = evaluator::evaluation_job(&task, "miner-a", 1, Some(model), &config()).unwrap();
     assert_matches_fixture(&job, "evaluation-job.yaml");
-    let policy = network_policy::evaluation_network_policy(&evaluation).unwrap();
+    let base = evaluator::evaluation_job(&task, "base-model", 1, None, &config()).unwrap();
+    let base_args = base.spec.unwrap().template.spec.unwrap().containers[0].args.clone().unwrap();
+    assert!(base_args.contains(&"--score-base".to_string()) && !base_args.contains(&"--submission".to_string()));
+    let policy = network_policy::evaluation_network_policy(&task).unwrap();
     assert_matches_fixture(&policy, "evaluation-networkpolicy.yaml");
     // The policy selects exactly the evaluation's pods.
     let pod_labels = job.spec.unwrap().template.metadata.unwrap().labels.unwrap();
@@ -92,5 +94,8 @@ fn evaluation_job_and_policy_match_fixtures() {
 fn builders_refuse_objects_without_a_uid() {
     let mut task: Task = load("task.yaml");
     task.metadata.uid = None;
-    assert!(matches!(prepare::prepare_job(&task, &config()), Err(BuildError::MissingMetadata { field: "uid", .. })));
+    assert!(matches!(
+        prepare::prepare_job(&task, 1, 42, &config()),
+        Err(BuildError::MissingMetadata { field: "uid", .. })
+    ));
 }

@@ -33,6 +33,8 @@ pub mod labels {
     pub const TASK: &str = "gradients.io/task";
     pub const MINER: &str = "gradients.io/miner";
     pub const EVALUATION: &str = "gradients.io/evaluation";
+    /// The attempt of a workload (retries are new workloads, see `tournament::WorkloadId`).
+    pub const ATTEMPT: &str = "gradients.io/attempt";
     pub const KUEUE_QUEUE: &str = "kueue.x-k8s.io/queue-name";
 
     pub const ROLE_PREPARE: &str = "prepare";
@@ -73,7 +75,7 @@ pub fn child_name(parts: &[&str]) -> String {
 }
 
 /// The object's namespace, name and a controller owner reference to it.
-pub(crate) fn owner<K: Resource<DynamicType = ()>>(object: &K) -> Result<(String, String, OwnerReference), BuildError> {
+pub fn owner<K: Resource<DynamicType = ()>>(object: &K) -> Result<(String, String, OwnerReference), BuildError> {
     let kind = match K::kind(&()) {
         std::borrow::Cow::Borrowed(kind) => kind,
         std::borrow::Cow::Owned(_) => "object",
@@ -108,7 +110,7 @@ pub(crate) fn base_labels(role: &str, task: &str) -> BTreeMap<String, String> {
 }
 
 /// Label values are at most 63 characters; names of our objects already are.
-pub(crate) fn label_value(value: &str) -> String {
+pub fn label_value(value: &str) -> String {
     if value.len() <= 63 { value.to_string() } else { child_name(&[value]) }
 }
 

@@ -8,12 +8,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use super::{BuildError, WorkloadConfig, labels};
 use crate::api::Task;
 
-pub fn job_name(task: &str) -> String {
-    super::child_name(&[task, "prepare"])
+pub fn job_name(task: &str, attempt: u32) -> String {
+    super::child_name(&[task, "prepare", &attempt.to_string()])
 }
 
 /// Runs `gradients prepare` from the operator's own image: the same split code as a local run.
-pub fn prepare_job(task: &Task, config: &WorkloadConfig) -> Result<Job, BuildError> {
+/// It reports the split sizes as its termination message (`{"rows","train","test","synthetic"}`).
+pub fn prepare_job(task: &Task, attempt: u32, seed: u64, config: &WorkloadConfig) -> Result<Job, BuildError> {
     let (namespace, name, owner) = super::owner(task)?;
     let spec = &task.spec;
     let mut args = vec![
@@ -25,7 +26,9 @@ pub fn prepare_job(task: &Task, config: &WorkloadConfig) -> Result<Job, BuildErr
         "--output".to_string(),
         config.data_uri(&namespace, &name),
         "--seed".to_string(),
-        task.seed().to_string(),
+        seed.to_string(),
+        "--termination-message-path".to_string(),
+        super::evaluator::TERMINATION_MESSAGE_PATH.to_string(),
     ];
     if !spec.dataset.columns.is_empty() {
         args.push("--columns".to_string());
@@ -51,9 +54,10 @@ pub fn prepare_job(task: &Task, config: &WorkloadConfig) -> Result<Job, BuildErr
         ("cpu".to_string(), Quantity("2".to_string())),
         ("memory".to_string(), Quantity("8Gi".to_string())),
     ]);
-    let pod_labels = super::base_labels(labels::ROLE_PREPARE, &name);
+    let mut pod_labels = super::base_labels(labels::ROLE_PREPARE, &name);
+    pod_labels.insert(labels::ATTEMPT.to_string(), attempt.to_string());
     Ok(Job {
-        metadata: super::metadata(job_name(&name), namespace, owner, pod_labels.clone()),
+        metadata: super::metadata(job_name(&name, attempt), namespace, owner, pod_labels.clone()),
         spec: Some(JobSpec {
             backoff_limit: Some(2),
             active_deadline_seconds: Some(2 * 3600),
@@ -79,6 +83,8 @@ pub fn prepare_job(task: &Task, config: &WorkloadConfig) -> Result<Job, BuildErr
                             ..ResourceRequirements::default()
                         }),
                         security_context: Some(super::restricted_container_security(true)),
+                        termination_message_path: Some(super::evaluator::TERMINATION_MESSAGE_PATH.to_string()),
+                        termination_message_policy: Some("File".to_string()),
                         volume_mounts: Some(mounts),
                         ..Container::default()
                     }],
