@@ -118,6 +118,11 @@ def test_remote_code_rejected(data: Data, text_base: Path, ins_lora: Path, workd
     failed(ins_eval(data, text_base, sub), "no_remote_code", "modeling_evil.py")
 
 
+def test_size_limit(data: Data, text_base: Path, ins_lora: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRADIENTS_EVAL_MAX_SUBMISSION_BYTES", "1000")
+    failed(ins_eval(data, text_base, ins_lora), "size", "exceeds the limit of 1000")
+
+
 def test_missing_column_exits_2(data: Data, text_base: Path, workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cols = json.dumps({"instruction": "task", "input": "text", "output": "solution"})
     res = run_cli("train", "--task-type", "instruct", "--base-model", text_base, "--train-data",
