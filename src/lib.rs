@@ -9,5 +9,6 @@ pub mod crdgen;
 pub mod local;
 pub mod mechanism;
 pub mod operator;
+pub mod prepare;
 pub mod tournament;
 pub mod workloads;

@@ -55,6 +55,30 @@ enum Command {
     },
     /// Run a whole tournament on this machine from a task file (the embedded default).
     Run(gradients::local::cli::RunArgs),
+    /// Split a dataset into train/test/synthetic (the operator's preparation Job runs this).
+    Prepare {
+        /// instruct, dpo, grpo or image.
+        #[arg(long)]
+        task_type: String,
+        #[arg(long)]
+        dataset: PathBuf,
+        #[arg(long)]
+        synthetic: Option<PathBuf>,
+        /// Folder the splits are written into.
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Column mapping (JSON); the splits keep the rows as they are, trainers map columns.
+        #[arg(long)]
+        columns: Option<String>,
+        /// GRPO reward functions as JSON, written as `reward_functions.json` next to the splits.
+        #[arg(long)]
+        reward_functions: Option<String>,
+        /// Also write the split sizes here (a container's termination message file).
+        #[arg(long)]
+        termination_message_path: Option<PathBuf>,
+    },
     /// Write the CustomResourceDefinitions as YAML, one file per kind, into a folder.
     Crdgen {
         /// Output folder; the files are `<plural>.gradients.io.yaml`.
@@ -94,6 +118,16 @@ fn main() -> ExitCode {
             operator(settings)
         }
         Command::Run(args) => gradients::local::cli::main(args),
+        Command::Prepare {
+            task_type,
+            dataset,
+            synthetic,
+            output,
+            seed,
+            columns: _,
+            reward_functions,
+            termination_message_path,
+        } => prepare(task_type, dataset, synthetic, output, seed, reward_functions, termination_message_path),
         Command::Crdgen { out } => match gradients::crdgen::write_all(&out) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&format!("{}: {e}", out.display()), 1),
@@ -114,6 +148,36 @@ fn operator(settings: gradients::operator::Settings) -> ExitCode {
     match runtime.block_on(gradients::operator::run(settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&format!("{e:#}"), 1),
+    }
+}
+
+fn prepare(
+    task_type: String,
+    dataset: PathBuf,
+    synthetic: Option<PathBuf>,
+    output: PathBuf,
+    seed: u64,
+    reward_functions: Option<String>,
+    termination_message_path: Option<PathBuf>,
+) -> ExitCode {
+    use gradients::prepare as split;
+    let task_type = match split::parse_task_type(&task_type) {
+        Ok(task_type) => task_type,
+        Err(e) => return fail(&format!("--task-type: {e}"), EXIT_BAD_INPUT),
+    };
+    let args = split::PrepareArgs { task_type, dataset, synthetic, output, seed, reward_functions };
+    match split::prepare(&MechanismConfig::default(), &args) {
+        Ok(facts) => {
+            let json = serde_json::to_string(&facts).unwrap_or_default();
+            println!("{json}");
+            if let Some(path) = termination_message_path
+                && let Err(e) = std::fs::write(&path, &json)
+            {
+                return fail(&format!("{}: {e}", path.display()), 1);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e, 1),
     }
 }
 

@@ -1,5 +1,7 @@
 //! One selected miner's entry in one task: its trainer workload and what became of it.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
@@ -44,6 +46,10 @@ pub struct MinerSubmissionSpec {
     pub base_model_params_b: f64,
     /// Where the prepared training data is.
     pub data_uri: String,
+    /// The task's column mapping, passed to the trainer as it is.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
+    pub columns: BTreeMap<String, String>,
     /// Where the trainer writes the model.
     pub artifact_uri: String,
     pub hours: f64,

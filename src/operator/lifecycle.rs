@@ -193,6 +193,7 @@ pub fn build_submission(
             base_model_uri: spec.base_model.uri.clone(),
             base_model_params_b: spec.base_model.params_b,
             data_uri: workloads.data_uri(&namespace, &name),
+            columns: spec.dataset.columns.clone(),
             artifact_uri: model_uri(workloads, &namespace, &name, id),
             hours,
             gpus: gpus::training_gpus(spec.task_type, spec.base_model.params_b),

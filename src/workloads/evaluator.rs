@@ -52,6 +52,9 @@ pub fn evaluation_job(
         "--termination-message-path".to_string(),
         TERMINATION_MESSAGE_PATH.to_string(),
     ];
+    if let Some(columns) = super::columns_arg(&spec.dataset.columns) {
+        args.extend(["--columns".to_string(), columns]);
+    }
     match model {
         Some(model) => args.extend(["--submission".to_string(), model.to_string()]),
         None => args.push("--score-base".to_string()),

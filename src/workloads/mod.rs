@@ -222,9 +222,29 @@ pub fn cli_task_type(task_type: crate::mechanism::TaskType) -> &'static str {
 }
 
 /// One split of a prepared dataset: `train`, `test` or `synth`; JSONL for text, a folder of
-/// images with captions for image tasks.
+/// images with captions for image tasks, whose synthetic set is the test set (as
+/// `local::dataset::SplitPaths` lays them out).
 pub fn split_path(data: &str, split: &str, task_type: crate::mechanism::TaskType) -> String {
-    if task_type.is_text() { format!("{data}/{split}.jsonl") } else { format!("{data}/{split}") }
+    match (task_type.is_text(), split) {
+        (true, _) => format!("{data}/{split}.jsonl"),
+        (false, "synth") => format!("{data}/test"),
+        (false, _) => format!("{data}/{split}"),
+    }
+}
+
+/// The column mapping as the trainer CLI takes it (`noInputFormat` becomes `no_input_format`).
+pub fn columns_arg(columns: &BTreeMap<String, String>) -> Option<String> {
+    if columns.is_empty() {
+        return None;
+    }
+    let map: serde_json::Map<String, serde_json::Value> = columns
+        .iter()
+        .map(|(k, v)| {
+            let key = if k == "noInputFormat" { "no_input_format".to_string() } else { k.clone() };
+            (key, serde_json::Value::String(v.clone()))
+        })
+        .collect();
+    Some(serde_json::Value::Object(map).to_string())
 }
 
 /// Hours as whole seconds for `activeDeadlineSeconds`, at least one.

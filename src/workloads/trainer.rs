@@ -40,6 +40,9 @@ pub fn trainer_job(submission: &MinerSubmission, config: &WorkloadConfig) -> Res
         "--seed".to_string(),
         spec.seed.to_string(),
     ];
+    if let Some(columns) = super::columns_arg(&spec.columns) {
+        args.extend(["--columns".to_string(), columns]);
+    }
     if spec.task_type == crate::mechanism::TaskType::Grpo {
         args.push("--reward-functions".to_string());
         args.push(format!("{}/{}", spec.data_uri, super::REWARD_FUNCTIONS_FILE));
