@@ -129,21 +129,22 @@ def _evaluate_text(args: argparse.Namespace, task: TaskType, sub: Submission, sc
     seed_everything(args.seed)
     t0 = time.time()
     tokenizer = load_tokenizer(args.base_model)
-    base = load_causal_lm(args.base_model)
     reference: Any = None
     reference_ctx = None
     if score_base:
-        model = base
+        model = load_causal_lm(args.base_model)
         if task is TaskType.DPO:
-            reference = base
+            reference = model
     elif sub.kind == "lora":
         from peft import PeftModel
 
+        base = load_causal_lm(args.base_model)
         model = PeftModel.from_pretrained(base, str(sub.path), is_trainable=False)
         reference_ctx = model.disable_adapter
     else:
         model = load_causal_lm(sub.path)
-        reference = base
+        if task is TaskType.DPO:  # the base is only needed as the DPO reference
+            reference = load_causal_lm(args.base_model)
     model.eval()
     result.timings["load_s"] = round(time.time() - t0, 3)
     profile = grpo_eval.FAST if args.profile == "fast" else grpo_eval.PAPER
