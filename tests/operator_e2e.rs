@@ -243,3 +243,31 @@ fn assert_trainer_pod_is_locked_down(pod: &Pod, gpus: u32) {
     assert_eq!(limits["nvidia.com/gpu"].0, gpus.to_string(), "DPO 3B is 9B effective: {gpus} GPUs");
     assert_eq!(spec.node_selector.unwrap()["nvidia.com/gpu.product"], "NVIDIA-H100-80GB-HBM3");
 }
+
+#[tokio::test]
+#[ignore = "needs the e2e cluster: e2e/test -- cargo test --test operator_e2e -- --ignored"]
+async fn only_the_lease_holder_runs_controllers_and_a_standby_takes_over() {
+    let cluster = Cluster::connect().await;
+    cluster.helm_install_chart();
+    let mut leader = Operator::start(&cluster, "leader");
+    leader.wait_ready().await;
+    let mut standby = Operator::start(&cluster, "standby");
+    // The standby serves probes but is not ready and runs no controller while the lease is held.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(standby.get("/live").await.contains("ok"));
+    assert_eq!(standby.get("/ready").await, "", "a standby is not ready");
+    assert!(standby.get("/metrics").await.contains("gradients_leader 0"));
+    let ns = cluster.fresh_namespace("e2e-lease").await;
+    cluster.apply_yaml(&task_yaml(&ns, "leased", "hours: 1")).await;
+    cluster.wait_for_job_pod(&ns, "leased-prepare-1").await;
+    assert!(
+        !standby.get("/metrics").await.contains("gradients_reconcile_total{controller=\"task\"}"),
+        "the standby reconciled nothing"
+    );
+    // The leader stops gracefully and releases the lease; the standby takes over at once.
+    leader.stop().await;
+    standby.wait_ready().await;
+    assert!(standby.get("/metrics").await.contains("gradients_leader 1"));
+    standby.stop().await;
+    cluster.delete_namespace(&ns).await;
+}
