@@ -165,6 +165,15 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
     assert!(table.contains("Succeeded") && table.contains("miner-a"), "{table}");
     println!("{table}");
 
+    // Quiet once done: status writes do not wake the controllers up again (no reconcile storm).
+    let reconciles = |metrics: String| -> Vec<String> {
+        metrics.lines().filter(|l| l.starts_with("gradients_reconcile_total")).map(str::to_string).collect()
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = reconciles(operator.get("/metrics").await);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(before, reconciles(operator.get("/metrics").await), "reconciles continued after the task finished");
+
     // Metrics and probes.
     let metrics = operator.get("/metrics").await;
     assert!(metrics.contains("gradients_reconcile_total{controller=\"task\"}"), "{metrics}");
@@ -269,5 +278,93 @@ async fn only_the_lease_holder_runs_controllers_and_a_standby_takes_over() {
     standby.wait_ready().await;
     assert!(standby.get("/metrics").await.contains("gradients_leader 1"));
     standby.stop().await;
+    cluster.delete_namespace(&ns).await;
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e cluster: e2e/test -- cargo test --test operator_e2e -- --ignored"]
+async fn records_leave_the_leaderboard_after_the_window_and_miners_learn_their_quality() {
+    use gradients::api::evaluation::{EvaluationPhase, EvaluationStatus, SubmissionResult};
+    use kube::api::{Patch, PatchParams};
+
+    let cluster = Cluster::connect().await;
+    cluster.helm_install_chart();
+    let ns = cluster.fresh_namespace("e2e-window").await;
+    let mut operator = Operator::start(&cluster, "window");
+    operator.wait_ready().await;
+    cluster
+        .apply_yaml(&format!(
+            "apiVersion: gradients.io/v1alpha1\nkind: Miner\nmetadata: {{name: fresh, namespace: {ns}}}\nspec: {{strategy: lora-fast}}\n"
+        ))
+        .await;
+    cluster
+        .apply_yaml(&format!(
+            "apiVersion: gradients.io/v1alpha1\nkind: Leaderboard\nmetadata: {{name: main, namespace: {ns}}}\nspec: {{}}\n"
+        ))
+        .await;
+    // Two records written as the Task controller writes them: one 8 days old, one from today.
+    let evaluations: Api<Evaluation> = Api::namespaced(cluster.client.clone(), &ns);
+    for (name, miner, age_days) in [("old", "gone", 8), ("recent", "fresh", 0)] {
+        let finished_at = chrono::Utc::now() - chrono::Duration::days(age_days) - chrono::Duration::minutes(1);
+        cluster
+            .apply_yaml(&format!(
+                "apiVersion: gradients.io/v1alpha1
+kind: Evaluation
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  task: {name}
+  taskType: InstructText
+  origin: Organic
+  baseModelUri: /m
+  baseModelParamsB: 3
+  hours: 1
+  dataUri: /d
+  gpuClass: h100
+  submissions:
+  - {{miner: {miner}, submission: {name}-{miner}-1, artifactUri: /a, submittedAt: \"{}\"}}
+",
+                finished_at.to_rfc3339()
+            ))
+            .await;
+        let status = EvaluationStatus {
+            phase: EvaluationPhase::Complete,
+            finished_at: Some(finished_at),
+            results: vec![SubmissionResult {
+                miner: miner.to_string(),
+                state: ResultState::Evaluated,
+                test_loss: Some(1.0),
+                synth_loss: Some(1.0),
+                ..SubmissionResult::default()
+            }],
+            ..EvaluationStatus::default()
+        };
+        let patch = serde_json::json!({"apiVersion": "gradients.io/v1alpha1", "kind": "Evaluation", "status": status});
+        evaluations.patch_status(name, &PatchParams::apply("e2e-test"), &Patch::Apply(&patch)).await.unwrap();
+    }
+    wait_until("the 8-day-old record to be deleted", Duration::from_secs(30), || async {
+        evaluations.get_opt("old").await.map(|e| e.is_none()).unwrap_or(false)
+    })
+    .await;
+    let boards: Api<Leaderboard> = Api::namespaced(cluster.client.clone(), &ns);
+    wait_until("the leaderboard to hold only the recent record", Duration::from_secs(30), || async {
+        boards
+            .get("main")
+            .await
+            .ok()
+            .and_then(|b| b.status)
+            .is_some_and(|s| s.tasks == 1 && s.standings.iter().map(|m| m.miner.as_str()).eq(["fresh"]))
+    })
+    .await;
+    let miners: Api<gradients::api::Miner> = Api::namespaced(cluster.client.clone(), &ns);
+    wait_until("the miner's status to carry its quality", Duration::from_secs(30), || async {
+        miners
+            .get("fresh")
+            .await
+            .ok()
+            .and_then(|m| m.status)
+            .is_some_and(|s| s.tasks_in_window == 1 && s.weight.is_some())
+    })
+    .await;
+    operator.stop().await;
     cluster.delete_namespace(&ns).await;
 }
