@@ -97,3 +97,26 @@ def test_sandbox_limits_memory_and_processes() -> None:
     spawn = "import os\ndef spawn(completions, **kw):\n    os.system('true')\n    return [0.0]\n"
     with pytest.raises(SandboxError, match="blocked"):
         run_reward(RewardSpec("spawn", spawn, 1.0), ["a"])
+
+
+def test_sandbox_passes_prompts_and_extra_data() -> None:
+    src = (
+        "def match(completions, prompts, extra_data):\n"
+        "    return [float(e in c) + 0.5 * float(p in c) for c, p, e in zip(completions, prompts, extra_data)]\n"
+    )
+    values = run_reward(RewardSpec("match", src, 1.0), ["cat dog", "bird"], ["dog", "x"], ["cat", "cat"])
+    assert values == [1.5, 0.0]
+
+
+def test_resolution_rounds_to_multiples_of_64() -> None:
+    from gradients_trainer.image import round64
+
+    assert [round64(v) for v in (10, 64, 100, 1000, 1024, 1100)] == [64, 64, 64, 960, 1024, 1088]
+
+
+def test_package_type_checks(tmp_path: Path) -> None:
+    pytest.importorskip("mypy")
+    root = SRC.parent
+    proc = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "cache")],
+                          capture_output=True, text=True, cwd=root, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
