@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -245,6 +247,7 @@ def load_image_folder(path: Path, argument: str) -> list[ImageCaption]:
         if not zipfile.is_zipfile(path):
             raise InputError(argument, f"{path.name}: neither a folder nor a zip archive")
         folder = Path(tempfile.mkdtemp(prefix="gradients-images-"))
+        atexit.register(shutil.rmtree, folder, True)
         _safe_extract(path, folder)
     items: list[ImageCaption] = []
     for image in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):

@@ -10,6 +10,7 @@ from ..data import Preference, PromptCompletion
 from ..sft import IGNORE, tokenize_example
 
 BATCH = 8
+TOKENS_PER_BATCH = 8192  # bounds the [batch, seq, vocab] logits on large-vocabulary models
 
 
 def eval_seq_len(model_config: Any) -> int:
@@ -18,8 +19,22 @@ def eval_seq_len(model_config: Any) -> int:
     return 4096 if max_pos >= 4096 else int(math.ceil(max_pos / 2))
 
 
-def _batches(items: list[Any], size: int) -> list[list[Any]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
+def _batches(items: list[dict[str, list[int]]], size: int = BATCH,
+             tokens: int = TOKENS_PER_BATCH) -> list[list[dict[str, list[int]]]]:
+    """Consecutive batches of at most ``size`` rows and ``tokens`` padded tokens."""
+    out: list[list[dict[str, list[int]]]] = []
+    cur: list[dict[str, list[int]]] = []
+    width = 0
+    for item in items:
+        w = max(width, len(item["input_ids"]))
+        if cur and (len(cur) >= size or w * (len(cur) + 1) > tokens):
+            out.append(cur)
+            cur, w = [], len(item["input_ids"])
+        cur.append(item)
+        width = w
+    if cur:
+        out.append(cur)
+    return out
 
 
 def _pad(seqs: list[dict[str, list[int]]], pad_id: int, dev: Any) -> tuple[Any, Any, Any]:
@@ -41,11 +56,14 @@ def _token_logprobs(model: Any, ids: Any, mask: Any, labels: Any) -> tuple[Any, 
     """Per-token log-probs of the labels (shifted) and the label mask."""
     import torch
 
-    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1, :].float()
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1, :]
     target = labels[:, 1:]
     valid = target != IGNORE
-    logp = torch.log_softmax(logits, dim=-1)
-    picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    picked = torch.stack([  # row by row: only one [seq, vocab] float32 copy at a time
+        -torch.nn.functional.cross_entropy(logits[i].float(), target[i].clamp(min=0),
+                                           reduction="none")
+        for i in range(logits.shape[0])
+    ])
     return picked * valid, valid
 
 
@@ -61,7 +79,7 @@ def instruct_loss(model: Any, tokenizer: Any, examples: list[PromptCompletion]) 
     dev = next(model.parameters()).device
     total, count = 0.0, 0
     with torch.no_grad():
-        for batch in _batches(seqs, BATCH):
+        for batch in _batches(seqs):
             ids, mask, labels = _pad(batch, int(tokenizer.pad_token_id), dev)
             picked, valid = _token_logprobs(model, ids, mask, labels)
             total += float(-picked.sum())
@@ -76,7 +94,7 @@ def _sequence_logps(model: Any, tokenizer: Any, pairs: list[tuple[str, str]], ma
     dev = next(model.parameters()).device
     out: list[float] = []
     with torch.no_grad():
-        for batch in _batches(seqs, BATCH):
+        for batch in _batches(seqs):
             ids, mask, labels = _pad(batch, int(tokenizer.pad_token_id), dev)
             picked, _ = _token_logprobs(model, ids, mask, labels)
             out.extend(float(v) for v in picked.sum(-1))
