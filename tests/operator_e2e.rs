@@ -165,6 +165,12 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
     assert!(table.contains("Succeeded") && table.contains("miner-a"), "{table}");
     println!("{table}");
 
+    // A started task's spec is frozen by the API server.
+    let frozen = cluster
+        .apply_yaml_expect_error(&task_yaml(&ns, TASK, "hours: 3\n  minersPerTask: 3\n  minerSelector: {pool: e2e}"))
+        .await;
+    assert!(frozen.contains("spec is immutable once the task has started"), "{frozen}");
+
     // Quiet once done: status writes do not wake the controllers up again (no reconcile storm).
     let reconciles = |metrics: String| -> Vec<String> {
         metrics.lines().filter(|l| l.starts_with("gradients_reconcile_total")).map(str::to_string).collect()

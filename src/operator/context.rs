@@ -87,7 +87,7 @@ impl Context {
                 *n
             })
             .unwrap_or(1);
-        let delay = Duration::from_secs(2u64.saturating_pow(failures.min(9)).min(300));
+        let delay = backoff(failures);
         tracing::warn!(controller, object = %key, category = error.category(), %error, retry_in = ?delay, "reconcile failed");
         Action::requeue(delay)
     }
@@ -105,6 +105,11 @@ impl Context {
             tracing::warn!(error = %e, reason, "cannot publish event");
         }
     }
+}
+
+/// The delay after the `failures`-th failure in a row: 2 s, 4 s, 8 s, … up to 5 minutes.
+pub fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(2u64.saturating_pow(failures.clamp(1, 9)).min(300))
 }
 
 /// The key the backoff is tracked under.
@@ -154,4 +159,15 @@ where
     });
     api.patch_status(&object.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_five_minutes() {
+        let delays: Vec<u64> = [1, 2, 3, 8, 9, 50].iter().map(|n| backoff(*n).as_secs()).collect();
+        assert_eq!(delays, vec![2, 4, 8, 256, 300, 300]);
+    }
 }
