@@ -39,6 +39,8 @@ def force_offline() -> None:
     threads = str(max(1, (os.cpu_count() or 2) // 2))
     for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(key, threads)
+    # Deterministic cuBLAS (seed_everything turns on deterministic algorithms).
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 class TaskType(str, Enum):
