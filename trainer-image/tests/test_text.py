@@ -98,6 +98,17 @@ def test_lora_for_other_model_rejected(data: Data, text_base: Path, ins_lora: Pa
     failed(ins_eval(data, text_base, sub), "architecture", "does not fit")
 
 
+def test_nan_weights_are_a_failed_result(data: Data, text_base: Path, ins_lora: Path, workdir: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    sub = workdir / "nan_lora"
+    shutil.copytree(ins_lora, sub)
+    tensors = load_file(str(sub / "adapter_model.safetensors"))
+    tensors = {k: (v * float("nan") if "lora_B" in k else v) for k, v in tensors.items()}
+    save_file(tensors, str(sub / "adapter_model.safetensors"))
+    failed(ins_eval(data, text_base, sub), "finite_loss", "non-finite")
+
+
 def test_pickle_file_rejected(data: Data, text_base: Path, ins_lora: Path, workdir: Path) -> None:
     import torch
 

@@ -8,6 +8,7 @@ bookkeeping exits non-zero.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 import traceback
 from typing import Any
@@ -112,6 +113,12 @@ def evaluate(args: argparse.Namespace, result: EvalResult, started: float) -> No
     except SandboxError as exc:
         result.checks.append(Check("reward_functions", False, str(exc)))
         result.fail(f"reward_functions: {exc}")
+        return
+    losses = [v for v in (result.test_loss, result.synth_loss, result.text_guided_loss,
+                          result.no_text_loss) if v is not None]
+    if not losses or not all(math.isfinite(v) for v in losses):
+        result.checks.append(Check("finite_loss", False, f"losses {losses}"))
+        result.fail("finite_loss: the submission produces non-finite losses")
         return
     result.ok = True
 
