@@ -44,12 +44,16 @@ impl Context {
         identity: &str,
         weights_file: Option<PathBuf>,
     ) -> Arc<Self> {
+        let tournament = TournamentConfig {
+            lifecycle: workloads.lifecycle.clone().unwrap_or_default(),
+            ..TournamentConfig::default()
+        };
         let reporter = Reporter { controller: FIELD_MANAGER.to_string(), instance: Some(identity.to_string()) };
         Arc::new(Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             workloads,
-            tournament: TournamentConfig::default(),
+            tournament,
             metrics,
             weights_file,
             backoff: Mutex::new(HashMap::new()),

@@ -33,6 +33,10 @@ pub struct WorkloadConfig {
     /// Limit for one evaluation Job.
     #[serde(default = "default_evaluation_hours")]
     pub evaluation_hours: f64,
+    /// Timeouts and retries of the shared lifecycle (`tournament::LifecycleConfig`); e.g.
+    /// `pendingTimeoutS: null` lets trainers wait for GPUs behind a Kueue quota indefinitely.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<crate::tournament::LifecycleConfig>,
 }
 
 fn default_evaluation_hours() -> f64 {
