@@ -5,7 +5,7 @@
 
 instruct: unit conversions ("Convert 7 kilometres to metres." -> "7000 metres"), a task a
           tiny model learns in a minute: the answer's unit word and the shape of the number.
-dpo:      small sums with the right answer chosen and an off-by-one answer rejected.
+dpo:      "Say it loudly: red fish" with "RED FISH" chosen over the reversed "hsif der".
 grpo:     prompts asking for a short answer; the rewards (in task.yaml) favour short
           completions made of lower-case letters.
 image:    32x32 PNG gradients in one warm palette with captions, the "style" to learn.
@@ -47,17 +47,17 @@ def instruct(rng: random.Random) -> list:
 
 
 def dpo(rng: random.Random) -> list:
+    words = ["red", "blue", "green", "cat", "dog", "fish", "sun", "moon", "tree", "road", "lamp", "book"]
     rows = []
     for _ in range(200):
-        a, b = rng.randint(1, 20), rng.randint(1, 20)
-        wrong = a + b + rng.choice([-2, -1, 1, 2])
-        rows.append({"prompt": f"What is {a} + {b}?", "chosen": f"{a + b}", "rejected": f"{wrong}"})
+        phrase = " ".join(rng.choice(words) for _ in range(rng.randint(2, 3)))
+        rows.append({"prompt": f"Say it loudly: {phrase}", "chosen": phrase.upper(), "rejected": phrase[::-1]})
     return rows
 
 
 def grpo(rng: random.Random) -> list:
     things = ["colour", "fruit", "animal", "tree", "river", "city", "flower", "bird", "tool", "game"]
-    return [{"prompt": f"Name a {rng.choice(things)} in one word:"} for _ in range(60)]
+    return [{"prompt": f"Name a {rng.choice(things)} in one word:"} for _ in range(40)]
 
 
 def png(path: Path, width: int, height: int, pixels) -> None:

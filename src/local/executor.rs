@@ -251,7 +251,8 @@ impl<'a> Executor<'a> {
         let mut live = Live::default();
         for running in &self.running {
             let elapsed = (now - running.started_at).num_milliseconds() as f64 / 1000.0;
-            let stdout = std::fs::read_to_string(self.run.work(&running.id).join("stdout.log")).unwrap_or_default();
+            // Only the end matters: the latest progress line.
+            let stdout = fsio::tail(&self.run.work(&running.id).join("stdout.log"), 20, 8192);
             live.running.insert(running.id.clone(), (elapsed, workload::latest_progress(&stdout)));
         }
         live.queued = self.queue.iter().map(|(id, _)| id.clone()).collect();

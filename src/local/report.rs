@@ -22,7 +22,7 @@ pub struct RunReport {
     /// Miners by rank, then the baseline and the untrained base model.
     pub rows: Vec<Row>,
     pub winner: Option<String>,
-    /// `(baseline − winner) / baseline · 100`, on weighted loss.
+    /// `(baseline − winner) / |baseline| · 100`, on weighted loss: positive when the winner is better.
     pub winner_beats_baseline_pct: Option<f64>,
     pub winner_beats_base_model_pct: Option<f64>,
     /// Leaderboard weights of this task's miners, over every run in the data directory.
@@ -40,6 +40,8 @@ pub struct Row {
     pub no_text_loss: Option<f64>,
     pub weighted_loss: Option<f64>,
     pub train_loss: Option<f64>,
+    /// The trainer stopped because its time ran out (not after its planned epochs).
+    pub stopped_by_deadline: Option<bool>,
     /// ranked, failed, duplicate, flagged; `reference` for the baseline and the base model.
     pub status: String,
     pub reason: Option<String>,
@@ -123,6 +125,10 @@ pub fn build(
                     Some(WorkOutput::Trained(t)) => t.final_train_loss,
                     _ => None,
                 },
+                stopped_by_deadline: match e.training.output() {
+                    Some(WorkOutput::Trained(t)) => t.stopped_by_deadline,
+                    _ => None,
+                },
                 status,
                 reason,
                 rank: sub.and_then(|s| s.rank),
@@ -144,7 +150,8 @@ pub fn build(
     let winner = rows.iter().find(|r| r.rank == Some(1));
     let loss_of = |role: Role| rows.iter().find(|r| r.role == role).and_then(|r| r.weighted_loss);
     let beats = |reference: Option<f64>| match (winner.and_then(|w| w.weighted_loss), reference) {
-        (Some(w), Some(r)) if r != 0.0 => Some((r - w) / r * 100.0),
+        // Relative to |reference|: GRPO losses are negated rewards, so they can be negative.
+        (Some(w), Some(r)) if r != 0.0 => Some((r - w) / r.abs() * 100.0),
         _ => None,
     };
     let miners: Vec<&str> = spec.miners.iter().map(|m| m.name.as_str()).collect();
@@ -208,8 +215,11 @@ pub fn table(report: &RunReport, text_type: bool) -> String {
         );
     }
     match (&report.winner, report.winner_beats_baseline_pct) {
-        (Some(w), Some(pct)) => {
+        (Some(w), Some(pct)) if pct >= 0.0 => {
             let _ = writeln!(out, "\nwinner {w} beats baseline by {pct:.1} % weighted loss");
+        }
+        (Some(w), Some(pct)) => {
+            let _ = writeln!(out, "\nwinner {w} is worse than the baseline by {:.1} % weighted loss", -pct);
         }
         (Some(w), None) => {
             let _ = writeln!(out, "\nwinner {w} (no baseline result to compare with)");
@@ -218,8 +228,14 @@ pub fn table(report: &RunReport, text_type: bool) -> String {
             let _ = writeln!(out, "\nno winner: no miner has a valid result");
         }
     }
-    if let Some(pct) = report.winner_beats_base_model_pct {
-        let _ = writeln!(out, "winner beats the untrained base model by {pct:.1} % weighted loss");
+    match report.winner_beats_base_model_pct {
+        Some(pct) if pct >= 0.0 => {
+            let _ = writeln!(out, "winner beats the untrained base model by {pct:.1} % weighted loss");
+        }
+        Some(pct) => {
+            let _ = writeln!(out, "winner is worse than the untrained base model by {:.1} % weighted loss", -pct);
+        }
+        None => {}
     }
     let _ = writeln!(out, "\nweights (leaderboard over every run in the data directory):");
     for w in &report.weights {

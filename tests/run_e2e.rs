@@ -1,0 +1,208 @@
+//! End-to-end runs of `gradients run` with the real trainer and evaluator (slow: minutes on
+//! two cores). Ignored by a plain `cargo test`; `scripts/test` runs them with the Python
+//! environment and the examples' base models:
+//!
+//! ```sh
+//! GRADIENTS_PYTHON=$(trainer-image/setup-env | tail -1) GRADIENTS_BASE_MODELS=$(scripts/prepare-examples | tail -1) \
+//!   cargo test --test run_e2e -- --ignored --test-threads 1
+//! ```
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn require_env() {
+    for var in ["GRADIENTS_PYTHON", "GRADIENTS_BASE_MODELS"] {
+        assert!(
+            std::env::var_os(var).is_some(),
+            "{var} is not set: run these tests through scripts/test (it sets up the Python environment and base models)"
+        );
+    }
+}
+
+fn run_dir(report: &serde_json::Value) -> PathBuf {
+    PathBuf::from(report["run_dir"].as_str().unwrap())
+}
+
+fn weighted(report: &serde_json::Value, entrant: &str) -> f64 {
+    row(report, entrant)["weighted_loss"].as_f64().unwrap_or_else(|| panic!("{entrant} has no loss: {report:#}"))
+}
+
+/// An instruct task on the example data, with our own miners.
+fn instruct_task(dir: &Path, miners: &str, extra: &str) -> PathBuf {
+    let data = repo().join("examples/instruct/data.jsonl");
+    let text = format!(
+        "apiVersion: gradients.io/v1alpha1\nkind: Task\nmetadata:\n  name: e2e\nspec:\n  taskType: InstructText\n  \
+         baseModel: {{uri: \"${{GRADIENTS_BASE_MODELS}}/instruct\", paramsB: 0.0001}}\n  dataset:\n    uri: {}\n    \
+         columns: {{instruction: question, output: answer}}\n  seed: 42\n{extra}  miners:\n{miners}",
+        data.display()
+    );
+    write(dir, "task.yaml", &text)
+}
+
+fn example(kind: &str) -> serde_json::Value {
+    require_env();
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = run(&repo().join(format!("examples/{kind}/task.yaml")), &dir.path().join("data"), &[]);
+    let report = report(&out);
+    eprintln!("{kind} example: {:.0} s", started.elapsed().as_secs_f64());
+    assert!(out.status.success(), "{kind}: {report:#}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(report["phase"], "Succeeded");
+    // Every miner has valid losses. Two miners whose losses are exactly equal (GRPO rewards
+    // can saturate at this scale) are duplicates by the specification: the later one scores -1.
+    let miners: Vec<&serde_json::Value> =
+        report["rows"].as_array().unwrap().iter().filter(|r| r["role"] == "miner").collect();
+    for r in &miners {
+        assert!(r["status"] == "ranked" || r["status"] == "duplicate", "{kind}: {r:#}");
+    }
+    assert!(miners.iter().any(|r| r["rank"] == 1), "{kind}: a winner");
+    assert_weights_reproduce(&run_dir(&report));
+    report
+}
+
+#[test]
+#[ignore = "slow: needs the Python trainer (scripts/test runs it)"]
+fn dpo_example_runs_end_to_end_and_beats_the_base_model() {
+    let report = example("dpo");
+    let winner = report["winner"].as_str().unwrap();
+    assert!(weighted(&report, winner) < weighted(&report, "base-model"), "{report:#}");
+}
+
+#[test]
+#[ignore = "slow: needs the Python trainer (scripts/test runs it)"]
+fn grpo_example_runs_end_to_end() {
+    example("grpo");
+}
+
+#[test]
+#[ignore = "slow: needs the Python trainer (scripts/test runs it)"]
+fn image_example_runs_end_to_end() {
+    example("image");
+}
+
+#[test]
+#[ignore = "slow: needs the Python trainer (scripts/test runs it)"]
+fn failing_miners_are_marked_failed_and_the_tournament_goes_on() {
+    require_env();
+    let dir = tempfile::tempdir().unwrap();
+    // crash: a strategy the reference trainer does not know (it exits 2 naming it);
+    // hang: a miner command that never ends; garbage: random bytes as its "weights".
+    let miners = "    - {name: good, strategy: lora-fast}\n    \
+                  - {name: crash, strategy: no-such-strategy}\n    \
+                  - {name: hang, strategy: x, command: [sh, -c, 'sleep 300']}\n    \
+                  - {name: garbage, strategy: x, command: [sh, -c, 'mkdir -p \"$GRADIENTS_OUTPUT/model\" && \
+                  head -c 4096 /dev/urandom > \"$GRADIENTS_OUTPUT/model/model.safetensors\" && echo {} > \"$GRADIENTS_OUTPUT/model/config.json\"']}\n";
+    let task = instruct_task(dir.path(), miners, "  hours: 0.004\n  baseline: false\n  evaluateBase: false\n");
+    let started = Instant::now();
+    let out = run(&task, &dir.path().join("data"), &["--grace-seconds", "5"]);
+    let report = report(&out);
+    eprintln!("failing miners: {:.0} s", started.elapsed().as_secs_f64());
+    assert!(out.status.success(), "{report:#}");
+    assert_eq!(report["winner"], "good");
+    let reason = |m: &str| row(&report, m)["reason"].as_str().unwrap_or_default().to_string();
+    assert!(reason("crash").starts_with("trainer exited with code 2"), "{}", reason("crash"));
+    assert!(reason("hang").contains("after its deadline"), "{}", reason("hang"));
+    assert!(!reason("garbage").is_empty() && row(&report, "garbage")["status"] == "failed", "{report:#}");
+    for m in ["crash", "hang", "garbage"] {
+        assert_eq!(row(&report, m)["score"], -1.0, "{m} is penalised as the specification says");
+    }
+    let state = std::fs::read_to_string(run_dir(&report).join("state.json")).unwrap();
+    assert!(state.contains("no-such-strategy"), "the crash's log tail names the strategy");
+    assert_weights_reproduce(&run_dir(&report));
+}
+
+/// Result files of finished workloads, by name.
+fn finished(run: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(run.join("work"))
+        .map(|d| d.flatten().collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|e| {
+            let bytes = std::fs::read(e.path().join("result.json")).ok()?;
+            Some((e.file_name().to_string_lossy().into_owned(), bytes))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+#[ignore = "slow: needs the Python trainer (scripts/test runs it)"]
+fn a_run_killed_with_sigkill_resumes_without_redoing_work_and_gives_the_same_result() {
+    require_env();
+    let dir = tempfile::tempdir().unwrap();
+    let miners = "    - {name: alice, strategy: lora-fast}\n    - {name: carol, strategy: full-ft}\n    - {name: frank, strategy: rslora-big-batch}\n";
+    // Generous hours: the trainers stop after their planned epochs, not at the deadline.
+    let task = instruct_task(dir.path(), miners, "  hours: 0.02\n  evaluateBase: false\n");
+
+    let reference = report(&run(&task, &dir.path().join("uninterrupted"), &["--parallel", "2"]));
+    assert_eq!(reference["phase"], "Succeeded", "{reference:#}");
+
+    let data = dir.path().join("interrupted");
+    let mut child = Command::new(bin())
+        .arg("run")
+        .arg(&task)
+        .args(["--quiet", "--parallel", "2", "--data-dir"])
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let run_path = data.join("runs/e2e");
+    // Kill once at least two workloads have finished (the split and a training) and others run.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let done = finished(&run_path);
+        if done.iter().any(|(name, _)| name.starts_with("train-")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no training finished in time");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be interrupted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = finished(&run_path);
+    std::thread::sleep(Duration::from_millis(500));
+    for entry in std::fs::read_dir(run_path.join("work")).unwrap().flatten() {
+        if let Ok(pid) = std::fs::read_to_string(entry.path().join("pid")) {
+            let pid = pid.split_whitespace().next().unwrap().to_string();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            assert!(stat.is_empty() || stat.contains(") Z "), "a workload outlived the killed run: {stat}");
+        }
+    }
+
+    let resumed = run(&task, &data, &["--parallel", "2"]);
+    let resumed = report(&resumed);
+    assert_eq!(resumed["phase"], "Succeeded", "{resumed:#}");
+    assert_eq!(resumed["run_dir"].as_str().unwrap(), run_path.to_string_lossy(), "resumed the same run");
+    let after = finished(&run_path);
+    for (name, bytes) in &before {
+        let kept = after.iter().find(|(n, _)| n == name).map(|(_, b)| b);
+        assert_eq!(kept, Some(bytes), "{name} was redone or lost");
+        let retry = name.trim_end_matches("-1").to_string() + "-2";
+        assert!(after.iter().all(|(n, _)| n != &retry), "{name} finished before the kill but ran again");
+    }
+    // The same tournament: a training that ends after its planned epochs is deterministic for
+    // the seed, so a redone one gives the uninterrupted run's model. (One cut short by its
+    // deadline depends on how fast the machine was, in any run: it is not compared.)
+    let epoch_bound = |r: &serde_json::Value, e: &str| row(r, e)["stopped_by_deadline"] == false;
+    let mut compared = 0;
+    for entrant in ["alice", "carol", "frank", "baseline"] {
+        if epoch_bound(&reference, entrant) && epoch_bound(&resumed, entrant) {
+            let (a, b) = (weighted(&reference, entrant), weighted(&resumed, entrant));
+            assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "{entrant}: {a} uninterrupted, {b} resumed");
+            compared += 1;
+        }
+    }
+    assert!(compared >= 2, "too few trainings ended by their epochs to compare: {reference:#}");
+    assert_weights_reproduce(&run_path);
+    let store: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("leaderboard.json")).unwrap()).unwrap();
+    assert_eq!(store["tasks"].as_array().unwrap().len(), 1, "recorded once");
+}
