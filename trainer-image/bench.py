@@ -5,6 +5,9 @@ Every step runs as a real ``python -m gradients_trainer`` subprocess, so the fig
 interpreter start-up and the torch/transformers imports, as the Rust runner would see them.
 
     $(./setup-env | tail -1) bench.py [--strategy lora-fast] [--workdir DIR]
+        [--tasks instruct,dpo,grpo,image] [--size tiny|small] [--hours H]
+
+``--size small`` builds a ~25M-parameter Llama (for GPU throughput: tokens/s of LoRA SFT).
 """
 
 from __future__ import annotations
@@ -42,7 +45,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--strategy", default="lora-fast")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--tasks", default="instruct,dpo,grpo,image")
+    parser.add_argument("--size", choices=["tiny", "small"], default="tiny")
+    parser.add_argument("--hours", default="0.1")
     args = parser.parse_args()
+    tasks = args.tasks.split(",")
     root = args.workdir or Path(tempfile.mkdtemp(prefix="gradients-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     d = root / "data"
@@ -60,12 +67,15 @@ def main() -> None:
     img_test = td.image_folder(d / "img_test", 4, 2)
 
     figures: dict[str, Any] = {"strategy": args.strategy, "cpus": os.cpu_count()}
-    t, _ = run(["make-base-model", "--task-type", "instruct", "--output", root / "text_base",
-                "--pretrain-data", pre])
-    figures["make_base_text_s"] = round(t, 1)
-    t, _ = run(["make-base-model", "--task-type", "image", "--output", root / "image_base",
-                "--pretrain-data", img_pre])
-    figures["make_base_image_s"] = round(t, 1)
+    figures["size"] = args.size
+    if any(t != "image" for t in tasks):
+        t, _ = run(["make-base-model", "--task-type", "instruct", "--output", root / "text_base",
+                    "--pretrain-data", pre, "--size", args.size])
+        figures["make_base_text_s"] = round(t, 1)
+    if "image" in tasks:
+        t, _ = run(["make-base-model", "--task-type", "image", "--output", root / "image_base",
+                    "--pretrain-data", img_pre])
+        figures["make_base_image_s"] = round(t, 1)
 
     cases: list[tuple[str, Path, list[Path], list[Any]]] = [
         ("instruct", root / "text_base", ins, ["--columns", json.dumps(td.INSTRUCT_COLUMNS)]),
@@ -75,9 +85,11 @@ def main() -> None:
     ]
     rows = []
     for task, base, (train, test, synth), extra in cases:
+        if task not in tasks:
+            continue
         out = root / f"out_{task}"
         t_train, done = run(["train", "--task-type", task, "--base-model", base, "--train-data",
-                             train, "--output", out, "--strategy", args.strategy, "--hours", "0.1",
+                             train, "--output", out, "--strategy", args.strategy, "--hours", args.hours,
                              *extra])
         common = ["evaluate", "--task-type", task, "--base-model", base, "--test-data", test,
                   "--synth-data", synth, "--profile", "fast", *extra]
@@ -87,13 +99,15 @@ def main() -> None:
         rows.append({
             "task": task, "train_s": round(t_train, 1), "evaluate_s": round(t_eval, 1),
             "total_s": round(t_train + t_eval, 1), "steps": done["steps"],
+            "train_tokens_per_s": round(done["tokens"] / max(1e-9, done["wall_s"]), 1),
             "base_loss": round(base_result[key], 4), "finetuned_loss": round(result[key], 4),
         })
     figures["per_task"] = rows
-    print(f"{'task':9} {'train_s':>8} {'eval_s':>8} {'total_s':>8} {'steps':>6} {'base':>9} {'tuned':>9}")
+    print(f"{'task':9} {'train_s':>8} {'eval_s':>8} {'total_s':>8} {'steps':>6} {'tok/s':>8} "
+          f"{'base':>9} {'tuned':>9}")
     for r in rows:
         print(f"{r['task']:9} {r['train_s']:8} {r['evaluate_s']:8} {r['total_s']:8} {r['steps']:6} "
-              f"{r['base_loss']:9} {r['finetuned_loss']:9}")
+              f"{r['train_tokens_per_s']:8} {r['base_loss']:9} {r['finetuned_loss']:9}")
     print(json.dumps(figures))
 
 

@@ -55,17 +55,23 @@ def build_tokenizer(model_max_length: int = 512) -> Any:
     )
 
 
-def text_config(architecture: str, vocab_size: int, hidden: int = 64) -> Any:
+TEXT_SIZES: dict[str, dict[str, int]] = {
+    # tiny: tests and CPU demos (~0.1 M parameters); small: GPU throughput checks (~25 M).
+    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512),
+    "small": dict(hidden_size=512, intermediate_size=1408, num_hidden_layers=8,
+                  num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=2048),
+}
+
+
+def text_config(architecture: str, vocab_size: int, size: str = "tiny") -> Any:
     from transformers import LlamaConfig, Qwen2Config
 
+    if size not in TEXT_SIZES:
+        raise InputError("--size", f"unknown size {size!r} ({', '.join(TEXT_SIZES)})")
     common: dict[str, Any] = dict(
         vocab_size=vocab_size,
-        hidden_size=hidden,
-        intermediate_size=hidden * 2,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
+        **TEXT_SIZES[size],
         bos_token_id=1,
         eos_token_id=2,
         pad_token_id=0,
@@ -100,12 +106,13 @@ def _pretrain_texts(path: Path) -> list[str]:
     return texts
 
 
-def pretrain_text(model: Any, tokenizer: Any, texts: list[str], steps: int, seed: int) -> float:
+def pretrain_text(model: Any, tokenizer: Any, texts: list[str], steps: int, seed: int,
+                  lr: float = 3e-3) -> float:
     import torch
 
     gen = torch.Generator().manual_seed(seed)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     enc = [tokenizer(t + tokenizer.eos_token, add_special_tokens=True)["input_ids"][:128]
            for t in texts]
     loss_value = float("nan")
@@ -130,18 +137,19 @@ def pretrain_text(model: Any, tokenizer: Any, texts: list[str], steps: int, seed
 
 
 def make_text_base(
-    output: Path, seed: int, pretrain: Path | None, architecture: str, steps: int
+    output: Path, seed: int, pretrain: Path | None, architecture: str, steps: int,
+    size: str = "tiny",
 ) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, GenerationConfig
 
     seed_everything(seed)
     tokenizer = build_tokenizer()
-    config = text_config(architecture, vocab_size=len(tokenizer))
+    config = text_config(architecture, vocab_size=len(tokenizer), size=size)
     model = AutoModelForCausalLM.from_config(config)
     info: dict[str, Any] = {"architecture": architecture, "parameters": model.num_parameters()}
     if pretrain is not None:
         info["pretrain_loss"] = pretrain_text(model, tokenizer, _pretrain_texts(pretrain),
-                                              steps, seed)
+                                              steps, seed, 3e-3 if size == "tiny" else 5e-4)
     model.generation_config = GenerationConfig(
         bos_token_id=1, eos_token_id=2, pad_token_id=0, do_sample=False
     )
@@ -302,9 +310,10 @@ def make_base_model(
     pretrain: Path | None,
     architecture: str = "llama",
     steps: int = 40,
+    size: str = "tiny",
 ) -> dict[str, Any]:
     log(f"building tiny {task.value} base model in {output}")
     if task is TaskType.IMAGE:
         return make_image_base(output, seed, pretrain, steps,
                                "sdxl" if architecture in ("", "llama") else architecture)
-    return make_text_base(output, seed, pretrain, architecture, steps)
+    return make_text_base(output, seed, pretrain, architecture, steps, size)

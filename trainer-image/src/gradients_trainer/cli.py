@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     mk.add_argument("--architecture", choices=["llama", "qwen2", "sd", "sdxl"], default=None,
                     help="text: llama (default) | qwen2; image: sdxl (default) | sd")
     mk.add_argument("--pretrain-steps", type=int, default=40)
+    mk.add_argument("--size", choices=["tiny", "small"], default="tiny",
+                    help="text only: tiny (tests, ~0.1M params) or small (~25M, GPU checks)")
 
     sub.add_parser("strategies", help="print the strategy catalogue as JSON")
     return parser
@@ -113,7 +115,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         arch = args.architecture or ("sdxl" if task is TaskType.IMAGE else "llama")
         info = make_base_model(task, args.output, args.seed, args.pretrain_data,
-                               arch, args.pretrain_steps)
+                               arch, args.pretrain_steps, args.size)
         write_stdout(json.dumps({"event": "done", "output": str(args.output), **info}))
         return EXIT_OK
     strategy = strategies.get(args.strategy)
