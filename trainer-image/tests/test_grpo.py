@@ -79,3 +79,16 @@ def test_grpo_bad_reward_file_exits_2(data: Data, text_base: Path, workdir: Path
     res = run_cli("train", "--task-type", "grpo", "--base-model", text_base, "--train-data",
                   data.grpo_train, "--reward-functions", bad, "--hours", "1", "--output", workdir / "z")
     assert res.rc == 2
+
+
+def test_reward_with_extra_data(data: Data, text_base: Path, grpo_lora: Path, workdir: Path) -> None:
+    rows = [{"prompt": f"Say {w}:", "target": w} for w in ("cat", "dog", "sun", "moon")]
+    test = td.write_jsonl(workdir / "grpo_extra.jsonl", rows)
+    src = ("def hit(completions, extra_data, **kw):\n"
+           "    return [float(e['word'] in c) if isinstance(e, dict) else float(e in c)\n"
+           "            for c, e in zip(completions, extra_data)]\n")
+    rewards = td.rewards_file(workdir / "extra_rewards.json", [("hit", src, 2.0)])
+    result = evaluate("grpo", text_base, grpo_lora, test, test, "--reward-functions", rewards,
+                      "--columns", '{"prompt": "prompt", "extra": "target"}')
+    assert result["ok"] is True, result
+    assert -2.0 <= result["test_loss"] <= 0.0

@@ -185,9 +185,16 @@ def _last_error(stderr: str) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def probe(spec: RewardSpec, timeout_s: float | None = None) -> None:
-    """Run a reward once on a tiny probe batch; raises SandboxError on failure."""
-    values = run_reward(spec, ["probe completion", ""], ["probe prompt", ""], None, timeout_s)
+def probe(spec: RewardSpec, prompts: list[str], extras: list[Any],
+          timeout_s: float | None = None) -> None:
+    """Run a reward once on a tiny batch (real prompts and extra data, a short and an empty
+    completion) before any model is loaded; raises SandboxError on failure."""
+    prompts = (prompts or ["probe prompt"])[:2]
+    extras = (extras or [None])[:2]
+    while len(extras) < len(prompts):
+        extras.append(None)
+    completions = ["probe completion", ""][: len(prompts)]
+    values = run_reward(spec, completions, prompts, extras, timeout_s)
     if any(math.isnan(v) or math.isinf(v) for v in values):
         raise SandboxError(f"reward '{spec.name}' returned a non-finite value on a probe")
 

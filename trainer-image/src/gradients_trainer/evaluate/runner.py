@@ -97,7 +97,7 @@ def evaluate(args: argparse.Namespace, result: EvalResult, started: float) -> No
         result.checks.append(Check("score_base", True, "scoring the base model itself"))
     for spec in specs:
         try:
-            probe(spec)
+            probe(spec, [e.prompt for e in test[:2]], [e.extra for e in test[:2]])
         except SandboxError as exc:
             result.checks.append(Check("reward_functions", False, str(exc)))
             result.fail(f"reward_functions: {exc}")
