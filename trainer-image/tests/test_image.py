@@ -33,12 +33,13 @@ def test_image_lora_improves_on_base(data: Data, image_base: Path, img_lora: Pat
     assert sub["no_text_loss"] < base["no_text_loss"], (sub, base)
 
 
-def test_image_sd_architecture(data: Data, workdir: Path) -> None:
-    base = workdir / "sd_base"
-    assert run_cli("make-base-model", "--task-type", "image", "--architecture", "sd",
+@pytest.mark.parametrize(("arch", "cls"), [("sd", "StableDiffusionPipeline"), ("flux", "FluxPipeline")])
+def test_image_other_architectures(arch: str, cls: str, data: Data, workdir: Path) -> None:
+    base = workdir / f"{arch}_base"
+    assert run_cli("make-base-model", "--task-type", "image", "--architecture", arch,
                    "--output", base, "--pretrain-data", data.img_pretrain).rc == 0
-    assert '"StableDiffusionPipeline"' in (base / "model_index.json").read_text()
-    out = workdir / "sd_lora"
+    assert f'"{cls}"' in (base / "model_index.json").read_text()
+    out = workdir / f"{arch}_lora"
     train("image", base, data.img_train, out, "lora-fast")
     sub = img_eval(data, base, out / "model")
     assert sub["ok"] is True, sub

@@ -217,10 +217,14 @@ def make_image_base(
     )
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-    if architecture not in ("sd", "sdxl"):
-        raise InputError("--architecture", f"image architectures are sd and sdxl, not {architecture!r}")
-    xl = architecture == "sdxl"
+    if architecture not in ("sd", "sdxl", "flux"):
+        raise InputError("--architecture",
+                         f"image architectures are sd, sdxl and flux, not {architecture!r}")
     seed_everything(seed)
+    if architecture == "flux":
+        return _save_image_pipeline(_flux_pipeline(seed), output, pretrain, steps, seed,
+                                    {"architecture": "flux-tiny"})
+    xl = architecture == "sdxl"
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = build_clip_tokenizer(Path(tmp))
     text_encoder = CLIPTextModel(_clip_config(tokenizer))
@@ -286,12 +290,24 @@ def make_image_base(
             feature_extractor=None,
             requires_safety_checker=False,
         )
-    info: dict[str, Any] = {"architecture": f"{architecture}-tiny"}
+    return _save_image_pipeline(pipe, output, pretrain, steps, seed,
+                                {"architecture": f"{architecture}-tiny"})
+
+
+def _flux_pipeline(seed: int) -> Any:
+    from .flux import build_pipeline
+
+    return build_pipeline(seed)
+
+
+def _save_image_pipeline(pipe: Any, output: Path, pretrain: Path | None, steps: int, seed: int,
+                         info: dict[str, Any]) -> dict[str, Any]:
     if pretrain is not None:
         from .image import pretrain_pipeline
 
         info.update(pretrain_pipeline(pipe, pretrain, steps, seed))
-    modules: list[Any] = [m for m in (pipe.unet, pipe.vae, pipe.text_encoder,
+    modules: list[Any] = [m for m in (getattr(pipe, "unet", None), getattr(pipe, "transformer", None),
+                                      pipe.vae, pipe.text_encoder,
                                       getattr(pipe, "text_encoder_2", None)) if m is not None]
     for module in modules:
         module.eval()

@@ -271,25 +271,27 @@ def check_text_submission(sub: Submission, base: Path) -> None:
 
 
 def check_image_submission(sub: Submission, base: Path) -> None:
-    unet_files = sorted((base / "unet").glob("*.safetensors"))
+    denoiser = "transformer" if (base / "transformer").is_dir() else "unet"
+    unet_files = sorted((base / denoiser).glob("*.safetensors"))
     if not unet_files:
-        raise CheckFailed("inputs", f"base pipeline {base} has no unet safetensors")
+        raise CheckFailed("inputs", f"base pipeline {base} has no {denoiser} safetensors")
     scan_files(sub, default_size_limit(unet_files))
     if (sub.path / "model_index.json").is_file() or (sub.path / "unet").is_dir():
-        raise CheckFailed("architecture", "image submissions must be a UNet LoRA, not a full pipeline")
+        raise CheckFailed("architecture", "image submissions must be a LoRA, not a full pipeline")
     if len(sub.weight_files) != 1:
         raise CheckFailed("architecture", f"expected one LoRA safetensors file, found {len(sub.weight_files)}")
     sub.kind = "image-lora"
     header = safetensors_header(sub.weight_files[0])
-    groups: dict[str, dict[str, Any]] = {"unet": {}, "text_encoder": {}, "text_encoder_2": {}}
+    groups: dict[str, dict[str, Any]] = {denoiser: {}, "text_encoder": {}, "text_encoder_2": {}}
     for key, meta in header.items():
         prefix = key.split(".", 1)[0]
         if prefix not in groups:
             raise CheckFailed("architecture", f"unexpected tensor {key} (expected unet./text_encoder. keys)")
         groups[prefix][key] = meta
-    if not groups["unet"]:
-        raise CheckFailed("architecture", "no UNet LoRA tensors")
-    check_lora_against(sub, groups["unet"], base_header(unet_files), ("unet.",), "base UNet")
+    if not groups[denoiser]:
+        raise CheckFailed("architecture", f"no {denoiser} LoRA tensors")
+    check_lora_against(sub, groups[denoiser], base_header(unet_files), (denoiser + ".",),
+                       f"base {denoiser}")
     for name in ("text_encoder", "text_encoder_2"):
         if groups[name]:
             files = sorted((base / name).glob("*.safetensors"))

@@ -69,8 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     mk.add_argument("--output", required=True, type=Path)
     mk.add_argument("--pretrain-data", type=Path, default=None)
     mk.add_argument("--seed", type=int, default=42)
-    mk.add_argument("--architecture", choices=["llama", "qwen2", "sd", "sdxl"], default=None,
-                    help="text: llama (default) | qwen2; image: sdxl (default) | sd")
+    mk.add_argument("--architecture", choices=["llama", "qwen2", "sd", "sdxl", "flux"],
+                    default=None, help="text: llama (default) | qwen2; image: sdxl (default) | sd | flux")
     mk.add_argument("--pretrain-steps", type=int, default=40)
     mk.add_argument("--size", choices=["tiny", "small"], default="tiny",
                     help="text only: tiny (tests, ~0.1M params) or small (~25M, GPU checks)")

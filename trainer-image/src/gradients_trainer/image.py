@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import flux
 from .contract import InputError, log
 from .data import ImageCaption, load_image_folder
 from .deadline import Budget, progress
@@ -17,7 +18,7 @@ from .modelio import device, replace_dir
 from .strategies import Strategy
 
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
-SUPPORTED_PIPELINES = ("StableDiffusionPipeline", "StableDiffusionXLPipeline")
+SUPPORTED_PIPELINES = ("StableDiffusionPipeline", "StableDiffusionXLPipeline", "FluxPipeline")
 ALL_ATTN = ["to_q", "to_k", "to_v", "to_out.0"]
 EXTENDED = ALL_ATTN + ["proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1", "conv2",
                        "time_emb_proj"]
@@ -42,9 +43,10 @@ def pipeline_class(base: Path) -> str:
 
 
 def pipeline_type(name: str) -> Any:
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+    from diffusers import FluxPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 
-    return StableDiffusionXLPipeline if name == "StableDiffusionXLPipeline" else StableDiffusionPipeline
+    return {"StableDiffusionXLPipeline": StableDiffusionXLPipeline,
+            "FluxPipeline": FluxPipeline}.get(name, StableDiffusionPipeline)
 
 
 def is_xl(pipe: Any) -> bool:
@@ -152,7 +154,8 @@ def encode_images(pipe: Any, pixels01: Any, generator: Any | None = None) -> Any
     with torch.no_grad():
         dist = pipe.vae.encode((pixels01 * 2 - 1).to(pipe.device, pipe.vae.dtype)).latent_dist
         latents = dist.mean if generator is None else dist.sample(generator)
-    return latents * pipe.vae.config.scaling_factor
+    shift = getattr(pipe.vae.config, "shift_factor", None) or 0.0
+    return (latents - shift) * pipe.vae.config.scaling_factor
 
 
 def pretrain_pipeline(pipe: Any, folder: Path, steps: int, seed: int) -> dict[str, float]:
@@ -160,7 +163,8 @@ def pretrain_pipeline(pipe: Any, folder: Path, steps: int, seed: int) -> dict[st
     as a denoiser on the pretrain images, so that fine-tuning starts from something."""
     import torch
 
-    vae, unet, scheduler = pipe.vae, pipe.unet, pipe.scheduler
+    vae, scheduler = pipe.vae, pipe.scheduler
+    unet = pipe.transformer if flux.is_flux(pipe) else pipe.unet
     items = load_image_folder(folder, "--pretrain-data")
     res = choose_resolution(items, 1024)
     pixels01 = torch.stack([image_tensor(i.image, res) for i in items])
@@ -171,17 +175,23 @@ def pretrain_pipeline(pipe: Any, folder: Path, steps: int, seed: int) -> dict[st
         # Like SD's 0.18215: scale latents to unit variance so noise levels mean something.
         vae.register_to_config(scaling_factor=float(1.0 / raw.std().clamp(min=1e-4)))
         latents = raw * vae.config.scaling_factor
-    cond = encode_prompts(pipe, [i.caption for i in items], res)
+    captions = [i.caption for i in items]
+    flux_cond = flux.encode(pipe, captions) if flux.is_flux(pipe) else None
+    cond = None if flux_cond is not None else encode_prompts(pipe, captions, res)
     opt = torch.optim.AdamW(unet.parameters(), lr=1e-3)
     unet.train()
-    T = int(scheduler.config.num_train_timesteps)
+    T = int(getattr(scheduler.config, "num_train_timesteps", 1000))
     unet_loss = float("nan")
     for _ in range(steps * 2):
         idx = torch.randint(0, len(items), (min(8, len(items)),), generator=gen)
-        noise = torch.randn(latents[idx].shape, generator=gen)
-        t = torch.randint(0, T, (len(idx),), generator=gen)
-        pred = unet_eps(unet, scheduler.add_noise(latents[idx], noise, t), t, cond.select(idx))
-        loss = torch.nn.functional.mse_loss(pred, noise)
+        if flux_cond is not None:
+            loss = flux.training_loss(pipe, unet, latents[idx], flux_cond.select(idx), gen)
+        else:
+            assert cond is not None
+            noise = torch.randn(latents[idx].shape, generator=gen)
+            t = torch.randint(0, T, (len(idx),), generator=gen)
+            pred = unet_eps(unet, scheduler.add_noise(latents[idx], noise, t), t, cond.select(idx))
+            loss = torch.nn.functional.mse_loss(pred, noise)
         loss.backward()
         opt.step()
         opt.zero_grad()
@@ -227,11 +237,16 @@ def save_unet_lora(pipe: Any, model_dir: Path) -> float:
     if tmp.exists():
         shutil.rmtree(tmp)
     # PEFT-format keys (unet.<module>.lora_A/lora_B.weight), which load_lora_weights reads.
-    layers = get_peft_model_state_dict(pipe.unet)
-    type(pipe).save_lora_weights(
-        save_directory=str(tmp), unet_lora_layers=layers, safe_serialization=True,
-        weight_name=LORA_WEIGHT_NAME,
-    )
+    if flux.is_flux(pipe):
+        type(pipe).save_lora_weights(
+            save_directory=str(tmp), safe_serialization=True, weight_name=LORA_WEIGHT_NAME,
+            transformer_lora_layers=get_peft_model_state_dict(pipe.transformer),
+        )
+    else:
+        type(pipe).save_lora_weights(
+            save_directory=str(tmp), safe_serialization=True, weight_name=LORA_WEIGHT_NAME,
+            unet_lora_layers=get_peft_model_state_dict(pipe.unet),
+        )
     replace_dir(tmp, model_dir)
     return time.time() - started
 
@@ -251,11 +266,19 @@ def train_image(
     log(f"image training: {len(items)} images at {res}x{res}")
     pixels = torch.stack([image_tensor(i.image, res) for i in items])
     latents = encode_images(pipe, pixels).float()
-    cond = encode_prompts(pipe, [i.caption for i in items], res)
-    unet = pipe.unet
-    for module in (unet, pipe.vae, pipe.text_encoder):
-        module.requires_grad_(False)
-    targets = EXTENDED if strategy.image_targets == "extended" else ALL_ATTN
+    captions = [i.caption for i in items]
+    is_flux = flux.is_flux(pipe)
+    flux_cond = flux.encode(pipe, captions) if is_flux else None
+    cond = None if is_flux else encode_prompts(pipe, captions, res)
+    unet = pipe.transformer if is_flux else pipe.unet
+    for module in (unet, pipe.vae, pipe.text_encoder, getattr(pipe, "text_encoder_2", None)):
+        if module is not None:
+            module.requires_grad_(False)
+    extended = strategy.image_targets == "extended"
+    if is_flux:
+        targets = flux.LORA_TARGETS_EXTENDED if extended else flux.LORA_TARGETS
+    else:
+        targets = EXTENDED if extended else ALL_ATTN
     unet.add_adapter(LoraConfig(r=strategy.image_lora_r, lora_alpha=strategy.image_lora_r,
                                 init_lora_weights="gaussian", target_modules=targets))
     trainable = [p for p in unet.parameters() if p.requires_grad]
@@ -269,7 +292,7 @@ def train_image(
                              if strategy.image_scheduler != "constant" else 0,
                              num_training_steps=total)
     noise_sched = pipe.scheduler
-    T = int(noise_sched.config.num_train_timesteps)
+    T = int(getattr(noise_sched.config, "num_train_timesteps", 1000))
     prediction = str(noise_sched.config.get("prediction_type", "epsilon"))
     model_dir = output / "model"
     run = RunState(planned_steps=total)
@@ -281,12 +304,18 @@ def train_image(
         for _ in range(strategy.image_grad_accum):
             idx = torch.randint(0, len(items), (bs,), generator=gen)
             x0 = latents[idx].to(pipe.device)
-            noise = torch.randn(x0.shape, generator=gen).to(pipe.device)
-            t = torch.randint(0, T, (bs,), generator=gen).to(pipe.device)
-            noisy = noise_sched.add_noise(x0, noise, t)
-            pred = unet_eps(unet, noisy, t, cond.select(idx.to(pipe.device))).float()
-            target = noise_sched.get_velocity(x0, noise, t) if prediction == "v_prediction" else noise
-            loss = torch.nn.functional.mse_loss(pred, target) / strategy.image_grad_accum
+            if flux_cond is not None:
+                loss = flux.training_loss(pipe, unet, x0, flux_cond.select(idx.to(pipe.device)), gen)
+            else:
+                assert cond is not None
+                noise = torch.randn(x0.shape, generator=gen).to(pipe.device)
+                t = torch.randint(0, T, (bs,), generator=gen).to(pipe.device)
+                noisy = noise_sched.add_noise(x0, noise, t)
+                pred = unet_eps(unet, noisy, t, cond.select(idx.to(pipe.device))).float()
+                target = (noise_sched.get_velocity(x0, noise, t) if prediction == "v_prediction"
+                          else noise)
+                loss = torch.nn.functional.mse_loss(pred, target)
+            loss = loss / strategy.image_grad_accum
             loss.backward()
             step_loss += loss.item()
         torch.nn.utils.clip_grad_norm_(trainable, strategy.max_grad_norm)
