@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--tasks", default="instruct,dpo,grpo,image")
     parser.add_argument("--size", choices=["tiny", "small"], default="tiny")
     parser.add_argument("--hours", default="0.1")
+    parser.add_argument("--image-arch", choices=["sdxl", "sd", "flux"], default="sdxl")
     args = parser.parse_args()
     tasks = args.tasks.split(",")
     root = args.workdir or Path(tempfile.mkdtemp(prefix="gradients-bench-"))
@@ -68,13 +69,14 @@ def main() -> None:
 
     figures: dict[str, Any] = {"strategy": args.strategy, "cpus": os.cpu_count()}
     figures["size"] = args.size
+    figures["image_arch"] = args.image_arch
     if any(t != "image" for t in tasks):
         t, _ = run(["make-base-model", "--task-type", "instruct", "--output", root / "text_base",
                     "--pretrain-data", pre, "--size", args.size])
         figures["make_base_text_s"] = round(t, 1)
     if "image" in tasks:
         t, _ = run(["make-base-model", "--task-type", "image", "--output", root / "image_base",
-                    "--pretrain-data", img_pre])
+                    "--pretrain-data", img_pre, "--architecture", args.image_arch])
         figures["make_base_image_s"] = round(t, 1)
 
     cases: list[tuple[str, Path, list[Path], list[Any]]] = [
