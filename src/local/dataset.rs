@@ -7,7 +7,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::mechanism::allocation::SplitPlan;
+use super::validate::ValidTask;
+use crate::mechanism::MechanismConfig;
+use crate::mechanism::allocation::{SplitPlan, split_rows};
 use crate::tournament::DatasetFacts;
 
 const IMAGE_SUFFIXES: [&str; 4] = ["png", "jpg", "jpeg", "webp"];
@@ -138,6 +140,29 @@ pub fn write_splits(
             Ok(facts(dataset.len(), train.len(), plan.test.len(), 0))
         }
     }
+}
+
+/// The preparation workload, in-process (quick, and deterministic for the seed): the
+/// mechanism's split into `data`, and the GRPO reward functions as the trainer's JSON file.
+pub fn prepare(
+    task: &ValidTask,
+    config: &MechanismConfig,
+    seed: u64,
+    data: &Path,
+    rewards: &Path,
+) -> io::Result<DatasetFacts> {
+    let spec = &task.file.spec;
+    let plan = split_rows(config, spec.task_type, task.dataset.len(), seed);
+    let facts = write_splits(&task.dataset, &plan, task.synthetic.as_ref(), data)?;
+    if !spec.reward_functions.is_empty() {
+        let list: Vec<serde_json::Value> = spec
+            .reward_functions
+            .iter()
+            .map(|f| serde_json::json!({"name": f.name, "source": f.source, "weight": f.weight}))
+            .collect();
+        super::fsio::write_json(rewards, &list)?;
+    }
+    Ok(facts)
 }
 
 fn facts(rows: usize, train: usize, test: usize, synthetic: usize) -> DatasetFacts {

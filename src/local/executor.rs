@@ -7,7 +7,6 @@ use std::process::Child;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use super::dataset::{self, SplitPaths};
 use super::fsio;
@@ -15,17 +14,14 @@ use super::manifest::{self, TaskFileError};
 use super::process;
 use super::progress::{Live, Progress};
 use super::report::{self, RunReport};
-use super::rundir::{self, RunDir};
+use super::rundir::{self, ResultFile, RunDir};
 use super::store::Store;
 use super::validate::{self, ValidTask};
 use super::workload::{self, Contract};
-use crate::mechanism::allocation::split_rows;
-use crate::mechanism::leaderboard;
-use crate::mechanism::records::ScoreInput;
 use crate::mechanism::scoring::average_score_today;
 use crate::tournament::{
-    Action, DatasetFacts, Observation, PoolMiner, TaskState, TournamentConfig, WorkKind, WorkOutput, WorkloadId,
-    WorkloadState, decide,
+    Action, Observation, PoolMiner, TaskState, TournamentConfig, WorkKind, WorkOutput, WorkloadId, WorkloadState,
+    decide,
 };
 
 /// How `gradients run` was asked to run.
@@ -58,13 +54,6 @@ pub enum RunError {
 
 fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
     move |source| RunError::Io { path: path.display().to_string(), source }
-}
-
-/// `work/ID/result.json`: how one workload attempt ended.
-#[derive(Serialize, Deserialize)]
-struct ResultFile {
-    id: WorkloadId,
-    state: WorkloadState,
 }
 
 enum Launch {
@@ -164,31 +153,8 @@ impl<'a> Executor<'a> {
             running: Vec::new(),
             recorded,
         };
-        executor.recover()?;
+        executor.results = executor.run.recover();
         Ok(executor)
-    }
-
-    /// Reads how finished attempts ended, and kills what an earlier, killed executor left running.
-    fn recover(&mut self) -> Result<(), RunError> {
-        let root = self.run.work_root();
-        let Ok(entries) = std::fs::read_dir(&root) else { return Ok(()) };
-        for dir in entries.flatten().map(|e| e.path()) {
-            match fsio::read_json::<ResultFile>(&dir.join("result.json")) {
-                Ok(Some(result)) => {
-                    self.results.insert(result.id, result.state);
-                }
-                // No result: it was running when the executor died. Its id is absent from the
-                // observation, so the state machine retries it as a new attempt.
-                Ok(None) | Err(_) => {
-                    if let Some((pid, ticks)) = read_pid(&dir.join("pid"))
-                        && process::start_ticks(pid) == Some(ticks)
-                    {
-                        process::kill_group(pid);
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 
     fn drive(mut self) -> Result<RunReport, RunError> {
@@ -303,22 +269,9 @@ impl<'a> Executor<'a> {
         if self.results.contains_key(&id) {
             return Ok(());
         }
-        let spec = &self.task.file.spec;
-        let plan = split_rows(&self.options.config.mechanism, spec.task_type, self.task.dataset.len(), seed);
         let data = self.run.data();
-        let mut outcome: std::io::Result<DatasetFacts> =
-            dataset::write_splits(&self.task.dataset, &plan, self.task.synthetic.as_ref(), &data);
-        if outcome.is_ok() && !spec.reward_functions.is_empty() {
-            let rewards: Vec<serde_json::Value> = spec
-                .reward_functions
-                .iter()
-                .map(|f| serde_json::json!({"name": f.name, "source": f.source, "weight": f.weight}))
-                .collect();
-            if let Err(e) = fsio::write_json(&self.run.rewards(), &rewards) {
-                outcome = Err(e);
-            }
-        }
-        let state = match outcome {
+        let state = match dataset::prepare(&self.task, &self.options.config.mechanism, seed, &data, &self.run.rewards())
+        {
             Ok(facts) => WorkloadState::Succeeded {
                 started_at: now,
                 finished_at: Utc::now(),
@@ -431,24 +384,11 @@ impl<'a> Executor<'a> {
         Ok(())
     }
 
-    /// The leaderboard over the store at the task's end, and its input as `records.json`,
-    /// so `gradients score --input RUN/records.json` gives the same weights.
+    /// The leaderboard over the store at the task's end, and its input as `records.json`.
     fn emit_weights(&mut self) -> Result<(), RunError> {
         let now = self.state.finished_at.unwrap_or_else(Utc::now);
-        let horizon = chrono::Duration::days(i64::from(self.options.config.mechanism.horizon_days()));
-        let mut tasks = self.store.load().map_err(io_err(self.store.path()))?;
-        tasks.retain(|t| t.finished_at <= now && now - t.finished_at <= horizon);
-        tasks.sort_by(|a, b| a.finished_at.cmp(&b.finished_at).then_with(|| a.id.cmp(&b.id)));
-        let input = ScoreInput { now, tasks };
-        let board = leaderboard::compute(&self.options.config.mechanism, now, &input.tasks);
-        fsio::write_json(&self.run.records(), &input).map_err(io_err(&self.run.records()))?;
-        let weights = serde_json::json!({"now": now, "miners": board.miners});
-        fsio::write_json(&self.run.weights(), &weights).map_err(io_err(&self.run.weights()))
+        self.store
+            .export(&self.options.config.mechanism, now, &self.run.records(), &self.run.weights())
+            .map_err(io_err(&self.run.root))
     }
-}
-
-fn read_pid(path: &std::path::Path) -> Option<(u32, u64)> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let mut parts = text.split_whitespace();
-    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }

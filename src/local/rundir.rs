@@ -6,14 +6,25 @@
 //! RUN/work/ID/             one workload attempt: stdout.log, stderr.log, pid, out/ (trainer output),
 //!                          result.json (how it ended: written once, atomically)
 //! RUN/records.json         `gradients score` input        RUN/weights.json  the leaderboard at the end
+//! RUN/weights-u16.json     the weights as `gradients score --expect` takes them
 //! RUN/report.json          the final report (`--output json`)
 //! ```
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::fsio;
-use crate::tournament::{TaskState, WorkloadId};
+use serde::{Deserialize, Serialize};
+
+use super::{fsio, process};
+use crate::tournament::{TaskState, WorkloadId, WorkloadState};
+
+/// `work/ID/result.json`: how one workload attempt ended.
+#[derive(Serialize, Deserialize)]
+pub struct ResultFile {
+    pub id: WorkloadId,
+    pub state: WorkloadState,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunDir {
@@ -64,6 +75,36 @@ impl RunDir {
     pub fn load_state(&self) -> io::Result<Option<TaskState>> {
         fsio::read_json(&self.state())
     }
+
+    /// How every finished attempt ended. An attempt without a result was running when an
+    /// earlier executor died: whatever is left of it is killed, and since its id is absent
+    /// from the observation the state machine retries it as a new attempt.
+    pub fn recover(&self) -> BTreeMap<WorkloadId, WorkloadState> {
+        let mut results = BTreeMap::new();
+        let Ok(entries) = std::fs::read_dir(self.work_root()) else { return results };
+        for dir in entries.flatten().map(|e| e.path()) {
+            match fsio::read_json::<ResultFile>(&dir.join("result.json")) {
+                Ok(Some(result)) => {
+                    results.insert(result.id, result.state);
+                }
+                Ok(None) | Err(_) => {
+                    if let Some((pid, ticks)) = read_pid(&dir.join("pid"))
+                        && process::start_ticks(pid) == Some(ticks)
+                    {
+                        process::kill_group(pid);
+                    }
+                }
+            }
+        }
+        results
+    }
+}
+
+/// `work/ID/pid`: the pid and start time of an attempt's process (see [`process::start_ticks`]).
+fn read_pid(path: &Path) -> Option<(u32, u64)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut parts = text.split_whitespace();
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
 /// The run directory for a task named `name`: `explicit` when given; otherwise the latest of

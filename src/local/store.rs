@@ -11,7 +11,8 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::fsio;
-use crate::mechanism::records::TaskRecord;
+use crate::mechanism::records::{ScoreInput, TaskRecord};
+use crate::mechanism::{MechanismConfig, leaderboard};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StoreFile {
@@ -50,6 +51,34 @@ impl Store {
         tasks.retain(|t| t.id != record.id && t.finished_at >= horizon);
         tasks.push(record.clone());
         fsio::write_json(&self.path, &StoreFile { tasks })
+    }
+}
+
+impl Store {
+    /// Writes the records of the leaderboard window at `now` in the input format of
+    /// `gradients score` to `records`, and the leaderboard they give to `weights`, so that
+    /// `gradients score --input records` reproduces `weights` exactly. `now` is the task's
+    /// end, not the wall clock, so a resumed run writes the same files. Next to `weights`,
+    /// `weights-u16.json` holds them in the format of `gradients score --expect`.
+    pub fn export(
+        &self,
+        config: &MechanismConfig,
+        now: DateTime<Utc>,
+        records: &Path,
+        weights: &Path,
+    ) -> io::Result<()> {
+        let horizon = Duration::days(i64::from(config.horizon_days()));
+        let mut tasks = self.load()?;
+        tasks.retain(|t| t.finished_at <= now && now - t.finished_at <= horizon);
+        tasks.sort_by(|a, b| a.finished_at.cmp(&b.finished_at).then_with(|| a.id.cmp(&b.id)));
+        let input = ScoreInput { now, tasks };
+        let board = leaderboard::compute(config, now, &input.tasks);
+        fsio::write_json(records, &input)?;
+        // The same weights as `gradients score --expect` takes them: {"miner": weight_u16}.
+        let published: serde_json::Map<String, serde_json::Value> =
+            board.miners.iter().map(|m| (m.miner.clone(), m.weight_u16.into())).collect();
+        fsio::write_json(&weights.with_file_name("weights-u16.json"), &published)?;
+        fsio::write_json(weights, &serde_json::json!({"now": now, "miners": board.miners}))
     }
 }
 

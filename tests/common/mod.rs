@@ -75,6 +75,14 @@ pub fn assert_weights_reproduce(run_dir: &Path) {
             .collect()
     };
     assert_eq!(pick(&scored), pick(&written), "gradients score disagrees with the run's weights");
+    let expect = Command::new(bin())
+        .args(["score", "--input"])
+        .arg(run_dir.join("records.json"))
+        .arg("--expect")
+        .arg(run_dir.join("weights-u16.json"))
+        .output()
+        .unwrap();
+    assert!(expect.status.success(), "--expect weights-u16.json: {}", String::from_utf8_lossy(&expect.stderr));
 }
 
 pub fn row<'a>(report: &'a serde_json::Value, entrant: &str) -> &'a serde_json::Value {

@@ -1,0 +1,199 @@
+//! Training → Evaluating → Recording → Succeeded / Failed, with timeouts and retries.
+
+use super::*;
+
+#[test]
+fn a_running_training_is_tracked_and_stopped_after_deadline_and_grace() {
+    let state = training_state();
+    let mut o = obs(secs(3));
+    o.workloads.insert(id(WorkKind::Train, "alice", 1), WorkloadState::Running { started_at: secs(3) });
+    o.workloads.insert(id(WorkKind::Train, "bob", 1), WorkloadState::Pending);
+    let d = step(&state, &o);
+    let alice = d.state.entrant("alice").unwrap();
+    assert_eq!(alice.training, Work::Active { attempt: 1, requested_at: secs(1), started_at: Some(secs(3)) });
+    assert_eq!(d.wake_at, Some(secs(3 + 36 + 10)));
+    assert!(!starts(&d).contains(&"train-alice-1".to_string()), "running: not started again");
+
+    o.now = secs(3 + 36 + 11);
+    let d = step(&d.state, &o);
+    assert!(starts(&d).contains(&"stop train-alice-1".to_string()));
+    let alice = d.state.entrant("alice").unwrap();
+    assert!(alice.training.failure().unwrap().contains("deadline"), "{:?}", alice.training);
+    assert!(alice.evaluation.failure().unwrap().contains("training failed"));
+}
+
+#[test]
+fn the_task_deadline_caps_every_training() {
+    let mut capped = spec();
+    capped.deadline = Some(secs(20));
+    let state = training_state();
+    let mut o = obs(secs(3));
+    o.workloads.insert(id(WorkKind::Train, "alice", 1), WorkloadState::Running { started_at: secs(3) });
+    let d = decide("task-1", &capped, &state, &o, &config());
+    assert_eq!(d.wake_at, Some(secs(30)));
+}
+
+#[test]
+fn a_crashed_training_fails_with_its_log_and_is_not_retried() {
+    let state = training_state();
+    let mut o = obs(secs(6));
+    o.workloads.insert(id(WorkKind::Train, "alice", 1), failed("trainer exited with code 1", false));
+    let d = step(&state, &o);
+    let alice = d.state.entrant("alice").unwrap();
+    match &alice.training {
+        Work::Failed { reason, log_tail, attempt: 1, .. } => {
+            assert_eq!(reason, "trainer exited with code 1");
+            assert_eq!(log_tail, "Traceback: boom");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!starts(&d).iter().any(|s| s.contains("alice")));
+}
+
+#[test]
+fn lost_and_interrupted_trainings_are_retried_as_new_attempts_up_to_the_limit() {
+    let state = training_state();
+    let mut o = obs(secs(3));
+    o.workloads.insert(id(WorkKind::Train, "alice", 1), WorkloadState::Running { started_at: secs(3) });
+    let running = step(&state, &o).state;
+    // The process died with the executor: absent after having been seen.
+    let d = step(&running, &obs(secs(4)));
+    assert_eq!(d.state.entrant("alice").unwrap().training.attempt(), 2);
+    assert!(starts(&d).contains(&"train-alice-2".to_string()));
+
+    let mut o = obs(secs(5));
+    o.workloads.insert(id(WorkKind::Train, "alice", 2), failed("evicted", true));
+    let d = step(&d.state, &o);
+    assert!(starts(&d).contains(&"train-alice-3".to_string()));
+    let mut o = obs(secs(6));
+    o.workloads.insert(id(WorkKind::Train, "alice", 3), failed("evicted", true));
+    let d = step(&d.state, &o);
+    let alice = d.state.entrant("alice").unwrap();
+    assert_eq!(alice.training.failure(), Some("evicted (after 3 attempts)"));
+}
+
+#[test]
+fn a_workload_that_never_starts_times_out_when_configured() {
+    let mut cfg = config();
+    cfg.lifecycle.pending_timeout_s = Some(100);
+    let state = training_state();
+    let mut o = obs(secs(50));
+    o.workloads.insert(id(WorkKind::Train, "alice", 1), WorkloadState::Pending);
+    let d = decide("task-1", &spec(), &state, &o, &cfg);
+    assert_eq!(d.wake_at, Some(secs(101)));
+    o.now = secs(102);
+    let d = decide("task-1", &spec(), &d.state, &o, &cfg);
+    assert!(starts(&d).contains(&"stop train-alice-1".to_string()));
+    assert!(d.state.entrant("alice").unwrap().training.failure().unwrap().contains("did not start"));
+}
+
+/// Observations in which everything trained; `evals` are the evaluation results.
+pub(super) fn all_trained(now: i64, evals: &[(&str, WorkloadState)]) -> Observation {
+    let mut o = obs(secs(now));
+    for name in ["alice", "bob", BASELINE] {
+        o.workloads.insert(id(WorkKind::Train, name, 1), trained(30));
+    }
+    for (name, state) in evals {
+        o.workloads.insert(id(WorkKind::Evaluate, name, 1), state.clone());
+    }
+    o
+}
+
+#[test]
+fn trained_models_are_evaluated_and_the_phase_moves_on() {
+    let state = training_state();
+    let d = step(&state, &all_trained(31, &[]));
+    assert_eq!(d.state.phase, Phase::Evaluating);
+    let evals: Vec<&Action> = d.actions.iter().filter(|a| matches!(a, Action::StartEvaluation { .. })).collect();
+    assert_eq!(evals.len(), 4);
+    assert!(d.actions.contains(&Action::StartEvaluation {
+        id: id(WorkKind::Evaluate, "bob", 1),
+        entrant: "bob".into(),
+        submission: Some(id(WorkKind::Train, "bob", 1)),
+    }));
+}
+
+#[test]
+fn evaluations_lead_to_recording_then_success_and_weights() {
+    let state = step(&training_state(), &all_trained(31, &[])).state;
+    let evals = [
+        ("alice", evaluated(1.0, 1.2)),
+        ("bob", evaluated(2.0, 2.1)),
+        (BASELINE, evaluated(2.5, 2.6)),
+        (BASE_MODEL, evaluated(3.0, 3.0)),
+    ];
+    let d = step(&state, &all_trained(50, &evals));
+    assert_eq!(d.state.phase, Phase::Recording);
+    assert_eq!(d.state.finished_at, Some(secs(50)));
+    let record = d
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            Action::RecordResults { record } => Some(record.clone()),
+            _ => None,
+        })
+        .expect("a record");
+    let miners: Vec<&str> = record.submissions.iter().map(|s| s.miner.as_str()).collect();
+    assert_eq!(record.id, "task-1");
+    assert_eq!(record.hours, 0.01);
+    assert_eq!(record.submissions.len(), 2, "references are never scored: {miners:?}");
+    assert_eq!(record.submissions.iter().find(|s| s.miner == "alice").unwrap().submitted_at, secs(30));
+
+    // Repeated until stored, then done.
+    let again = step(&d.state, &all_trained(51, &evals));
+    assert!(again.actions.iter().any(|a| matches!(a, Action::RecordResults { .. })));
+    let mut stored = all_trained(52, &evals);
+    stored.recorded = true;
+    let done = step(&d.state, &stored);
+    assert_eq!(done.state.phase, Phase::Succeeded);
+    assert!(done.actions.contains(&Action::EmitWeights));
+    assert_eq!(step(&done.state, &stored).actions, Vec::new(), "terminal");
+}
+
+#[test]
+fn when_every_miner_fails_the_task_fails_and_scores_are_still_recorded() {
+    let state = training_state();
+    let mut o = all_trained(31, &[]);
+    o.workloads.insert(id(WorkKind::Train, "alice", 1), failed("trainer exited with code 1", false));
+    let not_ok = EvalReport { ok: false, failure: Some("weights are a pickle".into()), ..Default::default() };
+    o.workloads.insert(
+        id(WorkKind::Evaluate, "bob", 1),
+        WorkloadState::Succeeded { started_at: secs(40), finished_at: secs(41), output: WorkOutput::Evaluated(not_ok) },
+    );
+    o.workloads.insert(id(WorkKind::Evaluate, BASELINE, 1), evaluated(2.5, 2.6));
+    o.workloads.insert(id(WorkKind::Evaluate, BASE_MODEL, 1), evaluated(3.0, 3.0));
+    let d = step(&step(&state, &o).state, &o);
+    assert_eq!(d.state.phase, Phase::Recording);
+    let record = task_record("task-1", &spec(), &d.state).unwrap();
+    assert!(record.submissions.iter().all(|s| s.test_loss.is_none()));
+    o.recorded = true;
+    let d = step(&d.state, &o);
+    assert_eq!(d.state.phase, Phase::Failed);
+    let message = d.state.message.unwrap();
+    assert!(message.contains("every miner failed"), "{message}");
+    assert!(message.contains("alice: not evaluated: training failed: trainer exited with code 1"), "{message}");
+    assert!(message.contains("bob: weights are a pickle"), "{message}");
+    assert!(d.actions.contains(&Action::EmitWeights));
+}
+
+#[test]
+fn evaluations_time_out_and_crashed_evaluators_are_retried() {
+    let state = step(&training_state(), &all_trained(31, &[])).state;
+    let mut o = all_trained(40, &[("alice", WorkloadState::Running { started_at: secs(40) })]);
+    o.workloads.insert(id(WorkKind::Evaluate, "bob", 1), failed("evaluator exited with code 1", true));
+    let d = step(&state, &o);
+    assert!(starts(&d).contains(&"evaluate-bob-2".to_string()));
+    assert_eq!(d.wake_at, Some(secs(100)));
+    o.now = secs(101);
+    let d = step(&d.state, &o);
+    assert!(starts(&d).contains(&"stop evaluate-alice-1".to_string()));
+    assert!(d.state.entrant("alice").unwrap().evaluation.failure().unwrap().contains("longer than 60 s"));
+}
+
+#[test]
+fn the_state_round_trips_through_json() {
+    let state = step(&training_state(), &all_trained(31, &[("alice", evaluated(1.0, 1.1))])).state;
+    let text = serde_json::to_string(&state).unwrap();
+    let back: TaskState = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, state);
+}
