@@ -175,3 +175,14 @@ def test_dpo_missing_column_exits_2(data: Data, text_base: Path, workdir: Path, 
     res = run_cli("train", "--task-type", "dpo", "--base-model", text_base, "--train-data",
                   data.dpo_train, "--columns", cols, "--hours", "1", "--output", workdir / "y")
     assert res.rc == 2 and "column 'worse'" in capsys.readouterr().err
+
+
+def test_a_single_warmup_step_still_changes_the_adapter(data: Data, text_base: Path, workdir: Path) -> None:
+    # One optimiser step inside a warmup schedule (what a deadline that stops a slow trainer
+    # early leaves) must still move the weights: HF's warmup starts at a learning rate of 0.
+    out = workdir / "ins_one_step"
+    summary = train("instruct", text_base, data.ins_train, out, "lora-fast", "--columns", INS_COLUMNS,
+                    "--strategy-overrides", '{"epochs": 0.001, "warmup_ratio": 0.5}')
+    assert summary["steps"] == 1
+    result = ins_eval(data, text_base, out / "model")
+    assert result["ok"] is True, result

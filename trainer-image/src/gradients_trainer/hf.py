@@ -25,6 +25,18 @@ class BudgetCallback(TrainerCallback):  # type: ignore[misc]
         self.run.planned_steps = int(state.max_steps)
         self.budget.step_started()
 
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # Warmup schedules give the first optimiser step a learning rate of exactly 0, so a run
+        # the deadline stops after one step would save an adapter identical to the base (and be
+        # rejected as "not a fine-tune"). Start the warmup ramp one step in instead.
+        optimizer = kwargs.get("optimizer")
+        if state.global_step != 0 or optimizer is None:
+            return
+        warmup = max(1, int(args.get_warmup_steps(max(1, int(state.max_steps)))))
+        for group in optimizer.param_groups:
+            if group.get("lr", 0.0) == 0.0:
+                group["lr"] = float(args.learning_rate) / (warmup + 1)
+
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.budget.step_finished()
         self.run.steps = int(state.global_step)
