@@ -28,31 +28,7 @@ enum Command {
         expect: Option<PathBuf>,
     },
     /// Run the controllers (in a cluster, or from outside one with KUBECONFIG).
-    Operator {
-        /// Workload configuration: images, GPU classes, artifact storage (YAML).
-        #[arg(long, env = "GRADIENTS_CONFIG", default_value = "/etc/gradients/config.yaml")]
-        config: PathBuf,
-        /// Address of /live, /ready and /metrics.
-        #[arg(long, env = "GRADIENTS_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
-        http_address: std::net::SocketAddr,
-        /// This replica's identity in the leader Lease (the pod name in a cluster).
-        #[arg(long, env = "POD_NAME")]
-        identity: Option<String>,
-        /// Namespace of the leader Lease (the operator's own namespace in a cluster).
-        #[arg(long, env = "POD_NAMESPACE", default_value = "gradients-system")]
-        lease_namespace: String,
-        #[arg(long, env = "GRADIENTS_LEASE_NAME", default_value = "gradients-operator")]
-        lease_name: String,
-        /// Also write the weights to this file.
-        #[arg(long, env = "GRADIENTS_WEIGHTS_FILE")]
-        weights_file: Option<PathBuf>,
-        /// Act as this user, e.g. system:serviceaccount:gradients-system:gradients (tests RBAC).
-        #[arg(long = "as", env = "GRADIENTS_IMPERSONATE")]
-        impersonate: Option<String>,
-        /// Reconciles that may run at once, per controller.
-        #[arg(long, env = "GRADIENTS_CONCURRENCY", default_value_t = 4)]
-        concurrency: u16,
-    },
+    Operator(gradients::operator::Settings),
     /// Run a whole tournament on this machine from a task file (the embedded default).
     Run(gradients::local::cli::RunArgs),
     /// Split a dataset into train/test/synthetic (the operator's preparation Job runs this).
@@ -94,29 +70,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Score { input, expect } => score(&input, expect.as_deref()),
-        Command::Operator {
-            config,
-            http_address,
-            identity,
-            lease_namespace,
-            lease_name,
-            weights_file,
-            impersonate,
-            concurrency,
-        } => {
-            let identity = identity.unwrap_or_else(default_identity);
-            let settings = gradients::operator::Settings {
-                config,
-                http_address,
-                identity,
-                lease_namespace,
-                lease_name,
-                weights_file,
-                impersonate,
-                concurrency,
-            };
-            operator(settings)
-        }
+        Command::Operator(settings) => operator(settings),
         Command::Run(args) => gradients::local::cli::main(args),
         Command::Prepare {
             task_type,
@@ -182,11 +136,6 @@ fn prepare(
 }
 
 /// Host name plus process id: unique enough for a Lease holder outside a cluster.
-fn default_identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "gradients".into());
-    format!("{}-{}", host.trim(), std::process::id())
-}
-
 fn score(input: &std::path::Path, expect: Option<&std::path::Path>) -> ExitCode {
     let name = input.display().to_string();
     let text = match read_input(input) {

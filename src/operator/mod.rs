@@ -36,20 +36,37 @@ use crate::workloads::WorkloadConfig;
 pub type Stop = Shared<BoxFuture<'static, ()>>;
 
 /// The settings of one operator process.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
-    /// The installation's workload configuration (YAML, see `charts/gradients` values).
+    /// Workload configuration: images, GPU classes, artifact storage (YAML, see `charts/gradients` values).
+    #[arg(long, env = "GRADIENTS_CONFIG", default_value = "/etc/gradients/config.yaml")]
     pub config: PathBuf,
+    /// Address of /live, /ready and /metrics.
+    #[arg(long, env = "GRADIENTS_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
     pub http_address: SocketAddr,
-    /// This replica's name in the Lease (the pod name in a cluster).
+    /// This replica's identity in the leader Lease (the pod name in a cluster).
+    #[arg(long, env = "POD_NAME", default_value_t = default_identity())]
     pub identity: String,
+    /// Namespace of the leader Lease (the operator's own namespace in a cluster).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "gradients-system")]
     pub lease_namespace: String,
+    #[arg(long, env = "GRADIENTS_LEASE_NAME", default_value = "gradients-operator")]
     pub lease_name: String,
+    /// Also write the weights to this file.
+    #[arg(long, env = "GRADIENTS_WEIGHTS_FILE")]
     pub weights_file: Option<PathBuf>,
-    /// Act as this user (e.g. `system:serviceaccount:NS:NAME`), to run with exactly its RBAC.
+    /// Act as this user, e.g. system:serviceaccount:gradients-system:gradients (tests RBAC).
+    #[arg(long = "as", env = "GRADIENTS_IMPERSONATE")]
     pub impersonate: Option<String>,
     /// Reconciles that may run at once, per controller.
+    #[arg(long, env = "GRADIENTS_CONCURRENCY", default_value_t = 4)]
     pub concurrency: u16,
+}
+
+/// Outside a cluster (no POD_NAME): the host name and process id, unique per replica.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "gradients".into());
+    format!("{}-{}", host.trim(), std::process::id())
 }
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
