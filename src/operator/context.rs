@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kube::api::{Patch, PatchParams};
+use kube::core::DeserializeGuard;
 use kube::core::NamespaceResourceScope;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -96,6 +97,22 @@ impl Context {
         Action::requeue(delay)
     }
 
+    /// The object a tolerant watch delivered, or `None` once an Event on it has said why it
+    /// cannot be read (one malformed object never stops a controller).
+    pub async fn readable<'a, K>(&self, guarded: &'a DeserializeGuard<K>) -> Option<&'a K>
+    where
+        K: Resource<DynamicType = ()>,
+        DeserializeGuard<K>: Resource<DynamicType = ()>,
+    {
+        match &guarded.0 {
+            Ok(object) => Some(object),
+            Err(invalid) => {
+                self.event(guarded, true, "InvalidObject", invalid.error.clone()).await;
+                None
+            }
+        }
+    }
+
     /// Publishes an Event about `object` (failures to publish are logged, never fatal).
     pub async fn event<K: Resource<DynamicType = ()>>(&self, object: &K, warning: bool, reason: &str, note: String) {
         let event = Event {
@@ -163,6 +180,19 @@ where
     });
     api.patch_status(&object.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
     Ok(())
+}
+
+/// Logs what a controller's stream yields besides reconcile results (watch errors and the like);
+/// reconcile errors themselves are counted and reported by [`Context::error_policy`].
+pub fn log_stream_errors<T, E: std::fmt::Display>(
+    controller: &'static str,
+) -> impl FnMut(std::result::Result<T, E>) -> futures::future::Ready<()> {
+    move |result| {
+        if let Err(error) = result {
+            tracing::warn!(controller, %error, "controller stream error");
+        }
+        futures::future::ready(())
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
-use super::context::{Context, object_key};
+use super::context::{Context, log_stream_errors, object_key};
 use super::error::Result;
 use crate::api::Evaluation;
 
@@ -26,12 +26,7 @@ pub fn controller(ctx: Arc<Context>, concurrency: u16, shutdown: super::Stop) ->
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object_key(object.as_ref()), error), ctx)
-        .for_each(|result| {
-            if let Err(error) = result {
-                tracing::warn!(controller = NAME, %error, "controller stream error");
-            }
-            futures::future::ready(())
-        })
+        .for_each(log_stream_errors(NAME))
         .boxed()
 }
 
@@ -41,13 +36,7 @@ async fn reconcile(guarded: Arc<DeserializeGuard<Evaluation>>, ctx: Arc<Context>
 }
 
 async fn reconcile_evaluation(guarded: Arc<DeserializeGuard<Evaluation>>, ctx: Arc<Context>) -> Result<Action> {
-    let evaluation = match &guarded.0 {
-        Ok(evaluation) => evaluation,
-        Err(invalid) => {
-            ctx.event(guarded.as_ref(), true, "InvalidObject", invalid.error.clone()).await;
-            return Ok(Action::await_change());
-        }
-    };
+    let Some(evaluation) = ctx.readable(guarded.as_ref()).await else { return Ok(Action::await_change()) };
     let horizon = chrono::Duration::days(i64::from(ctx.mechanism().horizon_days()));
     let Some(expires) = evaluation.status.as_ref().and_then(|s| s.finished_at).map(|at| at + horizon) else {
         return Ok(Action::await_change());

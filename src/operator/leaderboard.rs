@@ -16,7 +16,7 @@ use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
-use super::context::{Context, apply_status, object_key};
+use super::context::{Context, apply_status, log_stream_errors, object_key};
 use super::error::Result;
 use super::results;
 use super::sink::{self, Weights};
@@ -44,12 +44,7 @@ pub fn controller(ctx: Arc<Context>, shutdown: super::Stop) -> BoxFuture<'static
         .with_config(controller::Config::default().concurrency(1).debounce(Duration::from_secs(1)))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object_key(object.as_ref()), error), ctx)
-        .for_each(|result| {
-            if let Err(error) = result {
-                tracing::warn!(controller = NAME, %error, "controller stream error");
-            }
-            futures::future::ready(())
-        })
+        .for_each(log_stream_errors(NAME))
         .boxed()
 }
 
@@ -59,13 +54,7 @@ async fn reconcile(guarded: Arc<DeserializeGuard<Leaderboard>>, ctx: Arc<Context
 }
 
 async fn reconcile_leaderboard(guarded: Arc<DeserializeGuard<Leaderboard>>, ctx: Arc<Context>) -> Result<Action> {
-    let cached = match &guarded.0 {
-        Ok(board) => board,
-        Err(invalid) => {
-            ctx.event(guarded.as_ref(), true, "InvalidObject", invalid.error.clone()).await;
-            return Ok(Action::await_change());
-        }
-    };
+    let Some(cached) = ctx.readable(guarded.as_ref()).await else { return Ok(Action::await_change()) };
     let namespace = cached.namespace().unwrap_or_default();
     let api = Api::<Leaderboard>::namespaced(ctx.client.clone(), &namespace);
     let Some(board) = api.get_opt(&cached.name_any()).await? else { return Ok(Action::await_change()) };

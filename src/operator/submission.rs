@@ -12,7 +12,7 @@ use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
-use super::context::{Context, apply_status, ensure, object_key};
+use super::context::{Context, apply_status, ensure, log_stream_errors, object_key};
 use super::error::Result;
 use crate::api::MinerSubmission;
 use crate::api::conditions::{self, Observed};
@@ -38,12 +38,7 @@ pub fn controller(
     let store = controller.store();
     let run = controller
         .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object_key(object.as_ref()), error), ctx)
-        .for_each(|result| {
-            if let Err(error) = result {
-                tracing::warn!(controller = NAME, %error, "controller stream error");
-            }
-            futures::future::ready(())
-        })
+        .for_each(log_stream_errors(NAME))
         .boxed();
     (store, run)
 }
@@ -54,13 +49,7 @@ async fn reconcile(guarded: Arc<DeserializeGuard<MinerSubmission>>, ctx: Arc<Con
 }
 
 async fn reconcile_submission(guarded: Arc<DeserializeGuard<MinerSubmission>>, ctx: Arc<Context>) -> Result<Action> {
-    let cached = match &guarded.0 {
-        Ok(submission) => submission,
-        Err(invalid) => {
-            ctx.event(guarded.as_ref(), true, "InvalidObject", invalid.error.clone()).await;
-            return Ok(Action::await_change());
-        }
-    };
+    let Some(cached) = ctx.readable(guarded.as_ref()).await else { return Ok(Action::await_change()) };
     let api = Api::<MinerSubmission>::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
     let Some(submission) = api.get_opt(&cached.name_any()).await? else { return Ok(Action::await_change()) };
     if submission.metadata.deletion_timestamp.is_some() {

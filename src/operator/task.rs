@@ -19,7 +19,7 @@ use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 
-use super::context::{Context, apply, apply_status, ensure, object_key};
+use super::context::{Context, apply, apply_status, ensure, log_stream_errors, object_key};
 use super::error::Result;
 use super::lifecycle;
 use crate::api::evaluation::EvaluationPhase;
@@ -49,12 +49,7 @@ pub fn controller(
     let store = controller.store();
     let run = controller
         .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object_key(object.as_ref()), error), ctx)
-        .for_each(|result| {
-            if let Err(error) = result {
-                tracing::warn!(controller = NAME, %error, "controller stream error");
-            }
-            futures::future::ready(())
-        })
+        .for_each(log_stream_errors(NAME))
         .boxed();
     (store, run)
 }
@@ -65,13 +60,7 @@ async fn reconcile(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>) -> R
 }
 
 async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>) -> Result<Requeue> {
-    let cached = match &guarded.0 {
-        Ok(task) => task,
-        Err(invalid) => {
-            ctx.event(guarded.as_ref(), true, "InvalidObject", invalid.error.clone()).await;
-            return Ok(Requeue::await_change());
-        }
-    };
+    let Some(cached) = ctx.readable(guarded.as_ref()).await else { return Ok(Requeue::await_change()) };
     let namespace = cached.namespace().unwrap_or_default();
     let name = cached.name_any();
     // The cache can lag behind our own last status write, and the state in it is what every
