@@ -76,3 +76,52 @@ fn when_every_miner_crashes_or_hangs_the_task_fails_with_reasons_and_scores_are_
         serde_json::from_str(&std::fs::read_to_string(data.join("leaderboard.json")).unwrap()).unwrap();
     assert_eq!(store["tasks"].as_array().unwrap().len(), 1);
 }
+
+/// A stand-in for the Python package, for tests of the executor alone: `train` writes a
+/// model file, `evaluate` prints a result whose loss is derived from the submission's path.
+const FAKE_PYTHON: &str = r#"#!/bin/sh
+cmd="$3"; shift 3
+out=""; sub=""
+while [ $# -gt 0 ]; do
+  case "$1" in --output) out="$2";; --submission) sub="$2";; esac
+  shift
+done
+if [ "$cmd" = train ]; then
+  mkdir -p "$out/model" && echo weights > "$out/model/model.safetensors"
+  echo '{"steps": 3, "final_train_loss": 0.5, "stopped_by_deadline": false}' > "$out/training.json"
+  echo '{"event":"progress","step":3,"total_steps":3,"loss":0.5}'
+  exit 0
+fi
+n=$(printf '%s' "${sub:-base}" | cksum | cut -c1-4)
+echo "{\"ok\": true, \"test_loss\": 1.$n, \"synth_loss\": 1.$n, \"weights_sha256\": \"$n\", \"checks\": []}"
+"#;
+
+#[test]
+fn runs_share_the_leaderboard_store_and_a_changed_task_does_not_resume_an_old_run() {
+    let ws = workspace(20);
+    let python = write(ws.path(), "fake-python", FAKE_PYTHON);
+    std::fs::set_permissions(&python, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let python = python.to_string_lossy().into_owned();
+    let miners = "    - {name: a, strategy: s1}\n    - {name: b, strategy: s2}\n";
+    let task = write(ws.path(), "task.yaml", &task_yaml(miners, ""));
+    let data = ws.path().join("data-dir");
+
+    let first = report(&run(&task, &data, &["--python", &python]));
+    let second = report(&run(&task, &data, &["--python", &python]));
+    assert_eq!(first["phase"], "Succeeded", "{first:#}");
+    assert!(first["run_dir"].as_str().unwrap().ends_with("runs/t"));
+    assert!(second["run_dir"].as_str().unwrap().ends_with("runs/t-2"), "a finished run starts the next one");
+    let second_dir = std::path::PathBuf::from(second["run_dir"].as_str().unwrap());
+    let records: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(second_dir.join("records.json")).unwrap()).unwrap();
+    assert_eq!(records["tasks"].as_array().unwrap().len(), 2, "the second run's weights count both runs");
+    assert_weights_reproduce(&second_dir);
+    assert_eq!(row(&second, "baseline")["status"], "reference");
+    assert!(row(&second, "base-model")["score"].is_null(), "references are never scored");
+
+    // The same run directory with a different task is refused, not resumed.
+    let changed = write(ws.path(), "task.yaml", &task_yaml(miners, "").replace("seed: 1", "seed: 2"));
+    let out = run(&changed, &data, &["--python", &python, "--run-dir", second_dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds a run of a different task"));
+}
