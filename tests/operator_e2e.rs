@@ -44,6 +44,15 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
         .apply_yaml_expect_error(&task_yaml(&ns, "both", "hours: 1\n  deadline: \"2030-01-01T00:00:00Z\""))
         .await;
     assert!(both.contains("spec.hours") && both.contains("spec.deadline"), "{both}");
+    // A local program is no way to run a miner in a cluster.
+    let local = cluster
+        .apply_yaml_expect_error(&task_yaml(
+            &ns,
+            "local",
+            "hours: 1\n  miners: [{name: m, strategy: lora-fast, command: [/bin/sh]}]",
+        ))
+        .await;
+    assert!(local.contains("spec.miners[].command"), "{local}");
 
     for miner in ["miner-a", "miner-b", "miner-c"] {
         cluster

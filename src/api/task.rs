@@ -52,6 +52,9 @@ use crate::mechanism::TaskType;
     validation = Rule::new("self.spec.taskType != 'Grpo' || (has(self.spec.rewardFunctions) && size(self.spec.rewardFunctions) > 0)")
         .message("spec.rewardFunctions must list at least one reward function when spec.taskType is Grpo")
         .field_path(".spec.rewardFunctions"),
+    validation = Rule::new("!has(self.spec.miners) || self.spec.miners.all(m, !has(m.command))")
+        .message("spec.miners[].command runs a program on the local machine and is for `gradients run` only; in a cluster, give the miner its own image with a Miner object")
+        .field_path(".spec.miners"),
     validation = Rule::new("!has(oldSelf.status) || !has(oldSelf.status.phase) || oldSelf.status.phase == 'Pending' || self.spec == oldSelf.spec")
         .message("spec is immutable once the task has started (status.phase is past Pending); create a new Task instead")
         .field_path(".spec"),
