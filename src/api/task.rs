@@ -176,77 +176,9 @@ pub struct RewardFunction {
     pub weight: f64,
 }
 
-/// Where a task is in its lifecycle: the phases of the shared state machine
-/// ([`crate::tournament::Phase`]), as the printer column shows them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
-pub enum TaskPhase {
-    /// Accepted, nothing started yet: the spec may still change.
-    #[default]
-    Pending,
-    /// The dataset-preparation Job is splitting the data.
-    Preparing,
-    /// Drawing the miners.
-    Selecting,
-    /// Too few miners are enabled: waiting to retry with an extended allocation.
-    Delayed,
-    /// One trainer per entrant is running.
-    Training,
-    /// Every training has ended; the isolated evaluations run.
-    Evaluating,
-    /// Scored; the record is being written.
-    Recording,
-    Succeeded,
-    Failed,
-}
-
-impl TaskPhase {
-    pub const ALL: [TaskPhase; 9] = [
-        TaskPhase::Pending,
-        TaskPhase::Preparing,
-        TaskPhase::Selecting,
-        TaskPhase::Delayed,
-        TaskPhase::Training,
-        TaskPhase::Evaluating,
-        TaskPhase::Recording,
-        TaskPhase::Succeeded,
-        TaskPhase::Failed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskPhase::Pending => "Pending",
-            TaskPhase::Preparing => "Preparing",
-            TaskPhase::Selecting => "Selecting",
-            TaskPhase::Delayed => "Delayed",
-            TaskPhase::Training => "Training",
-            TaskPhase::Evaluating => "Evaluating",
-            TaskPhase::Recording => "Recording",
-            TaskPhase::Succeeded => "Succeeded",
-            TaskPhase::Failed => "Failed",
-        }
-    }
-
-    pub fn is_terminal(self) -> bool {
-        matches!(self, TaskPhase::Succeeded | TaskPhase::Failed)
-    }
-}
-
-impl From<crate::tournament::Phase> for TaskPhase {
-    fn from(phase: crate::tournament::Phase) -> Self {
-        use crate::tournament::Phase;
-        match phase {
-            Phase::Pending => TaskPhase::Pending,
-            Phase::Preparing => TaskPhase::Preparing,
-            Phase::Selecting => TaskPhase::Selecting,
-            Phase::Delayed => TaskPhase::Delayed,
-            Phase::Training => TaskPhase::Training,
-            Phase::Evaluating => TaskPhase::Evaluating,
-            Phase::Recording => TaskPhase::Recording,
-            Phase::Succeeded => TaskPhase::Succeeded,
-            Phase::Failed => TaskPhase::Failed,
-        }
-    }
-}
+/// Where a task is in its lifecycle: the phases of the shared state machine, as the printer
+/// column shows them.
+pub use crate::tournament::Phase as TaskPhase;
 
 /// What the operator has observed and decided about a task. Every field is derived from the
 /// lifecycle state, which changes only when something happened, so re-reconciling writes the

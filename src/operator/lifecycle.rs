@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 use crate::api::conditions::{self, Observed};
 use crate::api::evaluation::{EvaluatedSubmission, EvaluationPhase, EvaluationStatus, ResultState, SubmissionResult};
 use crate::api::submission::SubmissionPhase;
-use crate::api::task::{TaskPhase, TaskResult};
+use crate::api::task::TaskResult;
 use crate::api::{Evaluation, EvaluationSpec, MinerSpec, MinerSubmission, MinerSubmissionSpec, Task, TaskStatus};
 use crate::mechanism::MechanismConfig;
 use crate::mechanism::records::TaskRecord;
@@ -333,7 +333,7 @@ pub fn task_status(
     let trained = trainees.iter().filter(|e| e.training.is_terminal()).count();
     let evaluated = state.entrants.iter().filter(|e| e.evaluation.is_terminal()).count();
     let result = evaluation.filter(|e| e.phase == EvaluationPhase::Complete).map(|e| summarize(e, name));
-    let phase = TaskPhase::from(state.phase);
+    let phase = state.phase;
     let message = state.message.clone().unwrap_or_else(|| match state.phase {
         Phase::Pending | Phase::Preparing => "splitting the dataset".to_string(),
         Phase::Selecting => "drawing the miners".to_string(),

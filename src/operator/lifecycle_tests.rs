@@ -206,7 +206,7 @@ fn a_tournament_runs_through_the_shared_state_machine() {
         }
     }
     let status = task_status("t1", &status, &state, evaluation.as_ref(), Some(2), now());
-    assert_eq!(status.phase, TaskPhase::Succeeded, "{status:?}");
+    assert_eq!(status.phase, crate::api::task::TaskPhase::Succeeded, "{status:?}");
     assert_eq!(status.miners_selected, 2);
     assert!(conditions::is_true(&status.conditions, "Succeeded"));
     let result = status.result.unwrap();

@@ -6,23 +6,57 @@ use serde::{Deserialize, Serialize};
 
 use super::observe::{DatasetFacts, WorkKind, WorkOutput, WorkloadId};
 
-/// Where the task is in its lifecycle.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a task is in its lifecycle: the shared state machine's phase, as the Task's status and printer column show it.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum Phase {
+    /// Accepted, nothing started yet: the spec may still change.
     #[default]
     Pending,
+    /// The dataset is being split.
     Preparing,
+    /// Drawing the miners.
     Selecting,
     /// Too few miners: waiting until `retry_at` with an extended allocation.
     Delayed,
+    /// One trainer per entrant is running.
     Training,
+    /// Every training has ended; the isolated evaluations run.
     Evaluating,
+    /// Scored; the record is being written.
     Recording,
     Succeeded,
     Failed,
 }
 
 impl Phase {
+    pub const ALL: [Phase; 9] = [
+        Phase::Pending,
+        Phase::Preparing,
+        Phase::Selecting,
+        Phase::Delayed,
+        Phase::Training,
+        Phase::Evaluating,
+        Phase::Recording,
+        Phase::Succeeded,
+        Phase::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Preparing => "Preparing",
+            Phase::Selecting => "Selecting",
+            Phase::Delayed => "Delayed",
+            Phase::Training => "Training",
+            Phase::Evaluating => "Evaluating",
+            Phase::Recording => "Recording",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+        }
+    }
+
     pub fn is_terminal(self) -> bool {
         matches!(self, Phase::Succeeded | Phase::Failed)
     }
