@@ -2,7 +2,7 @@
 //! the API, reporting only through its container's termination message.
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Container, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::{BuildError, WorkloadConfig, labels};
@@ -85,14 +85,10 @@ pub fn evaluation_job(
             active_deadline_seconds: Some(super::deadline_seconds(config.evaluation_hours)),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta { labels: Some(pod_labels), ..ObjectMeta::default() }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".to_string()),
-                    automount_service_account_token: Some(false),
-                    enable_service_links: Some(false),
-                    security_context: Some(super::restricted_pod_security()),
-                    node_selector: (!class.node_selector.is_empty()).then(|| class.node_selector.clone()),
-                    tolerations: (!class.tolerations.is_empty()).then(|| class.tolerations.clone()),
-                    containers: vec![Container {
+                spec: Some(super::locked_down_pod(
+                    (!class.node_selector.is_empty()).then(|| class.node_selector.clone()),
+                    (!class.tolerations.is_empty()).then(|| class.tolerations.clone()),
+                    Container {
                         name: EVALUATOR_CONTAINER.to_string(),
                         image: Some(config.evaluator_image.clone()),
                         image_pull_policy: config.image_pull_policy.clone(),
@@ -110,10 +106,9 @@ pub fn evaluation_job(
                         termination_message_policy: Some("File".to_string()),
                         volume_mounts: Some(mounts),
                         ..Container::default()
-                    }],
-                    volumes: Some(volumes),
-                    ..PodSpec::default()
-                }),
+                    },
+                    volumes,
+                )),
             },
             ..JobSpec::default()
         }),

@@ -115,6 +115,27 @@ pub fn label_value(value: &str) -> String {
 }
 
 /// The restricted Pod Security Standard: non-root, RuntimeDefault seccomp.
+/// The pod every workload runs in: never restarted in place, no service-account token, no
+/// service links, the restricted security profile. Defined once so no builder can drop one.
+pub(crate) fn locked_down_pod(
+    node_selector: Option<BTreeMap<String, String>>,
+    tolerations: Option<Vec<k8s_openapi::api::core::v1::Toleration>>,
+    container: k8s_openapi::api::core::v1::Container,
+    volumes: Vec<Volume>,
+) -> k8s_openapi::api::core::v1::PodSpec {
+    k8s_openapi::api::core::v1::PodSpec {
+        restart_policy: Some("Never".to_string()),
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        security_context: Some(restricted_pod_security()),
+        node_selector,
+        tolerations,
+        containers: vec![container],
+        volumes: Some(volumes),
+        ..Default::default()
+    }
+}
+
 pub(crate) fn restricted_pod_security() -> PodSecurityContext {
     PodSecurityContext {
         run_as_non_root: Some(true),

@@ -1,7 +1,7 @@
 //! The dataset-preparation Job: splits a task's data into train, test and synthetic sets.
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec, ResourceRequirements};
+use k8s_openapi::api::core::v1::{Container, PodTemplateSpec, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -64,14 +64,10 @@ pub fn prepare_job(task: &Task, attempt: u32, seed: u64, config: &WorkloadConfig
             ttl_seconds_after_finished: None,
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta { labels: Some(pod_labels), ..ObjectMeta::default() }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".to_string()),
-                    automount_service_account_token: Some(false),
-                    enable_service_links: Some(false),
-                    security_context: Some(super::restricted_pod_security()),
-                    node_selector: non_empty(config.prepare.node_selector.clone()),
-                    tolerations: (!config.prepare.tolerations.is_empty()).then(|| config.prepare.tolerations.clone()),
-                    containers: vec![Container {
+                spec: Some(super::locked_down_pod(
+                    non_empty(config.prepare.node_selector.clone()),
+                    (!config.prepare.tolerations.is_empty()).then(|| config.prepare.tolerations.clone()),
+                    Container {
                         name: "prepare".to_string(),
                         image: Some(config.operator_image.clone()),
                         image_pull_policy: config.image_pull_policy.clone(),
@@ -87,10 +83,9 @@ pub fn prepare_job(task: &Task, attempt: u32, seed: u64, config: &WorkloadConfig
                         termination_message_policy: Some("File".to_string()),
                         volume_mounts: Some(mounts),
                         ..Container::default()
-                    }],
-                    volumes: Some(volumes),
-                    ..PodSpec::default()
-                }),
+                    },
+                    volumes,
+                )),
             },
             ..JobSpec::default()
         }),

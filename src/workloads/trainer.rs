@@ -1,7 +1,7 @@
 //! The trainer Job of one submission: the miner's code on the task's GPUs, under a deadline.
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Container, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::{BuildError, WorkloadConfig, labels};
@@ -79,14 +79,10 @@ pub fn trainer_job(submission: &MinerSubmission, config: &WorkloadConfig) -> Res
             active_deadline_seconds: Some(super::deadline_seconds(spec.hours)),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta { labels: Some(pod_labels), ..ObjectMeta::default() }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".to_string()),
-                    automount_service_account_token: Some(false),
-                    enable_service_links: Some(false),
-                    security_context: Some(super::restricted_pod_security()),
-                    node_selector: (!class.node_selector.is_empty()).then(|| class.node_selector.clone()),
-                    tolerations: (!class.tolerations.is_empty()).then(|| class.tolerations.clone()),
-                    containers: vec![Container {
+                spec: Some(super::locked_down_pod(
+                    (!class.node_selector.is_empty()).then(|| class.node_selector.clone()),
+                    (!class.tolerations.is_empty()).then(|| class.tolerations.clone()),
+                    Container {
                         name: "trainer".to_string(),
                         image: Some(image),
                         image_pull_policy: config.image_pull_policy.clone(),
@@ -103,10 +99,9 @@ pub fn trainer_job(submission: &MinerSubmission, config: &WorkloadConfig) -> Res
                         security_context: Some(super::restricted_container_security(false)),
                         volume_mounts: Some(mounts),
                         ..Container::default()
-                    }],
-                    volumes: Some(volumes),
-                    ..PodSpec::default()
-                }),
+                    },
+                    volumes,
+                )),
             },
             ..JobSpec::default()
         }),
