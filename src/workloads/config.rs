@@ -71,13 +71,36 @@ fn default_memory_per_gpu() -> String {
     "64Gi".to_string()
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CpuPlacement {
     #[serde(default)]
     pub node_selector: BTreeMap<String, String>,
     #[serde(default)]
     pub tolerations: Vec<Toleration>,
+    /// CPU and memory of the pod (requests equal limits), as Kubernetes quantities.
+    #[serde(default = "default_prepare_cpu")]
+    pub cpu: String,
+    #[serde(default = "default_prepare_memory")]
+    pub memory: String,
+}
+
+impl Default for CpuPlacement {
+    fn default() -> Self {
+        CpuPlacement {
+            node_selector: BTreeMap::new(),
+            tolerations: Vec::new(),
+            cpu: default_prepare_cpu(),
+            memory: default_prepare_memory(),
+        }
+    }
+}
+
+fn default_prepare_cpu() -> String {
+    "2".to_string()
+}
+fn default_prepare_memory() -> String {
+    "8Gi".to_string()
 }
 
 /// Where artifacts live, parsed from [`WorkloadConfig::artifacts`].

@@ -51,8 +51,8 @@ pub fn prepare_job(task: &Task, attempt: u32, seed: u64, config: &WorkloadConfig
         mounts.push(mount);
     }
     let amounts = std::collections::BTreeMap::from([
-        ("cpu".to_string(), Quantity("2".to_string())),
-        ("memory".to_string(), Quantity("8Gi".to_string())),
+        ("cpu".to_string(), Quantity(config.prepare.cpu.clone())),
+        ("memory".to_string(), Quantity(config.prepare.memory.clone())),
     ]);
     let mut pod_labels = super::base_labels(labels::ROLE_PREPARE, &name);
     pod_labels.insert(labels::ATTEMPT.to_string(), attempt.to_string());
