@@ -54,11 +54,8 @@ fn artifacts(ns: &str) -> PathBuf {
     std::fs::create_dir_all(dir.join("datasets")).unwrap();
     for kind in ["instruct", "grpo"] {
         run("cp", &["-r", models.join(kind).to_str().unwrap(), dir.join(format!("models-{kind}")).to_str().unwrap()]);
-        std::fs::copy(
-            root().join(format!("examples/{kind}/data.jsonl")),
-            dir.join(format!("datasets/{kind}.jsonl")),
-        )
-        .unwrap();
+        std::fs::copy(root().join(format!("examples/{kind}/data.jsonl")), dir.join(format!("datasets/{kind}.jsonl")))
+            .unwrap();
     }
     // The workloads run as uid/gid 1000 (fsGroup does not apply to hostPath volumes).
     run("chown", &["-R", "1000:1000", dir.to_str().unwrap()]);
@@ -86,7 +83,7 @@ fn helm_install(extra: &[&str]) {
     let toleration = r#"[{"key":"gradients.io/e2e-real-node","operator":"Exists","effect":"NoSchedule"}]"#;
     // The CPU "GPU" class: one slot of the node's gradients.io/e2e-cpu-slot per GPU.
     let cpu_class = format!(
-        r#"{{"nodeSelector":{real_node},"tolerations":{toleration},"resource":"gradients.io/e2e-cpu-slot","cpuPerGpu":"400m","memoryPerGpu":"3Gi"}}"#
+        r#"{{"nodeSelector":{real_node},"tolerations":{toleration},"resource":"gradients.io/e2e-cpu-slot","cpuPerGpu":"500m","memoryPerGpu":"2Gi"}}"#
     );
     let mut args: Vec<String> = [
         "upgrade",
@@ -119,7 +116,9 @@ fn helm_install(extra: &[&str]) {
         "--set-json",
         &format!("workloads.gpuClasses.cpu={cpu_class}"),
         "--set-json",
-        &format!(r#"workloads.prepare={{"nodeSelector":{real_node},"tolerations":{toleration},"cpu":"500m","memory":"2Gi"}}"#),
+        &format!(
+            r#"workloads.prepare={{"nodeSelector":{real_node},"tolerations":{toleration},"cpu":"500m","memory":"2Gi"}}"#
+        ),
         "--set-json",
         &format!("nodeSelector={real_node}"),
         "--set-json",
@@ -201,7 +200,8 @@ async fn assert_real_pods_one_per_job(cluster: &Cluster, ns: &str) -> Vec<Pod> {
     for pod in &pods {
         let spec = pod.spec.as_ref().unwrap();
         assert_eq!(spec.node_name.as_deref(), Some(NODE), "{} ran on the real node", pod.name_any());
-        let id = pod.status.as_ref().and_then(|s| s.container_statuses.as_ref()).and_then(|c| c[0].container_id.clone());
+        let id =
+            pod.status.as_ref().and_then(|s| s.container_statuses.as_ref()).and_then(|c| c[0].container_id.clone());
         assert!(id.unwrap_or_default().starts_with("containerd://"), "{} ran in containerd", pod.name_any());
         let job = pod.labels().get("batch.kubernetes.io/job-name").cloned().unwrap_or_default();
         *per_job.entry(job).or_default() += 1;
@@ -229,10 +229,8 @@ async fn assert_weights_are_audited(cluster: &Cluster, ns: &str, evaluations: &[
 async fn tournaments_run_in_real_containers_and_survive_upgrade_and_restart() {
     let cluster = Cluster::connect().await;
     let started = Instant::now();
-    for ns in [RELEASE_NAMESPACE] {
-        let _ = Command::new("kubectl").args(["create", "namespace", ns]).output();
-        cluster.kubectl(&["label", "namespace", ns, RESTRICTED, "--overwrite"]);
-    }
+    let _ = Command::new("kubectl").args(["create", "namespace", RELEASE_NAMESPACE]).output();
+    cluster.kubectl(&["label", "namespace", RELEASE_NAMESPACE, RESTRICTED, "--overwrite"]);
     let ns = cluster.fresh_namespace("real").await;
     cluster.kubectl(&["label", "namespace", &ns, RESTRICTED, "--overwrite"]);
     let dir = artifacts(&ns);
@@ -267,7 +265,7 @@ async fn tournaments_run_in_real_containers_and_survive_upgrade_and_restart() {
             "instruct",
             "  taskType: InstructText\n  baseModel: {uri: /artifacts/models-instruct, paramsB: 0.0001}\n  \
              dataset: {uri: /artifacts/datasets/instruct.jsonl, columns: {instruction: question, output: answer}}\n  \
-             hours: 0.02\n",
+             hours: 0.1\n",
         ))
         .await;
     wait_for_phase(&cluster, &ns, "instruct", TaskPhase::Succeeded, Duration::from_secs(480)).await;
@@ -278,7 +276,11 @@ async fn tournaments_run_in_real_containers_and_survive_upgrade_and_restart() {
     let task = Api::<Task>::namespaced(cluster.client.clone(), &ns).get("instruct").await.unwrap();
     let winner = task.status.unwrap().result.unwrap().winner.expect("a winner");
     let loss = |miner: &str| {
-        results.iter().find(|r| r.miner == miner).and_then(|r| r.test_loss).unwrap_or_else(|| panic!("{miner}: {results:?}"))
+        results
+            .iter()
+            .find(|r| r.miner == miner)
+            .and_then(|r| r.test_loss)
+            .unwrap_or_else(|| panic!("{miner}: {results:?}"))
     };
     assert!(loss(&winner) < loss("base-model"), "the winner beats the untrained base model: {results:#?}");
     let pods = assert_real_pods_one_per_job(&cluster, &ns).await;
@@ -289,7 +291,7 @@ async fn tournaments_run_in_real_containers_and_survive_upgrade_and_restart() {
         let logs = cluster.kubectl(&["logs", "-n", &ns, &pod.name_any()]);
         assert!(logs.contains(r#""event":"progress""#), "kubectl logs shows the trainer's progress: {logs}");
     }
-    assert_weights_are_audited(&cluster, &ns, &[instruct.clone()]).await;
+    assert_weights_are_audited(&cluster, &ns, std::slice::from_ref(&instruct)).await;
 
     // helm upgrade with a changed value rolls the operator and the rollout completes: a new
     // replica is ready while the old one still holds the lease.
@@ -309,7 +311,7 @@ async fn tournaments_run_in_real_containers_and_survive_upgrade_and_restart() {
             "  taskType: Grpo\n  baseModel: {uri: /artifacts/models-grpo, paramsB: 0.0001}\n  \
              dataset: {uri: /artifacts/datasets/grpo.jsonl, columns: {prompt: prompt}}\n  \
              rewardFunctions:\n  - {name: short, weight: 1.0, source: \"def short(completions, **kwargs):\\n    return [1.0 - min(len(c.strip()), 24) / 24 for c in completions]\\n\"}\n  \
-             hours: 0.03\n",
+             hours: 0.1\n",
         ))
         .await;
     let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &ns);

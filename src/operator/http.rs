@@ -63,6 +63,16 @@ pub async fn serve(
     }
 }
 
+fn route(path: &str, health: &Health, metrics: &dyn Fn() -> String) -> (&'static str, &'static str, String) {
+    match path {
+        "/live" | "/livez" => ("200 OK", "text/plain", "ok\n".to_string()),
+        "/ready" | "/readyz" if health.ready() => ("200 OK", "text/plain", "ready\n".to_string()),
+        "/ready" | "/readyz" => ("503 Service Unavailable", "text/plain", "not ready\n".to_string()),
+        "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics()),
+        _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,15 +93,5 @@ mod tests {
         health.stopping.store(true, Ordering::SeqCst);
         assert_eq!(status("/ready", &health), "503 Service Unavailable", "shutting down");
         assert_eq!(status("/live", &health), "200 OK");
-    }
-}
-
-fn route(path: &str, health: &Health, metrics: &dyn Fn() -> String) -> (&'static str, &'static str, String) {
-    match path {
-        "/live" | "/livez" => ("200 OK", "text/plain", "ok\n".to_string()),
-        "/ready" | "/readyz" if health.ready() => ("200 OK", "text/plain", "ready\n".to_string()),
-        "/ready" | "/readyz" => ("503 Service Unavailable", "text/plain", "not ready\n".to_string()),
-        "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics()),
-        _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
     }
 }
