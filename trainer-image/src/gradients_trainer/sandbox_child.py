@@ -57,7 +57,8 @@ class _Refuse:
 
 
 # Syscall numbers: (x86_64, aarch64); None where the architecture has no such call.
-_ALLOW = {
+_Numbers = dict[str, tuple[int, "int | None"]]
+_ALLOW: _Numbers = {
     "read": (0, 63), "close": (3, 57), "fstat": (5, 80), "lseek": (8, 62),
     "mmap": (9, 222), "mprotect": (10, 226), "munmap": (11, 215), "brk": (12, 214),
     "mremap": (25, 216), "madvise": (28, 233), "rt_sigaction": (13, 134),
@@ -68,9 +69,9 @@ _ALLOW = {
     "restart_syscall": (219, 128), "rseq": (334, 293), "exit": (60, 93), "exit_group": (231, 94),
 }
 # Allowed only on the file descriptors given to install_filter (stdout, stderr, result).
-_WRITE = {"write": (1, 64), "writev": (20, 66)}
+_WRITE: _Numbers = {"write": (1, 64), "writev": (20, 66)}
 # Never legitimate in a reward: the process is killed so the call fails.
-_KILL = {
+_KILL: _Numbers = {
     "fork": (57, None), "vfork": (58, None), "clone": (56, 220), "clone3": (435, 435),
     "execve": (59, 221), "execveat": (322, 281), "socket": (41, 198), "socketpair": (53, 199),
     "connect": (42, 203), "bind": (49, 200), "listen": (50, 201), "accept": (43, 202),
@@ -98,16 +99,19 @@ def build_filter(machine: str, writable_fds: tuple[int, ...]) -> bytes:
     column, audit_arch, _ = _ARCHES[machine]
     prog = [_insn(_LD_ABS, _ARCH), _insn(_JEQ, audit_arch, 1, 0), _insn(_RET, _RET_KILL_PROCESS),
             _insn(_LD_ABS, _NR)]
+    fds = sorted(set(writable_fds))
     for numbers in _WRITE.values():
-        fds = sorted(set(writable_fds))
+        nr = numbers[column]
+        assert nr is not None
         block = [_insn(_LD_ABS, _ARG0)]
         block += [_insn(_JEQ, fd, len(fds) - i, 0) for i, fd in enumerate(fds)]
         block += [_insn(_RET, _RET_ERRNO | _EPERM), _insn(_RET, _RET_ALLOW)]
-        prog += [_insn(_JEQ, numbers[column], 0, len(block))] + block
+        prog += [_insn(_JEQ, nr, 0, len(block)), *block]
     for table, action in ((_KILL, _RET_KILL_PROCESS), (_ALLOW, _RET_ALLOW)):
         for numbers in table.values():
-            if numbers[column] is not None:
-                prog += [_insn(_JEQ, numbers[column], 0, 1), _insn(_RET, action)]
+            nr = numbers[column]
+            if nr is not None:
+                prog += [_insn(_JEQ, nr, 0, 1), _insn(_RET, action)]
     prog.append(_insn(_RET, _RET_ERRNO | _EPERM))
     return b"".join(prog)
 
