@@ -70,7 +70,8 @@ async fn reconcile_source(guarded: Arc<DeserializeGuard<TaskSource>>, ctx: Arc<C
         return Ok(Requeue::await_change());
     }
     let tasks = readable(Api::<DeserializeGuard<Task>>::namespaced(client.clone(), &namespace)).await?;
-    let submissions = readable(Api::<DeserializeGuard<MinerSubmission>>::namespaced(client.clone(), &namespace)).await?;
+    let submissions =
+        readable(Api::<DeserializeGuard<MinerSubmission>>::namespaced(client.clone(), &namespace)).await?;
     let own: Vec<Existing> = tasks
         .iter()
         .filter(|t| t.labels().get(labels::SOURCE) == Some(&name))
@@ -88,7 +89,9 @@ async fn reconcile_source(guarded: Arc<DeserializeGuard<TaskSource>>, ctx: Arc<C
             let task = t.name_any();
             let pending = submissions
                 .iter()
-                .filter(|s| s.spec.task == task && s.status.as_ref().map(|st| st.phase) == Some(SubmissionPhase::Pending))
+                .filter(|s| {
+                    s.spec.task == task && s.status.as_ref().map(|st| st.phase) == Some(SubmissionPhase::Pending)
+                })
                 .count();
             plan::organic_waiting(t.phase(), pending).map(|why| (task, why))
         })
@@ -104,7 +107,8 @@ async fn reconcile_source(guarded: Arc<DeserializeGuard<TaskSource>>, ctx: Arc<C
         now: Utc::now(),
     });
 
-    let owner = source.controller_owner_ref(&()).ok_or_else(|| Error::InvalidObject("TaskSource without uid".into()))?;
+    let owner =
+        source.controller_owner_ref(&()).ok_or_else(|| Error::InvalidObject("TaskSource without uid".into()))?;
     for drawn in &decided.create {
         let mut task = file::task(drawn, &name);
         task.metadata.namespace = Some(namespace.clone());

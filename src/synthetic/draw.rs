@@ -81,7 +81,8 @@ pub fn draw(spec: &TaskSourceSpec, source: &str, seed: u64, index: u64) -> Resul
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(index);
     let task_type = synthetic_task_type(&config, rng.random::<f64>());
-    let models: Vec<usize> = (0..spec.catalog.models.len()).filter(|i| serves(&spec.catalog.models[*i], task_type)).collect();
+    let models: Vec<usize> =
+        (0..spec.catalog.models.len()).filter(|i| serves(&spec.catalog.models[*i], task_type)).collect();
     let datasets: Vec<usize> =
         (0..spec.catalog.datasets.len()).filter(|i| spec.catalog.datasets[*i].task_type == task_type).collect();
     let model = models[rng.random_range(0..models.len())];
@@ -218,7 +219,10 @@ fn check_dataset(dataset: &CatalogDataset) -> Result<(), Problem> {
         let template = task_type == TaskType::InstructText && TEMPLATE_KEYS.contains(&key.as_str());
         if !role && !template {
             let allowed: Vec<&str> = required.iter().chain(optional).copied().collect();
-            return Err(("columns", format!("{key:?} is not a column role of {task_type} (roles: {})", allowed.join(", "))));
+            return Err((
+                "columns",
+                format!("{key:?} is not a column role of {task_type} (roles: {})", allowed.join(", ")),
+            ));
         }
     }
     if dataset.synthetic_uri.is_some() && !task_type.is_text() {

@@ -2,13 +2,13 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use super::draw::{draw, shares, validate};
 use super::SourceError;
+use super::draw::{draw, shares, validate};
 use crate::api::task::{Origin, RewardFunction};
 use crate::api::task_source::{Catalog, CatalogDataset, CatalogModel, TaskSourceSpec, TaskTemplate, TypeMix};
+use crate::mechanism::MechanismConfig;
 use crate::mechanism::TaskType::{self, Dpo, Grpo, Image, InstructText};
 use crate::mechanism::allocation::hour_range;
-use crate::mechanism::MechanismConfig;
 
 fn model(uri: &str, params_b: f64, task_types: &[TaskType]) -> CatalogModel {
     CatalogModel { uri: uri.into(), params_b, task_types: task_types.to_vec() }
@@ -16,18 +16,15 @@ fn model(uri: &str, params_b: f64, task_types: &[TaskType]) -> CatalogModel {
 
 fn dataset(uri: &str, task_type: TaskType, rows: u64) -> CatalogDataset {
     let reward_functions = if task_type == Grpo {
-        vec![RewardFunction { name: "short".into(), source: "def short(completions, **kw): return [0.0]".into(), weight: 1.0 }]
+        vec![RewardFunction {
+            name: "short".into(),
+            source: "def short(completions, **kw): return [0.0]".into(),
+            weight: 1.0,
+        }]
     } else {
         Vec::new()
     };
-    CatalogDataset {
-        uri: uri.into(),
-        task_type,
-        columns: BTreeMap::new(),
-        rows,
-        synthetic_uri: None,
-        reward_functions,
-    }
+    CatalogDataset { uri: uri.into(), task_type, columns: BTreeMap::new(), rows, synthetic_uri: None, reward_functions }
 }
 
 fn source(models: Vec<CatalogModel>, datasets: Vec<CatalogDataset>) -> TaskSourceSpec {
@@ -84,7 +81,8 @@ fn a_draw_is_a_synthetic_task_that_fits_its_type() {
 fn the_same_seed_and_index_draw_the_same_task_and_others_differ() {
     let spec = full();
     assert_eq!(draw(&spec, "src", 7, 3).unwrap(), draw(&spec, "src", 7, 3).unwrap());
-    let seeds: std::collections::BTreeSet<u64> = (0..50).map(|i| draw(&spec, "src", 7, i).unwrap().spec.seed.unwrap()).collect();
+    let seeds: std::collections::BTreeSet<u64> =
+        (0..50).map(|i| draw(&spec, "src", 7, i).unwrap().spec.seed.unwrap()).collect();
     assert_eq!(seeds.len(), 50, "every draw has its own task seed");
     let other: Vec<_> = (0..20).map(|i| draw(&spec, "src", 8, i).unwrap().spec).collect();
     let same: Vec<_> = (0..20).map(|i| draw(&spec, "src", 7, i).unwrap().spec).collect();
@@ -152,8 +150,7 @@ fn task_types() -> impl Strategy<Value = Vec<TaskType>> {
 
 fn catalogue() -> impl Strategy<Value = TaskSourceSpec> {
     let models = proptest::collection::vec((0.1f64..80.0, task_types()), 1..5);
-    let datasets =
-        proptest::collection::vec((proptest::sample::select(TaskType::ALL.to_vec()), 2u64..600_000), 1..7);
+    let datasets = proptest::collection::vec((proptest::sample::select(TaskType::ALL.to_vec()), 2u64..600_000), 1..7);
     (models, datasets).prop_map(|(models, datasets)| {
         source(
             models.into_iter().enumerate().map(|(i, (b, types))| model(&format!("/m/{i}"), b, &types)).collect(),

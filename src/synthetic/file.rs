@@ -24,7 +24,7 @@ pub enum FileError {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Manifest {
     api_version: String,
     kind: String,

@@ -74,7 +74,9 @@ pub fn plan(o: &Observation) -> Plan {
     let catalog = draw::validate(o.spec, o.source);
     let wanted = o.spec.in_flight.saturating_sub(running) as u64;
     let create: Vec<Draw> = match (&catalog, &pause) {
-        (Ok(()), None) => (first..first + wanted).filter_map(|i| draw::draw(o.spec, o.source, o.spec.seed, i).ok()).collect(),
+        (Ok(()), None) => {
+            (first..first + wanted).filter_map(|i| draw::draw(o.spec, o.source, o.spec.seed, i).ok()).collect()
+        }
         _ => Vec::new(),
     };
 

@@ -182,7 +182,8 @@ async fn a_task_source_keeps_synthetic_tasks_in_flight_through_whole_tournaments
     let table = cluster.kubectl(&["get", "tasksources", "-n", &ns]);
     assert!(table.contains("INFLIGHT") && table.contains(SOURCE), "{table}");
     println!("{table}");
-    let events = cluster.kubectl(&["get", "events", "-n", &ns, "--field-selector", &format!("involvedObject.name={SOURCE}")]);
+    let events =
+        cluster.kubectl(&["get", "events", "-n", &ns, "--field-selector", &format!("involvedObject.name={SOURCE}")]);
     assert!(events.contains("Created"), "{events}");
 
     // Deleting the source deletes its Tasks (they are owned).
@@ -248,7 +249,8 @@ spec:
     .await;
     let status = sources.get(SOURCE).await.unwrap().status.unwrap();
     assert!(!status.paused && status.message.is_empty(), "{status:?}");
-    let events = cluster.kubectl(&["get", "events", "-n", &ns, "--field-selector", &format!("involvedObject.name={SOURCE}")]);
+    let events =
+        cluster.kubectl(&["get", "events", "-n", &ns, "--field-selector", &format!("involvedObject.name={SOURCE}")]);
     assert!(events.contains("Paused") && events.contains("Resumed"), "{events}");
     operator.stop().await;
     cluster.delete_namespace(&ns).await;
