@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, ContextManager
 
 from ..data import GrpoPrompt
-from ..sandbox import RewardSpec, SandboxError, run_reward
+from ..sandbox import RewardSpec, SandboxError, SandboxUnavailable, run_reward
 from ..textrules import GRPO_MAX_PROMPT_TOKENS, grpo_prompt_ids
 
 BATCH = 8  # rows (prompt × generation) per generate call
@@ -134,6 +134,8 @@ def probe_rewards(specs: list[RewardSpec], examples: list[GrpoPrompt]) -> None:
     completions = ["probe completion", ""][: len(prompts)]
     try:
         reward_means(specs, completions, prompts, extra)
+    except SandboxUnavailable:
+        raise  # the machine's fault, not the task's
     except SandboxError as exc:
         raise RewardProbeFailed(str(exc)) from None
 

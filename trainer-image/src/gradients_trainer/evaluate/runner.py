@@ -28,7 +28,7 @@ from ..contract import (
     write_stdout,
 )
 from ..data import Columns, load_image_folder, load_text_split, parse_columns
-from ..sandbox import RewardSpec, SandboxError, load_reward_specs
+from ..sandbox import RewardSpec, SandboxError, SandboxUnavailable, load_reward_specs
 
 
 def main_evaluate(args: argparse.Namespace) -> int:
@@ -104,6 +104,10 @@ def evaluate(args: argparse.Namespace, result: EvalResult, started: float) -> No
 
         try:
             probe_rewards(specs, test)
+        except SandboxUnavailable as exc:
+            result.checks.append(Check("reward_functions", False, str(exc)))
+            result.fail(f"reward_functions: this machine cannot confine reward code: {exc}", "evaluator")
+            return
         except RewardProbeFailed as exc:
             result.checks.append(Check("reward_functions", False, f"on the task's prompts: {exc}"))
             result.fail(f"reward_functions: the task's reward code fails on its own prompts: {exc}", "task")
@@ -116,6 +120,10 @@ def evaluate(args: argparse.Namespace, result: EvalResult, started: float) -> No
                 _evaluate_image(args, sub, score_base, test, result, Path(staging))
             else:
                 _evaluate_text(args, task, sub, score_base, test, synth, specs, result, Path(staging))
+    except SandboxUnavailable as exc:
+        result.checks.append(Check("reward_functions", False, str(exc)))
+        result.fail(f"reward_functions: this machine cannot confine reward code: {exc}", "evaluator")
+        return
     except SandboxError as exc:
         result.checks.append(Check("reward_functions", False, f"on the submission's completions: {exc}"))
         result.fail(f"reward_functions: {exc}")
