@@ -255,3 +255,57 @@ spec:
     operator.stop().await;
     cluster.delete_namespace(&ns).await;
 }
+
+#[tokio::test]
+#[ignore = "needs the e2e cluster: e2e/test -- cargo test --test operator_e2e -- --ignored"]
+async fn organic_tasks_waiting_for_gpus_pause_a_task_source() {
+    let cluster = Cluster::connect().await;
+    cluster.helm_install_chart();
+    let ns = cluster.fresh_namespace("e2e-gpus").await;
+    let mut operator = Operator::start(&cluster, "gpus");
+    operator.wait_ready().await;
+    // Five 70B trainers of 8 GPUs each on 4 fake nodes of 8: one cannot be scheduled.
+    for miner in ["big-a", "big-b", "big-c", "big-d", "big-e"] {
+        cluster
+            .apply_yaml(&format!(
+                "apiVersion: gradients.io/v1alpha1\nkind: Miner\nmetadata: {{name: {miner}, namespace: {ns}, labels: {{pool: big}}}}\nspec: {{strategy: lora-fast}}\n"
+            ))
+            .await;
+    }
+    cluster
+        .apply_yaml(&format!(
+            "apiVersion: gradients.io/v1alpha1
+kind: Task
+metadata: {{name: huge, namespace: {ns}}}
+spec:
+  taskType: InstructText
+  baseModel: {{uri: /models/llama-70b, paramsB: 70}}
+  dataset: {{uri: /datasets/alpaca.jsonl, columns: {{instruction: q, output: a}}}}
+  hours: 2
+  minersPerTask: 5
+  minerSelector: {{pool: big}}
+  baseline: false
+"
+        ))
+        .await;
+    let pod = cluster.wait_for_job_pod(&ns, "huge-prepare-1").await;
+    cluster.finish_pod(&ns, &pod, 0, Some(SPLIT_SIZES));
+    let tasks: Api<Task> = Api::namespaced(cluster.client.clone(), &ns);
+    wait_until("the organic task to train", Duration::from_secs(60), || async {
+        tasks.get("huge").await.map(|t| t.phase() == TaskPhase::Training).unwrap_or(false)
+    })
+    .await;
+
+    apply_miners(&cluster, &ns).await;
+    cluster.apply_yaml(&source_yaml(&ns, 2)).await;
+    let sources: Api<TaskSource> = Api::namespaced(cluster.client.clone(), &ns);
+    wait_until("the source to pause for GPUs", Duration::from_secs(60), || async {
+        sources.get(SOURCE).await.ok().and_then(|s| s.status).is_some_and(|s| s.paused)
+    })
+    .await;
+    let status = sources.get(SOURCE).await.unwrap().status.unwrap();
+    assert_eq!(status.message, "1 organic Task waits: huge (for GPUs)");
+    assert!(synthetic_tasks(&cluster, &ns).await.is_empty(), "nothing created while paused");
+    operator.stop().await;
+    cluster.delete_namespace(&ns).await;
+}
