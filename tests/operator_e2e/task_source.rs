@@ -96,6 +96,31 @@ async fn finish_running_pods(cluster: &Cluster, ns: &str) {
     }
 }
 
+/// Prepares the organic Task `task` (already applied), waits for it to reach `phase`, then
+/// applies a TaskSource and checks that it pauses with `message` and creates nothing.
+async fn expect_pause(cluster: &Cluster, ns: &str, task: &str, phase: TaskPhase, message: &str) {
+    let pod = cluster.wait_for_job_pod(ns, &format!("{task}-prepare-1")).await;
+    cluster.finish_pod(ns, &pod, 0, Some(SPLIT_SIZES));
+    let tasks: Api<Task> = Api::namespaced(cluster.client.clone(), ns);
+    wait_until(&format!("{task} to be {phase:?}"), Duration::from_secs(60), || async {
+        tasks.get(task).await.map(|t| t.phase() == phase).unwrap_or(false)
+    })
+    .await;
+    apply_miners(cluster, ns).await;
+    cluster.apply_yaml(&source_yaml(ns, 2)).await;
+    let sources: Api<TaskSource> = Api::namespaced(cluster.client.clone(), ns);
+    wait_until("the source to pause", Duration::from_secs(60), || async {
+        sources.get(SOURCE).await.ok().and_then(|s| s.status).is_some_and(|s| s.paused)
+    })
+    .await;
+    let status = sources.get(SOURCE).await.unwrap().status.unwrap();
+    assert_eq!(status.message, message);
+    let paused = status.conditions.iter().find(|c| c.type_ == "Paused").unwrap();
+    assert_eq!((paused.status.as_str(), paused.reason.as_str()), ("True", "OrganicTasksWaiting"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(synthetic_tasks(cluster, ns).await.is_empty(), "nothing created while paused");
+}
+
 /// `gradients synthesize FILE --index I`: the Task the local runner would run.
 fn local_draw(file: &std::path::Path, index: u64) -> Task {
     let output = Command::new(env!("CARGO_BIN_EXE_gradients"))
@@ -219,29 +244,11 @@ spec:
 "
         ))
         .await;
-    let pod = cluster.wait_for_job_pod(&ns, "lonely-prepare-1").await;
-    cluster.finish_pod(&ns, &pod, 0, Some(SPLIT_SIZES));
-    let tasks: Api<Task> = Api::namespaced(cluster.client.clone(), &ns);
-    wait_until("the organic task to wait for miners", Duration::from_secs(60), || async {
-        tasks.get("lonely").await.map(|t| t.phase() == TaskPhase::Delayed).unwrap_or(false)
-    })
-    .await;
-
-    apply_miners(&cluster, &ns).await;
-    cluster.apply_yaml(&source_yaml(&ns, 2)).await;
-    let sources: Api<TaskSource> = Api::namespaced(cluster.client.clone(), &ns);
-    wait_until("the source to pause", Duration::from_secs(30), || async {
-        sources.get(SOURCE).await.ok().and_then(|s| s.status).is_some_and(|s| s.paused)
-    })
-    .await;
-    let status = sources.get(SOURCE).await.unwrap().status.unwrap();
-    assert_eq!(status.message, "1 organic Task waits: lonely (for miners)");
-    let paused = status.conditions.iter().find(|c| c.type_ == "Paused").unwrap();
-    assert_eq!((paused.status.as_str(), paused.reason.as_str()), ("True", "OrganicTasksWaiting"));
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(synthetic_tasks(&cluster, &ns).await.is_empty(), "nothing created while paused");
+    expect_pause(&cluster, &ns, "lonely", TaskPhase::Delayed, "1 organic Task waits: lonely (for miners)").await;
 
     // The organic task goes away: the source resumes and fills its slots.
+    let tasks: Api<Task> = Api::namespaced(cluster.client.clone(), &ns);
+    let sources: Api<TaskSource> = Api::namespaced(cluster.client.clone(), &ns);
     tasks.delete("lonely", &DeleteParams::default()).await.unwrap();
     wait_until("two synthetic tasks after the pause", Duration::from_secs(60), || async {
         synthetic_tasks(&cluster, &ns).await.len() == 2
@@ -252,6 +259,43 @@ spec:
     let events =
         cluster.kubectl(&["get", "events", "-n", &ns, "--field-selector", &format!("involvedObject.name={SOURCE}")]);
     assert!(events.contains("Paused") && events.contains("Resumed"), "{events}");
+    operator.stop().await;
+    cluster.delete_namespace(&ns).await;
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e cluster: e2e/test -- cargo test --test operator_e2e -- --ignored"]
+async fn organic_tasks_waiting_for_gpus_pause_a_task_source() {
+    let cluster = Cluster::connect().await;
+    cluster.helm_install_chart();
+    let ns = cluster.fresh_namespace("e2e-gpus").await;
+    let mut operator = Operator::start(&cluster, "gpus");
+    operator.wait_ready().await;
+    // Five 70B trainers of 8 GPUs each on 4 fake nodes of 8: one cannot be scheduled.
+    for miner in ["big-a", "big-b", "big-c", "big-d", "big-e"] {
+        cluster
+            .apply_yaml(&format!(
+                "apiVersion: gradients.io/v1alpha1\nkind: Miner\nmetadata: {{name: {miner}, namespace: {ns}, labels: {{pool: big}}}}\nspec: {{strategy: lora-fast}}\n"
+            ))
+            .await;
+    }
+    cluster
+        .apply_yaml(&format!(
+            "apiVersion: gradients.io/v1alpha1
+kind: Task
+metadata: {{name: huge, namespace: {ns}}}
+spec:
+  taskType: InstructText
+  baseModel: {{uri: /models/llama-70b, paramsB: 70}}
+  dataset: {{uri: /datasets/alpaca.jsonl, columns: {{instruction: q, output: a}}}}
+  hours: 2
+  minersPerTask: 5
+  minerSelector: {{pool: big}}
+  baseline: false
+"
+        ))
+        .await;
+    expect_pause(&cluster, &ns, "huge", TaskPhase::Training, "1 organic Task waits: huge (for GPUs)").await;
     operator.stop().await;
     cluster.delete_namespace(&ns).await;
 }
