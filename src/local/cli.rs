@@ -19,6 +19,8 @@ pub enum Output {
 pub enum Profile {
     Fast,
     Paper,
+    /// What the operator's evaluator runs (the public evaluator's per-model settings).
+    Production,
 }
 
 /// Run a whole tournament on this machine from a task file (a `Task` manifest). Re-running
@@ -42,7 +44,8 @@ pub struct RunArgs {
     /// Python with the `gradients_trainer` package: the last line `trainer-image/setup-env` prints.
     #[arg(long, env = "GRADIENTS_PYTHON", default_value = "python3")]
     pub python: String,
-    /// The evaluator's protocol: `fast` (CPU-friendly) or `paper` (the white paper's).
+    /// The evaluator's protocol: `fast` (CPU-friendly), `paper` (the white paper's) or
+    /// `production` (the operator's; see trainer-image/README.md).
     #[arg(long, value_enum, default_value = "fast")]
     pub eval_profile: Profile,
     /// Seconds a training may run past its deadline before it is killed.
@@ -83,6 +86,7 @@ pub fn main(args: RunArgs) -> ExitCode {
         profile: match args.eval_profile {
             Profile::Fast => "fast".into(),
             Profile::Paper => "paper".into(),
+            Profile::Production => "production".into(),
         },
         config,
         progress: !args.quiet,
