@@ -57,6 +57,11 @@ pub struct RunArgs {
     /// No progress display on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Run the miners' inline `command`s. They are trusted code: unsandboxed, as you, with
+    /// access to the held-out data and the other workloads' files. Without this flag a task
+    /// file with an inline command is refused.
+    #[arg(long)]
+    pub trust_local_commands: bool,
 }
 
 /// `$GRADIENTS_CACHE/data`, else `~/.cache/gradients/data`.
@@ -90,7 +95,13 @@ pub fn main(args: RunArgs) -> ExitCode {
         },
         config,
         progress: !args.quiet,
+        trust_local_commands: args.trust_local_commands,
     };
+    // Orphans of the workloads come back to this process, to be killed (see process.rs).
+    if let Err(e) = super::process::become_subreaper() {
+        eprintln!("error: cannot become the reaper of the workloads' processes: {e}");
+        return ExitCode::FAILURE;
+    }
     match run(&options) {
         Ok(report) => {
             match args.output {
