@@ -12,6 +12,9 @@
 
 mod support;
 
+#[path = "operator_e2e/hostile.rs"]
+mod hostile;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -32,8 +35,8 @@ const SPLIT_SIZES: &str = r#"{"rows":2400,"train":1960,"test":240,"synthetic":20
 #[ignore = "needs the e2e cluster: e2e/test -- cargo test --test operator_e2e -- --ignored"]
 async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
     let cluster = Cluster::connect().await;
-    cluster.helm_install_chart();
     let ns = cluster.fresh_namespace("e2e-tournament").await;
+    cluster.helm_install_chart_for(&[&ns]);
     let mut operator = Operator::start(&cluster, "first");
     operator.wait_ready().await;
 
@@ -208,8 +211,8 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
 #[ignore = "needs the e2e cluster: e2e/test -- cargo test --test operator_e2e -- --ignored"]
 async fn too_few_miners_delay_an_organic_task() {
     let cluster = Cluster::connect().await;
-    cluster.helm_install_chart();
     let ns = cluster.fresh_namespace("e2e-delay").await;
+    cluster.helm_install_chart_for(&[&ns]);
     let mut operator = Operator::start(&cluster, "delay");
     operator.wait_ready().await;
     // No Miner matches: the organic task waits for miners with an extended allocation.
@@ -272,7 +275,8 @@ fn assert_trainer_pod_is_locked_down(pod: &Pod, gpus: u32) {
 #[ignore = "needs the e2e cluster: e2e/test -- cargo test --test operator_e2e -- --ignored"]
 async fn only_the_lease_holder_runs_controllers_and_a_standby_takes_over() {
     let cluster = Cluster::connect().await;
-    cluster.helm_install_chart();
+    let ns = cluster.fresh_namespace("e2e-lease").await;
+    cluster.helm_install_chart_for(&[&ns]);
     let mut leader = Operator::start(&cluster, "leader");
     leader.wait_ready().await;
     let mut standby = Operator::start(&cluster, "standby");
@@ -281,7 +285,6 @@ async fn only_the_lease_holder_runs_controllers_and_a_standby_takes_over() {
     assert!(standby.get("/live").await.contains("ok"));
     assert_eq!(standby.get("/ready").await, "", "a standby is not ready");
     assert!(standby.get("/metrics").await.contains("gradients_leader 0"));
-    let ns = cluster.fresh_namespace("e2e-lease").await;
     cluster.apply_yaml(&task_yaml(&ns, "leased", "hours: 1")).await;
     cluster.wait_for_job_pod(&ns, "leased-prepare-1").await;
     assert!(
@@ -303,8 +306,8 @@ async fn records_leave_the_leaderboard_after_the_window_and_miners_learn_their_q
     use kube::api::{Patch, PatchParams};
 
     let cluster = Cluster::connect().await;
-    cluster.helm_install_chart();
     let ns = cluster.fresh_namespace("e2e-window").await;
+    cluster.helm_install_chart_for(&[&ns]);
     let mut operator = Operator::start(&cluster, "window");
     operator.wait_ready().await;
     cluster

@@ -113,6 +113,9 @@ pub struct MinerSubmissionStatus {
     /// Name of the trainer Job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
+    /// The uid of the trainer Job the operator created: only that Job is this submission's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_uid: Option<String>,
     /// Copied from the Job's status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<DateTime<Utc>>,

@@ -222,6 +222,10 @@ pub struct TaskStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::api::preserved_object")]
     pub lifecycle: Option<crate::tournament::TaskState>,
+    /// The uid of every object the operator created for this task, by `Kind/name`. Only these
+    /// are the task's: an object of the same name that someone else made is never adopted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub children: BTreeMap<String, String>,
 }
 
 /// The outcome in a few numbers; the per-submission detail lives in the `Evaluation`.

@@ -138,6 +138,18 @@ pub fn object_key<K: Resource>(object: &K) -> String {
     format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any())
 }
 
+/// The Api of `K` in one namespace the operator serves, or in every namespace when it serves
+/// the whole cluster (`namespace` is `None`).
+pub fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
 /// Server-side applies `object` (forcing ownership of the fields it sets, as controllers should).
 pub async fn apply<K>(client: &Client, object: &K) -> Result<K>
 where
@@ -148,22 +160,6 @@ where
     let name = object.meta().name.clone().ok_or_else(|| Error::InvalidObject("object without name".into()))?;
     let api: Api<K> = Api::namespaced(client.clone(), &namespace);
     Ok(api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object)).await?)
-}
-
-/// Creates `object` by server-side apply unless it exists. For children whose spec is
-/// immutable once created (Jobs, MinerSubmissions, Evaluations): re-applying a spec that a
-/// newer configuration would build differently must not fail the reconcile forever.
-pub async fn ensure<K>(client: &Client, object: &K) -> Result<K>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + Debug,
-{
-    let namespace = object.meta().namespace.clone().unwrap_or_default();
-    let name = object.meta().name.clone().unwrap_or_default();
-    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
-    match api.get_opt(&name).await? {
-        Some(existing) => Ok(existing),
-        None => apply(client, object).await,
-    }
 }
 
 /// Server-side applies the status of a custom resource.

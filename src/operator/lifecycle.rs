@@ -112,6 +112,18 @@ fn job_state(
             retryable: lost(pods),
         };
     }
+    if let Some(complete) = job_condition(job, "Complete") {
+        // The Job controller counts any pod it adopted (one matching its selector); only its
+        // own pod's result counts here, so a Job completed by another is no result, and not
+        // the miner's doing.
+        return WorkloadState::Failed {
+            started_at: Some(started_at),
+            finished_at: time(&complete.last_transition_time).unwrap_or(started_at),
+            reason: "the Job completed without a result from a pod of its own".to_string(),
+            log_tail: String::new(),
+            retryable: true,
+        };
+    }
     if status.ready.unwrap_or(0) > 0 { WorkloadState::Running { started_at } } else { WorkloadState::Pending }
 }
 
@@ -141,6 +153,36 @@ pub fn evaluation_state(job: &Job, pods: &[Pod]) -> WorkloadState {
     })
 }
 
+/// The workloads the state waits for (requested or running): the only ones to observe.
+pub fn in_flight(state: &TaskState) -> Vec<WorkloadId> {
+    let current = |work: &Work| matches!(work, Work::Requested { .. } | Work::Active { .. }).then(|| work.attempt());
+    let mut ids: Vec<WorkloadId> =
+        current(&state.prepare).map(|attempt| WorkloadId::new(WorkKind::Prepare, "", attempt)).into_iter().collect();
+    for entrant in &state.entrants {
+        for (kind, work) in [(WorkKind::Train, &entrant.training), (WorkKind::Evaluate, &entrant.evaluation)] {
+            if let Some(attempt) = current(work) {
+                ids.push(WorkloadId::new(kind, &entrant.name, attempt));
+            }
+        }
+    }
+    ids
+}
+
+/// A workload whose name someone else's object holds: that attempt fails and, not being the
+/// miner's fault, is retried under the next attempt's name.
+pub fn not_adopted(now: DateTime<Utc>, squatter: &str) -> WorkloadState {
+    WorkloadState::Failed {
+        started_at: None,
+        finished_at: now,
+        reason: format!("{squatter} holds this workload's name and was not created by the operator; not adopted"),
+        log_tail: String::new(),
+        retryable: true,
+    }
+}
+
+/// The condition reason of a submission whose trainer Job's name someone else's Job held.
+pub const NOT_ADOPTED: &str = "NotAdopted";
+
 /// A training, as its MinerSubmission reports it.
 pub fn training_state(submission: &MinerSubmission) -> WorkloadState {
     let created = submission.metadata.creation_timestamp.as_ref().and_then(conditions::from_time).unwrap_or_default();
@@ -157,9 +199,9 @@ pub fn training_state(submission: &MinerSubmission) -> WorkloadState {
         SubmissionPhase::Failed => WorkloadState::Failed {
             started_at: Some(started_at),
             finished_at: status.finished_at.unwrap_or(started_at),
+            retryable: status.conditions.iter().any(|c| c.reason == NOT_ADOPTED),
             reason: status.failure_reason.unwrap_or_else(|| "the trainer failed".into()),
             log_tail: String::new(),
-            retryable: false,
         },
     }
 }
@@ -359,6 +401,7 @@ pub fn task_status(
         retry_at: state.retry_at,
         result,
         lifecycle: Some(state.clone()),
+        children: previous.children.clone(),
     };
     status.conditions = conditions::merge(&previous.conditions, &observe_conditions(state), generation, now);
     status

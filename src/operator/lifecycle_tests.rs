@@ -77,6 +77,42 @@ fn evaluator_results_come_from_the_termination_message_only() {
 }
 
 #[test]
+fn a_job_completed_without_a_trusted_pod_is_no_result() {
+    // A forged pod that the Job controller adopted finished the Job; the trusted pods (here:
+    // none left) hold no result. That attempt fails and is retried, never scored.
+    let completed = job(serde_json::json!({"startTime": "2026-11-26T11:00:00Z", "conditions": [{"type": "Complete",
+        "status": "True", "lastTransitionTime": "2026-11-26T11:05:00Z"}]}));
+    match evaluation_state(&completed, &[]) {
+        WorkloadState::Failed { reason, retryable: true, .. } => assert!(reason.contains("of its own"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(preparation_state(&completed, &[]), WorkloadState::Failed { retryable: true, .. }));
+}
+
+#[test]
+fn in_flight_lists_only_requested_and_active_work() {
+    use crate::tournament::{Entrant, Role, TaskState, Work};
+    let at = now();
+    let mut state = TaskState { prepare: Work::Requested { attempt: 2, requested_at: at }, ..TaskState::default() };
+    let mut a = Entrant::new("a", Role::Miner, None);
+    a.training = Work::Active { attempt: 1, requested_at: at, started_at: None };
+    let mut b = Entrant::new("b", Role::Miner, None);
+    b.training = Work::Failed { attempt: 3, finished_at: at, reason: "x".into(), log_tail: String::new() };
+    b.evaluation = Work::Requested { attempt: 1, requested_at: at };
+    state.entrants = vec![a, b, Entrant::new("base-model", Role::BaseModel, None)];
+    assert_eq!(
+        in_flight(&state),
+        vec![
+            WorkloadId::new(WorkKind::Prepare, "", 2),
+            WorkloadId::new(WorkKind::Train, "a", 1),
+            WorkloadId::new(WorkKind::Evaluate, "b", 1),
+        ]
+    );
+    // A squatted name fails the attempt as retryable: the lifecycle moves to the next name.
+    assert!(matches!(not_adopted(at, "Job ns/x"), WorkloadState::Failed { retryable: true, .. }));
+}
+
+#[test]
 fn preparation_reports_split_sizes() {
     let done = job(serde_json::json!({"startTime": "2026-11-26T11:00:00Z"}));
     let facts = r#"{"rows":100,"train":80,"test":10,"synthetic":10}"#;

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Toleration;
+use k8s_openapi::api::networking::v1::NetworkPolicyEgressRule;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +60,10 @@ pub struct GpuClass {
     pub cpu_per_gpu: String,
     #[serde(default = "default_memory_per_gpu")]
     pub memory_per_gpu: String,
+    /// Where trainers on this class may connect (NetworkPolicy egress rules). None by default:
+    /// a trainer reads its inputs from its volumes and needs no network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress: Vec<NetworkPolicyEgressRule>,
 }
 
 fn default_gpu_resource() -> String {
@@ -78,6 +83,10 @@ pub struct CpuPlacement {
     pub node_selector: BTreeMap<String, String>,
     #[serde(default)]
     pub tolerations: Vec<Toleration>,
+    /// Where the preparation pods may connect (NetworkPolicy egress rules): the data source and
+    /// DNS when datasets are remote. None by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress: Vec<NetworkPolicyEgressRule>,
 }
 
 /// Where artifacts live, parsed from [`WorkloadConfig::artifacts`].
@@ -110,6 +119,17 @@ impl ArtifactStore {
 }
 
 impl WorkloadConfig {
+    /// The GPU class a task names, or the default one.
+    pub fn gpu_class(&self, name: Option<&str>) -> Result<&GpuClass, super::BuildError> {
+        let name = name.unwrap_or(&self.default_gpu_class);
+        self.gpu_classes.get(name).ok_or_else(|| {
+            super::BuildError::UnknownGpuClass(
+                name.to_string(),
+                self.gpu_classes.keys().cloned().collect::<Vec<_>>().join(", "),
+            )
+        })
+    }
+
     pub fn artifact_store(&self) -> ArtifactStore {
         ArtifactStore::parse(&self.artifacts)
     }

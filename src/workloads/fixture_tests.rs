@@ -83,7 +83,6 @@ fn evaluation_job_and_policy_match_fixtures() {
     let base_args = base.spec.unwrap().template.spec.unwrap().containers[0].args.clone().unwrap();
     assert!(base_args.contains(&"--score-base".to_string()) && !base_args.contains(&"--submission".to_string()));
     let policy = network_policy::evaluation_network_policy(&task).unwrap();
-    assert_matches_fixture(&policy, "evaluation-networkpolicy.yaml");
     // The policy selects exactly the evaluation's pods.
     let pod_labels = job.spec.unwrap().template.metadata.unwrap().labels.unwrap();
     let selector = policy.spec.unwrap().pod_selector.unwrap().match_labels.unwrap();
@@ -98,4 +97,47 @@ fn builders_refuse_objects_without_a_uid() {
         prepare::prepare_job(&task, 1, 42, &config()),
         Err(BuildError::MissingMetadata { field: "uid", .. })
     ));
+}
+
+#[test]
+fn every_role_gets_a_deny_all_policy_with_only_its_configured_egress() {
+    let task: Task = load("task.yaml");
+    let policies = network_policy::task_network_policies(&task, &config()).unwrap();
+    assert_matches_fixture(&policies, "network-policies.yaml");
+    let by_role = |role: &str| {
+        policies
+            .iter()
+            .find(|p| p.metadata.labels.as_ref().unwrap()[labels::ROLE] == role)
+            .unwrap()
+            .spec
+            .clone()
+            .unwrap()
+    };
+    for role in network_policy::ROLES {
+        let spec = by_role(role);
+        assert_eq!(spec.policy_types.as_deref(), Some(&["Ingress".to_string(), "Egress".to_string()][..]), "{role}");
+        assert!(spec.ingress.is_none(), "{role}: nothing may connect in");
+    }
+    assert!(by_role(labels::ROLE_SEAL).egress.is_none() && by_role(labels::ROLE_EVALUATOR).egress.is_none());
+    assert_eq!(by_role(labels::ROLE_PREPARE).egress.unwrap().len(), 2, "DNS and the data source");
+    assert_eq!(by_role(labels::ROLE_TRAINER).egress, Some(config().gpu_classes["h100"].egress.clone()));
+    // Without an allow-list a trainer gets no egress at all.
+    let mut closed = config();
+    closed.gpu_classes.get_mut("h100").unwrap().egress.clear();
+    let trainer = network_policy::task_network_policies(&task, &closed).unwrap().remove(1);
+    assert!(trainer.spec.unwrap().egress.is_none());
+    // Each policy selects exactly its role's pods of this task: the trainer Job's pods here.
+    let submission: MinerSubmission = load("submission.yaml");
+    let job = trainer::trainer_job(&submission, &config()).unwrap();
+    let pod_labels = job.spec.unwrap().template.metadata.unwrap().labels.unwrap();
+    let selector = by_role(labels::ROLE_TRAINER).pod_selector.unwrap().match_labels.unwrap();
+    assert!(selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)), "{selector:?} vs {pod_labels:?}");
+}
+
+#[test]
+fn a_task_on_an_unknown_gpu_class_gets_no_policies_but_an_error_naming_it() {
+    let mut task: Task = load("task.yaml");
+    task.spec.gpu_class = Some("tpu".into());
+    let error = network_policy::task_network_policies(&task, &config()).unwrap_err();
+    assert!(error.to_string().contains("\"tpu\"") && error.to_string().contains("h100"), "{error}");
 }

@@ -40,6 +40,7 @@ pub mod labels {
     pub const ROLE_PREPARE: &str = "prepare";
     pub const ROLE_TRAINER: &str = "trainer";
     pub const ROLE_EVALUATOR: &str = "evaluator";
+    pub const ROLE_SEAL: &str = "seal";
 }
 
 /// Why a workload cannot be built from an object. These are problems of the object or of the
