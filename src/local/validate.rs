@@ -18,7 +18,7 @@ pub struct ValidTask {
 }
 
 /// Column roles per task type: (required, optional). Template keys are not columns.
-fn roles(task_type: TaskType) -> (&'static [&'static str], &'static [&'static str]) {
+pub(crate) fn roles(task_type: TaskType) -> (&'static [&'static str], &'static [&'static str]) {
     match task_type {
         TaskType::InstructText => (&["instruction", "output"], &["input", "system"]),
         TaskType::Dpo => (&["prompt", "chosen", "rejected"], &["system"]),
@@ -27,7 +27,7 @@ fn roles(task_type: TaskType) -> (&'static [&'static str], &'static [&'static st
     }
 }
 
-const TEMPLATE_KEYS: [&str; 2] = ["format", "noInputFormat"];
+pub(crate) const TEMPLATE_KEYS: [&str; 2] = ["format", "noInputFormat"];
 
 pub fn validate(file: TaskFile) -> Result<ValidTask, TaskFileError> {
     let path = file.path.clone();
@@ -170,7 +170,7 @@ fn check_columns(spec: &TaskSpec, dataset: &Dataset, where_: &str) -> Result<(),
     Ok(())
 }
 
-fn is_dns_label(name: &str) -> bool {
+pub(crate) fn is_dns_label(name: &str) -> bool {
     let bytes = name.as_bytes();
     !name.is_empty()
         && name.len() <= 63

@@ -162,6 +162,23 @@ where
     Ok(api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object)).await?)
 }
 
+/// Creates `object` by server-side apply unless it exists. For children whose spec is
+/// immutable once created: re-applying a spec that a newer configuration would build
+/// differently must not fail the reconcile forever. (The Task controller's children go through
+/// `ownership::claim` instead, which never adopts.)
+pub async fn ensure<K>(client: &Client, object: &K) -> Result<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + Debug,
+{
+    let namespace = object.meta().namespace.clone().unwrap_or_default();
+    let name = object.meta().name.clone().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
+    match api.get_opt(&name).await? {
+        Some(existing) => Ok(existing),
+        None => apply(client, object).await,
+    }
+}
+
 /// Server-side applies the status of a custom resource.
 pub async fn apply_status<K, S>(client: &Client, object: &K, status: &S) -> Result<()>
 where

@@ -1,7 +1,7 @@
 //! `gradients operator`: the controllers that run tournaments on Kubernetes.
 //!
 //! One controller per custom resource ([`task`], [`submission`], [`evaluation`],
-//! [`leaderboard`]), each a thin reconciler over a pure core ([`lifecycle`], [`results`],
+//! [`leaderboard`], [`task_source`]), each a thin reconciler over a pure core ([`lifecycle`], [`results`],
 //! the workload builders). Only the replica holding the leader Lease runs them.
 
 pub mod context;
@@ -17,6 +17,7 @@ pub mod results;
 pub mod sink;
 pub mod submission;
 pub mod task;
+pub mod task_source;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -207,6 +208,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             submissions,
             evaluation::controller(ctx.clone(), scope, concurrency, stop.clone()),
             leaderboard::controller(ctx.clone(), scope, stop.clone()),
+            task_source::controller(ctx.clone(), scope, concurrency, stop.clone()),
         ]);
         all.tasks.push(task_store);
         all.submissions.push(submission_store);

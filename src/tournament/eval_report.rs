@@ -24,6 +24,33 @@ pub struct EvalReport {
     pub checks: Vec<EvalCheck>,
     #[serde(default)]
     pub failure: Option<String>,
+    /// Whose fault a failure is; only an evaluator-side failure is worth another attempt.
+    #[serde(default)]
+    pub category: Option<FailureCategory>,
+    /// The tree digest (`sha256:<hex>`) of the submission the evaluator read.
+    #[serde(default)]
+    pub model_digest: Option<String>,
+    /// GRPO: KL(base‖submission) per prompt token on each split, beside the reward means.
+    #[serde(default)]
+    pub test_kl: Option<f64>,
+    #[serde(default)]
+    pub synth_kl: Option<f64>,
+}
+
+/// The evaluator's classification of a failed evaluation (`category` in its result).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureCategory {
+    /// The miner's model or files: final.
+    Submission,
+    /// The task's own inputs (e.g. reward code failing on the task's prompts): final, and
+    /// not the miner's doing.
+    Task,
+    /// The evaluation's resources (out of memory at the smallest batch): worth a retry.
+    Evaluator,
+    /// A category this operator does not know: treated as final.
+    #[serde(other)]
+    Unknown,
 }
 
 /// A check the evaluator ran before measuring (architecture, safetensors, size…).
@@ -54,6 +81,11 @@ impl EvalReport {
             return Err(EvalReportError::TooLong(line.len()));
         }
         serde_json::from_str(line).map_err(|e| EvalReportError::Malformed(e.to_string()))
+    }
+
+    /// A failed evaluation the evaluator blames on itself (not the submission, not the task).
+    pub fn worth_retry(&self) -> bool {
+        !self.ok && self.category == Some(FailureCategory::Evaluator)
     }
 
     /// Why this submission has no usable losses: the evaluator's failure, else the failed checks.
@@ -96,5 +128,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(report.failure_reason().as_deref(), Some("safetensors: pickle file"));
+        assert!(!report.worth_retry());
+    }
+
+    #[test]
+    fn only_an_evaluator_failure_is_worth_a_retry() {
+        let parse = |category: &str| {
+            EvalReport::parse(&format!(r#"{{"ok":false,"failure":"x","category":"{category}"}}"#)).unwrap()
+        };
+        assert!(parse("evaluator").worth_retry());
+        for category in ["submission", "task", "something-new"] {
+            assert!(!parse(category).worth_retry(), "{category}");
+        }
+        let hostile = parse("submission");
+        assert_eq!(hostile.category, Some(FailureCategory::Submission));
+        let digest = EvalReport::parse(r#"{"ok":true,"model_digest":"sha256:ab","test_kl":0.5}"#).unwrap();
+        assert_eq!((digest.model_digest.as_deref(), digest.test_kl), (Some("sha256:ab"), Some(0.5)));
     }
 }
