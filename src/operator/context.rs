@@ -115,12 +115,25 @@ impl Context {
 
     /// Publishes an Event about `object` (failures to publish are logged, never fatal).
     pub async fn event<K: Resource<DynamicType = ()>>(&self, object: &K, warning: bool, reason: &str, note: String) {
+        self.event_about(object, None, warning, reason, note).await;
+    }
+
+    /// An Event about `object` that names a second object (`related`): the recorder folds
+    /// repeats of one reason into a series per pair, so each related object gets its own Event.
+    pub async fn event_about<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        related: Option<k8s_openapi::api::core::v1::ObjectReference>,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
         let event = Event {
             type_: if warning { EventType::Warning } else { EventType::Normal },
             reason: reason.to_string(),
             note: Some(note),
             action: "Reconcile".to_string(),
-            secondary: None,
+            secondary: related,
         };
         if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "cannot publish event");

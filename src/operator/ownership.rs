@@ -110,14 +110,19 @@ fn same_workload(pod: &PodSpec, template: &PodSpec) -> bool {
         && pod.volumes.clone().unwrap_or_default() == template.volumes.clone().unwrap_or_default()
 }
 
-/// The pods whose results count, and a reason for each one ignored.
-pub fn trusted_pods(pods: &[Pod], job: &Job, container: &str, image: &str) -> (Vec<Pod>, Vec<String>) {
+/// The pods whose results count, and each one ignored with why.
+pub fn trusted_pods<'a>(
+    pods: &'a [Pod],
+    job: &Job,
+    container: &str,
+    image: &str,
+) -> (Vec<Pod>, Vec<(&'a Pod, String)>) {
     let mut trusted = Vec::new();
     let mut ignored = Vec::new();
     for pod in pods {
         match untrusted_pod(pod, job, container, image) {
             None => trusted.push(pod.clone()),
-            Some(why) => ignored.push(why),
+            Some(why) => ignored.push((pod, why)),
         }
     }
     (trusted, ignored)

@@ -115,11 +115,12 @@ fn trusted_pods_keeps_only_the_real_one_and_says_why_for_the_rest() {
     let job = job();
     let mut forged = real_pod(&job);
     forged.metadata.owner_references = None;
-    let (trusted, ignored) =
-        trusted_pods(&[forged, real_pod(&job)], &job, evaluator::EVALUATOR_CONTAINER, &config().evaluator_image);
+    let pods = [forged, real_pod(&job)];
+    let (trusted, ignored) = trusted_pods(&pods, &job, evaluator::EVALUATOR_CONTAINER, &config().evaluator_image);
     assert_eq!(trusted.len(), 1);
     assert_eq!(trusted[0].owner_references()[0].uid, JOB_UID);
     assert_eq!(ignored.len(), 1);
+    assert!(ignored[0].0.owner_references().is_empty(), "the forged one, named for its Event");
 }
 
 #[test]

@@ -18,7 +18,7 @@ use kube::core::DeserializeGuard;
 use kube::runtime::controller::{self, Action as Requeue, Controller};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 
 use super::context::{Context, apply, apply_status, log_stream_errors, object_key, scoped};
 use super::error::Result;
@@ -118,7 +118,7 @@ async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>)
         apply_status(client, &task, &status).await?;
     }
     for finding in &findings {
-        ctx.event(&task, true, finding.reason, finding.note.clone()).await;
+        ctx.event_about(&task, Some(finding.related.clone()), true, finding.reason, finding.note.clone()).await;
     }
     let starts_pods = |action: &Action| {
         matches!(action, Action::PrepareDataset { .. } | Action::StartTraining { .. } | Action::StartEvaluation { .. })
@@ -146,6 +146,8 @@ async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>)
 struct Finding {
     reason: &'static str,
     note: String,
+    /// The object pretending: its own Event (the recorder folds one reason's repeats per pair).
+    related: k8s_openapi::api::core::v1::ObjectReference,
 }
 
 impl Finding {
@@ -156,6 +158,7 @@ impl Finding {
                 "{} holds the name of this task's {role}; not created by the operator, left alone",
                 ownership::describe(object)
             ),
+            related: object.object_ref(&()),
         }
     }
 }
@@ -423,11 +426,11 @@ async fn observe_workloads(
         let labelled: Vec<Pod> =
             pods.iter().filter(|p| p.labels().get("batch.kubernetes.io/job-name") == Some(&object)).cloned().collect();
         let (trusted, ignored) = ownership::trusted_pods(&labelled, &job, container, image);
-        findings.extend(
-            ignored
-                .into_iter()
-                .map(|why| Finding { reason: "ForgedPod", note: format!("{why}: its result for {id} is ignored") }),
-        );
+        findings.extend(ignored.into_iter().map(|(pod, why)| Finding {
+            reason: "ForgedPod",
+            note: format!("{why}: its result for {id} is ignored"),
+            related: pod.object_ref(&()),
+        }));
         let observed = match id.kind {
             WorkKind::Prepare => lifecycle::preparation_state(&job, &trusted),
             _ => lifecycle::evaluation_state(&job, &trusted),
