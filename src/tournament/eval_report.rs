@@ -93,12 +93,20 @@ impl EvalReport {
         if self.ok {
             return None;
         }
-        if let Some(failure) = self.failure.as_deref().filter(|f| !f.is_empty()) {
-            return Some(failure.to_string());
-        }
-        let failed: Vec<String> =
-            self.checks.iter().filter(|c| !c.ok).map(|c| format!("{}: {}", c.name, c.reason)).collect();
-        Some(if failed.is_empty() { "evaluation not ok".to_string() } else { failed.join("; ") })
+        let reason = match self.failure.as_deref().filter(|f| !f.is_empty()) {
+            Some(failure) => failure.to_string(),
+            None => {
+                let failed: Vec<String> =
+                    self.checks.iter().filter(|c| !c.ok).map(|c| format!("{}: {}", c.name, c.reason)).collect();
+                if failed.is_empty() { "evaluation not ok".to_string() } else { failed.join("; ") }
+            }
+        };
+        // Say so when the miner is not the one at fault.
+        Some(match self.category {
+            Some(FailureCategory::Task) => format!("{reason} (the task's inputs, not the miner)"),
+            Some(FailureCategory::Evaluator) => format!("{reason} (the evaluator, not the miner)"),
+            _ => reason,
+        })
     }
 }
 
@@ -142,6 +150,8 @@ mod tests {
         }
         let hostile = parse("submission");
         assert_eq!(hostile.category, Some(FailureCategory::Submission));
+        assert_eq!(hostile.failure_reason().as_deref(), Some("x"));
+        assert_eq!(parse("task").failure_reason().as_deref(), Some("x (the task's inputs, not the miner)"));
         let digest = EvalReport::parse(r#"{"ok":true,"model_digest":"sha256:ab","test_kl":0.5}"#).unwrap();
         assert_eq!((digest.model_digest.as_deref(), digest.test_kl), (Some("sha256:ab"), Some(0.5)));
     }
