@@ -6,9 +6,10 @@
 pub mod api;
 pub mod audit;
 pub mod crdgen;
+pub mod dataset;
 pub mod local;
 pub mod mechanism;
 pub mod operator;
-pub mod prepare;
+pub mod seal;
 pub mod tournament;
 pub mod workloads;

@@ -60,7 +60,17 @@ async fn reconcile_submission(guarded: Arc<DeserializeGuard<MinerSubmission>>, c
     let job = if previous.phase.is_terminal() {
         None
     } else {
-        Some(ensure(&ctx.client, &trainer::trainer_job(&submission, &ctx.workloads)?).await?)
+        match trainer::trainer_job(&submission, &ctx.workloads) {
+            Ok(job) => Some(ensure(&ctx.client, &job).await?),
+            // A submission that asks for what no trainer may have fails; no Job is created.
+            Err(refused) if refused.is_refusal() => {
+                let status = refused_status(&previous, &refused.to_string(), submission.metadata.generation, Utc::now());
+                apply_status(&ctx.client, &submission, &status).await?;
+                ctx.event(&submission, true, "Refused", refused.to_string()).await;
+                return Ok(Action::await_change());
+            }
+            Err(e) => return Err(e.into()),
+        }
     };
     let status = next_status(&previous, job.as_ref(), submission.metadata.generation, Utc::now());
     if status != previous {
@@ -74,6 +84,23 @@ async fn reconcile_submission(guarded: Arc<DeserializeGuard<MinerSubmission>>, c
         }
     }
     Ok(Action::await_change())
+}
+
+/// The status of a submission refused before any Job: failed, with the reason.
+pub fn refused_status(
+    previous: &MinerSubmissionStatus,
+    reason: &str,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) -> MinerSubmissionStatus {
+    let mut status = previous.clone();
+    status.observed_generation = generation;
+    status.phase = SubmissionPhase::Failed;
+    status.failure_reason = Some(reason.to_string());
+    status.finished_at = Some(now);
+    let trained = Observed::new("Trained", Some(false), "Refused", reason);
+    status.conditions = conditions::merge(&previous.conditions, &[trained], generation, now);
+    status
 }
 
 /// The status from the trainer Job's status. Timestamps are copied from the Job, so the same

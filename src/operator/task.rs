@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams, PropagationPolicy};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{self, Action as Requeue, Controller};
 use kube::runtime::reflector::Store;
@@ -25,7 +25,8 @@ use super::lifecycle;
 use crate::api::evaluation::EvaluationPhase;
 use crate::api::{Evaluation, Miner, MinerSubmission, Task};
 use crate::tournament::{self, Action, Observation, PoolMiner, WorkKind, WorkloadId, WorkloadState};
-use crate::workloads::{evaluator, labels, network_policy, prepare};
+use crate::workloads::evaluator::Evaluated;
+use crate::workloads::{evaluator, labels, network_policy, prepare, seal};
 
 const NAME: &str = "task";
 /// A task that is not finished is looked at again at least this often.
@@ -73,6 +74,11 @@ async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>)
     }
     let client = &ctx.client;
     let now = Utc::now();
+    if let Err(refused) = ctx.workloads.check_sources(&task.spec)
+        && !task.phase().is_terminal()
+    {
+        return fail_task(&ctx, &task, format!("Task {namespace}/{name}: {refused}"), now).await;
+    }
     let miners = miners(client, &task).await?;
     let evaluation = Api::<Evaluation>::namespaced(client.clone(), &namespace).get_opt(&name).await?;
     let submissions = children::<MinerSubmission>(client, &namespace, &name).await?;
@@ -114,6 +120,18 @@ async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>)
     })
 }
 
+/// Fails a task the operator may not run (its status says why, and an Event).
+async fn fail_task(ctx: &Context, task: &Task, message: String, now: chrono::DateTime<Utc>) -> Result<Requeue> {
+    let previous = task.status.clone().unwrap_or_default();
+    let mut state = previous.lifecycle.clone().unwrap_or_default();
+    state.phase = tournament::Phase::Failed;
+    state.message = Some(message.clone());
+    let status = lifecycle::task_status(&task.name_any(), &previous, &state, None, task.metadata.generation, now);
+    apply_status(&ctx.client, task, &status).await?;
+    ctx.event(task, true, "Failed", message).await;
+    Ok(Requeue::await_change())
+}
+
 async fn execute(
     ctx: &Context,
     task: &Task,
@@ -142,18 +160,24 @@ async fn execute(
             )?;
             ensure(client, &submission).await?;
         }
+        Action::StartSeal { id, entrant, training } => {
+            let (output, sealed) = lifecycle::seal_locations(&ctx.workloads, &namespace, &name, training);
+            let job_name = crate::workloads::workload_name(&name, id);
+            let job = seal::seal_job(task, job_name, entrant, id.attempt, &output, &sealed, &ctx.workloads)?;
+            ensure(client, &job).await?;
+        }
         Action::StartEvaluation { id, entrant, submission } => {
             // Isolation first: no evaluator pod may exist without its deny-all policy.
             apply(client, &network_policy::evaluation_network_policy(task)?).await?;
-            let model = submission.as_ref().map(|training| {
-                let object = lifecycle::submission_name(&name, training);
-                submissions
-                    .iter()
-                    .find(|s| s.name_any() == object)
-                    .map(|s| s.spec.artifact_uri.clone())
-                    .unwrap_or_else(|| lifecycle::model_uri(&ctx.workloads, &namespace, &name, training))
-            });
-            let job = evaluator::evaluation_job(task, entrant, id.attempt, model.as_deref(), &ctx.workloads)?;
+            let evaluated = match submission {
+                Some(model) => {
+                    let (_, sealed) = lifecycle::seal_locations(&ctx.workloads, &namespace, &name, &model.training);
+                    record_seal(client, &namespace, &name, model, &sealed, submissions).await?;
+                    Evaluated::Sealed { uri: sealed, digest: model.digest.clone() }
+                }
+                None => Evaluated::BaseModel,
+            };
+            let job = evaluator::evaluation_job(task, entrant, id.attempt, evaluated, &ctx.workloads)?;
             ensure(client, &job).await?;
         }
         Action::StopWorkload { id, reason } => {
@@ -175,6 +199,29 @@ async fn execute(
     Ok(())
 }
 
+/// Records the seal on the training's MinerSubmission (digest and location), before its model
+/// is evaluated. A merge patch of those fields only: the submission controller owns the rest.
+async fn record_seal(
+    client: &Client,
+    namespace: &str,
+    task: &str,
+    model: &tournament::SealedModel,
+    sealed: &str,
+    submissions: &[MinerSubmission],
+) -> Result<()> {
+    let name = lifecycle::submission_name(task, &model.training);
+    let current = submissions.iter().find(|s| s.name_any() == name).and_then(|s| s.status.as_ref());
+    if current.is_some_and(|s| s.sealed_digest.as_deref() == Some(model.digest.as_str())) {
+        return Ok(());
+    }
+    let patch = serde_json::json!({"status": {"sealedDigest": model.digest, "sealedUri": sealed}});
+    let api = Api::<MinerSubmission>::namespaced(client.clone(), namespace);
+    match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        other => other.map(|_| ()).map_err(Into::into),
+    }
+}
+
 async fn stop(client: &Client, namespace: &str, task: &str, id: &WorkloadId) -> Result<()> {
     let background =
         DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..DeleteParams::default() };
@@ -187,8 +234,8 @@ async fn stop(client: &Client, namespace: &str, task: &str, id: &WorkloadId) -> 
             .delete(&lifecycle::submission_name(task, id), &background)
             .await
             .map(|_| ()),
-        WorkKind::Evaluate => Api::<Job>::namespaced(client.clone(), namespace)
-            .delete(&evaluator::job_name(task, &id.entrant, id.attempt), &background)
+        WorkKind::Seal | WorkKind::Evaluate => Api::<Job>::namespaced(client.clone(), namespace)
+            .delete(&crate::workloads::workload_name(task, id), &background)
             .await
             .map(|_| ()),
     };
@@ -271,6 +318,11 @@ async fn observe_workloads(
             Some(labels::ROLE_PREPARE) => {
                 if let Some(id) = lifecycle::workload_id(WorkKind::Prepare, &job_labels) {
                     workloads.insert(id, lifecycle::preparation_state(job, &job_pods));
+                }
+            }
+            Some(labels::ROLE_SEAL) => {
+                if let Some(id) = lifecycle::workload_id(WorkKind::Seal, &job_labels) {
+                    workloads.insert(id, lifecycle::seal_state(job, &job_pods));
                 }
             }
             Some(labels::ROLE_EVALUATOR) => {
