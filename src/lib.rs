@@ -11,5 +11,6 @@ pub mod local;
 pub mod mechanism;
 pub mod operator;
 pub mod seal;
+pub mod synthetic;
 pub mod tournament;
 pub mod workloads;

@@ -76,6 +76,17 @@ enum Command {
     },
     /// Print the workload contract (commands, options, layout) as JSON for the Python package.
     Contract,
+    /// Print the Task of one draw of a TaskSource file (what the operator would create for it).
+    Synthesize {
+        /// A `TaskSource` manifest: catalogue, mix, task template.
+        source: PathBuf,
+        /// Seed of the draws (default: the file's `spec.seed`).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Which draw: the operator creates draw 0, 1, 2, … as `NAME-INDEX`.
+        #[arg(long, default_value_t = 0)]
+        index: u64,
+    },
     /// Write the CustomResourceDefinitions as YAML, one file per kind, into a folder.
     Crdgen {
         /// Output folder; the files are `<plural>.gradients.io.yaml`.
@@ -115,6 +126,7 @@ fn main() -> ExitCode {
             println!("{}", serde_json::to_string_pretty(&contract).unwrap_or_default());
             ExitCode::SUCCESS
         }
+        Command::Synthesize { source, seed, index } => synthesize(&source, seed, index),
         Command::Crdgen { out } => match gradients::crdgen::write_all(&out) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&format!("{}: {e}", out.display()), 1),
@@ -188,7 +200,16 @@ fn seal(
     let (report, code) = match gradients::seal::seal(input, output, limits) {
         Ok(manifest) => {
             let bytes = manifest.files.iter().map(|f| f.size).sum();
-            (SealReport { ok: true, files: manifest.files.len() as u64, bytes, digest: Some(manifest.digest), failure: None }, 0)
+            (
+                SealReport {
+                    ok: true,
+                    files: manifest.files.len() as u64,
+                    bytes,
+                    digest: Some(manifest.digest),
+                    failure: None,
+                },
+                0,
+            )
         }
         Err(SealError::Refused(why)) => (SealReport { failure: Some(why), ..SealReport::default() }, 0),
         Err(e) => (SealReport { failure: Some(e.to_string()), ..SealReport::default() }, 1),
@@ -201,6 +222,20 @@ fn seal(
         return fail(&format!("{}: {e}", path.display()), 1);
     }
     if code == 0 { ExitCode::SUCCESS } else { fail(report.failure.as_deref().unwrap_or("seal failed"), code) }
+}
+
+fn synthesize(source: &std::path::Path, seed: Option<u64>, index: u64) -> ExitCode {
+    let task = match gradients::synthetic::file::synthesize(source, seed, index) {
+        Ok(task) => task,
+        Err(e) => return fail(&e.to_string(), EXIT_BAD_INPUT),
+    };
+    match serde_yaml::to_string(&task) {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&format!("cannot encode the task: {e}"), 1),
+    }
 }
 
 /// Host name plus process id: unique enough for a Lease holder outside a cluster.
@@ -268,7 +303,9 @@ mod tests {
             let command = cli.find_subcommand(spec.subcommand).expect(spec.subcommand);
             let options: Vec<(String, bool, bool)> = command
                 .get_arguments()
-                .filter_map(|a| a.get_long().map(|l| (format!("--{l}"), a.is_required_set(), a.get_action().takes_values())))
+                .filter_map(|a| {
+                    a.get_long().map(|l| (format!("--{l}"), a.is_required_set(), a.get_action().takes_values()))
+                })
                 .filter(|(name, ..)| name != "--help")
                 .collect();
             let declared: Vec<(String, bool, bool)> =

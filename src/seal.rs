@@ -189,8 +189,11 @@ impl Copier<'_> {
         if let Some(to) = to {
             fs::create_dir_all(to).map_err(io_at(to))?;
         }
-        let mut names: Vec<std::ffi::OsString> =
-            fs::read_dir(from).map_err(io_at(from))?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>().map_err(io_at(from))?;
+        let mut names: Vec<std::ffi::OsString> = fs::read_dir(from)
+            .map_err(io_at(from))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(io_at(from))?;
         names.sort();
         for name in names {
             let Some(text) = name.to_str() else {
@@ -215,14 +218,13 @@ impl Copier<'_> {
             return Err(SealError::Refused(format!("{MODEL_DIR}/ holds more than {} files", self.limits.max_files)));
         }
         // No following a symlink swapped in since the listing, no blocking on a FIFO.
-        let mut source = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(from)
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::ELOOP) => SealError::Refused(format!("{MODEL_DIR}/{path} is a symlink")),
-                _ => io_at(from)(e),
-            })?;
+        let mut source =
+            OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(from).map_err(
+                |e| match e.raw_os_error() {
+                    Some(libc::ELOOP) => SealError::Refused(format!("{MODEL_DIR}/{path} is a symlink")),
+                    _ => io_at(from)(e),
+                },
+            )?;
         let meta = source.metadata().map_err(io_at(from))?;
         if !meta.file_type().is_file() {
             return Err(SealError::Refused(format!("{MODEL_DIR}/{path} is {}", kind(&meta))));
@@ -308,8 +310,7 @@ mod tests {
         assert_eq!(manifest.digest, VECTOR);
         assert_eq!(manifest.files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["a.txt", "sub/b.bin"]);
         assert_eq!(fs::read(sealed.path().join("model/sub/b.bin")).unwrap(), b"bb");
-        let written: Manifest =
-            serde_json::from_slice(&fs::read(sealed.path().join(MANIFEST_FILE)).unwrap()).unwrap();
+        let written: Manifest = serde_json::from_slice(&fs::read(sealed.path().join(MANIFEST_FILE)).unwrap()).unwrap();
         assert_eq!(written, manifest);
         // The original can change afterwards; the sealed copy does not.
         fs::write(out.path().join("model/a.txt"), b"poisoned").unwrap();
@@ -322,13 +323,19 @@ mod tests {
     fn symlinks_fifos_and_symlinked_model_directories_are_refused() {
         let out = output_with(&[("a.txt", b"a")]);
         symlink("/etc/passwd", out.path().join("model/leak")).unwrap();
-        assert!(refused(seal(out.path(), tempfile::tempdir().unwrap().path(), &Limits::default())).contains("model/leak is a symlink"));
+        assert!(
+            refused(seal(out.path(), tempfile::tempdir().unwrap().path(), &Limits::default()))
+                .contains("model/leak is a symlink")
+        );
 
         let out = output_with(&[("a.txt", b"a")]);
         let fifo = out.path().join("model/hang");
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-        assert!(refused(seal(out.path(), tempfile::tempdir().unwrap().path(), &Limits::default())).contains("model/hang is a FIFO"));
+        assert!(
+            refused(seal(out.path(), tempfile::tempdir().unwrap().path(), &Limits::default()))
+                .contains("model/hang is a FIFO")
+        );
 
         let rival = output_with(&[("a.txt", b"a")]);
         let out = tempfile::tempdir().unwrap();
@@ -336,7 +343,9 @@ mod tests {
         assert!(refused(seal(out.path(), tempfile::tempdir().unwrap().path(), &Limits::default())).contains("symlink"));
 
         let empty = tempfile::tempdir().unwrap();
-        assert!(refused(seal(empty.path(), tempfile::tempdir().unwrap().path(), &Limits::default())).contains("no model/"));
+        assert!(
+            refused(seal(empty.path(), tempfile::tempdir().unwrap().path(), &Limits::default())).contains("no model/")
+        );
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! `gradients score`, the rejection of an invalid Task and a malformed evaluator message.
 
 mod support;
+#[path = "operator_e2e/task_source.rs"]
+mod task_source;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -254,7 +256,12 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
     // No Pod was ever created twice for a Job (restart safety at the workload level too).
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
     let all = pods.list(&ListParams::default()).await.unwrap().items;
-    assert_eq!(all.len(), 1 + 4 + 4 + 5, "one prepare, four trainer, four seal, five evaluator pods: {:?}", names(&all));
+    assert_eq!(
+        all.len(),
+        1 + 4 + 4 + 5,
+        "one prepare, four trainer, four seal, five evaluator pods: {:?}",
+        names(&all)
+    );
 
     operator.stop().await;
     cluster.delete_namespace(&ns).await;

@@ -8,7 +8,7 @@ use super::Dataset;
 use crate::mechanism::TaskType;
 
 /// Column roles per task type: (required, optional). Template keys are not columns.
-fn roles(task_type: TaskType) -> (&'static [&'static str], &'static [&'static str]) {
+pub(crate) fn roles(task_type: TaskType) -> (&'static [&'static str], &'static [&'static str]) {
     match task_type {
         TaskType::InstructText => (&["instruction", "output"], &["input", "system"]),
         TaskType::Dpo => (&["prompt", "chosen", "rejected"], &["system"]),
@@ -18,7 +18,7 @@ fn roles(task_type: TaskType) -> (&'static [&'static str], &'static [&'static st
 }
 
 /// Instruct templates, in the Task's spelling and in the CLIs' (`columns_arg`).
-const TEMPLATE_KEYS: [&str; 3] = ["format", "noInputFormat", "no_input_format"];
+pub(crate) const TEMPLATE_KEYS: [&str; 3] = ["format", "noInputFormat", "no_input_format"];
 
 /// A problem with one key: (the key, what is wrong).
 pub type ColumnProblem = (String, String);

@@ -31,7 +31,9 @@ fn local(path: &Path) -> PathBuf {
 /// Reads and checks the inputs, then writes the split. Errors name the option at fault.
 pub fn run(config: &MechanismConfig, args: &PrepareArgs) -> Result<DatasetFacts, String> {
     let columns: std::collections::BTreeMap<String, String> = match &args.columns {
-        Some(json) => serde_json::from_str(json).map_err(|e| format!("--columns: not a JSON object of strings: {e}"))?,
+        Some(json) => {
+            serde_json::from_str(json).map_err(|e| format!("--columns: not a JSON object of strings: {e}"))?
+        }
         None => Default::default(),
     };
     if let Some(rewards) = &args.reward_functions {
@@ -89,7 +91,9 @@ mod tests {
         assert_eq!(facts.rows, 50);
         assert!(facts.train > 0 && facts.test > 0);
         let data = dir.path().join("data");
-        for file in ["training/train.jsonl", "training/reward_functions.json", "heldout/test.jsonl", "heldout/synth.jsonl"] {
+        for file in
+            ["training/train.jsonl", "training/reward_functions.json", "heldout/test.jsonl", "heldout/synth.jsonl"]
+        {
             assert!(data.join(file).is_file(), "{file}");
         }
         assert!(!data.join("training/test.jsonl").exists());

@@ -18,8 +18,8 @@ use super::store::Store;
 use super::validate::{self, ValidTask};
 use super::workload::{self, Contract};
 use crate::dataset;
-use crate::seal;
 use crate::mechanism::scoring::average_score_today;
+use crate::seal;
 use crate::tournament::{
     Action, Observation, PoolMiner, SealSummary, SealedModel, TaskState, TournamentConfig, WorkKind, WorkOutput,
     WorkloadId, WorkloadState, decide,

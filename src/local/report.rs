@@ -78,7 +78,11 @@ pub fn build(
             let outcome = outcome(e);
             let usable = outcome.scores.as_ref();
             let losses = usable.map(|r| {
-                if spec.task_type.is_text() { (r.test_loss, r.synth_loss) } else { (r.text_guided_loss, r.no_text_loss) }
+                if spec.task_type.is_text() {
+                    (r.test_loss, r.synth_loss)
+                } else {
+                    (r.text_guided_loss, r.no_text_loss)
+                }
             });
             let reason = outcome.failure.clone();
             let sub = scored.as_ref().and_then(|s| s.submissions.iter().find(|x| x.miner == e.name));

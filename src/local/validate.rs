@@ -3,9 +3,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::dataset::{self, Dataset};
 use super::manifest::{TaskFile, TaskFileError};
 use crate::api::task::TaskSpec;
+use crate::dataset::{self, Dataset};
 use crate::mechanism::TaskType;
 use crate::tournament::{BASE_MODEL, BASELINE};
 
@@ -125,7 +125,7 @@ fn check_columns(spec: &TaskSpec, dataset: &Dataset, where_: &str) -> Result<(),
         .map_err(|(key, message)| (format!("spec.dataset.columns.{key}"), message))
 }
 
-fn is_dns_label(name: &str) -> bool {
+pub(crate) fn is_dns_label(name: &str) -> bool {
     let bytes = name.as_bytes();
     !name.is_empty()
         && name.len() <= 63

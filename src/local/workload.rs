@@ -80,7 +80,9 @@ impl Contract {
         let args = invocation.argv();
         let env = self.env(invocation.env());
         match command {
-            Some([program, first @ ..]) => Spec { program: program.clone(), args: [first.to_vec(), args].concat(), env },
+            Some([program, first @ ..]) => {
+                Spec { program: program.clone(), args: [first.to_vec(), args].concat(), env }
+            }
             _ => Spec { env, ..self.trainer_program(args) },
         }
     }

@@ -40,7 +40,12 @@ pub fn model_uri(workloads: &WorkloadConfig, namespace: &str, task: &str, id: &W
 }
 
 /// A training attempt's output (the seal's input) and its sealed copy, in the store.
-pub fn seal_locations(workloads: &WorkloadConfig, namespace: &str, task: &str, training: &WorkloadId) -> (String, String) {
+pub fn seal_locations(
+    workloads: &WorkloadConfig,
+    namespace: &str,
+    task: &str,
+    training: &WorkloadId,
+) -> (String, String) {
     (model_uri(workloads, namespace, task, training), workloads.sealed_uri(namespace, task, &training.to_string()))
 }
 
@@ -153,7 +158,9 @@ pub fn seal_state(job: &Job, pods: &[Pod]) -> WorkloadState {
         let message = finished.message.as_deref().unwrap_or("").trim();
         match (serde_json::from_str::<crate::seal::SealReport>(message), finished.exit_code) {
             (Ok(report), 0) => report.into_output().map_err(|why| (why, false)),
-            (Ok(report), code) => Err((format!("seal exited with code {code}: {}", report.failure.unwrap_or_default()), true)),
+            (Ok(report), code) => {
+                Err((format!("seal exited with code {code}: {}", report.failure.unwrap_or_default()), true))
+            }
             (Err(e), 0) => Err((format!("the seal's report is unreadable: {e}"), false)),
             (Err(_), code) => Err((format!("seal exited with code {code}"), true)),
         }

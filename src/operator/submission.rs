@@ -64,7 +64,8 @@ async fn reconcile_submission(guarded: Arc<DeserializeGuard<MinerSubmission>>, c
             Ok(job) => Some(ensure(&ctx.client, &job).await?),
             // A submission that asks for what no trainer may have fails; no Job is created.
             Err(refused) if refused.is_refusal() => {
-                let status = refused_status(&previous, &refused.to_string(), submission.metadata.generation, Utc::now());
+                let status =
+                    refused_status(&previous, &refused.to_string(), submission.metadata.generation, Utc::now());
                 apply_status(&ctx.client, &submission, &status).await?;
                 ctx.event(&submission, true, "Refused", refused.to_string()).await;
                 return Ok(Action::await_change());

@@ -249,8 +249,9 @@ impl Step<'_> {
             }
         }
         let timeout = self.config.lifecycle.seal_timeout();
-        let seal_limit =
-            |started: DateTime<Utc>| (started + timeout, format!("sealing took longer than {} s", timeout.num_seconds()));
+        let seal_limit = |started: DateTime<Utc>| {
+            (started + timeout, format!("sealing took longer than {} s", timeout.num_seconds()))
+        };
         let seal = match self.track(&seal, WorkKind::Seal, &entrant.name, &seal_limit) {
             Work::Succeeded { attempt, finished_at, output, .. } if !matches!(output, WorkOutput::Sealed(_)) => {
                 let reason = "the seal reported no digest".to_string();

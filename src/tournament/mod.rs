@@ -71,8 +71,7 @@ pub use config::{LifecycleConfig, TournamentConfig};
 pub use decide::decide;
 pub use eval_report::{EvalCheck, EvalReport, EvalReportError, RESULT_LIMIT};
 pub use observe::{
-    DatasetFacts, Observation, PoolMiner, SealSummary, TrainingSummary, WorkKind, WorkOutput, WorkloadId,
-    WorkloadState,
+    DatasetFacts, Observation, PoolMiner, SealSummary, TrainingSummary, WorkKind, WorkOutput, WorkloadId, WorkloadState,
 };
 pub use outcome::{Outcome, Scores, outcome};
 pub use record::task_record;

@@ -172,7 +172,8 @@ impl WorkloadConfig {
         }
         for (field, uri) in sources {
             if !self.source_allowed(uri) {
-                let allowed = if self.allowed_sources.is_empty() { "none".into() } else { self.allowed_sources.join(", ") };
+                let allowed =
+                    if self.allowed_sources.is_empty() { "none".into() } else { self.allowed_sources.join(", ") };
                 return Err(SourceNotAllowed { field, uri: uri.clone(), allowed });
             }
         }
@@ -184,12 +185,15 @@ impl WorkloadConfig {
         let on_claim = store.claim_path(uri);
         // Anything the tournaments write (held-out splits, rivals' models) is off limits, and a
         // path on the claim must be one `claim_path` accepts (no `..` stepping out of a prefix).
-        let inside_tournaments = |path: &str| path == TOURNAMENTS_DIR || path.starts_with(&format!("{TOURNAMENTS_DIR}/"));
+        let inside_tournaments =
+            |path: &str| path == TOURNAMENTS_DIR || path.starts_with(&format!("{TOURNAMENTS_DIR}/"));
         let tournaments_uri = store.uri(TOURNAMENTS_DIR);
         if on_claim.as_deref().is_some_and(inside_tournaments)
             || uri.starts_with(&tournaments_uri)
             || uri.split('/').any(|s| s == "..")
-            || (uri.starts_with(&format!("{ARTIFACTS_MOUNT}/")) && on_claim.is_none() && matches!(store, ArtifactStore::Claim(_)))
+            || (uri.starts_with(&format!("{ARTIFACTS_MOUNT}/"))
+                && on_claim.is_none()
+                && matches!(store, ArtifactStore::Claim(_)))
         {
             return false;
         }

@@ -70,10 +70,7 @@ pub struct PreparedData {
 
 impl PreparedData {
     pub fn under(root: &str) -> Self {
-        Self {
-            training: TrainingInputs(join(root, TRAINING_DIR)),
-            heldout: HeldOut(join(root, HELDOUT_DIR)),
-        }
+        Self { training: TrainingInputs(join(root, TRAINING_DIR)), heldout: HeldOut(join(root, HELDOUT_DIR)) }
     }
 }
 
@@ -160,10 +157,8 @@ pub fn columns_arg(columns: &std::collections::BTreeMap<String, String>) -> Opti
 
 /// The reward functions file's content (and `prepare --reward-functions`' value).
 pub fn reward_functions_json(functions: &[RewardFunction]) -> String {
-    let list: Vec<serde_json::Value> = functions
-        .iter()
-        .map(|f| serde_json::json!({"name": f.name, "source": f.source, "weight": f.weight}))
-        .collect();
+    let list: Vec<serde_json::Value> =
+        functions.iter().map(|f| serde_json::json!({"name": f.name, "source": f.source, "weight": f.weight})).collect();
     serde_json::Value::Array(list).to_string()
 }
 
@@ -567,8 +562,6 @@ pub(crate) fn check_argv(spec: &CommandSpec, argv: &[String]) -> Result<(), Stri
 mod tests {
     use super::*;
 
-
-
     #[test]
     fn rendered_invocations_follow_their_specs() {
         let description = describe();
@@ -580,7 +573,9 @@ mod tests {
         check_argv(&EVALUATE, &strings(&examples["evaluate"])).unwrap();
         check_argv(&EVALUATE, &strings(&examples["evaluate_base"])).unwrap();
         let train = strings(&examples["train"]);
-        assert!(train.windows(2).any(|w| w[0] == "--reward-functions" && w[1] == "DATA/training/reward_functions.json"));
+        assert!(
+            train.windows(2).any(|w| w[0] == "--reward-functions" && w[1] == "DATA/training/reward_functions.json")
+        );
         assert!(train.windows(2).any(|w| w[0] == "--hours" && w[1] == "1.5"));
         let evaluate = strings(&examples["evaluate"]);
         assert!(evaluate.windows(2).any(|w| w[0] == "--submission" && w[1] == "OUTPUT/model"));

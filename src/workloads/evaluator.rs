@@ -6,12 +6,13 @@ use k8s_openapi::api::core::v1::{Container, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::contract::{
-    EvalInvocation, HeldOut, PreparedData, SealedSubmission, Subject, TERMINATION_MESSAGE_PATH, TRAINER_PROGRAM, TrainingInputs,
+    EvalInvocation, HeldOut, PreparedData, SealedSubmission, Subject, TERMINATION_MESSAGE_PATH, TRAINER_PROGRAM,
+    TrainingInputs,
 };
 use super::{BuildError, WorkloadConfig, labels, mounts};
+use crate::api::Task;
 use crate::mechanism::TaskType;
 use crate::tournament::{WorkKind, WorkloadId};
-use crate::api::Task;
 
 pub const EVALUATOR_CONTAINER: &str = "evaluator";
 

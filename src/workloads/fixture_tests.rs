@@ -239,7 +239,10 @@ fn tasks_may_only_read_allowed_sources() {
     }
     let mut submission: MinerSubmission = load("submission.yaml");
     submission.spec.data_uri = "/artifacts/tournaments/tournaments/other/data".into();
-    assert!(matches!(trainer::trainer_job(&submission, &config()), Err(BuildError::OutsideTask { field: "spec.dataUri", .. })));
+    assert!(matches!(
+        trainer::trainer_job(&submission, &config()),
+        Err(BuildError::OutsideTask { field: "spec.dataUri", .. })
+    ));
     let mut submission: MinerSubmission = load("submission.yaml");
     submission.spec.artifact_uri = "/artifacts/tournaments/tournaments/alpaca-dpo/models/a/../../data".into();
     assert!(matches!(

@@ -62,7 +62,10 @@ pub enum BuildError {
 impl BuildError {
     /// A problem of the object itself, which no retry fixes: its workload fails instead.
     pub fn is_refusal(&self) -> bool {
-        matches!(self, BuildError::OutsideTask { .. } | BuildError::MinerArguments { .. } | BuildError::SourceNotAllowed(_))
+        matches!(
+            self,
+            BuildError::OutsideTask { .. } | BuildError::MinerArguments { .. } | BuildError::SourceNotAllowed(_)
+        )
     }
 
     pub fn category(&self) -> &'static str {

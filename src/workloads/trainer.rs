@@ -26,10 +26,8 @@ pub fn trainer_job(submission: &MinerSubmission, config: &WorkloadConfig) -> Res
         )
     })?;
     own_area(&namespace, &name, spec, config)?;
-    crate::api::miner::check_miner_arguments(&spec.args, &spec.command).map_err(|why| BuildError::MinerArguments {
-        object: format!("MinerSubmission {namespace}/{name}"),
-        why,
-    })?;
+    crate::api::miner::check_miner_arguments(&spec.args, &spec.command)
+        .map_err(|why| BuildError::MinerArguments { object: format!("MinerSubmission {namespace}/{name}"), why })?;
     // Exactly its inputs, read-only, and one writable output of its own.
     let mut view = super::ArtifactView::new(config);
     let base_model = view.mount(&spec.base_model_uri, mounts::BASE_MODEL, true);
@@ -101,11 +99,19 @@ pub fn trainer_job(submission: &MinerSubmission, config: &WorkloadConfig) -> Res
 /// A submission's locations must be its task's own: its data area, an output below the task's
 /// models, a base model the configuration allows. The Task controller builds them so; this
 /// refuses a MinerSubmission written by anyone else to point a trainer at held-out data.
-fn own_area(namespace: &str, name: &str, spec: &crate::api::submission::MinerSubmissionSpec, config: &WorkloadConfig) -> Result<(), BuildError> {
+fn own_area(
+    namespace: &str,
+    name: &str,
+    spec: &crate::api::submission::MinerSubmissionSpec,
+    config: &WorkloadConfig,
+) -> Result<(), BuildError> {
     let outputs = config.model_uri(namespace, &spec.task, "");
     let problem = if spec.data_uri != config.data_uri(namespace, &spec.task) {
         Some(("spec.dataUri", &spec.data_uri))
-    } else if !spec.artifact_uri.starts_with(&outputs) || spec.artifact_uri[outputs.len()..].contains('/') || spec.artifact_uri.len() == outputs.len() {
+    } else if !spec.artifact_uri.starts_with(&outputs)
+        || spec.artifact_uri[outputs.len()..].contains('/')
+        || spec.artifact_uri.len() == outputs.len()
+    {
         Some(("spec.artifactUri", &spec.artifact_uri))
     } else if !config.source_allowed(&spec.base_model_uri) {
         Some(("spec.baseModelUri", &spec.base_model_uri))
@@ -113,7 +119,11 @@ fn own_area(namespace: &str, name: &str, spec: &crate::api::submission::MinerSub
         None
     };
     match problem {
-        Some((field, uri)) => Err(BuildError::OutsideTask { object: format!("MinerSubmission {namespace}/{name}"), field, uri: uri.clone() }),
+        Some((field, uri)) => Err(BuildError::OutsideTask {
+            object: format!("MinerSubmission {namespace}/{name}"),
+            field,
+            uri: uri.clone(),
+        }),
         None => Ok(()),
     }
 }

@@ -118,14 +118,3 @@ def test_package_type_checks(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "cache")],
                           capture_output=True, text=True, cwd=root, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-def test_sandbox_has_no_network_interfaces_where_unshare_works() -> None:
-    probe_src = (
-        "def interfaces(completions, **kw):\n"
-        "    return [float(len(open('/proc/net/dev').read().splitlines()) - 2)]\n"
-    )
-    count = run_reward(RewardSpec("interfaces", probe_src, 1.0), ["x"])[0]
-    if count != 1.0:
-        pytest.skip("kernel refused unshare(CLONE_NEWNET) here; the audit hook still blocks sockets")
-    assert count == 1.0  # loopback only

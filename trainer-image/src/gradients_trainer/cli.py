@@ -1,4 +1,4 @@
-"""``python -m gradients_trainer <train|evaluate|make-base-model|strategies>``."""
+"""``python -m gradients_trainer <train|evaluate|make-base-model|synthesize-eval|strategies>``."""
 
 from __future__ import annotations
 
@@ -74,6 +74,22 @@ def build_parser() -> argparse.ArgumentParser:
     mk.add_argument("--size", choices=["tiny", "small"], default="tiny",
                     help="text only: tiny (tests, ~0.1M params) or small (~25M, GPU checks)")
 
+    sg = sub.add_parser("synthesize-eval",
+                        help="write a synthetic evaluation set with a generator model (§3.3)")
+    sg.add_argument("--task-type", required=True, choices=TASK_TYPES)
+    sg.add_argument("--generator", required=True, type=Path)
+    sg.add_argument("--weaker-model", type=Path, default=None,
+                    help="DPO: writes the rejected answers (default: a corrupted decode)")
+    sg.add_argument("--train-data", required=True, type=Path)
+    sg.add_argument("--test-data", type=Path, default=None,
+                    help="seed rows (default: --train-data, e.g. the whole dataset)")
+    sg.add_argument("--columns", default=None)
+    sg.add_argument("--rows", type=int, required=True)
+    sg.add_argument("--temperature", type=float, default=0.7)
+    sg.add_argument("--max-new-tokens", type=int, default=48)
+    sg.add_argument("--seed", type=int, default=42)
+    sg.add_argument("--output", required=True, type=Path)
+
     sub.add_parser("strategies", help="print the strategy catalogue as JSON")
     return parser
 
@@ -116,6 +132,19 @@ def _dispatch(args: argparse.Namespace) -> int:
         info = make_base_model(task, args.output, args.seed, args.pretrain_data,
                                arch, args.pretrain_steps, args.size)
         write_stdout(json.dumps({"event": "done", "output": str(args.output), **info}))
+        return EXIT_OK
+    if args.command == "synthesize-eval":
+        from dataclasses import asdict
+
+        from .synthgen import Request, run
+
+        record = run(Request(
+            task=task, generator=args.generator, weaker=args.weaker_model,
+            train_data=args.train_data, test_data=args.test_data, columns=args.columns,
+            rows=args.rows, temperature=args.temperature,
+            max_new_tokens=args.max_new_tokens, seed=args.seed, output=args.output,
+        ))
+        write_stdout(json.dumps({"event": "done", **asdict(record)}))
         return EXIT_OK
     strategy = strategies.get(args.strategy)
     if args.strategy_overrides:

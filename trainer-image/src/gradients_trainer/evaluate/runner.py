@@ -25,7 +25,7 @@ from ..contract import (
     write_stdout,
 )
 from ..data import Columns, load_image_folder, load_text_split, parse_columns
-from ..sandbox import RewardSpec, SandboxError, load_reward_specs, probe
+from ..sandbox import RewardSpec, SandboxError, SandboxUnavailable, load_reward_specs, probe
 
 
 def main_evaluate(args: argparse.Namespace) -> int:
@@ -98,6 +98,8 @@ def evaluate(args: argparse.Namespace, result: EvalResult, started: float) -> No
     for spec in specs:
         try:
             probe(spec, [e.prompt for e in test[:2]], [e.extra for e in test[:2]])
+        except SandboxUnavailable:
+            raise  # this machine cannot confine rewards: a crash (retried), not the miner's fault
         except SandboxError as exc:
             result.checks.append(Check("reward_functions", False, str(exc)))
             result.fail(f"reward_functions: {exc}")
