@@ -69,7 +69,7 @@ mod state;
 pub use action::{Action, Decision, SealedModel};
 pub use config::{LifecycleConfig, TournamentConfig};
 pub use decide::decide;
-pub use eval_report::{EvalCheck, EvalReport, EvalReportError, RESULT_LIMIT};
+pub use eval_report::{EvalCheck, EvalReport, EvalReportError, FailureCategory, RESULT_LIMIT};
 pub use observe::{
     DatasetFacts, Observation, PoolMiner, SealSummary, TrainingSummary, WorkKind, WorkOutput, WorkloadId, WorkloadState,
 };
