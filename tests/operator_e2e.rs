@@ -183,6 +183,9 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
             expected.map(|_| true),
             "{miner}'s evaluator reads the sealed copy"
         );
+        let digest = args.iter().position(|a| a == "--submission-digest").map(|i| args[i + 1].clone());
+        let sealed = (*miner != "base-model").then(|| format!("sha256:{}", digest_of(miner)));
+        assert_eq!(digest, sealed, "{miner}'s evaluator checks the sealed digest");
         assert_eq!(spec.automount_service_account_token, Some(false));
         let container = &spec.containers[0];
         assert_eq!(container.security_context.as_ref().unwrap().read_only_root_filesystem, Some(true));

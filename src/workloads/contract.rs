@@ -240,8 +240,8 @@ pub const EVALUATE: CommandSpec = CommandSpec {
         req("--task-type"),
         req("--base-model"),
         opt("--submission"),
-        // `--submission-digest` joins once the evaluator takes it (HELPERS.md); until then the
-        // digest is recorded (MinerSubmission, Evaluation) but not rendered.
+        // The sealed tree digest the evaluator verifies before it loads anything (HELPERS.md).
+        opt("--submission-digest"),
         switch("--score-base"),
         req("--test-data"),
         req("--synth-data"),
@@ -452,15 +452,16 @@ pub struct EvalInvocation {
 
 impl EvalInvocation {
     pub fn argv(&self) -> Vec<String> {
-        let submission = match &self.subject {
-            Subject::Model { dir, .. } => Some(dir.clone()),
-            Subject::BaseModel => None,
+        let (submission, digest) = match &self.subject {
+            Subject::Model { dir, digest } => (Some(dir.clone()), digest.clone()),
+            Subject::BaseModel => (None, None),
         };
         let rewards = (self.task_type == TaskType::Grpo).then(|| self.inputs.reward_functions());
         Argv::new(&EVALUATE)
             .value("--task-type", cli_task_type(self.task_type))
             .value("--base-model", self.base_model.clone())
             .maybe("--submission", submission)
+            .maybe("--submission-digest", digest)
             .switch("--score-base", self.subject == Subject::BaseModel)
             .value("--test-data", self.heldout.test(self.task_type))
             .value("--synth-data", self.heldout.synth(self.task_type))

@@ -172,6 +172,7 @@ fn each_workload_sees_only_its_own_locations_on_the_claim() {
     );
     assert_eq!(arg(&evaluation, "--submission"), "/sealed/model");
     assert_eq!(arg(&evaluation, "--test-data"), "/heldout/test.jsonl");
+    assert_eq!(arg(&evaluation, "--submission-digest"), format!("sha256:{}", "ab".repeat(32)));
     let env = container(&evaluation).env.unwrap();
     assert!(env.iter().all(|e| !e.name.contains("MINER") && !e.name.contains("TASK")), "{env:?}");
 }

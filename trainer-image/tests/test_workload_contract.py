@@ -54,6 +54,7 @@ def test_rendered_invocations_parse(example: str) -> None:
         assert args.score_base is True and args.submission is None
     elif example == "evaluate":
         assert str(args.submission) == "OUTPUT/" + CONTRACT["layout"]["model_dir"]
+        assert args.submission_digest == rendered["--submission-digest"]
     else:
         assert args.hours == float(rendered["--hours"])
         assert str(args.output) == "OUTPUT"
