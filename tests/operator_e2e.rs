@@ -145,7 +145,7 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
         assert_eq!(spec.containers[0].args.as_ref().unwrap()[0], "seal");
         assert_eq!(spec.automount_service_account_token, Some(false));
         assert!(
-            !jobs.get_opt(&job_of(TASK, WorkKind::Evaluate, entrant)).await.unwrap().is_some(),
+            jobs.get_opt(&job_of(TASK, WorkKind::Evaluate, entrant)).await.unwrap().is_none(),
             "{entrant} is evaluated only once sealed"
         );
         cluster.finish_pod(&ns, &pod_name, 0, Some(seal_report(entrant).as_str()));
