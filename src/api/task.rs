@@ -149,9 +149,9 @@ pub struct InlineMiner {
     #[schemars(length(min = 1, max = 128))]
     pub strategy: String,
     /// Local runs only: a program (and its first arguments) to run instead of the reference
-    /// trainer, for a miner that brings its own. It gets the trainer's arguments appended and
-    /// `GRADIENTS_OUTPUT`, `GRADIENTS_TRAIN_DATA`, `GRADIENTS_BASE_MODEL` and
-    /// `GRADIENTS_DEADLINE` in its environment, and must write `$GRADIENTS_OUTPUT/model/`.
+    /// trainer, for a miner that brings its own. It gets the trainer's arguments (`train …`)
+    /// appended and `GRADIENTS_OUTPUT`, `GRADIENTS_TRAIN_DATA`, `GRADIENTS_BASE_MODEL` and
+    /// `GRADIENTS_HOURS` in its environment, and must write `$GRADIENTS_OUTPUT/model/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
     pub command: Option<Vec<String>>,

@@ -28,15 +28,25 @@ use crate::tournament::{
     DatasetFacts, EvalReport, Phase, Role, TaskState, TrainingSummary, Work, WorkKind, WorkOutput, WorkloadId,
     WorkloadState,
 };
-use crate::workloads::{BuildError, WorkloadConfig, child_name, evaluator, gpus, labels};
+use crate::workloads::{BuildError, WorkloadConfig, evaluator, gpus, labels};
 
 pub fn submission_name(task: &str, id: &WorkloadId) -> String {
-    child_name(&[task, &id.entrant, &id.attempt.to_string()])
+    crate::workloads::workload_name(task, id)
 }
 
 /// Where the model of one training attempt goes.
 pub fn model_uri(workloads: &WorkloadConfig, namespace: &str, task: &str, id: &WorkloadId) -> String {
     workloads.model_uri(namespace, task, &id.to_string())
+}
+
+/// A training attempt's output (the seal's input) and its sealed copy, in the store.
+pub fn seal_locations(
+    workloads: &WorkloadConfig,
+    namespace: &str,
+    task: &str,
+    training: &WorkloadId,
+) -> (String, String) {
+    (model_uri(workloads, namespace, task, training), workloads.sealed_uri(namespace, task, &training.to_string()))
 }
 
 /// The workload id a child object carries in its labels.
@@ -160,7 +170,9 @@ pub fn in_flight(state: &TaskState) -> Vec<WorkloadId> {
     let mut ids: Vec<WorkloadId> =
         current(&state.prepare).map(|attempt| WorkloadId::new(WorkKind::Prepare, "", attempt)).into_iter().collect();
     for entrant in &state.entrants {
-        for (kind, work) in [(WorkKind::Train, &entrant.training), (WorkKind::Evaluate, &entrant.evaluation)] {
+        let works =
+            [(WorkKind::Train, &entrant.training), (WorkKind::Seal, &entrant.seal), (WorkKind::Evaluate, &entrant.evaluation)];
+        for (kind, work) in works {
             if let Some(attempt) = current(work) {
                 ids.push(WorkloadId::new(kind, &entrant.name, attempt));
             }
@@ -183,6 +195,22 @@ pub fn not_adopted(now: DateTime<Utc>, squatter: &str) -> WorkloadState {
 
 /// The condition reason of a submission whose trainer Job's name someone else's Job held.
 pub const NOT_ADOPTED: &str = "NotAdopted";
+
+/// A seal: its termination message is the seal's report. A refusal (`"ok": false`) fails the
+/// submission for good; a crash without a report is worth another attempt.
+pub fn seal_state(job: &Job, pods: &[Pod]) -> WorkloadState {
+    job_state(job, pods, crate::workloads::seal::SEAL_CONTAINER, |finished| {
+        let message = finished.message.as_deref().unwrap_or("").trim();
+        match (serde_json::from_str::<crate::seal::SealReport>(message), finished.exit_code) {
+            (Ok(report), 0) => report.into_output().map_err(|why| (why, false)),
+            (Ok(report), code) => {
+                Err((format!("seal exited with code {code}: {}", report.failure.unwrap_or_default()), true))
+            }
+            (Err(e), 0) => Err((format!("the seal's report is unreadable: {e}"), false)),
+            (Err(_), code) => Err((format!("seal exited with code {code}"), true)),
+        }
+    })
+}
 
 /// A training, as its MinerSubmission reports it.
 pub fn training_state(submission: &MinerSubmission) -> WorkloadState {
@@ -223,10 +251,7 @@ pub fn build_submission(
     let (namespace, name, owner) = crate::workloads::owner(task)?;
     let spec = &task.spec;
     // A deadline caps the allotment: the Job may not run past it.
-    let hours = match deadline {
-        Some(deadline) => hours.min(((deadline - now).num_seconds().max(60)) as f64 / 3600.0),
-        None => hours,
-    };
+    let hours = crate::workloads::contract::budget_hours(hours, deadline, now);
     let mut submission = MinerSubmission::new(
         &submission_name(&name, id),
         MinerSubmissionSpec {
@@ -282,26 +307,17 @@ pub fn build_evaluation(
             artifact_uri: model_uri(workloads, &namespace, &name, &training),
             submitted_at: submitted.submitted_at,
         });
-        let report = match entrant.evaluation.output() {
-            Some(WorkOutput::Evaluated(report)) => Some(report),
-            _ => None,
-        };
-        let usable = report.filter(|r| r.ok);
-        let failure = entrant
-            .evaluation
-            .failure()
-            .or(entrant.training.failure())
-            .map(str::to_string)
-            .or_else(|| report.and_then(|r| r.failure_reason()));
+        let outcome = crate::tournament::outcome(entrant);
         results.push(SubmissionResult {
             miner: entrant.name.clone(),
-            state: if usable.is_some() { ResultState::Evaluated } else { ResultState::Failed },
+            state: if outcome.is_scored() { ResultState::Evaluated } else { ResultState::Failed },
             test_loss: submitted.test_loss,
             synth_loss: submitted.synth_loss,
             text_guided_loss: submitted.text_guided_loss,
             no_text_loss: submitted.no_text_loss,
-            weights_sha256: report.and_then(|r| r.weights_sha256.clone()),
-            failure: if usable.is_some() { None } else { failure.map(|f| truncate(&f, 512)) },
+            weights_sha256: outcome.report.and_then(|r| r.weights_sha256.clone()),
+            model_digest: outcome.sealed.map(|s| s.digest.clone()),
+            failure: outcome.failure.map(|f| truncate(&f, 512)),
             ..SubmissionResult::default()
         });
     }

@@ -3,7 +3,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 
 use super::*;
-use crate::tournament::{Action, Observation, PoolMiner, TournamentConfig, decide};
+use crate::tournament::{Action, Observation, PoolMiner, SealSummary, TournamentConfig, decide};
 
 fn now() -> DateTime<Utc> {
     "2026-11-26T12:00:00Z".parse().unwrap()
@@ -141,13 +141,33 @@ fn preparation_reports_split_sizes() {
 }
 
 #[test]
+fn a_seal_reports_its_digest_or_why_it_refused() {
+    let done = job(serde_json::json!({"startTime": "2026-11-26T11:00:00Z"}));
+    let sealed = r#"{"ok":true,"digest":"sha256:ab","files":2,"bytes":3}"#;
+    match seal_state(&done, &[pod("seal", 0, Some(sealed))]) {
+        WorkloadState::Succeeded { output: WorkOutput::Sealed(summary), .. } => assert_eq!(summary.digest, "sha256:ab"),
+        other => panic!("{other:?}"),
+    }
+    let refused = r#"{"ok":false,"files":0,"bytes":0,"failure":"model/leak is a symlink"}"#;
+    match seal_state(&done, &[pod("seal", 0, Some(refused))]) {
+        WorkloadState::Failed { reason, retryable: false, .. } => assert!(reason.contains("model/leak is a symlink")),
+        other => panic!("{other:?}"),
+    }
+    match seal_state(&done, &[pod("seal", 1, None)]) {
+        WorkloadState::Failed { retryable: true, .. } => {}
+        other => panic!("a crashed seal is retried: {other:?}"),
+    }
+}
+
+#[test]
 fn workload_ids_round_trip_through_labels() {
     let id = WorkloadId::new(WorkKind::Train, "miner-a", 2);
     let submission = build_submission(&task(), &id, Some("lora".into()), 2.0, None, None, &workloads(), now()).unwrap();
-    assert_eq!(submission.metadata.name.as_deref(), Some("t1-miner-a-2"));
+    assert_eq!(submission.metadata.name, Some(crate::workloads::workload_name("t1", &id)));
+    assert!(submission.metadata.name.as_deref().unwrap().starts_with("t1-train-miner-a-2-"));
     assert_eq!(workload_id(WorkKind::Train, submission.metadata.labels.as_ref().unwrap()), Some(id));
     assert_eq!(submission.spec.gpus, 2, "7B instruct: 2 GPUs");
-    assert_eq!(submission.spec.artifact_uri, "/artifacts/ns/t1/models/train-miner-a-2");
+    assert_eq!(submission.spec.artifact_uri, "/artifacts/tournaments/ns/t1/models/train-miner-a-2");
     let capped = build_submission(
         &task(),
         &WorkloadId::new(WorkKind::Train, "m", 1),
@@ -211,6 +231,12 @@ fn a_tournament_runs_through_the_shared_state_machine() {
                         },
                     );
                 }
+                Action::StartSeal { id, .. } => {
+                    let summary = SealSummary { digest: format!("sha256:{id}"), files: 1, bytes: 1 };
+                    let sealed = WorkOutput::Sealed(summary);
+                    let state = WorkloadState::Succeeded { started_at: started, finished_at: finished, output: sealed };
+                    workloads_seen.insert(id.clone(), state);
+                }
                 Action::StartEvaluation { id, entrant, .. } => {
                     let loss = match entrant.as_str() {
                         "a" => Some(1.0),
@@ -264,6 +290,8 @@ fn a_tournament_runs_through_the_shared_state_machine() {
         assert!(failed.failure.as_deref().unwrap_or_default().contains("malformed"));
         assert_eq!(failed.status.as_deref(), Some("failed"));
     }
+    let a = evaluation.results.iter().find(|r| r.miner == "a").unwrap();
+    assert_eq!(a.model_digest.as_deref(), Some("sha256:seal-a-1"), "the Evaluation records the sealed digest");
 }
 
 #[test]

@@ -80,7 +80,17 @@ async fn reconcile_submission(guarded: Arc<DeserializeGuard<MinerSubmission>>, c
     let status = if previous.phase.is_terminal() {
         next_status(&previous, None, generation, Utc::now())
     } else {
-        let job = trainer::trainer_job(&submission, &ctx.workloads)?;
+        let job = match trainer::trainer_job(&submission, &ctx.workloads) {
+            Ok(job) => job,
+            // A submission that asks for what no trainer may have fails; no Job is created.
+            Err(refused) if refused.is_refusal() => {
+                let status = refused_status(&previous, &refused.to_string(), generation, Utc::now());
+                apply_status(&ctx.client, &submission, &status).await?;
+                ctx.event(&submission, true, "Refused", refused.to_string()).await;
+                return Ok(Action::await_change());
+            }
+            Err(e) => return Err(e.into()),
+        };
         match ownership::claim(&ctx.client, &job, previous.job_uid.as_deref()).await? {
             Claim::Ours(job) | Claim::Created(job) => next_status(&previous, Some(&job), generation, Utc::now()),
             Claim::Foreign(job) => not_adopted(&previous, &ownership::describe(&job), generation, Utc::now()),
@@ -148,12 +158,32 @@ pub fn not_adopted(
     now: DateTime<Utc>,
 ) -> MinerSubmissionStatus {
     let reason = format!("{squatter} holds the trainer Job's name; not created by the operator, not adopted");
+    failed_without_training(previous, lifecycle::NOT_ADOPTED, &reason, generation, now)
+}
+
+/// The status of a submission refused before any Job: failed, with the reason.
+pub fn refused_status(
+    previous: &MinerSubmissionStatus,
+    reason: &str,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) -> MinerSubmissionStatus {
+    failed_without_training(previous, "Refused", reason, generation, now)
+}
+
+fn failed_without_training(
+    previous: &MinerSubmissionStatus,
+    category: &str,
+    reason: &str,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) -> MinerSubmissionStatus {
     let mut status = previous.clone();
     status.observed_generation = generation;
     status.phase = SubmissionPhase::Failed;
     status.finished_at = Some(now);
-    status.failure_reason = Some(reason.clone());
-    let failed = Observed::new("Trained", Some(false), lifecycle::NOT_ADOPTED, reason);
+    status.failure_reason = Some(reason.to_string());
+    let failed = Observed::new("Trained", Some(false), category, reason);
     status.conditions = conditions::merge(&previous.conditions, &[failed], generation, now);
     status
 }

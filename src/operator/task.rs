@@ -28,7 +28,8 @@ use crate::api::conditions::{self, Observed};
 use crate::api::evaluation::EvaluationPhase;
 use crate::api::{Evaluation, Miner, MinerSubmission, Task, TaskStatus};
 use crate::tournament::{self, Action, Observation, PoolMiner, WorkKind, WorkloadId, WorkloadState};
-use crate::workloads::{evaluator, labels, network_policy, prepare};
+use crate::workloads::evaluator::Evaluated;
+use crate::workloads::{evaluator, labels, network_policy, prepare, seal};
 
 const NAME: &str = "task";
 /// A task that is not finished is looked at again at least this often.
@@ -77,6 +78,11 @@ async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>)
     }
     let client = &ctx.client;
     let now = Utc::now();
+    if let Err(refused) = ctx.workloads.check_sources(&task.spec)
+        && !task.phase().is_terminal()
+    {
+        return fail_task(&ctx, &task, format!("Task {namespace}/{name}: {refused}"), now).await;
+    }
     let previous = task.status.clone().unwrap_or_default();
     let state = previous.lifecycle.clone().unwrap_or_default();
     let mut findings = Vec::new();
@@ -226,6 +232,18 @@ impl Children<'_> {
     }
 }
 
+/// Fails a task the operator may not run (its status says why, and an Event).
+async fn fail_task(ctx: &Context, task: &Task, message: String, now: chrono::DateTime<Utc>) -> Result<Requeue> {
+    let previous = task.status.clone().unwrap_or_default();
+    let mut state = previous.lifecycle.clone().unwrap_or_default();
+    state.phase = tournament::Phase::Failed;
+    state.message = Some(message.clone());
+    let status = lifecycle::task_status(&task.name_any(), &previous, &state, None, task.metadata.generation, now);
+    apply_status(&ctx.client, task, &status).await?;
+    ctx.event(task, true, "Failed", message).await;
+    Ok(Requeue::await_change())
+}
+
 async fn execute(
     ctx: &Context,
     children: &mut Children<'_>,
@@ -255,16 +273,22 @@ async fn execute(
             )?;
             children.create(client, &submission).await?;
         }
+        Action::StartSeal { id, entrant, training } => {
+            let (output, sealed) = lifecycle::seal_locations(&ctx.workloads, &namespace, &name, training);
+            let job_name = crate::workloads::workload_name(&name, id);
+            let job = seal::seal_job(task, job_name, entrant, id.attempt, &output, &sealed, &ctx.workloads)?;
+            children.create(client, &job).await?;
+        }
         Action::StartEvaluation { id, entrant, submission } => {
-            let model = submission.as_ref().map(|training| {
-                let object = lifecycle::submission_name(&name, training);
-                submissions
-                    .iter()
-                    .find(|s| s.name_any() == object)
-                    .map(|s| s.spec.artifact_uri.clone())
-                    .unwrap_or_else(|| lifecycle::model_uri(&ctx.workloads, &namespace, &name, training))
-            });
-            let job = evaluator::evaluation_job(task, entrant, id.attempt, model.as_deref(), &ctx.workloads)?;
+            let evaluated = match submission {
+                Some(model) => {
+                    let (_, sealed) = lifecycle::seal_locations(&ctx.workloads, &namespace, &name, &model.training);
+                    record_seal(client, &namespace, &name, model, &sealed, submissions).await?;
+                    Evaluated::Sealed { uri: sealed, digest: model.digest.clone() }
+                }
+                None => Evaluated::BaseModel,
+            };
+            let job = evaluator::evaluation_job(task, entrant, id.attempt, evaluated, &ctx.workloads)?;
             children.create(client, &job).await?;
         }
         Action::StopWorkload { id, reason } => {
@@ -287,6 +311,29 @@ async fn execute(
     Ok(())
 }
 
+/// Records the seal on the training's MinerSubmission (digest and location), before its model
+/// is evaluated. A merge patch of those fields only: the submission controller owns the rest.
+async fn record_seal(
+    client: &Client,
+    namespace: &str,
+    task: &str,
+    model: &tournament::SealedModel,
+    sealed: &str,
+    submissions: &[MinerSubmission],
+) -> Result<()> {
+    let name = lifecycle::submission_name(task, &model.training);
+    let current = submissions.iter().find(|s| s.name_any() == name).and_then(|s| s.status.as_ref());
+    if current.is_some_and(|s| s.sealed_digest.as_deref() == Some(model.digest.as_str())) {
+        return Ok(());
+    }
+    let patch = serde_json::json!({"status": {"sealedDigest": model.digest, "sealedUri": sealed}});
+    let api = Api::<MinerSubmission>::namespaced(client.clone(), namespace);
+    match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        other => other.map(|_| ()).map_err(Into::into),
+    }
+}
+
 /// Deletes a workload's object, only if it is the one the operator created (the uid is a
 /// precondition of the delete): a squatter under the same name is never touched.
 async fn stop(
@@ -299,7 +346,7 @@ async fn stop(
     let key = match id.kind {
         WorkKind::Prepare => ownership::key::<Job>(&prepare::job_name(task, id.attempt)),
         WorkKind::Train => ownership::key::<MinerSubmission>(&lifecycle::submission_name(task, id)),
-        WorkKind::Evaluate => ownership::key::<Job>(&evaluator::job_name(task, &id.entrant, id.attempt)),
+        WorkKind::Seal | WorkKind::Evaluate => ownership::key::<Job>(&crate::workloads::workload_name(task, id)),
     };
     let Some(uid) = recorded.get(&key) else { return Ok(()) };
     let object = key.split_once('/').map(|(_, name)| name).unwrap_or_default();
@@ -407,6 +454,9 @@ async fn observe_workloads(
         }
         let (object, container, image) = match id.kind {
             WorkKind::Prepare => (prepare::job_name(&name, id.attempt), "prepare", &ctx.workloads.operator_image),
+            WorkKind::Seal => {
+                (crate::workloads::workload_name(&name, &id), seal::SEAL_CONTAINER, &ctx.workloads.operator_image)
+            }
             _ => (
                 evaluator::job_name(&name, &id.entrant, id.attempt),
                 evaluator::EVALUATOR_CONTAINER,
@@ -433,6 +483,7 @@ async fn observe_workloads(
         }));
         let observed = match id.kind {
             WorkKind::Prepare => lifecycle::preparation_state(&job, &trusted),
+            WorkKind::Seal => lifecycle::seal_state(&job, &trusted),
             _ => lifecycle::evaluation_state(&job, &trusted),
         };
         workloads.insert(id, observed);

@@ -20,6 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const RELEASE_NAMESPACE: &str = "gradients-system";
 pub const SERVICE_ACCOUNT: &str = "system:serviceaccount:gradients-system:gradients-operator";
+/// Where the e2e Tasks' datasets and base models may be (`workloads.allowedSources`).
+pub const ALLOWED_SOURCES: &str = r#"["s3://gradients-e2e/datasets/","s3://gradients-e2e/models/"]"#;
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -94,6 +96,7 @@ impl Cluster {
             .args(["--namespace", RELEASE_NAMESPACE, "--create-namespace", "--wait", "--timeout", "60s"])
             .args(["--set", "replicaCount=0", "--set", "workloads.artifacts=s3://gradients-e2e/artifacts"])
             .args(["--set-json", &format!("workloads.prepare.tolerations={tolerations}")])
+            .args(["--set-json", &format!("workloads.allowedSources={ALLOWED_SOURCES}")])
             .args(values)
             .status()
             .expect("helm on PATH (e2e/cluster env)");
