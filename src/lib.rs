@@ -6,10 +6,11 @@
 pub mod api;
 pub mod audit;
 pub mod crdgen;
+pub mod dataset;
 pub mod local;
 pub mod mechanism;
 pub mod operator;
-pub mod prepare;
+pub mod seal;
 pub mod synthetic;
 pub mod tournament;
 pub mod workloads;

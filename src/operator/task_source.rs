@@ -15,7 +15,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 
-use super::context::{Context, apply_status, ensure, log_stream_errors, object_key};
+use super::context::{Context, apply_status, ensure, log_stream_errors, object_key, scoped};
 use super::error::{Error, Result};
 use crate::api::submission::SubmissionPhase;
 use crate::api::task::Origin;
@@ -27,10 +27,15 @@ const NAME: &str = "tasksource";
 /// Looked at again at least this often, whatever happens in the namespace.
 const RESYNC: Duration = Duration::from_secs(60);
 
-pub fn controller(ctx: Arc<Context>, concurrency: u16, shutdown: super::Stop) -> BoxFuture<'static, ()> {
+pub fn controller(
+    ctx: Arc<Context>,
+    namespace: Option<&str>,
+    concurrency: u16,
+    shutdown: super::Stop,
+) -> BoxFuture<'static, ()> {
     let client = ctx.client.clone();
     let controller =
-        Controller::new(Api::<DeserializeGuard<TaskSource>>::all(client.clone()), watcher::Config::default());
+        Controller::new(scoped::<DeserializeGuard<TaskSource>>(&client, namespace), watcher::Config::default());
     // Any Task or trainer change in a namespace may end a pause or free a slot: wake its sources.
     let sources = controller.store();
     let in_namespace = move |namespace: Option<String>| -> Vec<ObjectRef<DeserializeGuard<TaskSource>>> {
@@ -38,12 +43,14 @@ pub fn controller(ctx: Arc<Context>, concurrency: u16, shutdown: super::Stop) ->
     };
     let for_submissions = in_namespace.clone();
     controller
-        .watches(Api::<DeserializeGuard<Task>>::all(client.clone()), watcher::Config::default(), move |task| {
+        .watches(scoped::<DeserializeGuard<Task>>(&client, namespace), watcher::Config::default(), move |task| {
             in_namespace(task.namespace())
         })
-        .watches(Api::<DeserializeGuard<MinerSubmission>>::all(client), watcher::Config::default(), move |s| {
-            for_submissions(s.namespace())
-        })
+        .watches(
+            scoped::<DeserializeGuard<MinerSubmission>>(&client, namespace),
+            watcher::Config::default(),
+            move |s| for_submissions(s.namespace()),
+        )
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object_key(object.as_ref()), error), ctx)
