@@ -48,7 +48,9 @@ pub struct MinerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// Command of the trainer container; defaults to the reference trainer's `train` entry point.
+    /// Bounded so the API server can price the CRD's rules (CEL cost budget).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 4096)))]
     pub command: Vec<String>,
     /// Strategy of the reference trainer (`python -m gradients_trainer strategies` lists them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,7 +59,7 @@ pub struct MinerSpec {
     /// strategy fields of the reference trainer). The operator's own arguments cannot be
     /// overridden, and `$(` (the kubelet's variable expansion) is refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 2))]
+    #[schemars(length(max = 2), inner(length(max = 16384)))]
     pub args: Vec<String>,
     /// A disabled miner keeps its history but is not selected.
     #[serde(default = "enabled_by_default")]

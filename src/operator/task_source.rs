@@ -19,9 +19,11 @@ use super::context::{Context, apply_status, ensure, log_stream_errors, object_ke
 use super::error::{Error, Result};
 use crate::api::submission::SubmissionPhase;
 use crate::api::task::Origin;
+use crate::api::task_source::TaskSourceSpec;
 use crate::api::{MinerSubmission, Task, TaskSource};
 use crate::synthetic::plan::{self, Existing, Observation};
-use crate::synthetic::{file, labels};
+use crate::synthetic::{SourceError, file, labels};
+use crate::workloads::WorkloadConfig;
 
 const NAME: &str = "tasksource";
 /// Looked at again at least this often, whatever happens in the namespace.
@@ -104,6 +106,7 @@ async fn reconcile_source(guarded: Arc<DeserializeGuard<TaskSource>>, ctx: Arc<C
         })
         .collect();
     let previous = source.status.clone().unwrap_or_default();
+    let sources = refused_sources(&source.spec, &ctx.workloads);
     let decided = plan::plan(&Observation {
         source: &name,
         generation: source.metadata.generation,
@@ -111,6 +114,7 @@ async fn reconcile_source(guarded: Arc<DeserializeGuard<TaskSource>>, ctx: Arc<C
         previous: &previous,
         own: &own,
         waiting: &waiting,
+        sources: &sources,
         now: Utc::now(),
     });
 
@@ -141,6 +145,25 @@ async fn reconcile_source(guarded: Arc<DeserializeGuard<TaskSource>>, ctx: Arc<C
         apply_status(client, &source, &decided.status).await?;
     }
     Ok(Requeue::requeue(RESYNC))
+}
+
+/// The first catalog URI the operator would refuse to read (`workloads.allowedSources`).
+fn refused_sources(spec: &TaskSourceSpec, workloads: &WorkloadConfig) -> std::result::Result<(), SourceError> {
+    let models = spec.catalog.models.iter().enumerate().map(|(i, m)| (format!("spec.catalog.models[{i}].uri"), &m.uri));
+    let datasets = spec.catalog.datasets.iter().enumerate().flat_map(|(i, d)| {
+        std::iter::once((format!("spec.catalog.datasets[{i}].uri"), &d.uri))
+            .chain(d.synthetic_uri.iter().map(move |u| (format!("spec.catalog.datasets[{i}].syntheticUri"), u)))
+    });
+    match models.chain(datasets).find(|(_, uri)| !workloads.source_allowed(uri)) {
+        None => Ok(()),
+        Some((field, uri)) => Err(SourceError::Invalid {
+            field,
+            message: format!(
+                "'{uri}' is not under a source this operator may read (workloads.allowedSources: {})",
+                workloads.allowed_sources.join(", ")
+            ),
+        }),
+    }
 }
 
 /// The objects of a namespace that deserialize (one malformed object is skipped, not fatal).

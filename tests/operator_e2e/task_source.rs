@@ -30,17 +30,17 @@ spec:
   seed: 17
   catalog:
     models:
-    - {{uri: /models/qwen2.5-3b, paramsB: 3, taskTypes: [InstructText, Dpo, Grpo]}}
-    - {{uri: /models/llama-8b, paramsB: 8, taskTypes: [InstructText]}}
-    - {{uri: /models/sdxl, paramsB: 2.6, taskTypes: [Image]}}
+    - {{uri: s3://gradients-e2e/models/qwen2.5-3b, paramsB: 3, taskTypes: [InstructText, Dpo, Grpo]}}
+    - {{uri: s3://gradients-e2e/models/llama-8b, paramsB: 8, taskTypes: [InstructText]}}
+    - {{uri: s3://gradients-e2e/models/sdxl, paramsB: 2.6, taskTypes: [Image]}}
     datasets:
-    - {{uri: /datasets/alpaca.jsonl, taskType: InstructText, rows: 30000, columns: {{instruction: q, output: a}}}}
-    - {{uri: /datasets/prefs.jsonl, taskType: Dpo, rows: 2400, columns: {{prompt: q, chosen: good, rejected: bad}}}}
-    - uri: /datasets/math.jsonl
+    - {{uri: s3://gradients-e2e/datasets/alpaca.jsonl, taskType: InstructText, rows: 30000, columns: {{instruction: q, output: a}}}}
+    - {{uri: s3://gradients-e2e/datasets/prefs.jsonl, taskType: Dpo, rows: 2400, columns: {{prompt: q, chosen: good, rejected: bad}}}}
+    - uri: s3://gradients-e2e/datasets/math.jsonl
       taskType: Grpo
       rows: 120000
       rewardFunctions: [{{name: short, weight: 1.0, source: "def short(completions, **kw): return [0.0 for _ in completions]"}}]
-    - {{uri: /datasets/pets, taskType: Image, rows: 40}}
+    - {{uri: s3://gradients-e2e/datasets/pets, taskType: Image, rows: 40}}
   taskTemplate:
     minersPerTask: 2
     minerSelector: {{pool: synthetic}}
@@ -99,7 +99,7 @@ async fn finish_running_pods(cluster: &Cluster, ns: &str) {
 /// Prepares the organic Task `task` (already applied), waits for it to reach `phase`, then
 /// applies a TaskSource and checks that it pauses with `message` and creates nothing.
 async fn expect_pause(cluster: &Cluster, ns: &str, task: &str, phase: TaskPhase, message: &str) {
-    let pod = cluster.wait_for_job_pod(ns, &format!("{task}-prepare-1")).await;
+    let pod = cluster.wait_for_job_pod(ns, &gradients::workloads::prepare::job_name(task, 1)).await;
     cluster.finish_pod(ns, &pod, 0, Some(SPLIT_SIZES));
     let tasks: Api<Task> = Api::namespaced(cluster.client.clone(), ns);
     wait_until(&format!("{task} to be {phase:?}"), Duration::from_secs(60), || async {
@@ -237,8 +237,8 @@ kind: Task
 metadata: {{name: lonely, namespace: {ns}}}
 spec:
   taskType: Dpo
-  baseModel: {{uri: /models/qwen2.5-3b, paramsB: 3}}
-  dataset: {{uri: /datasets/prefs.jsonl, columns: {{prompt: q, chosen: good, rejected: bad}}}}
+  baseModel: {{uri: s3://gradients-e2e/models/qwen2.5-3b, paramsB: 3}}
+  dataset: {{uri: s3://gradients-e2e/datasets/prefs.jsonl, columns: {{prompt: q, chosen: good, rejected: bad}}}}
   hours: 2
   minerSelector: {{pool: nobody}}
 "
@@ -286,8 +286,8 @@ kind: Task
 metadata: {{name: huge, namespace: {ns}}}
 spec:
   taskType: InstructText
-  baseModel: {{uri: /models/llama-70b, paramsB: 70}}
-  dataset: {{uri: /datasets/alpaca.jsonl, columns: {{instruction: q, output: a}}}}
+  baseModel: {{uri: s3://gradients-e2e/models/llama-70b, paramsB: 70}}
+  dataset: {{uri: s3://gradients-e2e/datasets/alpaca.jsonl, columns: {{instruction: q, output: a}}}}
   hours: 2
   minersPerTask: 5
   minerSelector: {{pool: big}}
