@@ -52,8 +52,9 @@ fn artifacts(ns: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("gradients-real-node-{ns}"));
     let models = PathBuf::from(env("GRADIENTS_BASE_MODELS"));
     std::fs::create_dir_all(dir.join("datasets")).unwrap();
+    std::fs::create_dir_all(dir.join("models")).unwrap();
     for kind in ["instruct", "grpo"] {
-        run("cp", &["-r", models.join(kind).to_str().unwrap(), dir.join(format!("models-{kind}")).to_str().unwrap()]);
+        run("cp", &["-r", models.join(kind).to_str().unwrap(), dir.join(format!("models/{kind}")).to_str().unwrap()]);
         std::fs::copy(root().join(format!("examples/{kind}/data.jsonl")), dir.join(format!("datasets/{kind}.jsonl")))
             .unwrap();
     }
@@ -75,7 +76,7 @@ fn artifacts_yaml(ns: &str, dir: &Path) -> String {
 }
 
 /// `helm upgrade --install` of the chart with the local images, everything on the real node.
-fn helm_install(extra: &[&str]) {
+fn helm_install(ns: &str, extra: &[&str]) {
     let operator = env("E2E_IMAGE_OPERATOR");
     let trainer = env("E2E_IMAGE_TRAINER_CPU");
     let (repository, tag) = operator.rsplit_once(':').unwrap();
@@ -119,6 +120,8 @@ fn helm_install(extra: &[&str]) {
         &format!(
             r#"workloads.prepare={{"nodeSelector":{real_node},"tolerations":{toleration},"cpu":"500m","memory":"2Gi"}}"#
         ),
+        "--set-json",
+        &format!(r#"watchNamespaces=["{ns}"]"#),
         "--set-json",
         &format!("nodeSelector={real_node}"),
         "--set-json",
@@ -237,7 +240,7 @@ async fn tournaments_run_in_real_containers_and_survive_upgrade_and_restart() {
     cluster.apply_yaml(&artifacts_yaml(&ns, &dir)).await;
 
     // Install as a user does; the operator runs in-cluster on the real node.
-    helm_install(&[]);
+    helm_install(&ns, &[]);
     rollout_status(&cluster);
     let first = operator_pods(&cluster);
     assert_eq!(first.len(), 1, "{first:?}");
@@ -263,7 +266,7 @@ async fn tournaments_run_in_real_containers_and_survive_upgrade_and_restart() {
         .apply_yaml(&task_yaml(
             &ns,
             "instruct",
-            "  taskType: InstructText\n  baseModel: {uri: /artifacts/models-instruct, paramsB: 0.0001}\n  \
+            "  taskType: InstructText\n  baseModel: {uri: /artifacts/models/instruct, paramsB: 0.0001}\n  \
              dataset: {uri: /artifacts/datasets/instruct.jsonl, columns: {instruction: question, output: answer}}\n  \
              hours: 0.1\n",
         ))
@@ -295,7 +298,7 @@ async fn tournaments_run_in_real_containers_and_survive_upgrade_and_restart() {
 
     // helm upgrade with a changed value rolls the operator and the rollout completes: a new
     // replica is ready while the old one still holds the lease.
-    helm_install(&["--set", "concurrency=3"]);
+    helm_install(&ns, &["--set", "concurrency=3"]);
     rollout_status(&cluster);
     let second = operator_pods(&cluster);
     assert_eq!(second.len(), 1, "{second:?}");
@@ -308,7 +311,7 @@ async fn tournaments_run_in_real_containers_and_survive_upgrade_and_restart() {
         .apply_yaml(&task_yaml(
             &ns,
             "grpo",
-            "  taskType: Grpo\n  baseModel: {uri: /artifacts/models-grpo, paramsB: 0.0001}\n  \
+            "  taskType: Grpo\n  baseModel: {uri: /artifacts/models/grpo, paramsB: 0.0001}\n  \
              dataset: {uri: /artifacts/datasets/grpo.jsonl, columns: {prompt: prompt}}\n  \
              rewardFunctions:\n  - {name: short, weight: 1.0, source: \"def short(completions, **kwargs):\\n    return [1.0 - min(len(c.strip()), 24) / 24 for c in completions]\\n\"}\n  \
              hours: 0.1\n",
