@@ -10,7 +10,7 @@ use gradients::api::task::TaskPhase;
 use gradients::api::{Evaluation, MinerSubmission, Task};
 use gradients::operator::lifecycle::submission_name;
 use gradients::tournament::{WorkKind, WorkloadId};
-use gradients::workloads::{evaluator, network_policy, prepare, trainer};
+use gradients::workloads::{evaluator, network_policy, prepare, trainer, workload_name};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
@@ -71,8 +71,8 @@ kind: Task
 metadata: {{name: {TASK}, namespace: {ns}}}
 spec:
   taskType: Dpo
-  baseModel: {{uri: /models/qwen2.5-3b, paramsB: 3}}
-  dataset: {{uri: /datasets/prefs.jsonl}}
+  baseModel: {{uri: s3://gradients-e2e/models/qwen2.5-3b, paramsB: 3}}
+  dataset: {{uri: s3://gradients-e2e/datasets/prefs.jsonl}}
   hours: 1
   seed: 5
   baseline: false
@@ -130,6 +130,11 @@ spec:
     let state = tasks.get(TASK).await.unwrap().status.unwrap().lifecycle.unwrap();
     assert_eq!(state.dataset.unwrap().train, 1960, "the real preparation's sizes");
     cluster.finish_pod(&ns, &trainer_pod, 0, None);
+    // The hand-off: the operator's seal of the trained model.
+    let seal_job = workload_name(TASK, &WorkloadId::new(WorkKind::Seal, "m", 1));
+    let seal_pod = cluster.wait_for_job_pod(&ns, &seal_job).await;
+    let sealed = format!(r#"{{"ok":true,"digest":"sha256:{:0>64}","files":3,"bytes":4096}}"#, "5ea1");
+    cluster.finish_pod(&ns, &seal_pod, 0, Some(&sealed));
 
     // The evaluation: a forged pod reports a perfect loss, the real evaluator hangs.
     let eval_job = evaluator::job_name(TASK, "m", 1);

@@ -17,6 +17,8 @@ use crate::support::*;
 const SOURCE: &str = "synthetic";
 /// What the preparation container reports (`tournament::DatasetFacts`).
 const SPLIT_SIZES: &str = r#"{"rows":2400,"train":1960,"test":240,"synthetic":200}"#;
+/// A seal's report: the model copied and its tree digest.
+const SEALED: &str = r#"{"ok":true,"digest":"sha256:5eed0000000000000000000000000000000000000000000000000000000000aa","files":3,"bytes":4096}"#;
 /// A successful evaluation of a text or image submission.
 const EVALUATED: &str = r#"{"ok":true,"test_loss":1.0,"synth_loss":1.1,"text_guided_loss":0.5,"no_text_loss":0.6,"weights_sha256":"ab","checks":[],"failure":null}"#;
 
@@ -72,7 +74,7 @@ fn in_flight(tasks: &BTreeMap<String, Task>) -> usize {
 }
 
 /// Plays the kubelet for one pass: every running workload pod of the namespace ends as its
-/// role's container would (split sizes, a trained model, an evaluation result).
+/// role's container would (split sizes, a trained model, its seal, an evaluation result).
 async fn finish_running_pods(cluster: &Cluster, ns: &str) {
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
     for pod in pods.list(&ListParams::default()).await.unwrap().items {
@@ -83,6 +85,7 @@ async fn finish_running_pods(cluster: &Cluster, ns: &str) {
         let message = match pod.labels().get("gradients.io/role").map(String::as_str) {
             Some("prepare") => Some(SPLIT_SIZES),
             Some("trainer") => None,
+            Some("seal") => Some(SEALED),
             Some("evaluator") => Some(EVALUATED),
             _ => continue,
         };
