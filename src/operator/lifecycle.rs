@@ -170,8 +170,11 @@ pub fn in_flight(state: &TaskState) -> Vec<WorkloadId> {
     let mut ids: Vec<WorkloadId> =
         current(&state.prepare).map(|attempt| WorkloadId::new(WorkKind::Prepare, "", attempt)).into_iter().collect();
     for entrant in &state.entrants {
-        let works =
-            [(WorkKind::Train, &entrant.training), (WorkKind::Seal, &entrant.seal), (WorkKind::Evaluate, &entrant.evaluation)];
+        let works = [
+            (WorkKind::Train, &entrant.training),
+            (WorkKind::Seal, &entrant.seal),
+            (WorkKind::Evaluate, &entrant.evaluation),
+        ];
         for (kind, work) in works {
             if let Some(attempt) = current(work) {
                 ids.push(WorkloadId::new(kind, &entrant.name, attempt));
