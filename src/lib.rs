@@ -6,6 +6,7 @@
 pub mod api;
 pub mod audit;
 pub mod crdgen;
+pub mod gpu;
 pub mod local;
 pub mod mechanism;
 pub mod operator;
