@@ -39,6 +39,8 @@ pub struct Options {
     pub config: TournamentConfig,
     /// Draw the live per-miner display on stderr.
     pub progress: bool,
+    /// Run inline miner commands (trusted code); refused otherwise.
+    pub trust_local_commands: bool,
 }
 
 /// Why a run could not be carried out (a miner's failure is not one: it is in the report).
@@ -70,6 +72,7 @@ struct Running {
 /// Validates the task file, then runs (or resumes) the tournament to its end.
 pub fn run(options: &Options) -> Result<RunReport, RunError> {
     let valid = validate::validate(manifest::load(&options.task_file)?)?;
+    validate::check_inline_commands(&valid.file, options.trust_local_commands)?;
     let run = rundir::choose(&options.data_dir, &valid.file.name, options.run_dir.as_deref())
         .map_err(io_err(&options.data_dir))?;
     Executor::open(options, valid, run)?.drive()
@@ -160,6 +163,7 @@ impl<'a> Executor<'a> {
     fn drive(mut self) -> Result<RunReport, RunError> {
         loop {
             self.reap()?;
+            self.sweep();
             self.launch()?;
             let now = Utc::now();
             let observation = self.observe(now);
@@ -181,6 +185,7 @@ impl<'a> Executor<'a> {
             process::kill_group(running.child.id());
             let _ = running.child.wait();
         }
+        process::sweep_strays(&[]);
         // A run killed between saving its final state and writing the weights writes them now.
         if self.state.finished_at.is_some() && !self.run.weights().exists() && self.recorded {
             self.emit_weights()?;
@@ -342,6 +347,16 @@ impl<'a> Executor<'a> {
         Ok(())
     }
 
+    /// Kills whatever a workload left behind: any child that is not a running workload is an
+    /// orphan re-parented here (double fork, `setsid`, a trainer that exited before its children).
+    fn sweep(&mut self) {
+        let keep: Vec<u32> = self.running.iter().map(|r| r.child.id()).collect();
+        let killed = process::sweep_strays(&keep);
+        if killed > 0 {
+            self.progress.event("StrayProcessKilled", &format!("killed {killed} process(es) a workload left behind"));
+        }
+    }
+
     /// Collects finished children.
     fn reap(&mut self) -> Result<(), RunError> {
         let mut i = 0;
@@ -352,6 +367,8 @@ impl<'a> Executor<'a> {
                 continue;
             };
             let running = self.running.swap_remove(i);
+            // Its leftovers die before its outputs are read.
+            self.sweep();
             let dir = self.run.work(&running.id);
             let finished_at = Utc::now();
             let state = match running.id.kind {
@@ -371,6 +388,7 @@ impl<'a> Executor<'a> {
             let mut running = self.running.swap_remove(i);
             process::kill_group(running.child.id());
             let _ = running.child.wait();
+            self.sweep();
             let log_tail = fsio::tail(&self.run.work(id).join("stderr.log"), 15, 8192);
             let failed = WorkloadState::Failed {
                 started_at: Some(running.started_at),

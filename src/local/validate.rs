@@ -82,6 +82,27 @@ pub fn validate(file: TaskFile) -> Result<ValidTask, TaskFileError> {
 
 type Problem = (&'static str, String);
 
+/// Inline miner `command`s run as the user with the user's access (the held-out split, the
+/// other workloads' files), so they run only when the user says they trust them.
+pub fn check_inline_commands(file: &TaskFile, trusted: bool) -> Result<(), TaskFileError> {
+    if trusted {
+        return Ok(());
+    }
+    match file.spec.miners.iter().enumerate().find(|(_, m)| m.command.is_some()) {
+        Some((i, miner)) => Err(TaskFileError::invalid(
+            &file.path,
+            &format!("spec.miners[{i}].command"),
+            format!(
+                "miner {:?} has an inline command; inline commands are trusted code: they run \
+                 unsandboxed as you, and can read the held-out data and other miners' files. \
+                 Pass --trust-local-commands to run them",
+                miner.name
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn check_budget(spec: &TaskSpec) -> Result<(), Problem> {
     match (spec.hours, spec.deadline) {
         (Some(_), Some(_)) | (None, None) => {

@@ -70,6 +70,17 @@ fn evaluator_results_come_from_the_termination_message_only() {
         WorkloadState::Failed { retryable: true, .. } => {}
         other => panic!("a crash without a result is retried: {other:?}"),
     }
+    // A hostile submission's refusal is final; the evaluator running out of memory is not.
+    let hostile = r#"{"ok":false,"failure":"files: x is a FIFO","category":"submission"}"#;
+    match evaluation_state(&running, &[pod("evaluator", 0, Some(hostile))]) {
+        WorkloadState::Succeeded { output: WorkOutput::Evaluated(report), .. } => assert!(!report.ok),
+        other => panic!("a refused submission is a final result: {other:?}"),
+    }
+    let oom = r#"{"ok":false,"failure":"resources: out of memory","category":"evaluator"}"#;
+    match evaluation_state(&running, &[pod("evaluator", 0, Some(oom))]) {
+        WorkloadState::Failed { reason, retryable: true, .. } => assert!(reason.contains("out of memory"), "{reason}"),
+        other => panic!("an evaluator-side failure is retried: {other:?}"),
+    }
     // Another container's message is never read.
     assert!(matches!(evaluation_state(&running, &[pod("sidecar", 0, Some(good))]), WorkloadState::Running { .. }));
     let pending = job(serde_json::json!({"active": 1}));

@@ -49,7 +49,9 @@ def test_result_fits_termination_message() -> None:
     data = json.loads(text)
     assert data["ok"] is False and data["test_loss"] is None
     assert set(data) == {"ok", "test_loss", "synth_loss", "text_guided_loss", "no_text_loss",
-                         "weights_sha256", "checks", "failure", "timings"}
+                         "weights_sha256", "checks", "failure", "timings", "model_digest",
+                         "category", "test_kl", "synth_kl", "test_rewards", "synth_rewards"}
+    assert data["category"] == "submission"
 
 
 def test_columns_parsing() -> None:

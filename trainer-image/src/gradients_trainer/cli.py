@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -28,6 +29,12 @@ class _Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         sys.stderr.write(f"error: {message}\n")
         raise SystemExit(EXIT_INVALID_INPUT)
+
+
+def _digest(value: str) -> str:
+    if not re.fullmatch(r"sha256:[0-9a-f]{64}", value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not sha256:<64 lowercase hex digits>")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--synth-data", required=True, type=Path)
     ev.add_argument("--columns", default=None)
     ev.add_argument("--reward-functions", type=Path, default=None)
-    ev.add_argument("--profile", choices=["fast", "paper"], default="paper")
+    ev.add_argument("--submission-digest", type=_digest, default=None,
+                    help="sha256:<hex> tree digest of --submission from the seal step; "
+                         "a mismatch fails the submission before anything is loaded")
+    ev.add_argument("--profile", choices=["production", "paper", "fast"], default="production",
+                    help="image: per-family settings (README); grpo: fast = 32 new tokens")
     ev.add_argument("--seed", type=int, default=42)
     ev.add_argument("--termination-message-path", type=Path, default=None)
     ev.add_argument("--score-base", action="store_true",
