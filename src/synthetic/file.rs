@@ -11,7 +11,8 @@ use super::{Draw, SourceError, draw, labels};
 use crate::api::Task;
 use crate::api::task_source::TaskSourceSpec;
 
-pub const API_VERSION: &str = "gradients.io/v1alpha1";
+/// The same group/version as a task file: one definition.
+pub use crate::local::manifest::API_VERSION;
 pub const KIND: &str = "TaskSource";
 
 /// Why a source file gives no Task; every message names the file and the field.

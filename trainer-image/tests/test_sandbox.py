@@ -249,3 +249,20 @@ def test_the_examples_reward_functions_run_in_the_sandbox() -> None:
         values = run_reward(RewardSpec(f["name"], f["source"], f["weight"]), completions)
         assert len(values) == 3 and all(0.0 <= v <= 1.0 for v in values), (f["name"], values)
     assert run_reward(RewardSpec("count_a", td.REWARD_A, 1.0), ["aa"]) == [1.0]
+
+
+def test_a_reward_that_reaches_its_cpu_limit_first_is_reported_as_timed_out(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a loaded machine a busy loop can use up its CPU time before the parent notices the
+    wall deadline (CI saw it): the miner must read the same cause either way."""
+    import gradients_trainer.sandbox as sandbox
+
+    exchange = sandbox._exchange
+    monkeypatch.setattr(sandbox, "_exchange",
+                        lambda proc, request, deadline, cap: exchange(proc, request, deadline + 30, cap))
+    with pytest.raises(SandboxError, match="timed out: used up its CPU time"):
+        run_reward(td_loop(), ["a"], timeout_s=1)
+
+
+def td_loop() -> RewardSpec:
+    return RewardSpec("forever", td.REWARD_LOOP, 1.0)

@@ -203,7 +203,9 @@ def _parse(name: str, out: bytes, err: bytes, returncode: int, n: int) -> list[f
         if sig == signal.SIGSYS:
             reason = "stopped by the sandbox: a forbidden system call (process, exec, network or signal)"
         elif sig == signal.SIGXCPU:
-            reason = "used up its CPU time"
+            # The CPU limit equals the wall timeout: on a loaded machine a busy loop can reach
+            # it before the parent notices the deadline, and it is the same failure.
+            reason = "timed out: used up its CPU time"
         notes = [ln[len("sandbox: "):] for ln in stderr.splitlines() if ln.startswith("sandbox: ")]
         raise SandboxError(f"{name} {reason}" + (f"; {notes[-1]}" if notes else ""))
     if len(lines) != 1:

@@ -197,10 +197,11 @@ def main() -> None:
     os.dup2(2, 1)  # print() in the reward goes to stderr; the result channel stays private
     mem = int(request["memory_mb"]) << 20
     cpu = int(request["cpu_s"])
-    for limit, value in ((resource.RLIMIT_AS, mem), (resource.RLIMIT_CPU, cpu),
-                         (resource.RLIMIT_FSIZE, 0), (resource.RLIMIT_CORE, 0),
-                         (resource.RLIMIT_NPROC, 0)):
+    for limit, value in ((resource.RLIMIT_AS, mem), (resource.RLIMIT_FSIZE, 0),
+                         (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NPROC, 0)):
         resource.setrlimit(limit, (value, value))
+    # SIGXCPU at the soft limit names the cause; the hard limit (SIGKILL) is the backstop.
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 2))
     for module in PRELOAD + ("ctypes",):  # ctypes installs the filter, then is unloaded
         __import__(module)
     filename = f"<reward:{request['name']}>"
