@@ -5,8 +5,10 @@
 
 pub mod api;
 pub mod audit;
+pub mod chain;
 pub mod crdgen;
 pub mod dataset;
+pub mod gpu;
 pub mod local;
 pub mod mechanism;
 pub mod operator;

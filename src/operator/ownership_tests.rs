@@ -17,7 +17,14 @@ fn config() -> WorkloadConfig {
 /// The evaluation Job as the API server returns it after the operator created it.
 fn job() -> Job {
     let task: Task = serde_yaml::from_str(include_str!("../../tests/fixtures/workloads/task.yaml")).unwrap();
-    let mut job = evaluator::evaluation_job(&task, "miner-a", 1, Some("/artifacts/m/a"), &config()).unwrap();
+    let mut job = evaluator::evaluation_job(
+        &task,
+        "miner-a",
+        1,
+        evaluator::Evaluated::Sealed { uri: "/artifacts/m/a".into(), digest: format!("sha256:{:0>64}", "a") },
+        &config(),
+    )
+    .unwrap();
     job.metadata.uid = Some(JOB_UID.to_string());
     job
 }
@@ -142,7 +149,7 @@ fn a_foreign_object_is_named_with_its_writers() {
         ..Default::default()
     }]);
     let text = describe(&squatter);
-    assert!(text.starts_with("Job tournaments/alpaca-dpo-eval-miner-a-1"), "{text}");
+    assert!(text.starts_with("Job tournaments/alpaca-dpo-evaluate-miner-a-1-"), "{text}");
     assert!(text.contains(JOB_UID) && text.contains("kubectl-client-side-apply"), "{text}");
     assert_eq!(key::<Job>("t-prepare-1"), "Job/t-prepare-1");
 }

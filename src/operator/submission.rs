@@ -173,7 +173,7 @@ pub fn refused_status(
 
 fn failed_without_training(
     previous: &MinerSubmissionStatus,
-    category: &str,
+    category: &'static str,
     reason: &str,
     generation: Option<i64>,
     now: DateTime<Utc>,

@@ -62,7 +62,7 @@ spec: {{task: {TASK}, miner: m, taskType: Dpo, baseModelUri: /m, baseModelParams
         ))
         .await;
 
-    let mut operator = Operator::start_with(&cluster, "hostile", "lifecycle: {evaluation_timeout_s: 20}\n");
+    let mut operator = Operator::start_with(&cluster, "hostile", "lifecycle: {evaluationTimeoutS: 20}\n");
     operator.wait_ready().await;
     cluster
         .apply_yaml(&format!(
