@@ -29,6 +29,8 @@ enum Command {
     },
     /// Run the controllers (in a cluster, or from outside one with KUBECONFIG).
     Operator(gradients::operator::Settings),
+    /// On a GPU node: check the GPUs against the node's labels and serve per-GPU metrics.
+    GpuAgent(gradients::gpu::agent::AgentArgs),
     /// Run a whole tournament on this machine from a task file (the embedded default).
     Run(gradients::local::cli::RunArgs),
     /// Split a dataset into train/test/synthetic (the operator's preparation Job runs this).
@@ -84,6 +86,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Score { input, expect } => score(&input, expect.as_deref()),
         Command::Operator(settings) => operator(settings),
+        Command::GpuAgent(args) => gpu_agent(args),
         Command::Run(args) => gradients::local::cli::main(args),
         Command::Prepare {
             task_type,
@@ -117,6 +120,19 @@ fn operator(settings: gradients::operator::Settings) -> ExitCode {
     match runtime.block_on(gradients::operator::run(settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&format!("{e:#}"), 1),
+    }
+}
+
+fn gpu_agent(args: gradients::gpu::agent::AgentArgs) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into()),
+        )
+        .init();
+    match tokio::runtime::Runtime::new().map(|runtime| runtime.block_on(gradients::gpu::agent::run(args))) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => fail(&e.to_string(), 1),
+        Err(e) => fail(&format!("cannot start the runtime: {e}"), 1),
     }
 }
 
