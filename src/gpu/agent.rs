@@ -16,7 +16,7 @@ use super::metrics::{GpuMetrics, GpuSample, PodRef};
 use super::node::{self, ApiPods, PodDirectory};
 use super::recorded::RecordedNvml;
 use super::{Discovery, GpuError, GpuInventory, cgroup};
-use crate::operator::http;
+use crate::operator::{self, http};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct AgentArgs {
@@ -38,6 +38,10 @@ pub struct AgentArgs {
     /// Read this node's labels and its pods from the API server (in a cluster).
     #[arg(long)]
     pub from_api: bool,
+    /// With --from-api: act as this user, e.g. the chart's
+    /// system:serviceaccount:gradients-system:gradients-operator-gpu-agent (tests its RBAC).
+    #[arg(long = "as")]
+    pub impersonate: Option<String>,
     /// Recorded NVML readings (JSON) in place of NVML: a stand-in for machines without a GPU.
     #[arg(long)]
     pub recorded: Option<PathBuf>,
@@ -53,6 +57,8 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
 pub enum AgentError {
     #[error(transparent)]
     Gpu(#[from] GpuError),
+    #[error("cannot connect to the API server: {0}")]
+    Connect(String),
     #[error("cannot {0}: {1}")]
     Kube(&'static str, #[source] kube::Error),
     #[error("cannot serve on {address}: {source}")]
@@ -157,7 +163,8 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     };
     let mut labels: BTreeMap<String, String> = args.node_labels.iter().cloned().collect();
     let client = if args.from_api {
-        let client = kube::Client::try_default().await.map_err(|e| AgentError::Kube("connect to the API server", e))?;
+        let client =
+            operator::client(args.impersonate.as_deref()).await.map_err(|e| AgentError::Connect(format!("{e:#}")))?;
         labels.extend(node::node_labels(client.clone(), &args.node_name).await?);
         Some(client)
     } else {
