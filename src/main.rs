@@ -89,6 +89,8 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         index: u64,
     },
+    /// Weights for the Bittensor chain (`weights push --dry-run` prints the call).
+    Weights(gradients::chain::cli::WeightsArgs),
     /// Write the CustomResourceDefinitions as YAML, one file per kind, into a folder.
     Crdgen {
         /// Output folder; the files are `<plural>.gradients.io.yaml`.
@@ -130,6 +132,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Synthesize { source, seed, index } => synthesize(&source, seed, index),
+        Command::Weights(args) => gradients::chain::cli::main(args),
         Command::Crdgen { out } => match gradients::crdgen::write_all(&out) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&format!("{}: {e}", out.display()), 1),
