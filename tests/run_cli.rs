@@ -49,7 +49,8 @@ fn when_every_miner_crashes_or_hangs_the_task_fails_with_reasons_and_scores_are_
     let data = ws.path().join("data-dir");
     let started = Instant::now();
     // hours 0.001 = 3.6 s; the hanging miner is killed 2 s after its deadline.
-    let out = run(&task, &data, &["--python", "/bin/false", "--grace-seconds", "2", "--parallel", "3"]);
+    let python = fake_python(ws.path());
+    let out = run(&task, &data, &["--python", &python, "--grace-seconds", "2", "--parallel", "3"]);
     assert!(started.elapsed().as_secs() < 30, "the hang was not cut short");
     assert_eq!(out.status.code(), Some(1), "a failed task exits 1");
     let report = report(&out);
@@ -80,6 +81,7 @@ fn when_every_miner_crashes_or_hangs_the_task_fails_with_reasons_and_scores_are_
 /// A stand-in for the Python package, for tests of the executor alone: `train` writes a
 /// model file, `evaluate` prints a result whose loss is derived from the submission's path.
 const FAKE_PYTHON: &str = r#"#!/bin/sh
+if [ "$2" = gradients_trainer.preflight ]; then echo '{"contract_version": 1}'; exit 0; fi
 cmd="$3"; shift 3
 out=""; sub=""
 while [ $# -gt 0 ]; do
@@ -96,12 +98,16 @@ n=$(printf '%s' "${sub:-base}" | cksum | cut -c1-4)
 echo "{\"ok\": true, \"test_loss\": 1.$n, \"synth_loss\": 1.$n, \"weights_sha256\": \"$n\", \"checks\": []}"
 "#;
 
+fn fake_python(dir: &std::path::Path) -> String {
+    let python = write(dir, "fake-python", FAKE_PYTHON);
+    std::fs::set_permissions(&python, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    python.to_string_lossy().into_owned()
+}
+
 #[test]
 fn runs_share_the_leaderboard_store_and_a_changed_task_does_not_resume_an_old_run() {
     let ws = workspace(20);
-    let python = write(ws.path(), "fake-python", FAKE_PYTHON);
-    std::fs::set_permissions(&python, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let python = python.to_string_lossy().into_owned();
+    let python = fake_python(ws.path());
     let miners = "    - {name: a, strategy: s1}\n    - {name: b, strategy: s2}\n";
     let task = write(ws.path(), "task.yaml", &task_yaml(miners, ""));
     let data = ws.path().join("data-dir");

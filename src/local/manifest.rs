@@ -41,7 +41,7 @@ struct Metadata {
     name: String,
     // Labels, annotations, namespace: meaningful to Kubernetes, ignored here.
     #[serde(flatten)]
-    _other: BTreeMap<String, serde_yaml::Value>,
+    _other: BTreeMap<String, serde_norway::Value>,
 }
 
 /// A parsed task file with its local paths resolved.
@@ -61,7 +61,8 @@ pub fn load(path: &Path) -> Result<TaskFile, TaskFileError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| TaskFileError::Unreadable { file: file.clone(), message: e.to_string() })?;
-    let manifest: Manifest = serde_yaml::from_str(&text).map_err(|e| yaml_error(path, &e))?;
+    let manifest: Manifest = serde_path_to_error::deserialize(serde_norway::Deserializer::from_str(&text))
+        .map_err(|e| yaml_error(path, &e))?;
     if manifest.api_version != API_VERSION {
         return Err(TaskFileError::invalid(
             path,
@@ -83,13 +84,19 @@ pub fn load(path: &Path) -> Result<TaskFile, TaskFileError> {
     Ok(TaskFile { path: path.to_path_buf(), name: manifest.metadata.name, spec, text })
 }
 
-/// serde_yaml says "spec.dataset: unknown field `x`, expected … at line 7 column 5":
-/// split the path off as the field when there is one.
-fn yaml_error(path: &Path, error: &serde_yaml::Error) -> TaskFileError {
-    let message = error.to_string();
-    match message.split_once(": ") {
-        Some((field, rest)) if !field.contains(' ') && !field.is_empty() => TaskFileError::invalid(path, field, rest),
-        _ => TaskFileError::invalid(path, "(document)", message),
+/// The field is the path serde_path_to_error tracked (`spec.baseModel.paramsB`); the message
+/// is the YAML library's, without the path it may have put in front.
+fn yaml_error(path: &Path, error: &serde_path_to_error::Error<serde_norway::Error>) -> TaskFileError {
+    let field = error.path().to_string();
+    let message = error.inner().to_string();
+    // serde_norway puts its own (shorter) path in front: `spec: unknown field …`.
+    let message = match message.split_once(": ") {
+        Some((own, rest)) if !own.contains(' ') && field.starts_with(own) => rest.to_string(),
+        _ => message,
+    };
+    match field.as_str() {
+        "" | "." => TaskFileError::invalid(path, "(document)", message),
+        _ => TaskFileError::invalid(path, &field, message),
     }
 }
 
@@ -154,7 +161,7 @@ mod tests {
     fn errors_name_the_file_and_the_field() {
         let dir = tempfile::tempdir().unwrap();
         let cases = [
-            (GOOD.replace("hours: 0.01", "hours: 0.01\n  colour: red"), "spec", "unknown field `colour`"),
+            (GOOD.replace("hours: 0.01", "hours: 0.01\n  colour: red"), "spec.colour", "unknown field `colour`"),
             (GOOD.replace("paramsB: 0.1", "paramsB: big"), "spec.baseModel.paramsB", "invalid type"),
             (GOOD.replace("uri: base,", "uri: s3://bucket/base,"), "spec.baseModel.uri", "s3://"),
             (
@@ -163,6 +170,12 @@ mod tests {
                 "GRADIENTS_TEST_UNSET_VAR",
             ),
             (GOOD.replace("kind: Task", "kind: Job"), "kind", "expected Task"),
+            (
+                GOOD.replace("miners: [{name: a, strategy: lora-fast}]", "miners: [{name: a, strategy: [x]}]"),
+                "spec.miners[0].strategy",
+                "invalid type",
+            ),
+            (GOOD.replace("spec:\n", "spec: [\n"), "(document)", "line"),
         ];
         for (text, field, message) in cases {
             let err = load(&write(dir.path(), &text)).unwrap_err();

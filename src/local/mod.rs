@@ -7,6 +7,7 @@
 //! - [`dataset`]: reading JSONL / image folders and writing the mechanism's split;
 //! - [`executor`]: the observe → decide → apply loop; [`process`] its children (process
 //!   groups, deadlines), [`workload`] the trainer/evaluator command lines and results;
+//! - [`preflight`]: the Python environment, base model and GPUs, checked before any workload;
 //! - [`rundir`], [`store`], [`fsio`]: crash-safe state (run directory, leaderboard store);
 //! - [`progress`], [`report`]: what the user sees.
 
@@ -15,6 +16,7 @@ pub mod dataset;
 pub mod executor;
 pub mod fsio;
 pub mod manifest;
+pub mod preflight;
 pub mod process;
 pub mod progress;
 pub mod report;
