@@ -10,5 +10,6 @@ pub mod local;
 pub mod mechanism;
 pub mod operator;
 pub mod prepare;
+pub mod synthetic;
 pub mod tournament;
 pub mod workloads;

@@ -58,6 +58,17 @@ enum Command {
         #[arg(long)]
         termination_message_path: Option<PathBuf>,
     },
+    /// Print the Task of one draw of a TaskSource file (what the operator would create for it).
+    Synthesize {
+        /// A `TaskSource` manifest: catalogue, mix, task template.
+        source: PathBuf,
+        /// Seed of the draws (default: the file's `spec.seed`).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Which draw: the operator creates draw 0, 1, 2, … as `NAME-INDEX`.
+        #[arg(long, default_value_t = 0)]
+        index: u64,
+    },
     /// Write the CustomResourceDefinitions as YAML, one file per kind, into a folder.
     Crdgen {
         /// Output folder; the files are `<plural>.gradients.io.yaml`.
@@ -91,6 +102,7 @@ fn main() -> ExitCode {
             reward_functions,
             termination_message_path,
         } => prepare(task_type, dataset, synthetic, output, seed, reward_functions, termination_message_path),
+        Command::Synthesize { source, seed, index } => synthesize(&source, seed, index),
         Command::Crdgen { out } => match gradients::crdgen::write_all(&out) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&format!("{}: {e}", out.display()), 1),
@@ -141,6 +153,20 @@ fn prepare(
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e, 1),
+    }
+}
+
+fn synthesize(source: &std::path::Path, seed: Option<u64>, index: u64) -> ExitCode {
+    let task = match gradients::synthetic::file::synthesize(source, seed, index) {
+        Ok(task) => task,
+        Err(e) => return fail(&e.to_string(), EXIT_BAD_INPUT),
+    };
+    match serde_norway::to_string(&task) {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&format!("cannot encode the task: {e}"), 1),
     }
 }
 

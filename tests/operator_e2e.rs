@@ -11,6 +11,8 @@
 //! `gradients score`, the rejection of an invalid Task and a malformed evaluator message.
 
 mod support;
+#[path = "operator_e2e/task_source.rs"]
+mod task_source;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

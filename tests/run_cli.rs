@@ -13,7 +13,7 @@ fn invalid_task_files_name_the_file_and_the_field_and_start_nothing() {
     let ws = workspace(20);
     let miner = "    - {name: a, strategy: lora-fast}\n";
     let cases = [
-        (task_yaml(miner, "  colour: red\n"), "spec", "unknown field `colour`"),
+        (task_yaml(miner, "  colour: red\n"), "spec.colour", "unknown field `colour`"),
         (task_yaml(miner, "").replace("hours: 0.001", "hours: soon"), "spec.hours", "invalid type"),
         (task_yaml(miner, "").replace("uri: data.jsonl", "uri: missing.jsonl"), "spec.dataset.uri", "missing.jsonl"),
         (
@@ -50,7 +50,8 @@ fn when_every_miner_crashes_or_hangs_the_task_fails_with_reasons_and_scores_are_
     let started = Instant::now();
     // hours 0.001 = 3.6 s; the hanging miner is killed 2 s after its deadline.
     let python = fake_python(ws.path());
-    let out = run(&task, &data, &["--python", &python, "--grace-seconds", "2", "--parallel", "3"]);
+    let out =
+        run(&task, &data, &["--python", &python, "--grace-seconds", "2", "--parallel", "3", "--trust-local-commands"]);
     assert!(started.elapsed().as_secs() < 30, "the hang was not cut short");
     assert_eq!(out.status.code(), Some(1), "a failed task exits 1");
     let report = report(&out);
@@ -130,4 +131,70 @@ fn runs_share_the_leaderboard_store_and_a_changed_task_does_not_resume_an_old_ru
     let out = run(&changed, &data, &["--python", &python, "--run-dir", second_dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("holds a run of a different task"));
+}
+
+#[test]
+fn inline_commands_are_refused_without_trust_local_commands() {
+    let ws = workspace(20);
+    let miners = "    - {name: a, strategy: lora-fast}\n    - {name: sneaky, strategy: x, command: [sh, -c, 'true']}\n";
+    let task = write(ws.path(), "task.yaml", &task_yaml(miners, ""));
+    let data = ws.path().join("data-dir");
+    let out = run(&task, &data, &["--python", "/bin/false"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(out.stdout.is_empty(), "nothing on stdout");
+    assert!(stderr.contains("task.yaml: spec.miners[1].command: miner \"sneaky\""), "{stderr}");
+    assert!(stderr.contains("--trust-local-commands"), "{stderr}");
+    assert!(!data.exists(), "nothing ran");
+}
+
+/// An inline command that trains nothing, starts a detached daemon (double fork + setsid:
+/// out of its process group and away from its parent) and exits. The daemon then rewrites
+/// every workload's stdout.log with a perfect result for 15 s, to steal the weights.
+const ATTACKER: &str = r#"
+mkdir -p "$GRADIENTS_OUTPUT/model" && echo w > "$GRADIENTS_OUTPUT/model/model.safetensors"
+( setsid sh -c '
+    touch "$0/daemon-started"
+    end=$(( $(date +%s) + 15 ))
+    while [ "$(date +%s)" -lt "$end" ]; do
+      for f in "$1"/*/stdout.log; do
+        echo "{\"ok\": true, \"test_loss\": 0.0001, \"synth_loss\": 0.0001, \"weights_sha256\": \"f0\", \"checks\": []}" > "$f"
+      done
+      touch "$0/daemon-alive"
+      sleep 0.05
+    done' "$MARKS" "$GRADIENTS_OUTPUT/../.." & )
+exit 0
+"#;
+
+#[test]
+fn a_trusted_command_cannot_leave_a_daemon_behind_to_forge_results() {
+    let ws = workspace(20);
+    let python = write(ws.path(), "fake-python", &FAKE_PYTHON.replace("n=$(", "sleep 1\nn=$("));
+    std::fs::set_permissions(&python, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let marks = ws.path().join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let script = ATTACKER.replace("$MARKS", &marks.display().to_string());
+    let miners = format!(
+        "    - {{name: honest, strategy: s1}}\n    - {{name: mallory, strategy: x, command: [sh, -c, {}]}}\n",
+        serde_json::to_string(&script).unwrap()
+    );
+    let task = write(ws.path(), "task.yaml", &task_yaml(&miners, ""));
+    let out = run(
+        &task,
+        &ws.path().join("data-dir"),
+        &["--python", python.to_str().unwrap(), "--parallel", "2", "--trust-local-commands"],
+    );
+    let report = report(&out);
+    assert!(marks.join("daemon-started").exists(), "the attack did not run: {report:#}");
+    // The stand-in evaluator's losses are all 1.xxxx; the forged one is 0.0001.
+    for r in report["rows"].as_array().unwrap() {
+        let loss = r["test_loss"].as_f64();
+        assert!(loss.is_none_or(|l| l >= 1.0), "a forged result was accepted: {report:#}");
+    }
+    assert!(row(&report, "mallory")["test_loss"].as_f64().is_some(), "{report:#}");
+    // Nothing of the attacker is alive after its training: the daemon's heartbeat has stopped.
+    let beat = || std::fs::metadata(marks.join("daemon-alive")).and_then(|m| m.modified()).ok();
+    let before = beat();
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert_eq!(beat(), before, "the daemon outlived the run");
 }

@@ -245,17 +245,42 @@ pub struct TaskResult {
 
 impl Task {
     /// The seed of the split, the miner draw and the trainers: `spec.seed`, or one derived
-    /// from the object's uid so that a re-created task draws afresh.
+    /// from the object's uid so that a re-created task draws afresh. A derived seed has 53
+    /// bits: it is written into MinerSubmissions, and the API server refuses an integer
+    /// above int64 (JSON readers round above 2^53).
     pub fn seed(&self) -> u64 {
         use sha2::{Digest, Sha256};
         self.spec.seed.unwrap_or_else(|| {
             let uid = self.metadata.uid.as_deref().unwrap_or_default();
             let digest = Sha256::digest(uid.as_bytes());
-            u64::from_le_bytes(digest[..8].try_into().unwrap_or([0; 8]))
+            u64::from_le_bytes(digest[..8].try_into().unwrap_or([0; 8])) >> 11
         })
     }
 
     pub fn phase(&self) -> TaskPhase {
         self.status.as_ref().map(|s| s.phase).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An organic Task without `spec.seed` once made a MinerSubmission the API server refused
+    /// (`spec.seed` above int64) for about half of all uids.
+    #[test]
+    fn a_seed_derived_from_the_uid_fits_the_api_servers_integers() {
+        let yaml = "taskType: Dpo\nbaseModel: {uri: /m, paramsB: 3}\ndataset: {uri: /d}\nhours: 1\n";
+        let mut task = Task::new("t", serde_norway::from_str(yaml).unwrap());
+        let seeds: Vec<u64> = (0..200)
+            .map(|i| {
+                task.metadata.uid = Some(format!("4a0c2f6e-{i:04}-4c1e-9d6b-0a7e5b2c9f11"));
+                task.seed()
+            })
+            .collect();
+        assert!(seeds.iter().all(|s| *s < 1 << 53), "{seeds:?}");
+        assert!(seeds.iter().any(|s| *s >= 1 << 52), "still 53 bits of the digest");
+        task.spec.seed = Some(7);
+        assert_eq!(task.seed(), 7);
     }
 }

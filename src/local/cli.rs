@@ -19,6 +19,8 @@ pub enum Output {
 pub enum Profile {
     Fast,
     Paper,
+    /// What the operator's evaluator runs (the public evaluator's per-model settings).
+    Production,
 }
 
 /// Run a whole tournament on this machine from a task file (a `Task` manifest). Re-running
@@ -42,7 +44,8 @@ pub struct RunArgs {
     /// Python with the `gradients_trainer` package: the last line `trainer-image/setup-env` prints.
     #[arg(long, env = "GRADIENTS_PYTHON", default_value = "python3")]
     pub python: String,
-    /// The evaluator's protocol: `fast` (CPU-friendly) or `paper` (the white paper's).
+    /// The evaluator's protocol: `fast` (CPU-friendly), `paper` (the white paper's) or
+    /// `production` (the operator's; see trainer-image/README.md).
     #[arg(long, value_enum, default_value = "fast")]
     pub eval_profile: Profile,
     /// Seconds a training may run past its deadline before it is killed.
@@ -54,6 +57,11 @@ pub struct RunArgs {
     /// No progress display on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Run the miners' inline `command`s. They are trusted code: unsandboxed, as you, with
+    /// access to the held-out data and the other workloads' files. Without this flag a task
+    /// file with an inline command is refused.
+    #[arg(long)]
+    pub trust_local_commands: bool,
 }
 
 /// `$GRADIENTS_CACHE/data`, else `~/.cache/gradients/data`.
@@ -83,10 +91,17 @@ pub fn main(args: RunArgs) -> ExitCode {
         profile: match args.eval_profile {
             Profile::Fast => "fast".into(),
             Profile::Paper => "paper".into(),
+            Profile::Production => "production".into(),
         },
         config,
         progress: !args.quiet,
+        trust_local_commands: args.trust_local_commands,
     };
+    // Orphans of the workloads come back to this process, to be killed (see process.rs).
+    if let Err(e) = super::process::become_subreaper() {
+        eprintln!("error: cannot become the reaper of the workloads' processes: {e}");
+        return ExitCode::FAILURE;
+    }
     match run(&options) {
         Ok(report) => {
             match args.output {

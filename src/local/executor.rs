@@ -40,6 +40,8 @@ pub struct Options {
     pub config: TournamentConfig,
     /// Draw the live per-miner display on stderr.
     pub progress: bool,
+    /// Run inline miner commands (trusted code); refused otherwise.
+    pub trust_local_commands: bool,
 }
 
 /// Why a run could not be carried out (a miner's failure is not one: it is in the report).
@@ -78,6 +80,7 @@ struct Running {
 /// Validates the task file and the environment, then runs (or resumes) the tournament to its end.
 pub fn run(options: &Options) -> Result<RunReport, RunError> {
     let valid = validate::validate(manifest::load(&options.task_file)?)?;
+    validate::check_inline_commands(&valid.file, options.trust_local_commands)?;
     let options = &Options { python: preflight::resolve_program(&options.python), ..options.clone() };
     preflight::check(&options.python, &valid.file.spec, preflight::requested_gpus())?;
     let run = rundir::choose(&options.data_dir, &valid.file.name, options.run_dir.as_deref())
@@ -173,6 +176,7 @@ impl<'a> Executor<'a> {
                 self.kill_all();
                 return Err(e);
             }
+            self.sweep();
             self.launch()?;
             let now = Utc::now();
             let observation = self.observe(now);
@@ -209,11 +213,13 @@ impl<'a> Executor<'a> {
         Ok(report)
     }
 
+    /// Kills every running workload and whatever they left behind.
     fn kill_all(&mut self) {
         for running in &mut self.running {
             process::kill_group(running.child.id());
             let _ = running.child.wait();
         }
+        process::sweep_strays(&[]);
     }
 
     fn observe(&self, now: DateTime<Utc>) -> Observation {
@@ -360,6 +366,16 @@ impl<'a> Executor<'a> {
         Ok(())
     }
 
+    /// Kills whatever a workload left behind: any child that is not a running workload is an
+    /// orphan re-parented here (double fork, `setsid`, a trainer that exited before its children).
+    fn sweep(&mut self) {
+        let keep: Vec<u32> = self.running.iter().map(|r| r.child.id()).collect();
+        let killed = process::sweep_strays(&keep);
+        if killed > 0 {
+            self.progress.event("StrayProcessKilled", &format!("killed {killed} process(es) a workload left behind"));
+        }
+    }
+
     /// Collects finished children.
     fn reap(&mut self) -> Result<(), RunError> {
         let mut i = 0;
@@ -370,6 +386,8 @@ impl<'a> Executor<'a> {
                 continue;
             };
             let running = self.running.swap_remove(i);
+            // Its leftovers die before its outputs are read.
+            self.sweep();
             let dir = self.run.work(&running.id);
             let finished_at = Utc::now();
             let state = match running.id.kind {
@@ -403,6 +421,7 @@ impl<'a> Executor<'a> {
             let mut running = self.running.swap_remove(i);
             process::kill_group(running.child.id());
             let _ = running.child.wait();
+            self.sweep();
             let log_tail = fsio::tail(&self.run.work(id).join("stderr.log"), 15, 8192);
             let failed = WorkloadState::Failed {
                 started_at: Some(running.started_at),

@@ -175,7 +175,10 @@ mod tests {
                 "spec.miners[0].strategy",
                 "invalid type",
             ),
-            (GOOD.replace("spec:\n", "spec: [\n"), "(document)", "line"),
+            (GOOD.replace("spec:\n", "spec: [\n"), "spec", "invalid type: sequence"),
+            // A syntax error is reported where the parser stopped, with the line it began on.
+            (GOOD.replace("name: t", "name: \"t"), "metadata.name", "scanning a quoted scalar at line 4"),
+            ("[1, 2]\n".to_string(), "(document)", "invalid type: sequence"),
         ];
         for (text, field, message) in cases {
             let err = load(&write(dir.path(), &text)).unwrap_err();

@@ -2,6 +2,11 @@
 //! trainer and everything it started), dies with the executor (`PR_SET_PDEATHSIG`, so Ctrl-C
 //! or `kill -9` of `gradients run` leaves no orphan burning CPU), and writes its stdout and
 //! stderr to files in its workload directory.
+//!
+//! A process can leave its group (`setsid`) and its parent (a double fork), so the executor
+//! is also a child subreaper (`PR_SET_CHILD_SUBREAPER`): every orphan of a workload is
+//! re-parented to it instead of to init, and [`sweep_strays`] kills any child that is not a
+//! running workload. Nothing a workload started outlives it.
 
 use std::fs::File;
 use std::io;
@@ -39,6 +44,53 @@ pub fn spawn(spec: &Spec, cwd: &Path, stdout: &Path, stderr: &Path) -> io::Resul
         });
     }
     command.spawn()
+}
+
+/// Makes this process the reaper of its descendants' orphans (see the module comment).
+pub fn become_subreaper() -> io::Result<()> {
+    // SAFETY: plain prctl on this process.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The pids whose parent is this process (from `/proc/PID/stat`, field 4).
+fn children() -> Vec<i32> {
+    let me = std::process::id().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rfind(')').and_then(|i| stat[i + 2..].split_whitespace().nth(1).map(|p| p == me)) == Some(true)
+            })
+        })
+        .collect()
+}
+
+/// Kills and reaps every child of this process that is not in `keep` (the running
+/// workloads), again and again until none is left: killing one re-parents its own children
+/// here. Returns how many were killed. A child's pid cannot be reused before it is reaped,
+/// and only this loop reaps strays, so no unrelated process is ever signalled.
+pub fn sweep_strays(keep: &[u32]) -> usize {
+    let mut killed = 0;
+    loop {
+        let strays: Vec<i32> =
+            children().into_iter().filter(|pid| !keep.iter().any(|k| i32::try_from(*k) == Ok(*pid))).collect();
+        if strays.is_empty() {
+            return killed;
+        }
+        for pid in strays {
+            // SAFETY: plain syscalls on our own (unreaped) child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+            killed += 1;
+        }
+    }
 }
 
 /// Kills the whole process group led by `pid`.

@@ -18,7 +18,7 @@ pub struct ValidTask {
 }
 
 /// Column roles per task type: (required, optional). Template keys are not columns.
-fn roles(task_type: TaskType) -> (&'static [&'static str], &'static [&'static str]) {
+pub(crate) fn roles(task_type: TaskType) -> (&'static [&'static str], &'static [&'static str]) {
     match task_type {
         TaskType::InstructText => (&["instruction", "output"], &["input", "system"]),
         TaskType::Dpo => (&["prompt", "chosen", "rejected"], &["system"]),
@@ -27,7 +27,7 @@ fn roles(task_type: TaskType) -> (&'static [&'static str], &'static [&'static st
     }
 }
 
-const TEMPLATE_KEYS: [&str; 2] = ["format", "noInputFormat"];
+pub(crate) const TEMPLATE_KEYS: [&str; 2] = ["format", "noInputFormat"];
 
 pub fn validate(file: TaskFile) -> Result<ValidTask, TaskFileError> {
     let path = file.path.clone();
@@ -81,6 +81,27 @@ pub fn validate(file: TaskFile) -> Result<ValidTask, TaskFileError> {
 }
 
 type Problem = (&'static str, String);
+
+/// Inline miner `command`s run as the user with the user's access (the held-out split, the
+/// other workloads' files), so they run only when the user says they trust them.
+pub fn check_inline_commands(file: &TaskFile, trusted: bool) -> Result<(), TaskFileError> {
+    if trusted {
+        return Ok(());
+    }
+    match file.spec.miners.iter().enumerate().find(|(_, m)| m.command.is_some()) {
+        Some((i, miner)) => Err(TaskFileError::invalid(
+            &file.path,
+            &format!("spec.miners[{i}].command"),
+            format!(
+                "miner {:?} has an inline command; inline commands are trusted code: they run \
+                 unsandboxed as you, and can read the held-out data and other miners' files. \
+                 Pass --trust-local-commands to run them",
+                miner.name
+            ),
+        )),
+        None => Ok(()),
+    }
+}
 
 fn check_budget(spec: &TaskSpec) -> Result<(), Problem> {
     match (spec.hours, spec.deadline) {
@@ -170,7 +191,7 @@ fn check_columns(spec: &TaskSpec, dataset: &Dataset, where_: &str) -> Result<(),
     Ok(())
 }
 
-fn is_dns_label(name: &str) -> bool {
+pub(crate) fn is_dns_label(name: &str) -> bool {
     let bytes = name.as_bytes();
     !name.is_empty()
         && name.len() <= 63

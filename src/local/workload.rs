@@ -190,6 +190,13 @@ pub fn evaluated(
     }
     let stdout = std::fs::read_to_string(dir.join("stdout.log")).unwrap_or_default();
     match EvalReport::parse(&stdout) {
+        Ok(report) if report.worth_retry() => WorkloadState::Failed {
+            started_at: Some(started_at),
+            finished_at,
+            reason: report.failure_reason().unwrap_or_default(),
+            log_tail,
+            retryable: true,
+        },
         Ok(report) => WorkloadState::Succeeded { started_at, finished_at, output: WorkOutput::Evaluated(report) },
         Err(e) => WorkloadState::Failed {
             started_at: Some(started_at),

@@ -134,6 +134,7 @@ pub fn preparation_state(job: &Job, pods: &[Pod]) -> WorkloadState {
 pub fn evaluation_state(job: &Job, pods: &[Pod]) -> WorkloadState {
     job_state(job, pods, evaluator::EVALUATOR_CONTAINER, |finished| {
         match EvalReport::parse(finished.message.as_deref().unwrap_or("")) {
+            Ok(report) if report.worth_retry() => Err((report.failure_reason().unwrap_or_default(), true)),
             Ok(report) => Ok(WorkOutput::Evaluated(report)),
             Err(e) if finished.exit_code == 0 => Err((format!("malformed evaluator message: {e}"), false)),
             Err(e) => Err((format!("evaluator exited with code {}: {e}", finished.exit_code), true)),

@@ -10,11 +10,11 @@ fn now() -> DateTime<Utc> {
 }
 
 fn workloads() -> WorkloadConfig {
-    serde_yaml::from_str(include_str!("../../tests/fixtures/workloads/config.yaml")).unwrap()
+    serde_norway::from_str(include_str!("../../tests/fixtures/workloads/config.yaml")).unwrap()
 }
 
 fn task() -> Task {
-    serde_yaml::from_str(
+    serde_norway::from_str(
         "apiVersion: gradients.io/v1alpha1
 kind: Task
 metadata: {name: t1, namespace: ns, uid: u-1, generation: 2}
@@ -69,6 +69,17 @@ fn evaluator_results_come_from_the_termination_message_only() {
     match evaluation_state(&running, &[pod("evaluator", 137, None)]) {
         WorkloadState::Failed { retryable: true, .. } => {}
         other => panic!("a crash without a result is retried: {other:?}"),
+    }
+    // A hostile submission's refusal is final; the evaluator running out of memory is not.
+    let hostile = r#"{"ok":false,"failure":"files: x is a FIFO","category":"submission"}"#;
+    match evaluation_state(&running, &[pod("evaluator", 0, Some(hostile))]) {
+        WorkloadState::Succeeded { output: WorkOutput::Evaluated(report), .. } => assert!(!report.ok),
+        other => panic!("a refused submission is a final result: {other:?}"),
+    }
+    let oom = r#"{"ok":false,"failure":"resources: out of memory","category":"evaluator"}"#;
+    match evaluation_state(&running, &[pod("evaluator", 0, Some(oom))]) {
+        WorkloadState::Failed { reason, retryable: true, .. } => assert!(reason.contains("out of memory"), "{reason}"),
+        other => panic!("an evaluator-side failure is retried: {other:?}"),
     }
     // Another container's message is never read.
     assert!(matches!(evaluation_state(&running, &[pod("sidecar", 0, Some(good))]), WorkloadState::Running { .. }));

@@ -1,7 +1,7 @@
 //! `gradients operator`: the controllers that run tournaments on Kubernetes.
 //!
 //! One controller per custom resource ([`task`], [`submission`], [`evaluation`],
-//! [`leaderboard`]), each a thin reconciler over a pure core ([`lifecycle`], [`results`],
+//! [`leaderboard`], [`task_source`]), each a thin reconciler over a pure core ([`lifecycle`], [`results`],
 //! the workload builders). Only the replica holding the leader Lease runs them.
 
 pub mod context;
@@ -16,6 +16,7 @@ pub mod results;
 pub mod sink;
 pub mod submission;
 pub mod task;
+pub mod task_source;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -73,7 +74,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(&settings.config).map_err(|e| anyhow::anyhow!("{}: {e}", settings.config.display()))?;
     let workloads: WorkloadConfig =
-        serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", settings.config.display()))?;
+        serde_norway::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", settings.config.display()))?;
     let client = client(settings.impersonate.as_deref()).await?;
 
     let (stop_sender, stop_receiver) = tokio::sync::watch::channel(false);
@@ -185,6 +186,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (submission_store, submissions) = submission::controller(ctx.clone(), concurrency, stop.clone());
     let evaluations = evaluation::controller(ctx.clone(), concurrency, stop.clone());
     let leaderboards = leaderboard::controller(ctx.clone(), stop.clone());
+    let sources = task_source::controller(ctx.clone(), concurrency, stop.clone());
     let _ = stores.set(Stores { tasks: task_store.clone(), submissions: submission_store.clone() });
     {
         let health = health.clone();
@@ -203,7 +205,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             }
         });
     }
-    futures::join!(tasks, submissions, evaluations, leaderboards);
+    futures::join!(tasks, submissions, evaluations, leaderboards, sources);
     health.ready.store(false, Ordering::SeqCst);
     renewer.abort();
     metrics.leader.set(0);

@@ -24,6 +24,33 @@ pub struct EvalReport {
     pub checks: Vec<EvalCheck>,
     #[serde(default)]
     pub failure: Option<String>,
+    /// Whose fault a failure is; only an evaluator-side failure is worth another attempt.
+    #[serde(default)]
+    pub category: Option<FailureCategory>,
+    /// The tree digest (`sha256:<hex>`) of the submission the evaluator read.
+    #[serde(default)]
+    pub model_digest: Option<String>,
+    /// GRPO: KL(base‖submission) per prompt token on each split, beside the reward means.
+    #[serde(default)]
+    pub test_kl: Option<f64>,
+    #[serde(default)]
+    pub synth_kl: Option<f64>,
+}
+
+/// The evaluator's classification of a failed evaluation (`category` in its result).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureCategory {
+    /// The miner's model or files: final.
+    Submission,
+    /// The task's own inputs (e.g. reward code failing on the task's prompts): final, and
+    /// not the miner's doing.
+    Task,
+    /// The evaluation's resources (out of memory at the smallest batch): worth a retry.
+    Evaluator,
+    /// A category this operator does not know: treated as final.
+    #[serde(other)]
+    Unknown,
 }
 
 /// A check the evaluator ran before measuring (architecture, safetensors, size…).
@@ -56,17 +83,30 @@ impl EvalReport {
         serde_json::from_str(line).map_err(|e| EvalReportError::Malformed(e.to_string()))
     }
 
+    /// A failed evaluation the evaluator blames on itself (not the submission, not the task).
+    pub fn worth_retry(&self) -> bool {
+        !self.ok && self.category == Some(FailureCategory::Evaluator)
+    }
+
     /// Why this submission has no usable losses: the evaluator's failure, else the failed checks.
     pub fn failure_reason(&self) -> Option<String> {
         if self.ok {
             return None;
         }
-        if let Some(failure) = self.failure.as_deref().filter(|f| !f.is_empty()) {
-            return Some(failure.to_string());
-        }
-        let failed: Vec<String> =
-            self.checks.iter().filter(|c| !c.ok).map(|c| format!("{}: {}", c.name, c.reason)).collect();
-        Some(if failed.is_empty() { "evaluation not ok".to_string() } else { failed.join("; ") })
+        let reason = match self.failure.as_deref().filter(|f| !f.is_empty()) {
+            Some(failure) => failure.to_string(),
+            None => {
+                let failed: Vec<String> =
+                    self.checks.iter().filter(|c| !c.ok).map(|c| format!("{}: {}", c.name, c.reason)).collect();
+                if failed.is_empty() { "evaluation not ok".to_string() } else { failed.join("; ") }
+            }
+        };
+        // Say so when the miner is not the one at fault.
+        Some(match self.category {
+            Some(FailureCategory::Task) => format!("{reason} (the task's inputs, not the miner)"),
+            Some(FailureCategory::Evaluator) => format!("{reason} (the evaluator, not the miner)"),
+            _ => reason,
+        })
     }
 }
 
@@ -96,5 +136,23 @@ mod tests {
         )
         .unwrap();
         assert_eq!(report.failure_reason().as_deref(), Some("safetensors: pickle file"));
+        assert!(!report.worth_retry());
+    }
+
+    #[test]
+    fn only_an_evaluator_failure_is_worth_a_retry() {
+        let parse = |category: &str| {
+            EvalReport::parse(&format!(r#"{{"ok":false,"failure":"x","category":"{category}"}}"#)).unwrap()
+        };
+        assert!(parse("evaluator").worth_retry());
+        for category in ["submission", "task", "something-new"] {
+            assert!(!parse(category).worth_retry(), "{category}");
+        }
+        let hostile = parse("submission");
+        assert_eq!(hostile.category, Some(FailureCategory::Submission));
+        assert_eq!(hostile.failure_reason().as_deref(), Some("x"));
+        assert_eq!(parse("task").failure_reason().as_deref(), Some("x (the task's inputs, not the miner)"));
+        let digest = EvalReport::parse(r#"{"ok":true,"model_digest":"sha256:ab","test_kl":0.5}"#).unwrap();
+        assert_eq!((digest.model_digest.as_deref(), digest.test_kl), (Some("sha256:ab"), Some(0.5)));
     }
 }

@@ -63,7 +63,7 @@ mod state;
 pub use action::{Action, Decision};
 pub use config::{LifecycleConfig, TournamentConfig};
 pub use decide::decide;
-pub use eval_report::{EvalCheck, EvalReport, EvalReportError};
+pub use eval_report::{EvalCheck, EvalReport, EvalReportError, FailureCategory};
 pub use observe::{
     DatasetFacts, Observation, PoolMiner, TrainingSummary, WorkKind, WorkOutput, WorkloadId, WorkloadState,
 };

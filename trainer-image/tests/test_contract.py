@@ -49,7 +49,9 @@ def test_result_fits_termination_message() -> None:
     data = json.loads(text)
     assert data["ok"] is False and data["test_loss"] is None
     assert set(data) == {"ok", "test_loss", "synth_loss", "text_guided_loss", "no_text_loss",
-                         "weights_sha256", "checks", "failure", "timings"}
+                         "weights_sha256", "checks", "failure", "timings", "model_digest",
+                         "category", "test_kl", "synth_kl", "test_rewards", "synth_rewards"}
+    assert data["category"] == "submission"
 
 
 def test_columns_parsing() -> None:
@@ -120,14 +122,3 @@ def test_package_type_checks(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "cache")],
                           capture_output=True, text=True, cwd=root, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-def test_sandbox_has_no_network_interfaces_where_unshare_works() -> None:
-    probe_src = (
-        "def interfaces(completions, **kw):\n"
-        "    return [float(len(open('/proc/net/dev').read().splitlines()) - 2)]\n"
-    )
-    count = run_reward(RewardSpec("interfaces", probe_src, 1.0), ["x"])[0]
-    if count != 1.0:
-        pytest.skip("kernel refused unshare(CLONE_NEWNET) here; the audit hook still blocks sockets")
-    assert count == 1.0  # loopback only

@@ -30,6 +30,8 @@ def test_grpo_improves_on_base(data: Data, text_base: Path, grpo_lora: Path) -> 
     assert sub["ok"] is True, sub
     assert sub["test_loss"] < base["test_loss"], (sub, base)
     assert any(c["name"] == "reward_functions" and c["ok"] for c in sub["checks"])
+    assert base["test_kl"] == 0.0 and sub["test_kl"] > 0
+    assert sub["test_rewards"]["count_a"] == -sub["test_loss"]
 
 
 def test_grpo_baseline_stops_at_deadline(data: Data, text_base: Path, workdir: Path) -> None:
@@ -57,6 +59,23 @@ def test_hostile_reward_is_a_failed_check(data: Data, text_base: Path, grpo_lora
     assert result["ok"] is False and result["test_loss"] is None
     bad = [c for c in result["checks"] if not c["ok"]]
     assert bad[-1]["name"] == "reward_functions" and words in bad[-1]["reason"], result
+    # It fails on the task's own prompts before any model is loaded: the task's fault.
+    assert result["category"] == "task", result
+
+
+def test_rewards_returning_none_are_ignored_not_failed(data: Data, text_base: Path, grpo_lora: Path,
+                                                       workdir: Path) -> None:
+    none_half = ("def none_half(completions, **kwargs):\n"
+                 "    return [None if i % 2 else 1.0 for i, _ in enumerate(completions)]\n")
+    always_none = "def always_none(completions, **kwargs):\n    return [None for _ in completions]\n"
+    rewards = td.rewards_file(workdir / "none_rewards.json",
+                              [("none_half", none_half, 1.0), ("always_none", always_none, 3.0)])
+    result = grpo_eval(data, text_base, grpo_lora, rewards)
+    assert result["ok"] is True, result
+    # Mean over the values given (all 1.0); a reward with no value at all adds nothing.
+    assert result["test_rewards"] == {"none_half": 1.0, "always_none": None}
+    assert result["test_loss"] == -1.0 and result["synth_loss"] == -1.0
+    assert result["test_kl"] > 0 and result["synth_kl"] > 0  # the LoRA moved away from the base
 
 
 def test_hostile_reward_does_not_break_training(data: Data, text_base: Path, workdir: Path) -> None:

@@ -1,9 +1,10 @@
-"""``python -m gradients_trainer <train|evaluate|make-base-model|strategies>``."""
+"""``python -m gradients_trainer <train|evaluate|make-base-model|synthesize-eval|strategies>``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -28,6 +29,12 @@ class _Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         sys.stderr.write(f"error: {message}\n")
         raise SystemExit(EXIT_INVALID_INPUT)
+
+
+def _digest(value: str) -> str:
+    if not re.fullmatch(r"sha256:[0-9a-f]{64}", value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not sha256:<64 lowercase hex digits>")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--synth-data", required=True, type=Path)
     ev.add_argument("--columns", default=None)
     ev.add_argument("--reward-functions", type=Path, default=None)
-    ev.add_argument("--profile", choices=["fast", "paper"], default="paper")
+    ev.add_argument("--submission-digest", type=_digest, default=None,
+                    help="sha256:<hex> tree digest of --submission from the seal step; "
+                         "a mismatch fails the submission before anything is loaded")
+    ev.add_argument("--profile", choices=["production", "paper", "fast"], default="production",
+                    help="image: per-family settings (README); grpo: fast = 32 new tokens")
     ev.add_argument("--seed", type=int, default=42)
     ev.add_argument("--termination-message-path", type=Path, default=None)
     ev.add_argument("--score-base", action="store_true",
@@ -74,6 +85,22 @@ def build_parser() -> argparse.ArgumentParser:
     mk.add_argument("--pretrain-steps", type=int, default=40)
     mk.add_argument("--size", choices=["tiny", "small"], default="tiny",
                     help="text only: tiny (tests, ~0.1M params) or small (~25M, GPU checks)")
+
+    sg = sub.add_parser("synthesize-eval",
+                        help="write a synthetic evaluation set with a generator model (§3.3)")
+    sg.add_argument("--task-type", required=True, choices=TASK_TYPES)
+    sg.add_argument("--generator", required=True, type=Path)
+    sg.add_argument("--weaker-model", type=Path, default=None,
+                    help="DPO: writes the rejected answers (default: a corrupted decode)")
+    sg.add_argument("--train-data", required=True, type=Path)
+    sg.add_argument("--test-data", type=Path, default=None,
+                    help="seed rows (default: --train-data, e.g. the whole dataset)")
+    sg.add_argument("--columns", default=None)
+    sg.add_argument("--rows", type=int, required=True)
+    sg.add_argument("--temperature", type=float, default=0.7)
+    sg.add_argument("--max-new-tokens", type=int, default=48)
+    sg.add_argument("--seed", type=int, default=42)
+    sg.add_argument("--output", required=True, type=Path)
 
     sub.add_parser("strategies", help="print the strategy catalogue as JSON")
     return parser
@@ -117,6 +144,19 @@ def _dispatch(args: argparse.Namespace) -> int:
         info = make_base_model(task, args.output, args.seed, args.pretrain_data,
                                arch, args.pretrain_steps, args.size)
         write_stdout(json.dumps({"event": "done", "output": str(args.output), **info}))
+        return EXIT_OK
+    if args.command == "synthesize-eval":
+        from dataclasses import asdict
+
+        from .synthgen import Request, run
+
+        record = run(Request(
+            task=task, generator=args.generator, weaker=args.weaker_model,
+            train_data=args.train_data, test_data=args.test_data, columns=args.columns,
+            rows=args.rows, temperature=args.temperature,
+            max_new_tokens=args.max_new_tokens, seed=args.seed, output=args.output,
+        ))
+        write_stdout(json.dumps({"event": "done", **asdict(record)}))
         return EXIT_OK
     strategy = strategies.get(args.strategy)
     if args.strategy_overrides:

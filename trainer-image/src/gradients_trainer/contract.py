@@ -134,22 +134,33 @@ class EvalResult:
     checks: list[Check] = field(default_factory=list)
     failure: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # The tree digest (sha256:<hex>) of every submission the evaluator read.
+    model_digest: str | None = None
+    # Whose fault a failure is (ok=false only): see FAILURE_CATEGORIES.
+    category: str | None = None
+    # GRPO: KL(base‖submission) per prompt token, and each reward's mean (None ignored).
+    test_kl: float | None = None
+    synth_kl: float | None = None
+    test_rewards: dict[str, float | None] | None = None
+    synth_rewards: dict[str, float | None] | None = None
 
-    def fail(self, reason: str) -> EvalResult:
+    def fail(self, reason: str, category: str = "submission") -> EvalResult:
         self.ok = False
         self.failure = reason
+        self.category = category
         self.test_loss = self.synth_loss = None
         self.text_guided_loss = self.no_text_loss = None
+        self.test_kl = self.synth_kl = None
+        self.test_rewards = self.synth_rewards = None
         return self
 
     def to_json(self) -> str:
         """Serialise, shrinking check reasons until the object fits the 4096-byte limit."""
-        data = asdict(self)
-        for key in ("test_loss", "synth_loss", "text_guided_loss", "no_text_loss"):
-            value = data[key]
-            if value is not None and value != value:  # NaN is not JSON
-                data[key] = None
+        data = _finite(asdict(self))
         text = json.dumps(data, separators=(",", ":"))
+        if len(text.encode()) >= TERMINATION_MESSAGE_LIMIT:
+            data["test_rewards"] = data["synth_rewards"] = None
+            text = json.dumps(data, separators=(",", ":"))
         limit = 300
         while len(text.encode()) >= TERMINATION_MESSAGE_LIMIT and limit > 8:
             for check in data["checks"]:
@@ -162,6 +173,23 @@ class EvalResult:
             data["checks"] = [c for c in data["checks"] if not c["ok"]][:4]
             text = json.dumps(data, separators=(",", ":"))
         return text
+
+
+# "submission": the miner's model or files (final, no retry); "task": the task's own inputs,
+# e.g. reward code failing on the task's prompts (final, not the miner's fault);
+# "evaluator": the evaluation itself, e.g. out of memory at the smallest batch (worth a retry).
+FAILURE_CATEGORIES = ("submission", "task", "evaluator")
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities are not JSON: they become null."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _truncate(text: str, limit: int) -> str:

@@ -50,7 +50,8 @@ def from_latents(pipe: Any, latents: Any) -> Any:
     return latents / cfg.scaling_factor + (cfg.shift_factor or 0.0)
 
 
-def velocity(pipe: Any, transformer: Any, x: Any, sigma: Any, cond: FluxCond) -> Any:
+def velocity(pipe: Any, transformer: Any, x: Any, sigma: Any, cond: FluxCond,
+             guidance_scale: float = 1.0) -> Any:
     """Transformer prediction (ε − x0) for latents ``x`` [B, C, H, W] at noise level σ [B]."""
     import torch
 
@@ -59,7 +60,7 @@ def velocity(pipe: Any, transformer: Any, x: Any, sigma: Any, cond: FluxCond) ->
     img_ids = pipe._prepare_latent_image_ids(b, h // 2, w // 2, x.device, x.dtype)
     guidance = None
     if getattr(transformer.config, "guidance_embeds", False):
-        guidance = torch.full((b,), 1.0, device=x.device, dtype=x.dtype)
+        guidance = torch.full((b,), guidance_scale, device=x.device, dtype=x.dtype)
     out = transformer(hidden_states=packed, timestep=sigma.to(x.dtype), guidance=guidance,
                       pooled_projections=cond.pooled, encoder_hidden_states=cond.embeds,
                       txt_ids=cond.text_ids, img_ids=img_ids, return_dict=False)[0]
@@ -78,7 +79,8 @@ def training_loss(pipe: Any, transformer: Any, x0: Any, cond: FluxCond, gen: Any
     return torch.nn.functional.mse_loss(pred.float(), (noise - x0).float())
 
 
-def reconstruct(pipe: Any, x0: Any, cond: FluxCond, strength: float, steps: int, noise: Any) -> Any:
+def reconstruct(pipe: Any, x0: Any, cond: FluxCond, strength: float, steps: int, noise: Any,
+                guidance: float = 1.0) -> Any:
     """Noise ``x0`` to σ = strength and integrate back to σ = 0 with Euler steps."""
     import torch
 
@@ -88,7 +90,7 @@ def reconstruct(pipe: Any, x0: Any, cond: FluxCond, strength: float, steps: int,
     with torch.no_grad():
         for i in range(n):
             sig = sigmas[i].expand(x.shape[0])
-            v = velocity(pipe, pipe.transformer, x, sig, cond)
+            v = velocity(pipe, pipe.transformer, x, sig, cond, guidance)
             x = x + (sigmas[i + 1] - sigmas[i]) * v
     return x
 

@@ -117,3 +117,39 @@ def replace_dir(tmp: Path, final: Path) -> None:
     tmp.rename(final)
     if old.exists():
         shutil.rmtree(old)
+
+
+def trusted_model_dir(base: Path, weight_files: list[Path], staging: Path,
+                      adapter_config: dict[str, Any] | None = None) -> Path:
+    """A directory holding only what the evaluator trusts: the submission's weights (links to
+    files already checked) with the *base's* ``config.json`` and ``generation_config.json``
+    (full fine-tune), or the sanitized ``adapter_config.json`` (LoRA). A submission's own
+    configuration files are never handed to transformers or PEFT."""
+    import json
+
+    staging.mkdir(parents=True, exist_ok=True)
+    for f in weight_files:
+        (staging / f.name).symlink_to(f.resolve())
+    if adapter_config is not None:
+        (staging / "adapter_config.json").write_text(json.dumps(adapter_config))
+        return staging
+    for name in ("config.json", "generation_config.json"):
+        if (base / name).is_file():
+            shutil.copyfile(base / name, staging / name)
+    if len(weight_files) > 1:  # the index is rebuilt from the headers, never taken from the submission
+        from .checks import safetensors_header
+
+        weight_map = {key: f.name for f in weight_files for key in safetensors_header(f, 1 << 30)[0]}
+        (staging / "model.safetensors.index.json").write_text(
+            json.dumps({"metadata": {}, "weight_map": weight_map}))
+    return staging
+
+
+def base_generation_config(base: Path) -> Any:
+    """The base model's generation configuration (its file, else derived from its config)."""
+    from transformers import AutoConfig, GenerationConfig
+
+    if (base / "generation_config.json").is_file():
+        return GenerationConfig.from_pretrained(str(base), local_files_only=True)
+    cfg = AutoConfig.from_pretrained(str(base), trust_remote_code=False, local_files_only=True)
+    return GenerationConfig.from_model_config(cfg)

@@ -1,10 +1,14 @@
-"""Untrusted GRPO reward code, run in a separate ``python -I`` process.
+"""Untrusted GRPO reward code, run in a separate, kernel-confined process.
 
-The child drops into its own network namespace where the kernel allows it (``unshare``),
-sets RLIMIT_AS / RLIMIT_CPU / RLIMIT_FSIZE / RLIMIT_CORE, and installs an audit hook that
-refuses sockets, process creation, ``ctypes`` and signals before it ever reads the reward
-source. The parent enforces a wall-clock limit and kills the child's process group. The
-reward source is never compiled or executed in the trainer's or evaluator's interpreter.
+Each call starts ``python -I -S sandbox_child.py`` with a clean environment (no GRADIENTS_*
+variables, nothing that names the miner), an empty temporary working directory, only its
+stdin/stdout/stderr pipes open and its own session. The child sets rlimits, loads the
+standard-library modules a reward may use, compiles the source and then installs a seccomp
+filter on itself (see ``sandbox_child.py``): from there it can compute and write to its pipes,
+nothing else. A fork, exec, socket or signal kills it; opening, stat-ing or writing a file
+fails with EPERM. The parent bounds the wall clock and the output, kills the child's process
+group in every case, and accepts exactly one result line with one number per completion.
+Any misbehaviour is a :class:`SandboxError` for that call, never a failure of the caller.
 """
 
 from __future__ import annotations
@@ -12,16 +16,24 @@ from __future__ import annotations
 import json
 import math
 import os
+import selectors
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .contract import InputError
+from .sandbox_child import RESULT_MARK
 
+CHILD = Path(__file__).with_name("sandbox_child.py")
+# The reward's whole environment: nothing about the task, the miner or the caller.
+CHILD_ENV = {"LC_ALL": "C.UTF-8"}
+STDERR_CAP = 16 << 20  # bytes of reward output (prints) before the call is stopped
+STDERR_TAIL = 4096
 
 
 def default_timeout_s() -> float:
@@ -30,61 +42,6 @@ def default_timeout_s() -> float:
 
 def default_memory_mb() -> int:
     return int(os.environ.get("GRADIENTS_REWARD_MEMORY_MB", "1024"))
-
-
-RESULT_MARK = "@@GRADIENTS_REWARD@@"
-
-_BOOT = r'''
-import json, os, resource, sys
-req = json.loads(sys.stdin.read())
-try:
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(0x40000000) != 0:            # CLONE_NEWNET
-        libc.unshare(0x10000000 | 0x40000000)    # CLONE_NEWUSER | CLONE_NEWNET
-    del libc, ctypes
-except Exception:
-    pass
-mem = int(req["memory_mb"]) << 20
-resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-cpu = int(req["cpu_s"])
-resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 20, 16 << 20))
-resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-out_fd = os.dup(1)
-os.dup2(2, 1)
-BLOCKED = ("socket.", "subprocess.", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
-           "os.fork", "os.forkpty", "os.kill", "os.killpg", "ctypes.", "signal.",
-           "pty.", "os.startfile", "webbrowser.", "urllib.Request", "http.client.")
-def hook(event, args):
-    if event.startswith(BLOCKED):
-        if event.startswith("socket."):
-            raise PermissionError("network access is blocked in reward code (" + event + ")")
-        raise PermissionError("blocked in reward code: " + event)
-sys.addaudithook(hook)
-import inspect, math
-ns = {"__name__": "reward_module"}
-filename = "<reward:" + req["name"] + ">"
-exec(compile(req["source"], filename, "exec"), ns)
-fn = ns.get(req["name"])
-if not callable(fn):
-    funcs = [v for v in ns.values() if inspect.isfunction(v) and v.__code__.co_filename == filename]
-    if not funcs:
-        raise ValueError("reward source defines no function")
-    fn = funcs[-1]
-kwargs = {"prompts": req["prompts"], "extra_data": req["extra"]}
-try:
-    params = inspect.signature(fn).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        kwargs = {k: v for k, v in kwargs.items() if k in params}
-except (TypeError, ValueError):
-    pass
-values = fn(req["completions"], **kwargs)
-values = [float("nan") if v is None else float(v) for v in list(values)]
-if len(values) != len(req["completions"]):
-    raise ValueError("reward returned %d values for %d completions" % (len(values), len(req["completions"])))
-os.write(out_fd, (MARK + json.dumps(values) + "\n").encode())
-'''.replace("MARK", repr(RESULT_MARK))
 
 
 @dataclass(frozen=True)
@@ -96,6 +53,11 @@ class RewardSpec:
 
 class SandboxError(Exception):
     """A reward function failed: timeout, exception, blocked operation, bad output."""
+
+
+class SandboxUnavailable(SandboxError):
+    """The kernel refused the seccomp filter: no reward runs here (fail closed). This is the
+    machine's fault, not the reward's."""
 
 
 def load_reward_specs(path: Path, argument: str = "--reward-functions") -> list[RewardSpec]:
@@ -130,7 +92,7 @@ def run_reward(
     timeout_s: float | None = None,
     memory_mb: int | None = None,
 ) -> list[float]:
-    """Run one reward function on a batch in a fresh sandboxed interpreter."""
+    """Run one reward function on a batch in a fresh confined process."""
     timeout = default_timeout_s() if timeout_s is None else timeout_s
     request = json.dumps(
         {
@@ -143,34 +105,81 @@ def run_reward(
             "cpu_s": max(1, int(math.ceil(timeout))),
         },
         default=str,
-    )
-    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/nonexistent",
-           "PYTHONDONTWRITEBYTECODE": "1", "HF_HUB_OFFLINE": "1"}
+    ).encode()
+    # A result line is short: one number per completion.
+    stdout_cap = 4096 + 40 * len(completions)
     with tempfile.TemporaryDirectory(prefix="gradients-reward-") as cwd:
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", _BOOT],
+            [sys.executable, "-I", "-S", str(CHILD)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=cwd,
-            env=env,
+            env=CHILD_ENV,
+            close_fds=True,
             start_new_session=True,
         )
         try:
-            out, err = proc.communicate(request.encode(), timeout=timeout)
-        except subprocess.TimeoutExpired:
+            out, err, problem = _exchange(proc, request, time.monotonic() + timeout, stdout_cap)
+        finally:
+            # The group dies whatever happened; the unreaped child keeps its pid from reuse.
             _kill_group(proc)
-            proc.communicate()
-            raise SandboxError(f"reward '{spec.name}' timed out after {timeout:g}s") from None
-    stdout = out.decode(errors="replace")
-    for line in stdout.splitlines():
-        if line.startswith(RESULT_MARK):
-            return [float(v) for v in json.loads(line[len(RESULT_MARK):])]
-    reason = _last_error(err.decode(errors="replace"))
-    if proc.returncode is not None and proc.returncode < 0:
-        sig = -proc.returncode
-        reason = f"killed by signal {signal.Signals(sig).name}" + (f" ({reason})" if reason else "")
-    raise SandboxError(f"reward '{spec.name}' failed: {reason or 'no result'}")
+            proc.wait()
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                if pipe is not None and not pipe.closed:
+                    pipe.close()
+    name = f"reward '{spec.name}'"
+    if problem == "timeout":
+        raise SandboxError(f"{name} timed out after {timeout:g}s")
+    if problem is not None:
+        raise SandboxError(f"{name} failed: {problem}")
+    return _parse(name, out, err, proc.returncode, len(completions))
+
+
+def _exchange(proc: subprocess.Popen[bytes], request: bytes, deadline: float,
+              stdout_cap: int) -> tuple[bytes, bytes, str | None]:
+    """Feeds the request and collects bounded output until both pipes close (or the deadline,
+    or too much output); returns (stdout, stderr tail, problem)."""
+    assert proc.stdin and proc.stdout and proc.stderr
+    out, err, err_total = bytearray(), bytearray(), 0
+    pending = memoryview(request)
+    with selectors.DefaultSelector() as sel:
+        os.set_blocking(proc.stdin.fileno(), False)
+        sel.register(proc.stdin, selectors.EVENT_WRITE)
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        sel.register(proc.stderr, selectors.EVENT_READ)
+        while sel.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return bytes(out), bytes(err), "timeout"
+            for key, _ in sel.select(remaining):
+                if key.fileobj is proc.stdin:
+                    try:
+                        pending = pending[os.write(key.fd, pending[:65536]):]
+                    except BrokenPipeError:
+                        pending = pending[:0]
+                    if not pending:
+                        sel.unregister(proc.stdin)
+                        proc.stdin.close()
+                    continue
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                elif key.fileobj is proc.stdout:
+                    out += chunk
+                    if len(out) > stdout_cap:
+                        return bytes(out), bytes(err), "too much output on the result channel"
+                else:
+                    err_total += len(chunk)
+                    err = (err + chunk)[-STDERR_TAIL:]
+                    if err_total > STDERR_CAP:
+                        return bytes(out), bytes(err), f"too much output (over {STDERR_CAP >> 20} MiB)"
+    # Wait for the exit without reaping (WNOWAIT): the group is killed before the pid is freed.
+    while os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+        if time.monotonic() >= deadline:
+            return bytes(out), bytes(err), "timeout"
+        time.sleep(0.002)
+    return bytes(out), bytes(err), None
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -183,6 +192,42 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 def _last_error(stderr: str) -> str:
     lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
     return lines[-1][:300] if lines else ""
+
+
+def _parse(name: str, out: bytes, err: bytes, returncode: int, n: int) -> list[float]:
+    lines = [ln for ln in out.decode(errors="replace").splitlines() if ln.startswith(RESULT_MARK)]
+    stderr = err.decode(errors="replace")
+    if returncode < 0:
+        sig = -returncode
+        reason = f"killed by signal {signal.Signals(sig).name}" if sig in signal.valid_signals() else f"killed by signal {sig}"
+        if sig == signal.SIGSYS:
+            reason = "stopped by the sandbox: a forbidden system call (process, exec, network or signal)"
+        elif sig == signal.SIGXCPU:
+            # The CPU limit equals the wall timeout: on a loaded machine a busy loop can reach
+            # it before the parent notices the deadline, and it is the same failure.
+            reason = "timed out: used up its CPU time"
+        notes = [ln[len("sandbox: "):] for ln in stderr.splitlines() if ln.startswith("sandbox: ")]
+        raise SandboxError(f"{name} {reason}" + (f"; {notes[-1]}" if notes else ""))
+    if len(lines) != 1:
+        detail = _last_error(stderr)
+        what = "no result" if not lines else "more than one result line"
+        raise SandboxError(f"{name} failed: {what}" + (f" ({detail})" if detail else ""))
+    try:
+        payload = json.loads(lines[0][len(RESULT_MARK):])
+    except json.JSONDecodeError:
+        raise SandboxError(f"{name} failed: a malformed result") from None
+    if not isinstance(payload, dict):
+        raise SandboxError(f"{name} failed: a malformed result")
+    if "unavailable" in payload:
+        raise SandboxUnavailable(f"{name} cannot run: {payload['unavailable']}")
+    if "error" in payload:
+        raise SandboxError(f"{name} failed: {payload['error']}")
+    values = payload.get("values")
+    if not isinstance(values, list) or len(values) != n or not all(
+        v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values
+    ):
+        raise SandboxError(f"{name} failed: the result is not one number per completion")
+    return [float("nan") if v is None else float(v) for v in values]
 
 
 def probe(spec: RewardSpec, prompts: list[str], extras: list[Any],
@@ -221,6 +266,8 @@ class SandboxedReward:
         try:
             values = run_reward(self.spec, comps, [_as_text(p) for p in (prompts or [])] or None,
                                 list(extra) if extra is not None else None, self.timeout_s)
+        except SandboxUnavailable:
+            raise  # no sandbox on this machine: stop rather than train on zeros
         except SandboxError as exc:
             self.failed = str(exc)
             sys.stderr.write(f"warning: {exc}; reward disabled for the rest of training\n")

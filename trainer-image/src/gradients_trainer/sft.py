@@ -5,26 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from .data import PromptCompletion
+from .textrules import IGNORE, instruct_example, keep_within, window_of
 from .hf import BudgetCallback, RunState, common_args, quiet
 from .textcommon import TextTrainContext, prepare_model
 
-IGNORE = -100
 
 
-def tokenize_example(tokenizer: Any, ex: PromptCompletion, max_len: int) -> dict[str, list[int]]:
-    """Prompt and completion are tokenized separately (like axolotl); labels mask the prompt."""
-    prompt_ids: list[int] = tokenizer(ex.prompt, add_special_tokens=True)["input_ids"]
-    completion_ids: list[int] = tokenizer(ex.completion, add_special_tokens=False)["input_ids"]
-    if tokenizer.eos_token_id is not None:
-        completion_ids = completion_ids + [int(tokenizer.eos_token_id)]
-    ids = (prompt_ids + completion_ids)[:max_len]
-    labels = ([IGNORE] * len(prompt_ids) + completion_ids)[:max_len]
-    return {"input_ids": ids, "labels": labels}
+def tokenize_example(tokenizer: Any, ex: PromptCompletion) -> dict[str, list[int]]:
+    """Prompt and completion tokenized separately (like axolotl); labels mask the prompt."""
+    return instruct_example(tokenizer, ex.prompt, ex.completion)
 
 
 def sequence_limit(model_config: Any, wanted: int) -> int:
-    max_pos = int(getattr(model_config, "max_position_embeddings", wanted) or wanted)
-    return max(8, min(wanted, max_pos))
+    """The strategy's length within the base's evaluation window (``textrules.window_of``)."""
+    return max(8, min(wanted, window_of(model_config)))
 
 
 def pack(examples: list[dict[str, list[int]]], block: int) -> list[dict[str, list[int]]]:
@@ -83,8 +77,8 @@ def train_sft(ctx: TextTrainContext) -> RunState:
     model, method = prepare_model(ctx)
     ctx.method = method
     max_len = sequence_limit(model.config, ctx.strategy.max_seq_len)
-    examples = [tokenize_example(ctx.tokenizer, ex, max_len) for ex in ctx.examples]
-    examples = [e for e in examples if any(label != IGNORE for label in e["labels"])]
+    # Rows longer than the window are dropped, as axolotl and the evaluator do.
+    examples = keep_within([tokenize_example(ctx.tokenizer, ex) for ex in ctx.examples], max_len)
     if ctx.strategy.packing:
         examples = pack(examples, max_len)
     collator = Collator(int(ctx.tokenizer.pad_token_id))

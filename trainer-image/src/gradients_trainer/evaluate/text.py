@@ -1,4 +1,8 @@
-"""Instruct (completion-token cross-entropy) and DPO (sigmoid loss vs base) evaluation."""
+"""Instruct (completion-token cross-entropy) and DPO (sigmoid loss vs base) evaluation.
+
+Rows are tokenised by ``textrules`` (the trainer's rules) and the window always comes from
+the base model's configuration; rows longer than the window are dropped.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,11 @@ from contextlib import nullcontext
 from typing import Any, Callable, ContextManager
 
 from ..data import Preference, PromptCompletion
-from ..sft import IGNORE, tokenize_example
+from ..textrules import IGNORE, instruct_example, keep_within, preference_example
 
 BATCH = 8
 TOKENS_PER_BATCH = 8192  # bounds the [batch, seq, vocab] logits on large-vocabulary models
-
-
-def eval_seq_len(model_config: Any) -> int:
-    """axolotl's sequence_len=4096, or ceil(max_pos/2) when the context is shorter."""
-    max_pos = int(getattr(model_config, "max_position_embeddings", 4096) or 4096)
-    return 4096 if max_pos >= 4096 else int(math.ceil(max_pos / 2))
+PAD_FILL = 0  # padded positions are masked out of attention and labels: any id will do
 
 
 def _batches(items: list[dict[str, list[int]]], size: int = BATCH,
@@ -67,35 +66,34 @@ def _token_logprobs(model: Any, ids: Any, mask: Any, labels: Any) -> tuple[Any, 
     return picked * valid, valid
 
 
-def instruct_loss(model: Any, tokenizer: Any, examples: list[PromptCompletion]) -> float:
-    """Token-weighted mean cross-entropy over completion tokens (rows without any dropped)."""
+def instruct_loss(model: Any, tokenizer: Any, examples: list[PromptCompletion], window: int) -> float:
+    """Token-weighted mean cross-entropy over completion tokens; rows without any completion
+    token or longer than ``window`` are dropped. Equals the HF Trainer's ``eval_loss`` when
+    the split is one evaluation batch (the Trainer weights each batch's token mean by rows)."""
     import torch
 
-    max_len = eval_seq_len(model.config)
-    seqs = [tokenize_example(tokenizer, ex, max_len) for ex in examples]
-    seqs = [s for s in seqs if any(lab != IGNORE for lab in s["labels"][1:])]
+    seqs = keep_within([instruct_example(tokenizer, ex.prompt, ex.completion) for ex in examples], window)
     if not seqs:
-        raise ValueError("no evaluation rows with completion tokens")
+        raise ValueError(f"no evaluation rows with completion tokens within {window} tokens")
     dev = next(model.parameters()).device
     total, count = 0.0, 0
     with torch.no_grad():
         for batch in _batches(seqs):
-            ids, mask, labels = _pad(batch, int(tokenizer.pad_token_id), dev)
+            ids, mask, labels = _pad(batch, PAD_FILL, dev)
             picked, valid = _token_logprobs(model, ids, mask, labels)
             total += float(-picked.sum())
             count += int(valid.sum())
     return total / max(1, count)
 
 
-def _sequence_logps(model: Any, tokenizer: Any, pairs: list[tuple[str, str]], max_len: int) -> list[float]:
+def _sequence_logps(model: Any, seqs: list[dict[str, list[int]]]) -> list[float]:
     import torch
 
-    seqs = [tokenize_example(tokenizer, PromptCompletion(p, c), max_len) for p, c in pairs]
     dev = next(model.parameters()).device
     out: list[float] = []
     with torch.no_grad():
         for batch in _batches(seqs):
-            ids, mask, labels = _pad(batch, int(tokenizer.pad_token_id), dev)
+            ids, mask, labels = _pad(batch, PAD_FILL, dev)
             picked, _ = _token_logprobs(model, ids, mask, labels)
             out.extend(float(v) for v in picked.sum(-1))
     return out
@@ -107,23 +105,33 @@ def dpo_loss(
     reference: Any,
     tokenizer: Any,
     examples: list[Preference],
+    window: int,
     beta: float = 0.1,
 ) -> float:
-    """Mean of -log σ(β·[(π_c − ref_c) − (π_r − ref_r)]) with summed completion log-probs.
+    """Mean of -log σ(β·[(π_c − ref_c) − (π_r − ref_r)]) with summed completion log-probs
+    (TRL's sigmoid DPO loss). Prompts carry no BOS (TRL); a pair is dropped when either
+    sequence is longer than ``window``.
 
     ``reference_ctx`` (e.g. a LoRA model's ``disable_adapter``) turns ``policy`` into the
     reference; otherwise ``reference`` is a separate (base) model.
     """
-    max_len = eval_seq_len(policy.config)
-    chosen = [(e.prompt, e.chosen) for e in examples]
-    rejected = [(e.prompt, e.rejected) for e in examples]
-    pc = _sequence_logps(policy, tokenizer, chosen, max_len)
-    pr = _sequence_logps(policy, tokenizer, rejected, max_len)
+    chosen: list[dict[str, list[int]]] = []
+    rejected: list[dict[str, list[int]]] = []
+    for e in examples:
+        good = preference_example(tokenizer, e.prompt, e.chosen)
+        bad = preference_example(tokenizer, e.prompt, e.rejected)
+        if keep_within([good, bad], window) == [good, bad]:
+            chosen.append(good)
+            rejected.append(bad)
+    if not chosen:
+        raise ValueError(f"no preference pairs within {window} tokens")
+    pc = _sequence_logps(policy, chosen)
+    pr = _sequence_logps(policy, rejected)
     ref_model = policy if reference_ctx is not None else reference
     ctx = reference_ctx() if reference_ctx is not None else nullcontext()
     with ctx:
-        rc = _sequence_logps(ref_model, tokenizer, chosen, max_len)
-        rr = _sequence_logps(ref_model, tokenizer, rejected, max_len)
+        rc = _sequence_logps(ref_model, chosen)
+        rr = _sequence_logps(ref_model, rejected)
     losses = []
     for a, b, c, d in zip(pc, pr, rc, rr):
         z = beta * ((a - c) - (b - d))
