@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod chain;
 pub mod crdgen;
 pub mod local;
 pub mod mechanism;
