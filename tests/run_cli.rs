@@ -86,10 +86,11 @@ if [ "$2" = gradients_trainer.preflight ]; then echo '{"contract_version": 1}'; 
 cmd="$3"; shift 3
 out=""; sub=""
 while [ $# -gt 0 ]; do
-  case "$1" in --output) out="$2";; --submission) sub="$2";; esac
+  case "$1" in --output) out="$2";; --submission) sub="$2";; --train-data) data="$2";; esac
   shift
 done
 if [ "$cmd" = train ]; then
+  [ -f "$data" ] || { echo "error: --train-data: file not found: $data" >&2; exit 2; }
   mkdir -p "$out/model" && echo weights > "$out/model/model.safetensors"
   echo '{"steps": 3, "final_train_loss": 0.5, "stopped_by_deadline": false}' > "$out/training.json"
   echo '{"event":"progress","step":3,"total_steps":3,"loss":0.5}'
@@ -131,6 +132,23 @@ fn runs_share_the_leaderboard_store_and_a_changed_task_does_not_resume_an_old_ru
     let out = run(&changed, &data, &["--python", &python, "--run-dir", second_dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("holds a run of a different task"));
+}
+
+#[test]
+fn relative_data_dir_and_python_mean_the_same_from_every_workload() {
+    let ws = workspace(20);
+    fake_python(ws.path());
+    write(ws.path(), "task.yaml", &task_yaml("    - {name: a, strategy: s1}\n", ""));
+    // Workloads run in their own directories; relative paths are the caller's.
+    let out = std::process::Command::new(bin())
+        .current_dir(ws.path())
+        .args(["run", "task.yaml", "--output", "json", "--quiet", "--data-dir", "data", "--python", "./fake-python"])
+        .output()
+        .unwrap();
+    let report = report(&out);
+    assert_eq!(report["phase"], "Succeeded", "{report:#}");
+    assert!(row(&report, "a")["test_loss"].as_f64().is_some(), "{report:#}");
+    assert!(ws.path().join("data/runs/t/weights.json").exists(), "{report:#}");
 }
 
 #[test]

@@ -72,7 +72,11 @@ fn a_source_that_cannot_draw_names_the_file_and_the_field() {
     let (ws, source) = example_workspace();
     let text = std::fs::read_to_string(&source).unwrap();
     let cases = [
-        (text.replacen("        rewardFunctions:", "        unused:", 1), "spec", "unknown field `unused`"),
+        (
+            text.replacen("        rewardFunctions:", "        unused:", 1),
+            "bad.yaml: spec.catalog.datasets[2].unused: ",
+            "unknown field `unused`",
+        ),
         (
             text.replace("paramsB: 0.0001, taskTypes: [Dpo]", "paramsB: 0, taskTypes: [Dpo]"),
             "spec.catalog.models[1].paramsB",

@@ -2,7 +2,7 @@
 //! [`crate::tournament::decide`], persists the state, and applies the actions.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::Duration as StdDuration;
 
@@ -81,7 +81,14 @@ struct Running {
 pub fn run(options: &Options) -> Result<RunReport, RunError> {
     let valid = validate::validate(manifest::load(&options.task_file)?)?;
     validate::check_inline_commands(&valid.file, options.trust_local_commands)?;
-    let options = &Options { python: preflight::resolve_program(&options.python), ..options.clone() };
+    // Workloads run in their own directories: every path they are given is absolute.
+    let absolute = |p: &Path| std::path::absolute(p).map_err(io_err(p));
+    let options = &Options {
+        python: preflight::resolve_program(&options.python),
+        data_dir: absolute(&options.data_dir)?,
+        run_dir: options.run_dir.as_deref().map(absolute).transpose()?,
+        ..options.clone()
+    };
     preflight::check(&options.python, &valid.file.spec, preflight::requested_gpus())?;
     let run = rundir::choose(&options.data_dir, &valid.file.name, options.run_dir.as_deref())
         .map_err(io_err(&options.data_dir))?;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::api::task::TaskSpec;
 
@@ -29,11 +30,11 @@ impl TaskFileError {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Manifest {
+struct Manifest<S> {
     api_version: String,
     kind: String,
     metadata: Metadata,
-    spec: TaskSpec,
+    spec: S,
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,13 +56,21 @@ pub struct TaskFile {
     pub text: String,
 }
 
-/// Reads and parses a task file: YAML syntax, unknown fields and wrong types are reported
-/// with the field's path.
-pub fn load(path: &Path) -> Result<TaskFile, TaskFileError> {
+/// A manifest file as written: its `metadata.name`, its typed `spec` and its text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document<S> {
+    pub name: String,
+    pub spec: S,
+    pub text: String,
+}
+
+/// Reads a manifest of `kind` (a task file, a `TaskSource` file): YAML syntax, unknown fields
+/// and wrong types are reported with the field's path.
+pub fn read<S: DeserializeOwned>(path: &Path, kind: &str) -> Result<Document<S>, TaskFileError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| TaskFileError::Unreadable { file: file.clone(), message: e.to_string() })?;
-    let manifest: Manifest = serde_path_to_error::deserialize(serde_norway::Deserializer::from_str(&text))
+    let manifest: Manifest<S> = serde_path_to_error::deserialize(serde_norway::Deserializer::from_str(&text))
         .map_err(|e| yaml_error(path, &e))?;
     if manifest.api_version != API_VERSION {
         return Err(TaskFileError::invalid(
@@ -70,18 +79,24 @@ pub fn load(path: &Path) -> Result<TaskFile, TaskFileError> {
             format!("expected {API_VERSION}, found {:?}", manifest.api_version),
         ));
     }
-    if manifest.kind != KIND {
-        return Err(TaskFileError::invalid(path, "kind", format!("expected {KIND}, found {:?}", manifest.kind)));
+    if manifest.kind != kind {
+        return Err(TaskFileError::invalid(path, "kind", format!("expected {kind}, found {:?}", manifest.kind)));
     }
+    Ok(Document { name: manifest.metadata.name, spec: manifest.spec, text })
+}
+
+/// Reads and parses a task file, its local paths resolved.
+pub fn load(path: &Path) -> Result<TaskFile, TaskFileError> {
+    let Document { name, spec, text } = read::<TaskSpec>(path, KIND)?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
-    let mut spec = manifest.spec;
+    let mut spec = spec;
     spec.base_model.uri = resolve(path, &dir, "spec.baseModel.uri", &spec.base_model.uri)?;
     spec.dataset.uri = resolve(path, &dir, "spec.dataset.uri", &spec.dataset.uri)?;
     if let Some(uri) = spec.dataset.synthetic_uri.take() {
         spec.dataset.synthetic_uri = Some(resolve(path, &dir, "spec.dataset.syntheticUri", &uri)?);
     }
-    Ok(TaskFile { path: path.to_path_buf(), name: manifest.metadata.name, spec, text })
+    Ok(TaskFile { path: path.to_path_buf(), name, spec, text })
 }
 
 /// The field is the path serde_path_to_error tracked (`spec.baseModel.paramsB`); the message
