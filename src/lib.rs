@@ -7,6 +7,7 @@ pub mod api;
 pub mod audit;
 pub mod chain;
 pub mod crdgen;
+pub mod gpu;
 pub mod local;
 pub mod mechanism;
 pub mod operator;

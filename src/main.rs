@@ -32,6 +32,8 @@ enum Command {
     },
     /// Run the controllers (in a cluster, or from outside one with KUBECONFIG).
     Operator(gradients::operator::Settings),
+    /// On a GPU node: check the GPUs against the node's labels and serve per-GPU metrics.
+    GpuAgent(gradients::gpu::agent::AgentArgs),
     /// Run a whole tournament on this machine from a task file (the embedded default).
     Run(gradients::local::cli::RunArgs),
     /// Split a dataset into train/test/synthetic (the operator's preparation Job runs this).
@@ -69,6 +71,8 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         index: u64,
     },
+    /// Weights for the Bittensor chain (`weights push --dry-run` prints the call).
+    Weights(gradients::chain::cli::WeightsArgs),
     /// Write the CustomResourceDefinitions as YAML, one file per kind, into a folder.
     Crdgen {
         /// Output folder; the files are `<plural>.gradients.io.yaml`.
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Score { input, expect, output } => score(&input, expect.as_deref(), output),
         Command::Operator(settings) => operator(settings),
+        Command::GpuAgent(args) => gpu_agent(args),
         Command::Run(args) => gradients::local::cli::main(args),
         Command::Prepare {
             task_type,
@@ -103,6 +108,7 @@ fn main() -> ExitCode {
             termination_message_path,
         } => prepare(task_type, dataset, synthetic, output, seed, reward_functions, termination_message_path),
         Command::Synthesize { source, seed, index } => synthesize(&source, seed, index),
+        Command::Weights(args) => gradients::chain::cli::main(args),
         Command::Crdgen { out } => match gradients::crdgen::write_all(&out) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&format!("{}: {e}", out.display()), 1),
@@ -123,6 +129,19 @@ fn operator(settings: gradients::operator::Settings) -> ExitCode {
     match runtime.block_on(gradients::operator::run(settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&format!("{e:#}"), 1),
+    }
+}
+
+fn gpu_agent(args: gradients::gpu::agent::AgentArgs) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into()),
+        )
+        .init();
+    match tokio::runtime::Runtime::new().map(|runtime| runtime.block_on(gradients::gpu::agent::run(args))) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => fail(&e.to_string(), 1),
+        Err(e) => fail(&format!("cannot start the runtime: {e}"), 1),
     }
 }
 

@@ -10,6 +10,9 @@
 //! `e2e/finish-pod`; restart the operator mid-tournament; check the result, the weights against
 //! `gradients score`, the rejection of an invalid Task and a malformed evaluator message.
 
+#[path = "operator_e2e/gpu_agent.rs"]
+mod gpu_agent;
+mod gpu_support;
 mod support;
 #[path = "operator_e2e/task_source.rs"]
 mod task_source;

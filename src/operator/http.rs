@@ -22,6 +22,15 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(address).await?;
     tracing::info!(%address, "serving /live, /ready and /metrics");
+    serve_on(listener, health, metrics).await
+}
+
+/// [`serve`] on a bound listener (tests bind `127.0.0.1:0` and read the port back).
+pub async fn serve_on(
+    listener: TcpListener,
+    health: Arc<Health>,
+    metrics: impl Fn() -> String + Send + Sync + 'static,
+) -> std::io::Result<()> {
     let metrics = Arc::new(metrics);
     loop {
         let (mut stream, _) = listener.accept().await?;

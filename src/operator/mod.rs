@@ -220,7 +220,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// A client from the environment (in-cluster, or KUBECONFIG), optionally impersonating.
-async fn client(impersonate: Option<&str>) -> anyhow::Result<Client> {
+pub async fn client(impersonate: Option<&str>) -> anyhow::Result<Client> {
     let mut config = kube::Config::infer().await?;
     if let Some(user) = impersonate {
         config.auth_info.impersonate = Some(user.to_string());

@@ -14,9 +14,10 @@ pub struct TournamentConfig {
     pub lifecycle: LifecycleConfig,
 }
 
-/// How long workloads may take and how often they are retried.
+/// How long workloads may take and how often they are retried. camelCase like the rest of the
+/// operator's config file (the chart passes `workloads.lifecycle` through as written).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct LifecycleConfig {
     /// Attempts per workload when failures are not the miner's doing (lost, evicted, interrupted).
     pub max_attempts: u32,
@@ -61,4 +62,37 @@ impl LifecycleConfig {
 
 fn seconds(s: u64) -> Duration {
     Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1_000_000))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::workloads::WorkloadConfig;
+
+    /// The chart renders `workloads.lifecycle` into the operator's config file as written in the
+    /// values, in the camelCase every other key of that file uses (`pendingTimeoutS: null`).
+    #[test]
+    fn the_operator_accepts_the_lifecycle_keys_the_chart_documents() {
+        let rendered = "operatorImage: o\ntrainerImage: t\nevaluatorImage: e\ngpuClasses: {}\n\
+                        defaultGpuClass: h100\nartifacts: pvc://a\n\
+                        lifecycle:\n  pendingTimeoutS: null\n  maxAttempts: 5\n  deadlineGraceS: 60\n\
+                        \x20 evaluationTimeoutS: 7\n  prepareTimeoutS: 8\n";
+        let config: WorkloadConfig = serde_yaml::from_str(rendered).expect("the chart's lifecycle keys parse");
+        let lifecycle = config.lifecycle.expect("lifecycle section");
+        assert_eq!(lifecycle.pending_timeout_s, None);
+        assert_eq!(
+            (
+                lifecycle.max_attempts,
+                lifecycle.deadline_grace_s,
+                lifecycle.evaluation_timeout_s,
+                lifecycle.prepare_timeout_s
+            ),
+            (5, 60, 7, 8)
+        );
+    }
+
+    #[test]
+    fn a_misspelt_lifecycle_key_is_refused_by_name() {
+        let error = serde_yaml::from_str::<super::LifecycleConfig>("pendingTimeout: 5").unwrap_err().to_string();
+        assert!(error.contains("unknown field `pendingTimeout`") && error.contains("pendingTimeoutS"), "{error}");
+    }
 }

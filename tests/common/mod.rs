@@ -1,8 +1,9 @@
 //! Helpers for the tests of `gradients run`: task files, datasets and running the binary.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_gradients")
@@ -28,6 +29,22 @@ pub fn task_yaml(miners: &str, extra: &str) -> String {
          baseModel: {{uri: base, paramsB: 0.1}}\n  dataset:\n    uri: data.jsonl\n    columns: {{instruction: q, output: a}}\n  \
          hours: 0.001\n  seed: 1\n{extra}  miners:\n{miners}"
     )
+}
+
+/// `gradients ARGS` with `stdin` written to its standard input (closed when `None`).
+pub fn gradients(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start gradients");
+    if let Some(text) = stdin {
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
 }
 
 pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
