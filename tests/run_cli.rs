@@ -101,9 +101,23 @@ echo "{\"ok\": true, \"test_loss\": 1.$n, \"synth_loss\": 1.$n, \"weights_sha256
 "#;
 
 fn fake_python(dir: &std::path::Path) -> String {
-    let python = write(dir, "fake-python", FAKE_PYTHON);
-    std::fs::set_permissions(&python, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    python.to_string_lossy().into_owned()
+    write_executable(dir, "fake-python", FAKE_PYTHON)
+}
+
+/// Written by a child process: a write descriptor held in this process could be inherited by
+/// another test thread's fork for a moment, and exec would then fail with "Text file busy".
+fn write_executable(dir: &std::path::Path, name: &str, text: &str) -> String {
+    use std::io::Write;
+    let path = dir.join(name);
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "cat > \"$0\" && chmod 755 \"$0\""])
+        .arg(&path)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+    path.to_string_lossy().into_owned()
 }
 
 #[test]
@@ -187,8 +201,7 @@ exit 0
 #[test]
 fn a_trusted_command_cannot_leave_a_daemon_behind_to_forge_results() {
     let ws = workspace(20);
-    let python = write(ws.path(), "fake-python", &FAKE_PYTHON.replace("n=$(", "sleep 1\nn=$("));
-    std::fs::set_permissions(&python, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let python = write_executable(ws.path(), "fake-python", &FAKE_PYTHON.replace("n=$(", "sleep 1\nn=$("));
     let marks = ws.path().join("marks");
     std::fs::create_dir_all(&marks).unwrap();
     let script = ATTACKER.replace("$MARKS", &marks.display().to_string());
@@ -197,11 +210,8 @@ fn a_trusted_command_cannot_leave_a_daemon_behind_to_forge_results() {
         serde_json::to_string(&script).unwrap()
     );
     let task = write(ws.path(), "task.yaml", &task_yaml(&miners, ""));
-    let out = run(
-        &task,
-        &ws.path().join("data-dir"),
-        &["--python", python.to_str().unwrap(), "--parallel", "2", "--trust-local-commands"],
-    );
+    let out =
+        run(&task, &ws.path().join("data-dir"), &["--python", &python, "--parallel", "2", "--trust-local-commands"]);
     let report = report(&out);
     assert!(marks.join("daemon-started").exists(), "the attack did not run: {report:#}");
     // The stand-in evaluator's losses are all 1.xxxx; the forged one is 0.0001.
