@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 
 use super::class::{self, Mismatch};
 use super::metrics::{GpuMetrics, GpuSample, PodRef};
-use super::node::{self, ApiPods, PodDirectory};
+use super::node::{self, ApiPods, NodeReporter, PodDirectory};
 use super::recorded::RecordedNvml;
 use super::{Discovery, GpuError, GpuInventory, cgroup};
 use crate::operator::{self, http};
@@ -162,14 +162,19 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         },
     };
     let mut labels: BTreeMap<String, String> = args.node_labels.iter().cloned().collect();
+    let mut reporter = None;
     let client = if args.from_api {
         let client =
             operator::client(args.impersonate.as_deref()).await.map_err(|e| AgentError::Connect(format!("{e:#}")))?;
-        labels.extend(node::node_labels(client.clone(), &args.node_name).await?);
+        let node = node::get_node(client.clone(), &args.node_name).await?;
+        labels.extend(node.metadata.labels.clone().unwrap_or_default());
+        reporter = Some(NodeReporter::new(client.clone(), node));
         Some(client)
     } else {
         None
     };
+    // CPU mode has nothing to check: the node's condition is left as it is.
+    let inventory_present = inventory.is_some();
     let mut sampler = Sampler::new(args.node_name.clone(), args.proc_root.clone(), labels, inventory);
     let listener =
         TcpListener::bind(args.listen).await.map_err(|source| AgentError::Listen { address: args.listen, source })?;
@@ -186,8 +191,15 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
             Some(pods) => sampler.sample(pods).await,
             None => sampler.sample(&HashMap::new()).await,
         };
-        if let Err(e) = sampled {
-            tracing::warn!(error = %e, "GPU sample failed");
+        match (sampled, &mut reporter) {
+            (Ok(mismatches), Some(reporter)) if inventory_present => {
+                if let Err(e) = reporter.report(&mismatches).await {
+                    tracing::warn!(error = %e, "cannot report the GPU check on the node");
+                    sampler.metrics.errors.with_label_values(&["kube"]).inc();
+                }
+            }
+            (Ok(_), _) => {}
+            (Err(e), _) => tracing::warn!(error = %e, "GPU sample failed"),
         }
         tokio::time::sleep(interval).await;
     }

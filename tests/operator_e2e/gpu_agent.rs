@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::ListParams;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 
-use crate::gpu_support::{Agent, recording};
+use crate::gpu_support::{Agent, get, recording};
 use crate::support::*;
 
 const AGENT_ACCOUNT: &str = "system:serviceaccount:gradients-system:gradients-operator-gpu-agent";
@@ -110,9 +111,43 @@ async fn the_gpu_agent_runs_on_gpu_nodes_and_names_the_pod_using_a_gpu() {
     // holds 2 such GPUs: only the count differs.
     let mismatches: Vec<&str> = body.lines().filter(|l| l.starts_with("gradients_gpu_class_mismatch{")).collect();
     assert_eq!(mismatches, [r#"gradients_gpu_class_mismatch{gpu="",kind="count",node="gpu-node-0"} 1"#], "{body}");
-    assert!(!body.contains("gradients_gpu_agent_errors_total{"), "no failed sample (RBAC suffices):\n{body}");
 
+    // The verdict on the Node: its GpuClassMismatch condition (the agent's own entry of the
+    // conditions, server-side applied) and a Warning Event.
+    let nodes: Api<Node> = Api::all(cluster.client.clone());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let condition = loop {
+        let node = nodes.get(NODE).await.unwrap();
+        let conditions = node.status.and_then(|s| s.conditions).unwrap_or_default();
+        let ours = conditions.into_iter().find(|c| c.type_ == "GpuClassMismatch");
+        if ours.is_some() || Instant::now() > deadline {
+            break ours;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let condition = condition.expect("the GpuClassMismatch condition on the node");
+    assert_eq!(condition.status, "True");
+    assert_eq!(condition.message.as_deref(), Some("nvidia.com/gpu.count=8 but NVML sees 2 GPU(s)"));
+    let events: Api<Event> = Api::all(cluster.client.clone());
+    let on_node = format!("regarding.kind=Node,regarding.name={NODE},reason=GpuClassMismatch");
+    let found = events.list(&ListParams::default().fields(&on_node)).await.unwrap();
+    assert!(
+        found.items.iter().any(|e| e.note.as_deref() == condition.message.as_deref()),
+        "a Warning Event on the node: {:?}",
+        found.items
+    );
+    let ready = nodes.get(NODE).await.unwrap().status.and_then(|s| s.conditions).unwrap_or_default();
+    assert!(ready.iter().any(|c| c.type_ == "Ready"), "the other conditions are left alone: {ready:?}");
+
+    let body = get(agent.address, "/metrics");
+    assert!(!body.contains("gradients_gpu_agent_errors_total{"), "no failed call (the chart's RBAC suffices):\n{body}");
     drop(agent);
+    // Give up the condition: applying nothing as its field manager removes the agent's entry.
+    let empty = serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}, "status": {}});
+    let params = PatchParams::apply("gradients-gpu-agent").force();
+    let node = nodes.patch_status(NODE, &params, &Patch::Apply(&empty)).await.unwrap();
+    let left = node.status.and_then(|s| s.conditions).unwrap_or_default();
+    assert!(left.iter().all(|c| c.type_ != "GpuClassMismatch") && left.iter().any(|c| c.type_ == "Ready"), "{left:?}");
     cluster.delete_namespace(&ns).await;
     helm_set("gpuAgent.enabled=false");
 }
