@@ -3,30 +3,15 @@
 //! machine has no GPU. The process → cgroup → pod step reads real files in a stand-in /proc.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
+use gpu_support::{Agent, get, recording};
 use gradients::gpu::agent::{Sampler, serve};
 use gradients::gpu::metrics::PodRef;
 use gradients::gpu::recorded::RecordedNvml;
 
+mod gpu_support;
+
 const UID: &str = "6f2f8b6e-3c8a-4b8e-9c52-1f0b7e5f9a10";
-
-fn recording() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpu/h100x2.json")
-}
-
-fn get(address: SocketAddr, path: &str) -> String {
-    let mut stream = TcpStream::connect(address).expect("connect to the agent");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nhost: test\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read the response");
-    response
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_name_the_gpu_and_the_pod_that_uses_it() {
@@ -67,53 +52,6 @@ async fn metrics_name_the_gpu_and_the_pod_that_uses_it() {
         assert!(line.is_some_and(|l| l.ends_with(&format!(" {gpu0}"))), "{metric} of GPU 0 in\n{response}");
     }
     assert!(!response.contains("gradients_gpu_class_mismatch{"), "{response}");
-}
-
-/// The agent binary, reading its address from its own announcement on stderr.
-struct Agent {
-    child: Child,
-    address: SocketAddr,
-    stderr: Vec<String>,
-}
-
-impl Agent {
-    fn start(args: &[&str]) -> Agent {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gradients"))
-            .args(["gpu-agent", "--listen", "127.0.0.1:0", "--interval-s", "1"])
-            .args(args)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start gradients gpu-agent");
-        let mut stderr = Vec::new();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let address = loop {
-            let line = lines.next().expect("the agent announces its address").unwrap();
-            stderr.push(line.clone());
-            if let Some(address) = line.strip_prefix("gpu-agent: serving /metrics on ") {
-                break address.parse().unwrap();
-            }
-        };
-        Agent { child, address, stderr }
-    }
-
-    /// /metrics once it holds `series` (the first sample follows the bind), or the last reply.
-    fn metrics_with(&self, series: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let body = get(self.address, "/metrics");
-            if body.contains(series) || Instant::now() > deadline {
-                return body;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

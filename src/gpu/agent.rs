@@ -13,10 +13,10 @@ use tokio::net::TcpListener;
 
 use super::class::{self, Mismatch};
 use super::metrics::{GpuMetrics, GpuSample, PodRef};
-use super::node::{self, ApiPods, PodDirectory};
+use super::node::{self, ApiPods, NodeReporter, PodDirectory};
 use super::recorded::RecordedNvml;
 use super::{Discovery, GpuError, GpuInventory, cgroup};
-use crate::operator::http;
+use crate::operator::{self, http};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct AgentArgs {
@@ -38,6 +38,10 @@ pub struct AgentArgs {
     /// Read this node's labels and its pods from the API server (in a cluster).
     #[arg(long)]
     pub from_api: bool,
+    /// With --from-api: act as this user, e.g. the chart's
+    /// system:serviceaccount:gradients-system:gradients-operator-gpu-agent (tests its RBAC).
+    #[arg(long = "as")]
+    pub impersonate: Option<String>,
     /// Recorded NVML readings (JSON) in place of NVML: a stand-in for machines without a GPU.
     #[arg(long)]
     pub recorded: Option<PathBuf>,
@@ -53,6 +57,8 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
 pub enum AgentError {
     #[error(transparent)]
     Gpu(#[from] GpuError),
+    #[error("cannot connect to the API server: {0}")]
+    Connect(String),
     #[error("cannot {0}: {1}")]
     Kube(&'static str, #[source] kube::Error),
     #[error("cannot serve on {address}: {source}")]
@@ -156,13 +162,19 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         },
     };
     let mut labels: BTreeMap<String, String> = args.node_labels.iter().cloned().collect();
+    let mut reporter = None;
     let client = if args.from_api {
-        let client = kube::Client::try_default().await.map_err(|e| AgentError::Kube("connect to the API server", e))?;
-        labels.extend(node::node_labels(client.clone(), &args.node_name).await?);
+        let client =
+            operator::client(args.impersonate.as_deref()).await.map_err(|e| AgentError::Connect(format!("{e:#}")))?;
+        let node = node::get_node(client.clone(), &args.node_name).await?;
+        labels.extend(node.metadata.labels.clone().unwrap_or_default());
+        reporter = Some(NodeReporter::new(client.clone(), node));
         Some(client)
     } else {
         None
     };
+    // CPU mode has nothing to check: the node's condition is left as it is.
+    let inventory_present = inventory.is_some();
     let mut sampler = Sampler::new(args.node_name.clone(), args.proc_root.clone(), labels, inventory);
     let listener =
         TcpListener::bind(args.listen).await.map_err(|source| AgentError::Listen { address: args.listen, source })?;
@@ -179,8 +191,15 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
             Some(pods) => sampler.sample(pods).await,
             None => sampler.sample(&HashMap::new()).await,
         };
-        if let Err(e) = sampled {
-            tracing::warn!(error = %e, "GPU sample failed");
+        match (sampled, &mut reporter) {
+            (Ok(mismatches), Some(reporter)) if inventory_present => {
+                if let Err(e) = reporter.report(&mismatches).await {
+                    tracing::warn!(error = %e, "cannot report the GPU check on the node");
+                    sampler.metrics.errors.with_label_values(&["kube"]).inc();
+                }
+            }
+            (Ok(_), _) => {}
+            (Err(e), _) => tracing::warn!(error = %e, "GPU sample failed"),
         }
         tokio::time::sleep(interval).await;
     }

@@ -80,6 +80,19 @@ pub fn check(labels: &BTreeMap<String, String>, devices: &[GpuDevice]) -> Vec<Mi
     found
 }
 
+/// The Node condition type the agent owns (server-side applied, one entry of the conditions).
+pub const CONDITION: &str = "GpuClassMismatch";
+
+/// The condition's status, reason and message for these mismatches.
+pub fn condition(mismatches: &[Mismatch]) -> (&'static str, &'static str, String) {
+    if mismatches.is_empty() {
+        ("False", "GpusMatchLabels", "every GPU matches the node's nvidia.com/gpu.* labels".to_string())
+    } else {
+        let reasons: Vec<&str> = mismatches.iter().map(|m| m.reason.as_str()).collect();
+        ("True", CONDITION, reasons.join("; "))
+    }
+}
+
 fn number(labels: &BTreeMap<String, String>, key: &str) -> Result<Option<u64>, String> {
     labels
         .get(key)
@@ -123,6 +136,13 @@ mod tests {
             let got: Vec<_> = check(&labels(&pairs), &devices).into_iter().map(|m| (m.gpu, m.kind)).collect();
             assert_eq!(got, expected, "{name}");
         }
+    }
+
+    #[test]
+    fn the_condition_lists_every_reason_or_says_all_is_well() {
+        assert_eq!(condition(&[]).0, "False");
+        let found = check(&labels(&[(COUNT_LABEL, "8")]), &[gpu(0, "H100", 80)]);
+        assert_eq!(condition(&found), ("True", CONDITION, "nvidia.com/gpu.count=8 but NVML sees 1 GPU(s)".to_string()));
     }
 
     #[test]
