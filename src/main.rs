@@ -47,16 +47,37 @@ enum Command {
         output: PathBuf,
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// Column mapping (JSON); the splits keep the rows as they are, trainers map columns.
+        /// Column mapping (JSON, as the trainer takes it): checked against the dataset's columns;
+        /// the splits keep the rows as they are, trainers map columns.
         #[arg(long)]
         columns: Option<String>,
-        /// GRPO reward functions as JSON, written as `reward_functions.json` next to the splits.
+        /// GRPO reward functions as JSON, written as `training/reward_functions.json`.
         #[arg(long)]
         reward_functions: Option<String>,
         /// Also write the split sizes here (a container's termination message file).
         #[arg(long)]
         termination_message_path: Option<PathBuf>,
     },
+    /// Seal a trainer's output: copy INPUT/model/ into OUTPUT/model/ (regular files only, within
+    /// the caps) and write OUTPUT/manifest.json with the tree digest (the operator's seal Job).
+    /// A refused submission exits 0 with `"ok": false`; exit 1 is a failure of the seal itself.
+    Seal {
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(long, default_value_t = gradients::seal::Limits::default().max_file_bytes)]
+        max_file_bytes: u64,
+        #[arg(long, default_value_t = gradients::seal::Limits::default().max_total_bytes)]
+        max_total_bytes: u64,
+        #[arg(long, default_value_t = gradients::seal::Limits::default().max_files)]
+        max_files: u64,
+        /// Also write the report here (a container's termination message file).
+        #[arg(long)]
+        termination_message_path: Option<PathBuf>,
+    },
+    /// Print the workload contract (commands, options, layout) as JSON for the Python package.
+    Contract,
     /// Print the Task of one draw of a TaskSource file (what the operator would create for it).
     Synthesize {
         /// A `TaskSource` manifest: catalogue, mix, task template.
@@ -94,10 +115,22 @@ fn main() -> ExitCode {
             synthetic,
             output,
             seed,
-            columns: _,
+            columns,
             reward_functions,
             termination_message_path,
-        } => prepare(task_type, dataset, synthetic, output, seed, reward_functions, termination_message_path),
+        } => prepare(
+            PrepareOptions { task_type, dataset, synthetic, output, seed, columns, reward_functions },
+            termination_message_path,
+        ),
+        Command::Seal { input, output, max_file_bytes, max_total_bytes, max_files, termination_message_path } => {
+            let limits = gradients::seal::Limits { max_file_bytes, max_total_bytes, max_files };
+            seal(&input, &output, &limits, termination_message_path.as_deref())
+        }
+        Command::Contract => {
+            let contract = gradients::workloads::contract::describe();
+            println!("{}", serde_json::to_string_pretty(&contract).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
         Command::Synthesize { source, seed, index } => synthesize(&source, seed, index),
         Command::Weights(args) => gradients::chain::cli::main(args),
         Command::Crdgen { out } => match gradients::crdgen::write_all(&out) {
@@ -136,22 +169,32 @@ fn gpu_agent(args: gradients::gpu::agent::AgentArgs) -> ExitCode {
     }
 }
 
-fn prepare(
+struct PrepareOptions {
     task_type: String,
     dataset: PathBuf,
     synthetic: Option<PathBuf>,
     output: PathBuf,
     seed: u64,
+    columns: Option<String>,
     reward_functions: Option<String>,
-    termination_message_path: Option<PathBuf>,
-) -> ExitCode {
-    use gradients::prepare as split;
-    let task_type = match split::parse_task_type(&task_type) {
+}
+
+fn prepare(options: PrepareOptions, termination_message_path: Option<PathBuf>) -> ExitCode {
+    use gradients::dataset::prepare as split;
+    let task_type = match gradients::workloads::contract::parse_cli_task_type(&options.task_type) {
         Ok(task_type) => task_type,
         Err(e) => return fail(&format!("--task-type: {e}"), EXIT_BAD_INPUT),
     };
-    let args = split::PrepareArgs { task_type, dataset, synthetic, output, seed, reward_functions };
-    match split::prepare(&MechanismConfig::default(), &args) {
+    let args = split::PrepareArgs {
+        task_type,
+        dataset: options.dataset,
+        synthetic: options.synthetic,
+        output: options.output,
+        seed: options.seed,
+        columns: options.columns,
+        reward_functions: options.reward_functions,
+    };
+    match split::run(&MechanismConfig::default(), &args) {
         Ok(facts) => {
             let json = serde_json::to_string(&facts).unwrap_or_default();
             println!("{json}");
@@ -164,6 +207,40 @@ fn prepare(
         }
         Err(e) => fail(&e, 1),
     }
+}
+
+fn seal(
+    input: &std::path::Path,
+    output: &std::path::Path,
+    limits: &gradients::seal::Limits,
+    message: Option<&std::path::Path>,
+) -> ExitCode {
+    use gradients::seal::{SealError, SealReport};
+    let (report, code) = match gradients::seal::seal(input, output, limits) {
+        Ok(manifest) => {
+            let bytes = manifest.files.iter().map(|f| f.size).sum();
+            (
+                SealReport {
+                    ok: true,
+                    files: manifest.files.len() as u64,
+                    bytes,
+                    digest: Some(manifest.digest),
+                    failure: None,
+                },
+                0,
+            )
+        }
+        Err(SealError::Refused(why)) => (SealReport { failure: Some(why), ..SealReport::default() }, 0),
+        Err(e) => (SealReport { failure: Some(e.to_string()), ..SealReport::default() }, 1),
+    };
+    let json = serde_json::to_string(&report).unwrap_or_default();
+    println!("{json}");
+    if let Some(path) = message
+        && let Err(e) = std::fs::write(path, &json)
+    {
+        return fail(&format!("{}: {e}", path.display()), 1);
+    }
+    if code == 0 { ExitCode::SUCCESS } else { fail(report.failure.as_deref().unwrap_or("seal failed"), code) }
 }
 
 fn synthesize(source: &std::path::Path, seed: Option<u64>, index: u64) -> ExitCode {
@@ -233,5 +310,26 @@ mod tests {
     fn cli_definition_is_consistent() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    /// The operator image's subcommands take exactly the options the workload contract renders.
+    #[test]
+    fn prepare_and_seal_match_the_workload_contract() {
+        use clap::CommandFactory;
+        use gradients::workloads::contract::{PREPARE, SEAL};
+        let cli = super::Cli::command();
+        for spec in [&PREPARE, &SEAL] {
+            let command = cli.find_subcommand(spec.subcommand).expect(spec.subcommand);
+            let options: Vec<(String, bool, bool)> = command
+                .get_arguments()
+                .filter_map(|a| {
+                    a.get_long().map(|l| (format!("--{l}"), a.is_required_set(), a.get_action().takes_values()))
+                })
+                .filter(|(name, ..)| name != "--help")
+                .collect();
+            let declared: Vec<(String, bool, bool)> =
+                spec.flags.iter().map(|f| (f.name.to_string(), f.required, f.value)).collect();
+            assert_eq!(options, declared, "`gradients {}` and the contract differ", spec.subcommand);
+        }
     }
 }

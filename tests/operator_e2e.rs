@@ -17,12 +17,17 @@ mod support;
 #[path = "operator_e2e/task_source.rs"]
 mod task_source;
 
+#[path = "operator_e2e/hostile.rs"]
+mod hostile;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gradients::api::evaluation::ResultState;
 use gradients::api::task::TaskPhase;
 use gradients::api::{Evaluation, Leaderboard, MinerSubmission, Task};
+use gradients::tournament::{WorkKind, WorkloadId};
+use gradients::workloads::{evaluator, prepare, trainer, workload_name};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::ListParams;
@@ -33,12 +38,32 @@ const TASK: &str = "alpaca-dpo";
 /// What the preparation container reports (`tournament::DatasetFacts`).
 const SPLIT_SIZES: &str = r#"{"rows":2400,"train":1960,"test":240,"synthetic":200}"#;
 
+/// The Job of `entrant`'s first attempt at `kind` in task `task`.
+fn job_of(task: &str, kind: WorkKind, entrant: &str) -> String {
+    let id = WorkloadId::new(kind, entrant, 1);
+    match kind {
+        WorkKind::Prepare => prepare::job_name(task, 1),
+        WorkKind::Train => trainer::job_name(&workload_name(task, &id)),
+        WorkKind::Seal => workload_name(task, &id),
+        WorkKind::Evaluate => evaluator::job_name(task, entrant, 1),
+    }
+}
+
+/// What a seal container reports for `entrant`'s model.
+fn seal_report(entrant: &str) -> String {
+    format!(r#"{{"ok":true,"digest":"sha256:{}","files":3,"bytes":4096}}"#, digest_of(entrant))
+}
+
+fn digest_of(entrant: &str) -> String {
+    format!("{:0>64}", entrant.bytes().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
 #[tokio::test]
 #[ignore = "needs the e2e cluster: e2e/test -- cargo test --test operator_e2e -- --ignored"]
 async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
     let cluster = Cluster::connect().await;
-    cluster.helm_install_chart();
     let ns = cluster.fresh_namespace("e2e-tournament").await;
+    cluster.helm_install_chart_for(&[&ns]);
     let mut operator = Operator::start(&cluster, "first");
     operator.wait_ready().await;
 
@@ -58,6 +83,15 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
         ))
         .await;
     assert!(local.contains("spec.miners[].command"), "{local}");
+    // Issue 10: a Miner's arguments cannot override the operator's (argparse keeps the last
+    // value, the kubelet expands `$(VAR)`): the API server refuses them, naming the field.
+    let attack = format!("/artifacts/tournaments/{ns}/$(GRADIENTS_TASK)/data/heldout/test.jsonl");
+    let injected = cluster
+        .apply_yaml_expect_error(&format!(
+            "apiVersion: gradients.io/v1alpha1\nkind: Miner\nmetadata: {{name: injector, namespace: {ns}}}\nspec: {{strategy: lora-fast, args: [--train-data, \"{attack}\"]}}\n"
+        ))
+        .await;
+    assert!(injected.contains("spec.args") && injected.contains("$("), "{injected}");
 
     for miner in ["miner-a", "miner-b", "miner-c"] {
         cluster
@@ -74,7 +108,7 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
     cluster.apply_yaml(&task_yaml(&ns, TASK, "hours: 1\n  minersPerTask: 3\n  minerSelector: {pool: e2e}")).await;
 
     // Preparation: the Job's pod lands on a node (it tolerates the GPU taint) and succeeds.
-    let prepare_pod = cluster.wait_for_job_pod(&ns, &format!("{TASK}-prepare-1")).await;
+    let prepare_pod = cluster.wait_for_job_pod(&ns, &job_of(TASK, WorkKind::Prepare, "")).await;
     cluster.finish_pod(&ns, &prepare_pod, 0, Some(SPLIT_SIZES));
 
     // Training: one trainer Job per miner, on a fake GPU node, with the right GPUs and lockdown.
@@ -86,7 +120,7 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
     .await;
     let mut trainer_pods = Vec::new();
     for entrant in ["miner-a", "miner-b", "miner-c", "baseline"] {
-        let pod_name = cluster.wait_for_job_pod(&ns, &format!("{TASK}-{entrant}-1-train")).await;
+        let pod_name = cluster.wait_for_job_pod(&ns, &job_of(TASK, WorkKind::Train, entrant)).await;
         let pod = cluster.wait_for_scheduled_pod(&ns, &pod_name).await;
         assert_trainer_pod_is_locked_down(&pod, 2);
         trainer_pods.push(pod_name);
@@ -109,6 +143,19 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
         tasks.get(TASK).await.map(|t| t.phase() == TaskPhase::Evaluating).unwrap_or(false)
     })
     .await;
+    // Hand-off: each trained model is sealed by the operator's image before any evaluation of it.
+    for entrant in ["miner-a", "miner-b", "miner-c", "baseline"] {
+        let pod_name = cluster.wait_for_job_pod(&ns, &job_of(TASK, WorkKind::Seal, entrant)).await;
+        let pod = cluster.wait_for_scheduled_pod(&ns, &pod_name).await;
+        let spec = pod.spec.clone().unwrap();
+        assert_eq!(spec.containers[0].args.as_ref().unwrap()[0], "seal");
+        assert_eq!(spec.automount_service_account_token, Some(false));
+        assert!(
+            jobs.get_opt(&job_of(TASK, WorkKind::Evaluate, entrant)).await.unwrap().is_none(),
+            "{entrant} is evaluated only once sealed"
+        );
+        cluster.finish_pod(&ns, &pod_name, 0, Some(seal_report(entrant).as_str()));
+    }
     let after: Vec<String> = names(&submissions.list(&ListParams::default()).await.unwrap().items);
     assert_eq!(before, after, "the restart created or lost no submission");
     assert_eq!(jobs.list(&trainer_selector).await.unwrap().items.len(), 4, "no trainer Job twice");
@@ -131,9 +178,20 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
     let policies = cluster.network_policies(&ns).await;
     assert!(policies.iter().any(|p| p.contains("isolate")), "deny-all policy exists before evaluation: {policies:?}");
     for (miner, message) in &messages {
-        let pod_name = cluster.wait_for_job_pod(&ns, &format!("{TASK}-eval-{miner}-1")).await;
+        let pod_name = cluster.wait_for_job_pod(&ns, &job_of(TASK, WorkKind::Evaluate, miner)).await;
         let pod = cluster.wait_for_scheduled_pod(&ns, &pod_name).await;
         let spec = pod.spec.clone().unwrap();
+        let args = spec.containers[0].args.clone().unwrap();
+        let submission = args.iter().position(|a| a == "--submission").map(|i| args[i + 1].clone());
+        let expected = (*miner != "base-model").then(|| "s3://gradients-e2e/artifacts/tournaments".to_string());
+        assert_eq!(
+            submission.map(|s| s.contains("/sealed/") && s.ends_with("/model")),
+            expected.map(|_| true),
+            "{miner}'s evaluator reads the sealed copy"
+        );
+        let digest = args.iter().position(|a| a == "--submission-digest").map(|i| args[i + 1].clone());
+        let sealed = (*miner != "base-model").then(|| format!("sha256:{}", digest_of(miner)));
+        assert_eq!(digest, sealed, "{miner}'s evaluator checks the sealed digest");
         assert_eq!(spec.automount_service_account_token, Some(false));
         let container = &spec.containers[0];
         assert_eq!(container.security_context.as_ref().unwrap().read_only_root_filesystem, Some(true));
@@ -153,6 +211,10 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
     let c = results.iter().find(|r| r.miner == "miner-c").unwrap();
     assert_eq!(c.state, ResultState::Failed);
     assert!(c.failure.as_deref().unwrap_or_default().contains("malformed"), "{c:?}");
+    let a = results.iter().find(|r| r.miner == "miner-a").unwrap();
+    assert_eq!(a.model_digest, Some(format!("sha256:{}", digest_of("miner-a"))), "the Evaluation records the digest");
+    let sealed = submissions.get(&workload_name(TASK, &WorkloadId::new(WorkKind::Train, "miner-a", 1))).await.unwrap();
+    assert_eq!(sealed.status.unwrap().sealed_digest, a.model_digest, "and so does the MinerSubmission");
 
     // The Leaderboard holds the weights `gradients score` computes from the same records.
     let boards: Api<Leaderboard> = Api::namespaced(cluster.client.clone(), &ns);
@@ -203,7 +265,12 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
     // No Pod was ever created twice for a Job (restart safety at the workload level too).
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
     let all = pods.list(&ListParams::default()).await.unwrap().items;
-    assert_eq!(all.len(), 1 + 4 + 5, "one prepare, four trainer, five evaluator pods: {:?}", names(&all));
+    assert_eq!(
+        all.len(),
+        1 + 4 + 4 + 5,
+        "one prepare, four trainer, four seal, five evaluator pods: {:?}",
+        names(&all)
+    );
 
     operator.stop().await;
     cluster.delete_namespace(&ns).await;
@@ -213,13 +280,13 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
 #[ignore = "needs the e2e cluster: e2e/test -- cargo test --test operator_e2e -- --ignored"]
 async fn too_few_miners_delay_an_organic_task() {
     let cluster = Cluster::connect().await;
-    cluster.helm_install_chart();
     let ns = cluster.fresh_namespace("e2e-delay").await;
+    cluster.helm_install_chart_for(&[&ns]);
     let mut operator = Operator::start(&cluster, "delay");
     operator.wait_ready().await;
     // No Miner matches: the organic task waits for miners with an extended allocation.
     cluster.apply_yaml(&task_yaml(&ns, "lonely", "hours: 2\n  minerSelector: {pool: nobody}")).await;
-    let pod = cluster.wait_for_job_pod(&ns, "lonely-prepare-1").await;
+    let pod = cluster.wait_for_job_pod(&ns, &job_of("lonely", WorkKind::Prepare, "")).await;
     cluster.finish_pod(&ns, &pod, 0, Some(SPLIT_SIZES));
     let tasks: Api<Task> = Api::namespaced(cluster.client.clone(), &ns);
     wait_until("the task to wait for miners", Duration::from_secs(60), || async {
@@ -231,6 +298,19 @@ async fn too_few_miners_delay_an_organic_task() {
     assert!(status.retry_at.is_some());
     let events = cluster.kubectl(&["get", "events", "-n", &ns, "--field-selector", "involvedObject.name=lonely"]);
     assert!(events.contains("Delayed"), "{events}");
+    // Issue 10: a Task may not read another task's held-out split (or anything the
+    // configuration does not allow); it fails at once, naming the Task and the field.
+    let stolen = format!("s3://gradients-e2e/artifacts/tournaments/{ns}/lonely/data/heldout/test.jsonl");
+    let forbidden = task_yaml(&ns, "thief", "hours: 1").replace("s3://gradients-e2e/datasets/prefs.jsonl", &stolen);
+    cluster.apply_yaml(&forbidden).await;
+    wait_until("the thief task to fail", Duration::from_secs(60), || async {
+        tasks.get("thief").await.map(|t| t.phase() == TaskPhase::Failed).unwrap_or(false)
+    })
+    .await;
+    let message = tasks.get("thief").await.unwrap().status.unwrap().message;
+    assert!(message.contains(&format!("Task {ns}/thief")) && message.contains("spec.dataset.uri"), "{message}");
+    let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &ns);
+    assert!(jobs.get_opt(&job_of("thief", WorkKind::Prepare, "")).await.unwrap().is_none(), "nothing ran");
     operator.stop().await;
     cluster.delete_namespace(&ns).await;
 }
@@ -242,8 +322,8 @@ kind: Task
 metadata: {{name: {name}, namespace: {ns}}}
 spec:
   taskType: Dpo
-  baseModel: {{uri: /models/qwen2.5-3b, paramsB: 3}}
-  dataset: {{uri: /datasets/prefs.jsonl, columns: {{prompt: q, chosen: good, rejected: bad}}}}
+  baseModel: {{uri: s3://gradients-e2e/models/qwen2.5-3b, paramsB: 3}}
+  dataset: {{uri: s3://gradients-e2e/datasets/prefs.jsonl, columns: {{prompt: q, chosen: good, rejected: bad}}}}
   seed: 11
   {timing}
 "
@@ -277,7 +357,8 @@ fn assert_trainer_pod_is_locked_down(pod: &Pod, gpus: u32) {
 #[ignore = "needs the e2e cluster: e2e/test -- cargo test --test operator_e2e -- --ignored"]
 async fn only_the_lease_holder_runs_controllers_and_a_standby_takes_over() {
     let cluster = Cluster::connect().await;
-    cluster.helm_install_chart();
+    let ns = cluster.fresh_namespace("e2e-lease").await;
+    cluster.helm_install_chart_for(&[&ns]);
     let mut leader = Operator::start(&cluster, "leader");
     leader.wait_ready().await;
     let mut standby = Operator::start(&cluster, "standby");
@@ -286,9 +367,8 @@ async fn only_the_lease_holder_runs_controllers_and_a_standby_takes_over() {
     assert!(standby.get("/live").await.contains("ok"));
     assert_eq!(standby.get("/ready").await, "", "a standby is not ready");
     assert!(standby.get("/metrics").await.contains("gradients_leader 0"));
-    let ns = cluster.fresh_namespace("e2e-lease").await;
     cluster.apply_yaml(&task_yaml(&ns, "leased", "hours: 1")).await;
-    cluster.wait_for_job_pod(&ns, "leased-prepare-1").await;
+    cluster.wait_for_job_pod(&ns, &job_of("leased", WorkKind::Prepare, "")).await;
     assert!(
         !standby.get("/metrics").await.contains("gradients_reconcile_total{controller=\"task\"}"),
         "the standby reconciled nothing"
@@ -308,8 +388,8 @@ async fn records_leave_the_leaderboard_after_the_window_and_miners_learn_their_q
     use kube::api::{Patch, PatchParams};
 
     let cluster = Cluster::connect().await;
-    cluster.helm_install_chart();
     let ns = cluster.fresh_namespace("e2e-window").await;
+    cluster.helm_install_chart_for(&[&ns]);
     let mut operator = Operator::start(&cluster, "window");
     operator.wait_ready().await;
     cluster

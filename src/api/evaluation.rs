@@ -127,6 +127,9 @@ pub struct SubmissionResult {
     pub no_text_loss: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights_sha256: Option<String>,
+    /// The tree digest of the sealed model the evaluator read (and verified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_digest: Option<String>,
     /// Names of the checks the evaluator ran that failed, or why the result was rejected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,

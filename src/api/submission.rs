@@ -29,6 +29,7 @@ use crate::mechanism::TaskType;
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.failureReason"),
     printcolumn(name = "Artifact", type_ = "string", json_path = ".spec.artifactUri", priority = 1),
+    printcolumn(name = "Digest", type_ = "string", json_path = ".status.sealedDigest", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     selectable = ".spec.task",
     validation = Rule::new("self.spec == oldSelf.spec").message("spec is immutable: the Task controller owns it").field_path(".spec"),
@@ -113,6 +114,9 @@ pub struct MinerSubmissionStatus {
     /// Name of the trainer Job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
+    /// The uid of the trainer Job the operator created: only that Job is this submission's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_uid: Option<String>,
     /// Copied from the Job's status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<DateTime<Utc>>,
@@ -121,4 +125,10 @@ pub struct MinerSubmissionStatus {
     /// Why the trainer failed (the Job's reason, e.g. DeadlineExceeded or BackoffLimitExceeded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
+    /// The tree digest of the sealed model (`sha256:…`), which the evaluator verified against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_digest: Option<String>,
+    /// Where the sealed copy is: written by the seal Job, read only by the evaluator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_uri: Option<String>,
 }

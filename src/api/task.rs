@@ -149,9 +149,9 @@ pub struct InlineMiner {
     #[schemars(length(min = 1, max = 128))]
     pub strategy: String,
     /// Local runs only: a program (and its first arguments) to run instead of the reference
-    /// trainer, for a miner that brings its own. It gets the trainer's arguments appended and
-    /// `GRADIENTS_OUTPUT`, `GRADIENTS_TRAIN_DATA`, `GRADIENTS_BASE_MODEL` and
-    /// `GRADIENTS_DEADLINE` in its environment, and must write `$GRADIENTS_OUTPUT/model/`.
+    /// trainer, for a miner that brings its own. It gets the trainer's arguments (`train …`)
+    /// appended and `GRADIENTS_OUTPUT`, `GRADIENTS_TRAIN_DATA`, `GRADIENTS_BASE_MODEL` and
+    /// `GRADIENTS_HOURS` in its environment, and must write `$GRADIENTS_OUTPUT/model/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
     pub command: Option<Vec<String>>,
@@ -222,6 +222,10 @@ pub struct TaskStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::api::preserved_object")]
     pub lifecycle: Option<crate::tournament::TaskState>,
+    /// The uid of every object the operator created for this task, by `Kind/name`. Only these
+    /// are the task's: an object of the same name that someone else made is never adopted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub children: BTreeMap<String, String>,
 }
 
 /// The outcome in a few numbers; the per-submission detail lives in the `Evaluation`.

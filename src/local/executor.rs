@@ -2,13 +2,12 @@
 //! [`crate::tournament::decide`], persists the state, and applies the actions.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
 
-use super::dataset::{self, SplitPaths};
 use super::fsio;
 use super::manifest::{self, TaskFileError};
 use super::process;
@@ -18,11 +17,14 @@ use super::rundir::{self, ResultFile, RunDir};
 use super::store::Store;
 use super::validate::{self, ValidTask};
 use super::workload::{self, Contract};
+use crate::dataset;
 use crate::mechanism::scoring::average_score_today;
+use crate::seal;
 use crate::tournament::{
-    Action, Observation, PoolMiner, TaskState, TournamentConfig, WorkKind, WorkOutput, WorkloadId, WorkloadState,
-    decide,
+    Action, Observation, PoolMiner, SealSummary, SealedModel, TaskState, TournamentConfig, WorkKind, WorkOutput,
+    WorkloadId, WorkloadState, decide,
 };
+use crate::workloads::contract::{PreparedData, Subject, reward_functions_json};
 
 /// How `gradients run` was asked to run.
 #[derive(Debug, Clone)]
@@ -60,7 +62,7 @@ fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> RunError + '
 
 enum Launch {
     Train { strategy: String, command: Option<Vec<String>>, hours: f64, deadline: Option<DateTime<Utc>> },
-    Evaluate { submission: Option<WorkloadId> },
+    Evaluate { submission: Option<SealedModel> },
 }
 
 struct Running {
@@ -134,8 +136,7 @@ impl<'a> Executor<'a> {
         let contract = Contract {
             python: options.python.clone(),
             spec: task.file.spec.clone(),
-            splits: SplitPaths::in_dir(&run.data(), !task.file.spec.task_type.is_text()),
-            rewards: run.rewards(),
+            data: PreparedData::under(&run.data().to_string_lossy()),
             seed: task.file.spec.seed.unwrap_or(options.config.mechanism.split_seed),
             profile: options.profile.clone(),
             threads: (cores / parallel).max(1),
@@ -248,6 +249,7 @@ impl<'a> Executor<'a> {
                 }
                 Ok(())
             }
+            Action::StartSeal { id, training, .. } => self.seal(id, &training, now),
             Action::StartEvaluation { id, submission, .. } => {
                 if !self.is_known(&id) {
                     self.queue.push_back((id, Launch::Evaluate { submission }));
@@ -275,8 +277,18 @@ impl<'a> Executor<'a> {
             return Ok(());
         }
         let data = self.run.data();
-        let state = match dataset::prepare(&self.task, &self.options.config.mechanism, seed, &data, &self.run.rewards())
-        {
+        let spec = &self.task.file.spec;
+        let rewards = (!spec.reward_functions.is_empty()).then(|| reward_functions_json(&spec.reward_functions));
+        let prepared = dataset::prepare(
+            &self.options.config.mechanism,
+            spec.task_type,
+            &self.task.dataset,
+            self.task.synthetic.as_ref(),
+            seed,
+            rewards.as_deref(),
+            &self.contract.data,
+        );
+        let state = match prepared {
             Ok(facts) => WorkloadState::Succeeded {
                 started_at: now,
                 finished_at: Utc::now(),
@@ -288,6 +300,32 @@ impl<'a> Executor<'a> {
                 reason: format!("cannot write the split into {}: {e}", data.display()),
                 log_tail: String::new(),
                 retryable: false,
+            },
+        };
+        self.finish(id, state)
+    }
+
+    /// Seals a trainer's output in-process (its process is gone): `work/SEAL/sealed/` holds the
+    /// copy the evaluator reads and its manifest.
+    fn seal(&mut self, id: WorkloadId, training: &WorkloadId, now: DateTime<Utc>) -> Result<(), RunError> {
+        if self.results.contains_key(&id) {
+            return Ok(());
+        }
+        let output = workload::trainer_output(&self.run.work(training));
+        let sealed = workload::sealed_dir(&self.run.work(&id));
+        let state = match seal::seal(Path::new(output.dir()), &sealed, &seal::Limits::default()) {
+            Ok(manifest) => {
+                let bytes = manifest.files.iter().map(|f| f.size).sum();
+                let files = manifest.files.len() as u64;
+                let output = WorkOutput::Sealed(SealSummary { digest: manifest.digest, files, bytes });
+                WorkloadState::Succeeded { started_at: now, finished_at: Utc::now(), output }
+            }
+            Err(e) => WorkloadState::Failed {
+                started_at: Some(now),
+                finished_at: Utc::now(),
+                retryable: !matches!(e, seal::SealError::Refused(_)),
+                reason: e.to_string(),
+                log_tail: String::new(),
             },
         };
         self.finish(id, state)
@@ -314,8 +352,14 @@ impl<'a> Executor<'a> {
                     self.contract.training(strategy, command.as_deref(), *hours, *deadline, now, &dir.join("out"))
                 }
                 Launch::Evaluate { submission } => {
-                    let model = submission.as_ref().map(|s| self.run.work(s).join("out").join("model"));
-                    self.contract.evaluation(model.as_deref())
+                    let subject = match submission {
+                        Some(sealed) => Subject::Model {
+                            dir: workload::sealed_model(&self.run.work(&sealed.seal)),
+                            digest: Some(sealed.digest.clone()),
+                        },
+                        None => Subject::BaseModel,
+                    };
+                    self.contract.evaluation(subject)
                 }
             };
             fsio::write_json(
@@ -373,7 +417,7 @@ impl<'a> Executor<'a> {
             let finished_at = Utc::now();
             let state = match running.id.kind {
                 WorkKind::Train => workload::trained(&dir, status, running.started_at, finished_at),
-                WorkKind::Evaluate | WorkKind::Prepare => {
+                WorkKind::Evaluate | WorkKind::Prepare | WorkKind::Seal => {
                     workload::evaluated(&dir, status, running.started_at, finished_at)
                 }
             };

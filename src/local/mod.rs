@@ -4,14 +4,13 @@
 //!
 //! - [`manifest`] and [`validate`]: the task file (a `Task` manifest) and every check made
 //!   before a process starts;
-//! - [`dataset`]: reading JSONL / image folders and writing the mechanism's split;
+//! - [`crate::dataset`] (shared with the operator): reading datasets and writing the split;
 //! - [`executor`]: the observe → decide → apply loop; [`process`] its children (process
 //!   groups, deadlines), [`workload`] the trainer/evaluator command lines and results;
 //! - [`rundir`], [`store`], [`fsio`]: crash-safe state (run directory, leaderboard store);
 //! - [`progress`], [`report`]: what the user sees.
 
 pub mod cli;
-pub mod dataset;
 pub mod executor;
 pub mod fsio;
 pub mod manifest;

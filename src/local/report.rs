@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::task::TaskSpec;
 use crate::mechanism::scoring::{SubmissionStatus, score_task, weighted_loss};
-use crate::tournament::{EvalReport, Phase, Role, TaskState, TournamentConfig, Work, WorkOutput, task_record};
+use crate::tournament::{Phase, Role, TaskState, TournamentConfig, outcome, task_record};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
@@ -75,27 +75,16 @@ pub fn build(
         .entrants
         .iter()
         .map(|e| {
-            let report: Option<&EvalReport> = match e.evaluation.output() {
-                Some(WorkOutput::Evaluated(r)) => Some(r),
-                _ => None,
-            };
-            let usable = report.filter(|r| r.ok);
-            let pair = |a: Option<f64>, b: Option<f64>| (a, b);
+            let outcome = outcome(e);
+            let usable = outcome.scores.as_ref();
             let losses = usable.map(|r| {
                 if spec.task_type.is_text() {
-                    pair(r.test_loss, r.synth_loss)
+                    (r.test_loss, r.synth_loss)
                 } else {
-                    pair(r.text_guided_loss, r.no_text_loss)
+                    (r.text_guided_loss, r.no_text_loss)
                 }
             });
-            // The base model's training is "not needed", not failed: only real failures count.
-            let trained_failure = match &e.training {
-                Work::Failed { reason, .. } => Some(reason.clone()),
-                _ => None,
-            };
-            let reason = trained_failure
-                .or_else(|| e.evaluation.failure().map(str::to_string))
-                .or_else(|| report.and_then(EvalReport::failure_reason));
+            let reason = outcome.failure.clone();
             let sub = scored.as_ref().and_then(|s| s.submissions.iter().find(|x| x.miner == e.name));
             let status = match (e.role, sub) {
                 (Role::Miner, Some(s)) => s.status.label().to_string(),
@@ -121,14 +110,8 @@ pub fn build(
                 text_guided_loss: usable.and_then(|r| r.text_guided_loss),
                 no_text_loss: usable.and_then(|r| r.no_text_loss),
                 weighted_loss: losses.and_then(|l| weighted_loss(&config.mechanism, spec.task_type, l)),
-                train_loss: match e.training.output() {
-                    Some(WorkOutput::Trained(t)) => t.final_train_loss,
-                    _ => None,
-                },
-                stopped_by_deadline: match e.training.output() {
-                    Some(WorkOutput::Trained(t)) => t.stopped_by_deadline,
-                    _ => None,
-                },
+                train_loss: outcome.training.and_then(|t| t.final_train_loss),
+                stopped_by_deadline: outcome.training.and_then(|t| t.stopped_by_deadline),
                 status,
                 reason,
                 rank: sub.and_then(|s| s.rank),

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! RUN/task.yaml            the task file as given        RUN/spec.json     the spec, paths resolved
-//! RUN/state.json           the lifecycle state           RUN/data/         the splits (+ rewards.json)
+//! RUN/state.json           the lifecycle state           RUN/data/         training/ and heldout/ (workload contract)
 //! RUN/work/ID/             one workload attempt: stdout.log, stderr.log, pid, out/ (trainer output),
 //!                          result.json (how it ended: written once, atomically)
 //! RUN/records.json         `gradients score` input        RUN/weights.json  the leaderboard at the end
@@ -52,9 +52,6 @@ impl RunDir {
     }
     pub fn data(&self) -> PathBuf {
         self.root.join("data")
-    }
-    pub fn rewards(&self) -> PathBuf {
-        self.data().join("rewards.json")
     }
     pub fn work_root(&self) -> PathBuf {
         self.root.join("work")

@@ -3,9 +3,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use super::dataset::{self, Dataset};
 use super::manifest::{TaskFile, TaskFileError};
 use crate::api::task::TaskSpec;
+use crate::dataset::{self, Dataset};
 use crate::mechanism::TaskType;
 use crate::tournament::{BASE_MODEL, BASELINE};
 
@@ -16,18 +16,6 @@ pub struct ValidTask {
     pub dataset: Dataset,
     pub synthetic: Option<Dataset>,
 }
-
-/// Column roles per task type: (required, optional). Template keys are not columns.
-pub(crate) fn roles(task_type: TaskType) -> (&'static [&'static str], &'static [&'static str]) {
-    match task_type {
-        TaskType::InstructText => (&["instruction", "output"], &["input", "system"]),
-        TaskType::Dpo => (&["prompt", "chosen", "rejected"], &["system"]),
-        TaskType::Grpo => (&["prompt"], &["extra"]),
-        TaskType::Image => (&[], &[]),
-    }
-}
-
-pub(crate) const TEMPLATE_KEYS: [&str; 2] = ["format", "noInputFormat"];
 
 pub fn validate(file: TaskFile) -> Result<ValidTask, TaskFileError> {
     let path = file.path.clone();
@@ -49,13 +37,7 @@ pub fn validate(file: TaskFile) -> Result<ValidTask, TaskFileError> {
     check_miners(spec).map_err(|(field, message)| bad(field, message))?;
     check_rewards(spec).map_err(|(field, message)| bad(field, message))?;
 
-    let read = |uri: &str| {
-        if spec.task_type.is_text() {
-            dataset::read_jsonl(Path::new(uri))
-        } else {
-            dataset::read_images(Path::new(uri))
-        }
-    };
+    let read = |uri: &str| dataset::read(spec.task_type, Path::new(uri));
     let dataset = read(&spec.dataset.uri).map_err(|m| bad("spec.dataset.uri", m))?;
     if dataset.len() < 2 {
         return Err(bad(
@@ -160,35 +142,8 @@ fn check_rewards(spec: &TaskSpec) -> Result<(), Problem> {
 }
 
 fn check_columns(spec: &TaskSpec, dataset: &Dataset, where_: &str) -> Result<(), (String, String)> {
-    let Dataset::Text { columns, .. } = dataset else { return Ok(()) };
-    let (required, optional) = roles(spec.task_type);
-    for key in spec.dataset.columns.keys() {
-        if !required.contains(&key.as_str()) && !optional.contains(&key.as_str()) {
-            let template = spec.task_type == TaskType::InstructText && TEMPLATE_KEYS.contains(&key.as_str());
-            if !template {
-                let allowed: Vec<&str> = required.iter().chain(optional).copied().collect();
-                return Err((
-                    format!("spec.dataset.columns.{key}"),
-                    format!("not a column role of {} (roles: {})", spec.task_type, allowed.join(", ")),
-                ));
-            }
-        }
-    }
-    for role in required.iter().chain(optional) {
-        let column = match spec.dataset.columns.get(*role) {
-            Some(column) => column.as_str(),
-            None if required.contains(role) => role,
-            None => continue,
-        };
-        if !columns.contains(column) {
-            let present: Vec<&str> = columns.iter().map(String::as_str).collect();
-            return Err((
-                format!("spec.dataset.columns.{role}"),
-                format!("column {column:?} is not in the dataset ({where_} has: {})", present.join(", ")),
-            ));
-        }
-    }
-    Ok(())
+    dataset::columns::check(spec.task_type, &spec.dataset.columns, dataset, where_)
+        .map_err(|(key, message)| (format!("spec.dataset.columns.{key}"), message))
 }
 
 pub(crate) fn is_dns_label(name: &str) -> bool {

@@ -1,19 +1,20 @@
-//! The workload contract on the local side: the command lines of the reference trainer and
-//! the evaluator (`trainer-image/README.md`), and how a finished process becomes a
-//! [`WorkloadState`].
+//! The workload contract on the local side: the local executor renders the same invocations
+//! as the cluster builders ([`crate::workloads::contract`]) with run-directory paths, and
+//! turns a finished process into a [`WorkloadState`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitStatus;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::dataset::SplitPaths;
 use super::fsio;
 use super::process::{Spec, describe};
 use crate::api::task::TaskSpec;
-use crate::mechanism::TaskType;
 use crate::tournament::{EvalReport, TrainingSummary, WorkOutput, WorkloadState};
+use crate::workloads::contract::{
+    EvalInvocation, PreparedData, Subject, TRAINER_PROGRAM, TrainInvocation, TrainerOutput, budget_hours, columns_arg,
+};
 
 /// Lines of a failed workload's stderr kept for the user.
 const TAIL_LINES: usize = 15;
@@ -23,8 +24,8 @@ const TAIL_LINES: usize = 15;
 pub struct Contract {
     pub python: String,
     pub spec: TaskSpec,
-    pub splits: SplitPaths,
-    pub rewards: PathBuf,
+    /// `RUN/data`, laid out as the contract says.
+    pub data: PreparedData,
     pub seed: u64,
     /// `fast` or `paper`: the evaluator's protocol.
     pub profile: String,
@@ -32,57 +33,31 @@ pub struct Contract {
     pub threads: usize,
 }
 
-fn task_type_arg(t: TaskType) -> &'static str {
-    match t {
-        TaskType::InstructText => "instruct",
-        TaskType::Dpo => "dpo",
-        TaskType::Grpo => "grpo",
-        TaskType::Image => "image",
-    }
-}
-
-/// The column mapping as the trainer takes it: camelCase template keys become snake_case.
-fn columns_json(spec: &TaskSpec) -> Option<String> {
-    if spec.dataset.columns.is_empty() {
-        return None;
-    }
-    let map: serde_json::Map<String, serde_json::Value> = spec
-        .dataset
-        .columns
-        .iter()
-        .map(|(k, v)| {
-            let key = if k == "noInputFormat" { "no_input_format".to_string() } else { k.clone() };
-            (key, serde_json::Value::String(v.clone()))
-        })
-        .collect();
-    Some(serde_json::Value::Object(map).to_string())
+fn path(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
 }
 
 impl Contract {
-    fn common(&self) -> Vec<String> {
-        let mut args = vec!["--task-type".into(), task_type_arg(self.spec.task_type).into()];
-        args.extend(["--base-model".into(), self.spec.base_model.uri.clone()]);
-        if let Some(columns) = columns_json(&self.spec) {
-            args.extend(["--columns".into(), columns]);
-        }
-        if self.spec.task_type == TaskType::Grpo {
-            args.extend(["--reward-functions".into(), self.rewards.to_string_lossy().into_owned()]);
-        }
-        args
-    }
-
-    fn env(&self) -> Vec<(String, String)> {
+    /// The local executor's own variables (the cluster's are its resource limits and HOME).
+    fn env(&self, contract: Vec<(String, String)>) -> Vec<(String, String)> {
         let threads = self.threads.to_string();
-        vec![
-            ("PYTHONUNBUFFERED".into(), "1".into()),
+        let mut env = contract;
+        env.extend([
             ("OMP_NUM_THREADS".into(), threads.clone()),
             ("MKL_NUM_THREADS".into(), threads),
             ("TOKENIZERS_PARALLELISM".into(), "false".into()),
-        ]
+        ]);
+        env
     }
 
-    /// `train`: `hours` from now, or until `deadline` when that comes first. A miner with its
-    /// own `command` runs it instead of `python -m gradients_trainer`, with the same arguments.
+    /// The reference package's program with this run's interpreter.
+    fn trainer_program(&self, args: Vec<String>) -> Spec {
+        let module = TRAINER_PROGRAM[1..].iter().map(|s| s.to_string());
+        Spec { program: self.python.clone(), args: module.chain(args).collect(), env: Vec::new() }
+    }
+
+    /// `train` for `hours` from `now`, capped by `deadline`. A miner with its own `command`
+    /// runs it instead of the reference trainer, with the same arguments and environment.
     pub fn training(
         &self,
         strategy: &str,
@@ -92,47 +67,40 @@ impl Contract {
         now: DateTime<Utc>,
         output: &Path,
     ) -> Spec {
-        let ends = now + Duration::milliseconds((hours * 3_600_000.0) as i64);
-        let ends = deadline.map_or(ends, |d| d.min(ends));
-        let mut args = vec!["train".to_string()];
-        args.extend(self.common());
-        args.extend(["--train-data".into(), self.splits.train.to_string_lossy().into_owned()]);
-        args.extend(["--deadline".into(), ends.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)]);
-        args.extend(["--output".into(), output.to_string_lossy().into_owned()]);
-        args.extend(["--strategy".into(), strategy.to_string(), "--seed".into(), self.seed.to_string()]);
-        let mut env = self.env();
-        env.extend([
-            ("GRADIENTS_OUTPUT".to_string(), output.to_string_lossy().into_owned()),
-            ("GRADIENTS_TRAIN_DATA".to_string(), self.splits.train.to_string_lossy().into_owned()),
-            ("GRADIENTS_BASE_MODEL".to_string(), self.spec.base_model.uri.clone()),
-            ("GRADIENTS_DEADLINE".to_string(), ends.to_rfc3339()),
-        ]);
+        let invocation = TrainInvocation {
+            task_type: self.spec.task_type,
+            base_model: self.spec.base_model.uri.clone(),
+            inputs: self.data.training.clone(),
+            columns: columns_arg(&self.spec.dataset.columns),
+            hours: budget_hours(hours, deadline, now),
+            output: TrainerOutput(path(output)),
+            strategy: Some(strategy.to_string()),
+            seed: self.seed,
+        };
+        let args = invocation.argv();
+        let env = self.env(invocation.env());
         match command {
             Some([program, first @ ..]) => {
-                let mut all = first.to_vec();
-                all.extend(args);
-                Spec { program: program.clone(), args: all, env }
+                Spec { program: program.clone(), args: [first.to_vec(), args].concat(), env }
             }
-            _ => Spec {
-                program: self.python.clone(),
-                args: [vec!["-m".into(), "gradients_trainer".into()], args].concat(),
-                env,
-            },
+            _ => Spec { env, ..self.trainer_program(args) },
         }
     }
 
-    /// `evaluate` of a trained model, or of the base model itself when `submission` is `None`.
-    pub fn evaluation(&self, submission: Option<&Path>) -> Spec {
-        let mut args: Vec<String> = vec!["-m".into(), "gradients_trainer".into(), "evaluate".into()];
-        args.extend(self.common());
-        match submission {
-            Some(model) => args.extend(["--submission".into(), model.to_string_lossy().into_owned()]),
-            None => args.push("--score-base".into()),
-        }
-        args.extend(["--test-data".into(), self.splits.test.to_string_lossy().into_owned()]);
-        args.extend(["--synth-data".into(), self.splits.synthetic.to_string_lossy().into_owned()]);
-        args.extend(["--profile".into(), self.profile.clone(), "--seed".into(), self.seed.to_string()]);
-        Spec { program: self.python.clone(), args, env: self.env() }
+    /// `evaluate` of a trained model, or of the base model itself.
+    pub fn evaluation(&self, subject: Subject) -> Spec {
+        let invocation = EvalInvocation {
+            task_type: self.spec.task_type,
+            base_model: self.spec.base_model.uri.clone(),
+            subject,
+            inputs: self.data.training.clone(),
+            heldout: self.data.heldout.clone(),
+            columns: columns_arg(&self.spec.dataset.columns),
+            profile: Some(self.profile.clone()),
+            seed: self.seed,
+            termination_message_path: None,
+        };
+        Spec { env: self.env(invocation.env()), ..self.trainer_program(invocation.argv()) }
     }
 }
 
@@ -147,14 +115,29 @@ struct TrainingJson {
     stopped_by_deadline: Option<bool>,
 }
 
+/// A trainer's output directory inside its workload directory.
+pub fn trainer_output(dir: &Path) -> TrainerOutput {
+    TrainerOutput(path(&dir.join("out")))
+}
+
+/// Where a seal workload puts its copy (`model/`, `manifest.json`).
+pub fn sealed_dir(dir: &Path) -> std::path::PathBuf {
+    dir.join("sealed")
+}
+
+/// The sealed model the evaluator reads.
+pub fn sealed_model(dir: &Path) -> String {
+    path(&sealed_dir(dir).join(crate::workloads::contract::MODEL_DIR))
+}
+
 /// A trainer succeeded when it exited 0 and left a non-empty `OUTPUT/model/`.
 pub fn trained(dir: &Path, status: ExitStatus, started_at: DateTime<Utc>, finished_at: DateTime<Utc>) -> WorkloadState {
     let log = dir.join("stderr.log");
-    let model = dir.join("out").join("model");
-    let has_model = std::fs::read_dir(&model).is_ok_and(|mut d| d.next().is_some());
+    let output = trainer_output(dir);
+    let has_model = std::fs::read_dir(output.model()).is_ok_and(|mut d| d.next().is_some());
     let reason = match (status.success(), has_model) {
         (true, true) => {
-            let summary = fsio::read_json::<TrainingJson>(&dir.join("out").join("training.json")).ok().flatten();
+            let summary = fsio::read_json::<TrainingJson>(Path::new(&output.summary())).ok().flatten();
             let summary = summary.map_or_else(TrainingSummary::default, |s| TrainingSummary {
                 steps: s.steps,
                 final_train_loss: s.final_train_loss,

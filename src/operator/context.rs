@@ -115,12 +115,25 @@ impl Context {
 
     /// Publishes an Event about `object` (failures to publish are logged, never fatal).
     pub async fn event<K: Resource<DynamicType = ()>>(&self, object: &K, warning: bool, reason: &str, note: String) {
+        self.event_about(object, None, warning, reason, note).await;
+    }
+
+    /// An Event about `object` that names a second object (`related`): the recorder folds
+    /// repeats of one reason into a series per pair, so each related object gets its own Event.
+    pub async fn event_about<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        related: Option<k8s_openapi::api::core::v1::ObjectReference>,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
         let event = Event {
             type_: if warning { EventType::Warning } else { EventType::Normal },
             reason: reason.to_string(),
             note: Some(note),
             action: "Reconcile".to_string(),
-            secondary: None,
+            secondary: related,
         };
         if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "cannot publish event");
@@ -138,6 +151,18 @@ pub fn object_key<K: Resource>(object: &K) -> String {
     format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any())
 }
 
+/// The Api of `K` in one namespace the operator serves, or in every namespace when it serves
+/// the whole cluster (`namespace` is `None`).
+pub fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
 /// Server-side applies `object` (forcing ownership of the fields it sets, as controllers should).
 pub async fn apply<K>(client: &Client, object: &K) -> Result<K>
 where
@@ -151,8 +176,9 @@ where
 }
 
 /// Creates `object` by server-side apply unless it exists. For children whose spec is
-/// immutable once created (Jobs, MinerSubmissions, Evaluations): re-applying a spec that a
-/// newer configuration would build differently must not fail the reconcile forever.
+/// immutable once created: re-applying a spec that a newer configuration would build
+/// differently must not fail the reconcile forever. (The Task controller's children go through
+/// `ownership::claim` instead, which never adopts.)
 pub async fn ensure<K>(client: &Client, object: &K) -> Result<K>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + Debug,

@@ -14,15 +14,20 @@ use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
-use super::context::{Context, log_stream_errors, object_key};
+use super::context::{Context, log_stream_errors, object_key, scoped};
 use super::error::Result;
 use crate::api::Evaluation;
 
 const NAME: &str = "evaluation";
 
-pub fn controller(ctx: Arc<Context>, concurrency: u16, shutdown: super::Stop) -> BoxFuture<'static, ()> {
+pub fn controller(
+    ctx: Arc<Context>,
+    namespace: Option<&str>,
+    concurrency: u16,
+    shutdown: super::Stop,
+) -> BoxFuture<'static, ()> {
     let client = ctx.client.clone();
-    Controller::new(Api::<DeserializeGuard<Evaluation>>::all(client), watcher::Config::default())
+    Controller::new(scoped::<DeserializeGuard<Evaluation>>(&client, namespace), watcher::Config::default())
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object_key(object.as_ref()), error), ctx)

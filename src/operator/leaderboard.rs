@@ -16,7 +16,7 @@ use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
-use super::context::{Context, apply_status, log_stream_errors, object_key};
+use super::context::{Context, apply_status, log_stream_errors, object_key, scoped};
 use super::error::Result;
 use super::results;
 use super::sink::{self, Weights};
@@ -30,16 +30,16 @@ const NAME: &str = "leaderboard";
 /// Windows roll with the clock: recompute at least this often.
 const RESYNC: Duration = Duration::from_secs(3600);
 
-pub fn controller(ctx: Arc<Context>, shutdown: super::Stop) -> BoxFuture<'static, ()> {
+pub fn controller(ctx: Arc<Context>, namespace: Option<&str>, shutdown: super::Stop) -> BoxFuture<'static, ()> {
     let client = ctx.client.clone();
     // Any change to any Evaluation re-runs every leaderboard: there are few, and each reads
     // its own namespace only.
     let evaluations_changed =
-        watcher(Api::<PartialObjectMeta<Evaluation>>::all(client.clone()), watcher::Config::default())
+        watcher(scoped::<PartialObjectMeta<Evaluation>>(&client, namespace), watcher::Config::default())
             .default_backoff()
             .touched_objects()
             .filter_map(|event| futures::future::ready(event.ok().map(|_| ())));
-    Controller::new(Api::<DeserializeGuard<Leaderboard>>::all(client), watcher::Config::default())
+    Controller::new(scoped::<DeserializeGuard<Leaderboard>>(&client, namespace), watcher::Config::default())
         .reconcile_all_on(evaluations_changed)
         .with_config(controller::Config::default().concurrency(1).debounce(Duration::from_secs(1)))
         .graceful_shutdown_on(shutdown)

@@ -28,15 +28,25 @@ use crate::tournament::{
     DatasetFacts, EvalReport, Phase, Role, TaskState, TrainingSummary, Work, WorkKind, WorkOutput, WorkloadId,
     WorkloadState,
 };
-use crate::workloads::{BuildError, WorkloadConfig, child_name, evaluator, gpus, labels};
+use crate::workloads::{BuildError, WorkloadConfig, evaluator, gpus, labels};
 
 pub fn submission_name(task: &str, id: &WorkloadId) -> String {
-    child_name(&[task, &id.entrant, &id.attempt.to_string()])
+    crate::workloads::workload_name(task, id)
 }
 
 /// Where the model of one training attempt goes.
 pub fn model_uri(workloads: &WorkloadConfig, namespace: &str, task: &str, id: &WorkloadId) -> String {
     workloads.model_uri(namespace, task, &id.to_string())
+}
+
+/// A training attempt's output (the seal's input) and its sealed copy, in the store.
+pub fn seal_locations(
+    workloads: &WorkloadConfig,
+    namespace: &str,
+    task: &str,
+    training: &WorkloadId,
+) -> (String, String) {
+    (model_uri(workloads, namespace, task, training), workloads.sealed_uri(namespace, task, &training.to_string()))
 }
 
 /// The workload id a child object carries in its labels.
@@ -112,6 +122,18 @@ fn job_state(
             retryable: lost(pods),
         };
     }
+    if let Some(complete) = job_condition(job, "Complete") {
+        // The Job controller counts any pod it adopted (one matching its selector); only its
+        // own pod's result counts here, so a Job completed by another is no result, and not
+        // the miner's doing.
+        return WorkloadState::Failed {
+            started_at: Some(started_at),
+            finished_at: time(&complete.last_transition_time).unwrap_or(started_at),
+            reason: "the Job completed without a result from a pod of its own".to_string(),
+            log_tail: String::new(),
+            retryable: true,
+        };
+    }
     if status.ready.unwrap_or(0) > 0 { WorkloadState::Running { started_at } } else { WorkloadState::Pending }
 }
 
@@ -142,6 +164,57 @@ pub fn evaluation_state(job: &Job, pods: &[Pod]) -> WorkloadState {
     })
 }
 
+/// The workloads the state waits for (requested or running): the only ones to observe.
+pub fn in_flight(state: &TaskState) -> Vec<WorkloadId> {
+    let current = |work: &Work| matches!(work, Work::Requested { .. } | Work::Active { .. }).then(|| work.attempt());
+    let mut ids: Vec<WorkloadId> =
+        current(&state.prepare).map(|attempt| WorkloadId::new(WorkKind::Prepare, "", attempt)).into_iter().collect();
+    for entrant in &state.entrants {
+        let works = [
+            (WorkKind::Train, &entrant.training),
+            (WorkKind::Seal, &entrant.seal),
+            (WorkKind::Evaluate, &entrant.evaluation),
+        ];
+        for (kind, work) in works {
+            if let Some(attempt) = current(work) {
+                ids.push(WorkloadId::new(kind, &entrant.name, attempt));
+            }
+        }
+    }
+    ids
+}
+
+/// A workload whose name someone else's object holds: that attempt fails and, not being the
+/// miner's fault, is retried under the next attempt's name.
+pub fn not_adopted(now: DateTime<Utc>, squatter: &str) -> WorkloadState {
+    WorkloadState::Failed {
+        started_at: None,
+        finished_at: now,
+        reason: format!("{squatter} holds this workload's name and was not created by the operator; not adopted"),
+        log_tail: String::new(),
+        retryable: true,
+    }
+}
+
+/// The condition reason of a submission whose trainer Job's name someone else's Job held.
+pub const NOT_ADOPTED: &str = "NotAdopted";
+
+/// A seal: its termination message is the seal's report. A refusal (`"ok": false`) fails the
+/// submission for good; a crash without a report is worth another attempt.
+pub fn seal_state(job: &Job, pods: &[Pod]) -> WorkloadState {
+    job_state(job, pods, crate::workloads::seal::SEAL_CONTAINER, |finished| {
+        let message = finished.message.as_deref().unwrap_or("").trim();
+        match (serde_json::from_str::<crate::seal::SealReport>(message), finished.exit_code) {
+            (Ok(report), 0) => report.into_output().map_err(|why| (why, false)),
+            (Ok(report), code) => {
+                Err((format!("seal exited with code {code}: {}", report.failure.unwrap_or_default()), true))
+            }
+            (Err(e), 0) => Err((format!("the seal's report is unreadable: {e}"), false)),
+            (Err(_), code) => Err((format!("seal exited with code {code}"), true)),
+        }
+    })
+}
+
 /// A training, as its MinerSubmission reports it.
 pub fn training_state(submission: &MinerSubmission) -> WorkloadState {
     let created = submission.metadata.creation_timestamp.as_ref().and_then(conditions::from_time).unwrap_or_default();
@@ -158,9 +231,9 @@ pub fn training_state(submission: &MinerSubmission) -> WorkloadState {
         SubmissionPhase::Failed => WorkloadState::Failed {
             started_at: Some(started_at),
             finished_at: status.finished_at.unwrap_or(started_at),
+            retryable: status.conditions.iter().any(|c| c.reason == NOT_ADOPTED),
             reason: status.failure_reason.unwrap_or_else(|| "the trainer failed".into()),
             log_tail: String::new(),
-            retryable: false,
         },
     }
 }
@@ -181,10 +254,7 @@ pub fn build_submission(
     let (namespace, name, owner) = crate::workloads::owner(task)?;
     let spec = &task.spec;
     // A deadline caps the allotment: the Job may not run past it.
-    let hours = match deadline {
-        Some(deadline) => hours.min(((deadline - now).num_seconds().max(60)) as f64 / 3600.0),
-        None => hours,
-    };
+    let hours = crate::workloads::contract::budget_hours(hours, deadline, now);
     let mut submission = MinerSubmission::new(
         &submission_name(&name, id),
         MinerSubmissionSpec {
@@ -240,26 +310,17 @@ pub fn build_evaluation(
             artifact_uri: model_uri(workloads, &namespace, &name, &training),
             submitted_at: submitted.submitted_at,
         });
-        let report = match entrant.evaluation.output() {
-            Some(WorkOutput::Evaluated(report)) => Some(report),
-            _ => None,
-        };
-        let usable = report.filter(|r| r.ok);
-        let failure = entrant
-            .evaluation
-            .failure()
-            .or(entrant.training.failure())
-            .map(str::to_string)
-            .or_else(|| report.and_then(|r| r.failure_reason()));
+        let outcome = crate::tournament::outcome(entrant);
         results.push(SubmissionResult {
             miner: entrant.name.clone(),
-            state: if usable.is_some() { ResultState::Evaluated } else { ResultState::Failed },
+            state: if outcome.is_scored() { ResultState::Evaluated } else { ResultState::Failed },
             test_loss: submitted.test_loss,
             synth_loss: submitted.synth_loss,
             text_guided_loss: submitted.text_guided_loss,
             no_text_loss: submitted.no_text_loss,
-            weights_sha256: report.and_then(|r| r.weights_sha256.clone()),
-            failure: if usable.is_some() { None } else { failure.map(|f| truncate(&f, 512)) },
+            weights_sha256: outcome.report.and_then(|r| r.weights_sha256.clone()),
+            model_digest: outcome.sealed.map(|s| s.digest.clone()),
+            failure: outcome.failure.map(|f| truncate(&f, 512)),
             ..SubmissionResult::default()
         });
     }
@@ -360,6 +421,7 @@ pub fn task_status(
         retry_at: state.retry_at,
         result,
         lifecycle: Some(state.clone()),
+        children: previous.children.clone(),
     };
     status.conditions = conditions::merge(&previous.conditions, &observe_conditions(state), generation, now);
     status

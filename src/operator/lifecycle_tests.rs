@@ -3,7 +3,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 
 use super::*;
-use crate::tournament::{Action, Observation, PoolMiner, TournamentConfig, decide};
+use crate::tournament::{Action, Observation, PoolMiner, SealSummary, TournamentConfig, decide};
 
 fn now() -> DateTime<Utc> {
     "2026-11-26T12:00:00Z".parse().unwrap()
@@ -88,6 +88,42 @@ fn evaluator_results_come_from_the_termination_message_only() {
 }
 
 #[test]
+fn a_job_completed_without_a_trusted_pod_is_no_result() {
+    // A forged pod that the Job controller adopted finished the Job; the trusted pods (here:
+    // none left) hold no result. That attempt fails and is retried, never scored.
+    let completed = job(serde_json::json!({"startTime": "2026-11-26T11:00:00Z", "conditions": [{"type": "Complete",
+        "status": "True", "lastTransitionTime": "2026-11-26T11:05:00Z"}]}));
+    match evaluation_state(&completed, &[]) {
+        WorkloadState::Failed { reason, retryable: true, .. } => assert!(reason.contains("of its own"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(preparation_state(&completed, &[]), WorkloadState::Failed { retryable: true, .. }));
+}
+
+#[test]
+fn in_flight_lists_only_requested_and_active_work() {
+    use crate::tournament::{Entrant, Role, TaskState, Work};
+    let at = now();
+    let mut state = TaskState { prepare: Work::Requested { attempt: 2, requested_at: at }, ..TaskState::default() };
+    let mut a = Entrant::new("a", Role::Miner, None);
+    a.training = Work::Active { attempt: 1, requested_at: at, started_at: None };
+    let mut b = Entrant::new("b", Role::Miner, None);
+    b.training = Work::Failed { attempt: 3, finished_at: at, reason: "x".into(), log_tail: String::new() };
+    b.evaluation = Work::Requested { attempt: 1, requested_at: at };
+    state.entrants = vec![a, b, Entrant::new("base-model", Role::BaseModel, None)];
+    assert_eq!(
+        in_flight(&state),
+        vec![
+            WorkloadId::new(WorkKind::Prepare, "", 2),
+            WorkloadId::new(WorkKind::Train, "a", 1),
+            WorkloadId::new(WorkKind::Evaluate, "b", 1),
+        ]
+    );
+    // A squatted name fails the attempt as retryable: the lifecycle moves to the next name.
+    assert!(matches!(not_adopted(at, "Job ns/x"), WorkloadState::Failed { retryable: true, .. }));
+}
+
+#[test]
 fn preparation_reports_split_sizes() {
     let done = job(serde_json::json!({"startTime": "2026-11-26T11:00:00Z"}));
     let facts = r#"{"rows":100,"train":80,"test":10,"synthetic":10}"#;
@@ -105,13 +141,33 @@ fn preparation_reports_split_sizes() {
 }
 
 #[test]
+fn a_seal_reports_its_digest_or_why_it_refused() {
+    let done = job(serde_json::json!({"startTime": "2026-11-26T11:00:00Z"}));
+    let sealed = r#"{"ok":true,"digest":"sha256:ab","files":2,"bytes":3}"#;
+    match seal_state(&done, &[pod("seal", 0, Some(sealed))]) {
+        WorkloadState::Succeeded { output: WorkOutput::Sealed(summary), .. } => assert_eq!(summary.digest, "sha256:ab"),
+        other => panic!("{other:?}"),
+    }
+    let refused = r#"{"ok":false,"files":0,"bytes":0,"failure":"model/leak is a symlink"}"#;
+    match seal_state(&done, &[pod("seal", 0, Some(refused))]) {
+        WorkloadState::Failed { reason, retryable: false, .. } => assert!(reason.contains("model/leak is a symlink")),
+        other => panic!("{other:?}"),
+    }
+    match seal_state(&done, &[pod("seal", 1, None)]) {
+        WorkloadState::Failed { retryable: true, .. } => {}
+        other => panic!("a crashed seal is retried: {other:?}"),
+    }
+}
+
+#[test]
 fn workload_ids_round_trip_through_labels() {
     let id = WorkloadId::new(WorkKind::Train, "miner-a", 2);
     let submission = build_submission(&task(), &id, Some("lora".into()), 2.0, None, None, &workloads(), now()).unwrap();
-    assert_eq!(submission.metadata.name.as_deref(), Some("t1-miner-a-2"));
+    assert_eq!(submission.metadata.name, Some(crate::workloads::workload_name("t1", &id)));
+    assert!(submission.metadata.name.as_deref().unwrap().starts_with("t1-train-miner-a-2-"));
     assert_eq!(workload_id(WorkKind::Train, submission.metadata.labels.as_ref().unwrap()), Some(id));
     assert_eq!(submission.spec.gpus, 2, "7B instruct: 2 GPUs");
-    assert_eq!(submission.spec.artifact_uri, "/artifacts/ns/t1/models/train-miner-a-2");
+    assert_eq!(submission.spec.artifact_uri, "/artifacts/tournaments/ns/t1/models/train-miner-a-2");
     let capped = build_submission(
         &task(),
         &WorkloadId::new(WorkKind::Train, "m", 1),
@@ -175,6 +231,12 @@ fn a_tournament_runs_through_the_shared_state_machine() {
                         },
                     );
                 }
+                Action::StartSeal { id, .. } => {
+                    let summary = SealSummary { digest: format!("sha256:{id}"), files: 1, bytes: 1 };
+                    let sealed = WorkOutput::Sealed(summary);
+                    let state = WorkloadState::Succeeded { started_at: started, finished_at: finished, output: sealed };
+                    workloads_seen.insert(id.clone(), state);
+                }
                 Action::StartEvaluation { id, entrant, .. } => {
                     let loss = match entrant.as_str() {
                         "a" => Some(1.0),
@@ -228,6 +290,8 @@ fn a_tournament_runs_through_the_shared_state_machine() {
         assert!(failed.failure.as_deref().unwrap_or_default().contains("malformed"));
         assert_eq!(failed.status.as_deref(), Some("failed"));
     }
+    let a = evaluation.results.iter().find(|r| r.miner == "a").unwrap();
+    assert_eq!(a.model_digest.as_deref(), Some("sha256:seal-a-1"), "the Evaluation records the sealed digest");
 }
 
 #[test]

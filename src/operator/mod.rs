@@ -12,6 +12,7 @@ pub mod leader;
 pub mod leaderboard;
 pub mod lifecycle;
 pub mod metrics;
+pub mod ownership;
 pub mod results;
 pub mod sink;
 pub mod submission;
@@ -26,9 +27,9 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
+use kube::Client;
 use kube::api::ListParams;
 use kube::core::DeserializeGuard;
-use kube::{Api, Client};
 
 use crate::api::{MinerSubmission, Task};
 use crate::workloads::WorkloadConfig;
@@ -59,6 +60,10 @@ pub struct Settings {
     /// Act as this user, e.g. system:serviceaccount:gradients-system:gradients (tests RBAC).
     #[arg(long = "as", env = "GRADIENTS_IMPERSONATE")]
     pub impersonate: Option<String>,
+    /// Namespaces whose tournaments this operator runs (comma-separated), each watched on its
+    /// own; none: every namespace, which needs the chart's cluster-wide RBAC (`clusterWide`).
+    #[arg(long, env = "GRADIENTS_WATCH_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
     /// Reconciles that may run at once, per controller.
     #[arg(long, env = "GRADIENTS_CONCURRENCY", default_value_t = 4)]
     pub concurrency: u16,
@@ -117,9 +122,19 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         });
     }
 
-    // Fail early, with a hint, when the CRDs are not installed.
-    if let Err(e) = Api::<DeserializeGuard<Task>>::all(client.clone()).list(&ListParams::default().limit(1)).await {
-        anyhow::bail!("cannot list Tasks ({e}); are the CRDs installed? (`kubectl apply -f crds/`)");
+    let scopes: Vec<Option<String>> = match settings.namespaces.iter().filter(|n| !n.is_empty()).collect::<Vec<_>>() {
+        namespaces if namespaces.is_empty() => vec![None],
+        namespaces => namespaces.into_iter().map(|n| Some(n.clone())).collect(),
+    };
+    // Fail early, with a hint, when the CRDs are not installed or the RBAC does not fit.
+    for scope in &scopes {
+        let tasks = context::scoped::<DeserializeGuard<Task>>(&client, scope.as_deref());
+        if let Err(e) = tasks.list(&ListParams::default().limit(1)).await {
+            let place = scope.as_deref().map_or("in any namespace".to_string(), |n| format!("in namespace {n}"));
+            anyhow::bail!(
+                "cannot list Tasks {place} ({e}); are the CRDs installed (`kubectl apply -f crds/`) and the namespace in the chart's watchNamespaces?"
+            );
+        }
     }
 
     let lease = leader::LeaseLock::new(
@@ -182,12 +197,24 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let ctx = context::Context::new(client, workloads, metrics.clone(), &settings.identity, settings.weights_file);
     let concurrency = settings.concurrency.max(1);
-    let (task_store, tasks) = task::controller(ctx.clone(), concurrency, stop.clone());
-    let (submission_store, submissions) = submission::controller(ctx.clone(), concurrency, stop.clone());
-    let evaluations = evaluation::controller(ctx.clone(), concurrency, stop.clone());
-    let leaderboards = leaderboard::controller(ctx.clone(), stop.clone());
-    let sources = task_source::controller(ctx.clone(), concurrency, stop.clone());
-    let _ = stores.set(Stores { tasks: task_store.clone(), submissions: submission_store.clone() });
+    // One set of controllers per namespace served (or one for the whole cluster).
+    let mut controllers = Vec::new();
+    let mut all = Stores { tasks: Vec::new(), submissions: Vec::new() };
+    for scope in scopes.iter().map(Option::as_deref) {
+        let (task_store, tasks) = task::controller(ctx.clone(), scope, concurrency, stop.clone());
+        let (submission_store, submissions) = submission::controller(ctx.clone(), scope, concurrency, stop.clone());
+        controllers.extend([
+            tasks,
+            submissions,
+            evaluation::controller(ctx.clone(), scope, concurrency, stop.clone()),
+            leaderboard::controller(ctx.clone(), scope, stop.clone()),
+            task_source::controller(ctx.clone(), scope, concurrency, stop.clone()),
+        ]);
+        all.tasks.push(task_store);
+        all.submissions.push(submission_store);
+    }
+    let (task_stores, submission_stores) = (all.tasks.clone(), all.submissions.clone());
+    let _ = stores.set(all);
     {
         let health = health.clone();
         tokio::spawn(async move {
@@ -195,7 +222,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             // so ask again every second instead of waiting once.
             loop {
                 let synced = async {
-                    task_store.wait_until_ready().await.is_ok() && submission_store.wait_until_ready().await.is_ok()
+                    for store in &task_stores {
+                        if store.wait_until_ready().await.is_err() {
+                            return false;
+                        }
+                    }
+                    for store in &submission_stores {
+                        if store.wait_until_ready().await.is_err() {
+                            return false;
+                        }
+                    }
+                    true
                 };
                 if let Ok(true) = tokio::time::timeout(Duration::from_secs(1), synced).await {
                     tracing::info!("caches synced: ready");
@@ -205,7 +242,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             }
         });
     }
-    futures::join!(tasks, submissions, evaluations, leaderboards, sources);
+    futures::future::join_all(controllers).await;
     health.ready.store(false, Ordering::SeqCst);
     renewer.abort();
     metrics.leader.set(0);
@@ -254,21 +291,25 @@ async fn shutdown_signal() {
 
 /// The caches the phase gauges are computed from at scrape time.
 struct Stores {
-    tasks: kube::runtime::reflector::Store<DeserializeGuard<Task>>,
-    submissions: kube::runtime::reflector::Store<DeserializeGuard<MinerSubmission>>,
+    tasks: Vec<kube::runtime::reflector::Store<DeserializeGuard<Task>>>,
+    submissions: Vec<kube::runtime::reflector::Store<DeserializeGuard<MinerSubmission>>>,
 }
 
 impl Stores {
     fn refresh(&self, metrics: &metrics::Metrics) {
         for phase in crate::api::task::TaskPhase::ALL {
-            let count = self.tasks.state().iter().filter(|t| t.0.as_ref().is_ok_and(|t| t.phase() == phase)).count();
+            let count: usize = self
+                .tasks
+                .iter()
+                .map(|store| store.state().iter().filter(|t| t.0.as_ref().is_ok_and(|t| t.phase() == phase)).count())
+                .sum();
             metrics.tasks.with_label_values(&[phase.as_str()]).set(count as i64);
         }
         for phase in crate::api::submission::SubmissionPhase::ALL {
-            let count = self
+            let count: usize = self
                 .submissions
-                .state()
                 .iter()
+                .flat_map(|store| store.state())
                 .filter(|s| {
                     s.0.as_ref().is_ok_and(|s| s.status.as_ref().map(|st| st.phase).unwrap_or_default() == phase)
                 })

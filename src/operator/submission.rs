@@ -1,6 +1,7 @@
 //! The MinerSubmission controller: one trainer Job per submission, its state in the status.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -12,25 +13,28 @@ use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
-use super::context::{Context, apply_status, ensure, log_stream_errors, object_key};
+use super::context::{Context, apply_status, log_stream_errors, object_key, scoped};
 use super::error::Result;
-use crate::api::MinerSubmission;
+use super::lifecycle;
+use super::ownership::{self, Claim};
 use crate::api::conditions::{self, Observed};
 use crate::api::submission::{MinerSubmissionStatus, SubmissionPhase};
+use crate::api::{MinerSubmission, Task};
 use crate::workloads::{labels, trainer};
 
 const NAME: &str = "submission";
 
 pub fn controller(
     ctx: Arc<Context>,
+    namespace: Option<&str>,
     concurrency: u16,
     shutdown: super::Stop,
 ) -> (Store<DeserializeGuard<MinerSubmission>>, BoxFuture<'static, ()>) {
     let client = ctx.client.clone();
     let controller =
-        Controller::new(Api::<DeserializeGuard<MinerSubmission>>::all(client.clone()), watcher::Config::default())
+        Controller::new(scoped::<DeserializeGuard<MinerSubmission>>(&client, namespace), watcher::Config::default())
             .owns(
-                Api::<Job>::all(client),
+                scoped::<Job>(&client, namespace),
                 watcher::Config::default().labels(&format!("{}={}", labels::ROLE, labels::ROLE_TRAINER)),
             )
             .with_config(controller::Config::default().concurrency(concurrency))
@@ -50,19 +54,48 @@ async fn reconcile(guarded: Arc<DeserializeGuard<MinerSubmission>>, ctx: Arc<Con
 
 async fn reconcile_submission(guarded: Arc<DeserializeGuard<MinerSubmission>>, ctx: Arc<Context>) -> Result<Action> {
     let Some(cached) = ctx.readable(guarded.as_ref()).await else { return Ok(Action::await_change()) };
-    let api = Api::<MinerSubmission>::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
+    let namespace = cached.namespace().unwrap_or_default();
+    let api = Api::<MinerSubmission>::namespaced(ctx.client.clone(), &namespace);
     let Some(submission) = api.get_opt(&cached.name_any()).await? else { return Ok(Action::await_change()) };
     if submission.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let previous = submission.status.clone().unwrap_or_default();
-    // A finished submission keeps its verdict even when its Job is gone.
-    let job = if previous.phase.is_terminal() {
-        None
-    } else {
-        Some(ensure(&ctx.client, &trainer::trainer_job(&submission, &ctx.workloads)?).await?)
+    // Only a submission that a Task's reconcile created and recorded runs a trainer: anyone
+    // else's MinerSubmission is left alone, whatever it says.
+    let owner = match submission.owner_references().iter().find(|o| o.controller == Some(true) && o.kind == "Task") {
+        Some(owner) => Api::<Task>::namespaced(ctx.client.clone(), &namespace).get_opt(&owner.name).await?,
+        None => None,
     };
-    let status = next_status(&previous, job.as_ref(), submission.metadata.generation, Utc::now());
+    match trust(&submission, owner.as_ref(), Utc::now()) {
+        Trust::Recorded => {}
+        Trust::NotYet => return Ok(Action::requeue(Duration::from_secs(2))),
+        Trust::Foreign(why) => {
+            ctx.event(&submission, true, lifecycle::NOT_ADOPTED, why).await;
+            return Ok(Action::await_change());
+        }
+    }
+    let previous = submission.status.clone().unwrap_or_default();
+    let generation = submission.metadata.generation;
+    // A finished submission keeps its verdict even when its Job is gone.
+    let status = if previous.phase.is_terminal() {
+        next_status(&previous, None, generation, Utc::now())
+    } else {
+        let job = match trainer::trainer_job(&submission, &ctx.workloads) {
+            Ok(job) => job,
+            // A submission that asks for what no trainer may have fails; no Job is created.
+            Err(refused) if refused.is_refusal() => {
+                let status = refused_status(&previous, &refused.to_string(), generation, Utc::now());
+                apply_status(&ctx.client, &submission, &status).await?;
+                ctx.event(&submission, true, "Refused", refused.to_string()).await;
+                return Ok(Action::await_change());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match ownership::claim(&ctx.client, &job, previous.job_uid.as_deref()).await? {
+            Claim::Ours(job) | Claim::Created(job) => next_status(&previous, Some(&job), generation, Utc::now()),
+            Claim::Foreign(job) => not_adopted(&previous, &ownership::describe(&job), generation, Utc::now()),
+        }
+    };
     if status != previous {
         apply_status(&ctx.client, &submission, &status).await?;
         if status.phase != previous.phase {
@@ -74,6 +107,85 @@ async fn reconcile_submission(guarded: Arc<DeserializeGuard<MinerSubmission>>, c
         }
     }
     Ok(Action::await_change())
+}
+
+/// Whether a submission is one the operator created.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Trust {
+    /// Its controlling Task recorded its uid.
+    Recorded,
+    /// Just created: the Task's reconcile records it right after creating it.
+    NotYet,
+    /// Not created by the operator, with why.
+    Foreign(String),
+}
+
+/// How long a new submission may wait for its Task to record it.
+const RECORD_GRACE: chrono::Duration = chrono::Duration::seconds(60);
+
+pub fn trust(submission: &MinerSubmission, owner: Option<&Task>, now: DateTime<Utc>) -> Trust {
+    let name = submission.name_any();
+    let controller = submission.owner_references().iter().find(|o| o.controller == Some(true) && o.kind == "Task");
+    let Some(reference) = controller else {
+        return Trust::Foreign(format!("MinerSubmission {name} is not controlled by a Task; no trainer runs for it"));
+    };
+    let Some(task) = owner.filter(|t| t.uid().as_deref() == Some(reference.uid.as_str())) else {
+        return Trust::Foreign(format!(
+            "MinerSubmission {name} names Task {} (uid {}), which does not exist",
+            reference.name, reference.uid
+        ));
+    };
+    let recorded = task.status.as_ref().and_then(|s| s.children.get(&ownership::key::<MinerSubmission>(&name)));
+    let created = submission.metadata.creation_timestamp.as_ref().and_then(conditions::from_time);
+    match recorded {
+        Some(uid) if submission.uid().as_ref() == Some(uid) => Trust::Recorded,
+        None if created.is_some_and(|at| now - at < RECORD_GRACE) => Trust::NotYet,
+        _ => Trust::Foreign(format!(
+            "MinerSubmission {name} was not created by the operator for Task {} (uid {}, written by {})",
+            reference.name,
+            submission.uid().unwrap_or_default(),
+            ownership::describe(submission)
+        )),
+    }
+}
+
+/// The status of a submission whose trainer Job's name someone else's Job holds: failed, not
+/// the miner's fault (the Task retries it under a new name).
+pub fn not_adopted(
+    previous: &MinerSubmissionStatus,
+    squatter: &str,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) -> MinerSubmissionStatus {
+    let reason = format!("{squatter} holds the trainer Job's name; not created by the operator, not adopted");
+    failed_without_training(previous, lifecycle::NOT_ADOPTED, &reason, generation, now)
+}
+
+/// The status of a submission refused before any Job: failed, with the reason.
+pub fn refused_status(
+    previous: &MinerSubmissionStatus,
+    reason: &str,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) -> MinerSubmissionStatus {
+    failed_without_training(previous, "Refused", reason, generation, now)
+}
+
+fn failed_without_training(
+    previous: &MinerSubmissionStatus,
+    category: &'static str,
+    reason: &str,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) -> MinerSubmissionStatus {
+    let mut status = previous.clone();
+    status.observed_generation = generation;
+    status.phase = SubmissionPhase::Failed;
+    status.finished_at = Some(now);
+    status.failure_reason = Some(reason.to_string());
+    let failed = Observed::new("Trained", Some(false), category, reason);
+    status.conditions = conditions::merge(&previous.conditions, &[failed], generation, now);
+    status
 }
 
 /// The status from the trainer Job's status. Timestamps are copied from the Job, so the same
@@ -88,6 +200,7 @@ pub fn next_status(
     status.observed_generation = generation;
     if let Some(job) = job.filter(|_| !previous.phase.is_terminal()) {
         status.job = job.metadata.name.clone();
+        status.job_uid = job.metadata.uid.clone();
         let job_status = job.status.clone().unwrap_or_default();
         let time = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
             t.as_ref().and_then(conditions::from_time)
@@ -158,6 +271,67 @@ mod tests {
         assert!(conditions::is_true(&succeeded.conditions, "Trained"));
         // Idempotent: the same Job later gives the same status.
         assert_eq!(next_status(&succeeded, Some(&done), Some(1), now() + chrono::Duration::hours(1)), succeeded);
+    }
+
+    fn submission(owner_uid: Option<&str>, created: &str) -> MinerSubmission {
+        let owners = owner_uid.map(|uid| {
+            serde_json::json!([{"apiVersion": "gradients.io/v1alpha1", "kind": "Task", "name": "t", "uid": uid,
+                "controller": true}])
+        });
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "t-m-1", "namespace": "ns", "uid": "s-1", "creationTimestamp": created,
+                "ownerReferences": owners},
+            "spec": {"task": "t", "miner": "m", "taskType": "Dpo", "baseModelUri": "/m", "baseModelParamsB": 3,
+                "dataUri": "/d", "artifactUri": "/a", "hours": 1, "gpus": 1, "gpuClass": "h100", "seed": 1},
+        }))
+        .unwrap()
+    }
+
+    fn task(uid: &str, recorded: Option<&str>) -> Task {
+        let children: serde_json::Map<String, serde_json::Value> =
+            recorded.map(|uid| ("MinerSubmission/t-m-1".to_string(), serde_json::json!(uid))).into_iter().collect();
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "t", "namespace": "ns", "uid": uid},
+            "spec": {"taskType": "Dpo", "baseModel": {"uri": "/m", "paramsB": 3}, "dataset": {"uri": "/d"}, "hours": 1},
+            "status": {"children": children},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_a_submission_its_task_recorded_runs_a_trainer() {
+        let old = "2026-11-26T11:00:00Z";
+        let fresh = "2026-11-26T11:59:30Z";
+        let recorded = task("t-uid", Some("s-1"));
+        assert_eq!(trust(&submission(Some("t-uid"), old), Some(&recorded), now()), Trust::Recorded);
+        // Made by a user: no owner, or an owner reference copied onto it, or a stale Task's.
+        assert!(matches!(trust(&submission(None, fresh), Some(&recorded), now()), Trust::Foreign(_)));
+        let unrecorded = task("t-uid", None);
+        match trust(&submission(Some("t-uid"), old), Some(&unrecorded), now()) {
+            Trust::Foreign(why) => {
+                assert!(why.contains("t-m-1") && why.contains("not created by the operator"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(trust(&submission(Some("old-uid"), old), Some(&recorded), now()), Trust::Foreign(_)));
+        assert!(matches!(trust(&submission(Some("t-uid"), old), None, now()), Trust::Foreign(_)));
+        let other = task("t-uid", Some("s-2"));
+        assert!(matches!(trust(&submission(Some("t-uid"), fresh), Some(&other), now()), Trust::Foreign(_)));
+        // The Task's reconcile records a new submission right after creating it.
+        assert_eq!(trust(&submission(Some("t-uid"), fresh), Some(&unrecorded), now()), Trust::NotYet);
+    }
+
+    #[test]
+    fn a_squatted_trainer_job_fails_the_submission_as_retryable() {
+        let status = not_adopted(&Default::default(), "Job ns/t-m-1-train (uid x, written by kubectl)", Some(1), now());
+        assert_eq!(status.phase, SubmissionPhase::Failed);
+        assert!(status.failure_reason.as_deref().unwrap().contains("kubectl"));
+        let mut submission = submission(Some("t-uid"), "2026-11-26T11:00:00Z");
+        submission.status = Some(status);
+        assert!(matches!(
+            lifecycle::training_state(&submission),
+            crate::tournament::WorkloadState::Failed { retryable: true, .. }
+        ));
     }
 
     #[test]

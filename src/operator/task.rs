@@ -12,20 +12,24 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams, PropagationPolicy};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{self, Action as Requeue, Controller};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 
-use super::context::{Context, apply, apply_status, ensure, log_stream_errors, object_key};
+use super::context::{Context, apply, apply_status, log_stream_errors, object_key, scoped};
 use super::error::Result;
 use super::lifecycle;
+use super::ownership::{self, Claim, Ownership};
+use crate::api::conditions::{self, Observed};
 use crate::api::evaluation::EvaluationPhase;
-use crate::api::{Evaluation, Miner, MinerSubmission, Task};
+use crate::api::{Evaluation, Miner, MinerSubmission, Task, TaskStatus};
 use crate::tournament::{self, Action, Observation, PoolMiner, WorkKind, WorkloadId, WorkloadState};
-use crate::workloads::{evaluator, labels, network_policy, prepare};
+use crate::workloads::evaluator::Evaluated;
+use crate::workloads::{evaluator, labels, network_policy, prepare, seal};
 
 const NAME: &str = "task";
 /// A task that is not finished is looked at again at least this often.
@@ -33,17 +37,18 @@ const RESYNC: Duration = Duration::from_secs(300);
 
 pub fn controller(
     ctx: Arc<Context>,
+    namespace: Option<&str>,
     concurrency: u16,
     shutdown: super::Stop,
 ) -> (Store<DeserializeGuard<Task>>, BoxFuture<'static, ()>) {
     let client = ctx.client.clone();
-    let controller = Controller::new(Api::<DeserializeGuard<Task>>::all(client.clone()), watcher::Config::default())
+    let controller = Controller::new(scoped::<DeserializeGuard<Task>>(&client, namespace), watcher::Config::default())
         .owns(
-            Api::<Job>::all(client.clone()),
+            scoped::<Job>(&client, namespace),
             watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER)),
         )
-        .owns(Api::<MinerSubmission>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<Evaluation>::all(client), watcher::Config::default())
+        .owns(scoped::<MinerSubmission>(&client, namespace), watcher::Config::default())
+        .owns(scoped::<Evaluation>(&client, namespace), watcher::Config::default())
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown);
     let store = controller.store();
@@ -73,25 +78,40 @@ async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>)
     }
     let client = &ctx.client;
     let now = Utc::now();
+    if let Err(refused) = ctx.workloads.check_sources(&task.spec)
+        && !task.phase().is_terminal()
+    {
+        return fail_task(&ctx, &task, format!("Task {namespace}/{name}: {refused}"), now).await;
+    }
+    let previous = task.status.clone().unwrap_or_default();
+    let state = previous.lifecycle.clone().unwrap_or_default();
+    let mut findings = Vec::new();
     let miners = miners(client, &task).await?;
-    let evaluation = Api::<Evaluation>::namespaced(client.clone(), &namespace).get_opt(&name).await?;
+    let evaluation = match Api::<Evaluation>::namespaced(client.clone(), &namespace).get_opt(&name).await? {
+        Some(found) => match ownership::ownership(Some(&found.metadata), recorded::<Evaluation>(&previous, &name)) {
+            Ownership::Ours => Some(found),
+            _ => {
+                findings.push(Finding::not_adopted(&found, "record"));
+                None
+            }
+        },
+        None => None,
+    };
     let submissions = children::<MinerSubmission>(client, &namespace, &name).await?;
     let observation = Observation {
         now,
         pool: pool(&task, &miners),
-        workloads: observe_workloads(client, &namespace, &name, &submissions).await?,
+        workloads: observe_workloads(&ctx, &task, &state, &previous, &submissions, &mut findings).await?,
         recorded: evaluation
             .as_ref()
             .and_then(|e| e.status.as_ref())
             .is_some_and(|s| s.phase == EvaluationPhase::Complete),
     };
-    let previous = task.status.clone().unwrap_or_default();
-    let state = previous.lifecycle.clone().unwrap_or_default();
     let decision = tournament::decide(&name, &task.spec, &state, &observation, &ctx.tournament);
 
     // Persist first, then act: a crash between the two repeats idempotent actions, never
     // loses a decision.
-    let status = lifecycle::task_status(
+    let mut status = lifecycle::task_status(
         &name,
         &previous,
         &decision.state,
@@ -99,11 +119,25 @@ async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>)
         task.metadata.generation,
         now,
     );
+    status.conditions.extend(foreign_objects_condition(&previous, &findings, task.metadata.generation, now));
     if status != previous {
         apply_status(client, &task, &status).await?;
     }
+    for finding in &findings {
+        ctx.event_about(&task, Some(finding.related.clone()), true, finding.reason, finding.note.clone()).await;
+    }
+    let starts_pods = |action: &Action| {
+        matches!(action, Action::PrepareDataset { .. } | Action::StartTraining { .. } | Action::StartEvaluation { .. })
+    };
+    if decision.actions.iter().any(starts_pods) {
+        // Isolation first: no workload pod may exist without its role's deny-all policy.
+        for policy in network_policy::task_network_policies(&task, &ctx.workloads)? {
+            apply(client, &policy).await?;
+        }
+    }
+    let mut children = Children { task: &task, recorded: status.children.clone() };
     for action in &decision.actions {
-        execute(&ctx, &task, &decision.state, action, &miners, &submissions).await?;
+        execute(&ctx, &mut children, &decision.state, action, &miners, &submissions).await?;
     }
     Ok(match (status.phase.is_terminal(), decision.wake_at) {
         (true, _) => Requeue::await_change(),
@@ -114,20 +148,117 @@ async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>)
     })
 }
 
+/// Something in the task's namespace that pretends to be the task's: a Warning Event each.
+struct Finding {
+    reason: &'static str,
+    note: String,
+    /// The object pretending: its own Event (the recorder folds one reason's repeats per pair).
+    related: k8s_openapi::api::core::v1::ObjectReference,
+}
+
+impl Finding {
+    fn not_adopted<K: kube::Resource<DynamicType = ()>>(object: &K, role: &str) -> Finding {
+        Finding {
+            reason: "NotAdopted",
+            note: format!(
+                "{} holds the name of this task's {role}; not created by the operator, left alone",
+                ownership::describe(object)
+            ),
+            related: object.object_ref(&()),
+        }
+    }
+}
+
+/// `ForeignObjects=True` once anything pretended to be the task's, naming the latest; it stays.
+fn foreign_objects_condition(
+    previous: &TaskStatus,
+    findings: &[Finding],
+    generation: Option<i64>,
+    now: chrono::DateTime<Utc>,
+) -> Vec<Condition> {
+    const TYPE: &str = "ForeignObjects";
+    let observed = match findings.last() {
+        Some(finding) => Observed::new(TYPE, Some(true), finding.reason, finding.note.clone()),
+        None => match previous.conditions.iter().find(|c| c.type_ == TYPE) {
+            Some(before) => {
+                let reason = if before.reason == "ForgedPod" { "ForgedPod" } else { "NotAdopted" };
+                Observed::new(TYPE, Some(true), reason, before.message.clone())
+            }
+            None => return Vec::new(),
+        },
+    };
+    conditions::merge(&previous.conditions, &[observed], generation, now)
+}
+
+fn recorded<'a, K: kube::Resource<DynamicType = ()>>(status: &'a TaskStatus, name: &str) -> Option<&'a str> {
+    status.children.get(&ownership::key::<K>(name)).map(String::as_str)
+}
+
+/// The task's children as the operator created them: each new one's uid is recorded in the
+/// Task's status right after its creation, before anything relies on it.
+struct Children<'a> {
+    task: &'a Task,
+    recorded: BTreeMap<String, String>,
+}
+
+impl Children<'_> {
+    /// Creates `object` unless it exists; `None` when someone else's object holds its name.
+    async fn create<K>(&mut self, client: &Client, object: &K) -> Result<Option<K>>
+    where
+        K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + serde::Serialize
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let key = ownership::key::<K>(&object.name_any());
+        match ownership::claim(client, object, self.recorded.get(&key).map(String::as_str)).await? {
+            Claim::Ours(existing) => Ok(Some(existing)),
+            Claim::Created(created) => {
+                let uid = created.uid().unwrap_or_default();
+                let patch = serde_json::json!({"status": {"children": {&key: &uid}}});
+                Api::<Task>::namespaced(client.clone(), &self.task.namespace().unwrap_or_default())
+                    .patch_status(&self.task.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+                self.recorded.insert(key, uid);
+                Ok(Some(created))
+            }
+            Claim::Foreign(foreign) => {
+                // The next observation fails this attempt and names the squatter.
+                tracing::warn!(object = %ownership::describe(&foreign), "not adopting an object the operator did not create");
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Fails a task the operator may not run (its status says why, and an Event).
+async fn fail_task(ctx: &Context, task: &Task, message: String, now: chrono::DateTime<Utc>) -> Result<Requeue> {
+    let previous = task.status.clone().unwrap_or_default();
+    let mut state = previous.lifecycle.clone().unwrap_or_default();
+    state.phase = tournament::Phase::Failed;
+    state.message = Some(message.clone());
+    let status = lifecycle::task_status(&task.name_any(), &previous, &state, None, task.metadata.generation, now);
+    apply_status(&ctx.client, task, &status).await?;
+    ctx.event(task, true, "Failed", message).await;
+    Ok(Requeue::await_change())
+}
+
 async fn execute(
     ctx: &Context,
-    task: &Task,
+    children: &mut Children<'_>,
     state: &tournament::TaskState,
     action: &Action,
     miners: &BTreeMap<String, Miner>,
     submissions: &[MinerSubmission],
 ) -> Result<()> {
     let client = &ctx.client;
+    let task = children.task;
     let namespace = task.namespace().unwrap_or_default();
     let name = task.name_any();
     match action {
         Action::PrepareDataset { id, seed } => {
-            ensure(client, &prepare::prepare_job(task, id.attempt, *seed, &ctx.workloads)?).await?;
+            children.create(client, &prepare::prepare_job(task, id.attempt, *seed, &ctx.workloads)?).await?;
         }
         Action::StartTraining { id, entrant, strategy, hours, deadline } => {
             let submission = lifecycle::build_submission(
@@ -140,31 +271,36 @@ async fn execute(
                 &ctx.workloads,
                 Utc::now(),
             )?;
-            ensure(client, &submission).await?;
+            children.create(client, &submission).await?;
+        }
+        Action::StartSeal { id, entrant, training } => {
+            let (output, sealed) = lifecycle::seal_locations(&ctx.workloads, &namespace, &name, training);
+            let job_name = crate::workloads::workload_name(&name, id);
+            let job = seal::seal_job(task, job_name, entrant, id.attempt, &output, &sealed, &ctx.workloads)?;
+            children.create(client, &job).await?;
         }
         Action::StartEvaluation { id, entrant, submission } => {
-            // Isolation first: no evaluator pod may exist without its deny-all policy.
-            apply(client, &network_policy::evaluation_network_policy(task)?).await?;
-            let model = submission.as_ref().map(|training| {
-                let object = lifecycle::submission_name(&name, training);
-                submissions
-                    .iter()
-                    .find(|s| s.name_any() == object)
-                    .map(|s| s.spec.artifact_uri.clone())
-                    .unwrap_or_else(|| lifecycle::model_uri(&ctx.workloads, &namespace, &name, training))
-            });
-            let job = evaluator::evaluation_job(task, entrant, id.attempt, model.as_deref(), &ctx.workloads)?;
-            ensure(client, &job).await?;
+            let evaluated = match submission {
+                Some(model) => {
+                    let (_, sealed) = lifecycle::seal_locations(&ctx.workloads, &namespace, &name, &model.training);
+                    record_seal(client, &namespace, &name, model, &sealed, submissions).await?;
+                    Evaluated::Sealed { uri: sealed, digest: model.digest.clone() }
+                }
+                None => Evaluated::BaseModel,
+            };
+            let job = evaluator::evaluation_job(task, entrant, id.attempt, evaluated, &ctx.workloads)?;
+            children.create(client, &job).await?;
         }
         Action::StopWorkload { id, reason } => {
             tracing::info!(task = %name, workload = %id, reason, "stopping a workload");
-            stop(client, &namespace, &name, id).await?;
+            stop(client, &namespace, &name, id, &children.recorded).await?;
         }
         Action::RecordResults { record } => {
             let (evaluation, status) =
                 lifecycle::build_evaluation(task, record, state, &ctx.workloads, ctx.mechanism(), Utc::now())?;
-            let evaluation = ensure(client, &evaluation).await?;
-            apply_status(client, &evaluation, &status).await?;
+            if let Some(evaluation) = children.create(client, &evaluation).await? {
+                apply_status(client, &evaluation, &status).await?;
+            }
         }
         // The Leaderboard controller recomputes whenever an Evaluation changes.
         Action::EmitWeights => {}
@@ -175,25 +311,59 @@ async fn execute(
     Ok(())
 }
 
-async fn stop(client: &Client, namespace: &str, task: &str, id: &WorkloadId) -> Result<()> {
-    let background =
-        DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..DeleteParams::default() };
+/// Records the seal on the training's MinerSubmission (digest and location), before its model
+/// is evaluated. A merge patch of those fields only: the submission controller owns the rest.
+async fn record_seal(
+    client: &Client,
+    namespace: &str,
+    task: &str,
+    model: &tournament::SealedModel,
+    sealed: &str,
+    submissions: &[MinerSubmission],
+) -> Result<()> {
+    let name = lifecycle::submission_name(task, &model.training);
+    let current = submissions.iter().find(|s| s.name_any() == name).and_then(|s| s.status.as_ref());
+    if current.is_some_and(|s| s.sealed_digest.as_deref() == Some(model.digest.as_str())) {
+        return Ok(());
+    }
+    let patch = serde_json::json!({"status": {"sealedDigest": model.digest, "sealedUri": sealed}});
+    let api = Api::<MinerSubmission>::namespaced(client.clone(), namespace);
+    match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        other => other.map(|_| ()).map_err(Into::into),
+    }
+}
+
+/// Deletes a workload's object, only if it is the one the operator created (the uid is a
+/// precondition of the delete): a squatter under the same name is never touched.
+async fn stop(
+    client: &Client,
+    namespace: &str,
+    task: &str,
+    id: &WorkloadId,
+    recorded: &BTreeMap<String, String>,
+) -> Result<()> {
+    let key = match id.kind {
+        WorkKind::Prepare => ownership::key::<Job>(&prepare::job_name(task, id.attempt)),
+        WorkKind::Train => ownership::key::<MinerSubmission>(&lifecycle::submission_name(task, id)),
+        WorkKind::Seal | WorkKind::Evaluate => ownership::key::<Job>(&crate::workloads::workload_name(task, id)),
+    };
+    let Some(uid) = recorded.get(&key) else { return Ok(()) };
+    let object = key.split_once('/').map(|(_, name)| name).unwrap_or_default();
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }),
+        ..DeleteParams::default()
+    };
     let result = match id.kind {
-        WorkKind::Prepare => Api::<Job>::namespaced(client.clone(), namespace)
-            .delete(&prepare::job_name(task, id.attempt), &background)
-            .await
-            .map(|_| ()),
-        WorkKind::Train => Api::<MinerSubmission>::namespaced(client.clone(), namespace)
-            .delete(&lifecycle::submission_name(task, id), &background)
-            .await
-            .map(|_| ()),
-        WorkKind::Evaluate => Api::<Job>::namespaced(client.clone(), namespace)
-            .delete(&evaluator::job_name(task, &id.entrant, id.attempt), &background)
-            .await
-            .map(|_| ()),
+        WorkKind::Train => {
+            Api::<MinerSubmission>::namespaced(client.clone(), namespace).delete(object, &params).await.map(|_| ())
+        }
+        _ => Api::<Job>::namespaced(client.clone(), namespace).delete(object, &params).await.map(|_| ()),
     };
     match result {
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        // Gone already, or replaced by someone else's object (the uid precondition fails).
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
         other => Ok(other?),
     }
 }
@@ -241,45 +411,82 @@ where
     Ok(api.list(&ListParams::default().labels(&selector)).await?.items.into_iter().filter_map(|k| k.0.ok()).collect())
 }
 
-/// Every workload of the task that exists, by id.
+/// Every workload the state waits for that exists, by id: the objects the operator created
+/// (recorded uid), with results only from their own pods. An object of a workload's name that
+/// the operator did not create fails that attempt (retried under a new name); a pod that
+/// merely looks like a Job's is ignored. Each is reported as a finding.
 async fn observe_workloads(
-    client: &Client,
-    namespace: &str,
-    task: &str,
+    ctx: &Context,
+    task: &Task,
+    state: &tournament::TaskState,
+    status: &TaskStatus,
     submissions: &[MinerSubmission],
+    findings: &mut Vec<Finding>,
 ) -> Result<BTreeMap<WorkloadId, WorkloadState>> {
+    let client = &ctx.client;
+    let namespace = task.namespace().unwrap_or_default();
+    let name = task.name_any();
+    let now = Utc::now();
     let mut workloads = BTreeMap::new();
-    for submission in submissions.iter().filter(|s| s.spec.task == task) {
-        if let Some(id) =
-            lifecycle::workload_id(WorkKind::Train, submission.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()))
-        {
-            workloads.insert(id, lifecycle::training_state(submission));
-        }
+    let ids = lifecycle::in_flight(state);
+    if ids.is_empty() {
+        return Ok(workloads);
     }
-    let jobs: Vec<Job> = children(client, namespace, task).await?;
-    let pods: Vec<Pod> = children(client, namespace, task).await?;
-    for job in &jobs {
-        let job_labels = job.metadata.labels.clone().unwrap_or_default();
-        let role = job_labels.get(labels::ROLE).map(String::as_str);
-        let job_name = job.name_any();
-        let job_pods: Vec<Pod> = pods
-            .iter()
-            .filter(|p| p.labels().get("batch.kubernetes.io/job-name") == Some(&job_name))
-            .cloned()
-            .collect();
-        match role {
-            Some(labels::ROLE_PREPARE) => {
-                if let Some(id) = lifecycle::workload_id(WorkKind::Prepare, &job_labels) {
-                    workloads.insert(id, lifecycle::preparation_state(job, &job_pods));
-                }
+    let jobs: Vec<Job> = children(client, &namespace, &name).await?;
+    let pods: Vec<Pod> = children(client, &namespace, &name).await?;
+    for id in ids {
+        if id.kind == WorkKind::Train {
+            let object = lifecycle::submission_name(&name, &id);
+            let found = match submissions.iter().find(|s| s.name_any() == object) {
+                Some(listed) => Some(listed.clone()),
+                None => Api::<MinerSubmission>::namespaced(client.clone(), &namespace).get_opt(&object).await?,
+            };
+            let Some(found) = found else { continue };
+            if ownership::ownership(Some(&found.metadata), recorded::<MinerSubmission>(status, &object))
+                == Ownership::Ours
+            {
+                workloads.insert(id, lifecycle::training_state(&found));
+            } else {
+                findings.push(Finding::not_adopted(&found, &id.to_string()));
+                workloads.insert(id, lifecycle::not_adopted(now, &ownership::describe(&found)));
             }
-            Some(labels::ROLE_EVALUATOR) => {
-                if let Some(id) = lifecycle::workload_id(WorkKind::Evaluate, &job_labels) {
-                    workloads.insert(id, lifecycle::evaluation_state(job, &job_pods));
-                }
-            }
-            _ => {}
+            continue;
         }
+        let (object, container, image) = match id.kind {
+            WorkKind::Prepare => (prepare::job_name(&name, id.attempt), "prepare", &ctx.workloads.operator_image),
+            WorkKind::Seal => {
+                (crate::workloads::workload_name(&name, &id), seal::SEAL_CONTAINER, &ctx.workloads.operator_image)
+            }
+            _ => (
+                evaluator::job_name(&name, &id.entrant, id.attempt),
+                evaluator::EVALUATOR_CONTAINER,
+                &ctx.workloads.evaluator_image,
+            ),
+        };
+        let found = match jobs.iter().find(|j| j.name_any() == object) {
+            Some(listed) => Some(listed.clone()),
+            None => Api::<Job>::namespaced(client.clone(), &namespace).get_opt(&object).await?,
+        };
+        let Some(job) = found else { continue };
+        if ownership::ownership(Some(&job.metadata), recorded::<Job>(status, &object)) != Ownership::Ours {
+            findings.push(Finding::not_adopted(&job, &id.to_string()));
+            workloads.insert(id, lifecycle::not_adopted(now, &ownership::describe(&job)));
+            continue;
+        }
+        let labelled: Vec<Pod> =
+            pods.iter().filter(|p| p.labels().get("batch.kubernetes.io/job-name") == Some(&object)).cloned().collect();
+        let (trusted, ignored) = ownership::trusted_pods(&labelled, &job, container, image);
+        findings.extend(ignored.into_iter().map(|(pod, why)| Finding {
+            reason: "ForgedPod",
+            note: format!("{why}: its result for {id} is ignored"),
+            related: pod.object_ref(&()),
+        }));
+        let observed = match id.kind {
+            WorkKind::Prepare => lifecycle::preparation_state(&job, &trusted),
+            WorkKind::Seal => lifecycle::seal_state(&job, &trusted),
+            _ => lifecycle::evaluation_state(&job, &trusted),
+        };
+        workloads.insert(id, observed);
     }
     Ok(workloads)
 }

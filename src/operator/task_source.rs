@@ -15,22 +15,29 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 
-use super::context::{Context, apply_status, ensure, log_stream_errors, object_key};
+use super::context::{Context, apply_status, ensure, log_stream_errors, object_key, scoped};
 use super::error::{Error, Result};
 use crate::api::submission::SubmissionPhase;
 use crate::api::task::Origin;
+use crate::api::task_source::TaskSourceSpec;
 use crate::api::{MinerSubmission, Task, TaskSource};
 use crate::synthetic::plan::{self, Existing, Observation};
-use crate::synthetic::{file, labels};
+use crate::synthetic::{SourceError, file, labels};
+use crate::workloads::WorkloadConfig;
 
 const NAME: &str = "tasksource";
 /// Looked at again at least this often, whatever happens in the namespace.
 const RESYNC: Duration = Duration::from_secs(60);
 
-pub fn controller(ctx: Arc<Context>, concurrency: u16, shutdown: super::Stop) -> BoxFuture<'static, ()> {
+pub fn controller(
+    ctx: Arc<Context>,
+    namespace: Option<&str>,
+    concurrency: u16,
+    shutdown: super::Stop,
+) -> BoxFuture<'static, ()> {
     let client = ctx.client.clone();
     let controller =
-        Controller::new(Api::<DeserializeGuard<TaskSource>>::all(client.clone()), watcher::Config::default());
+        Controller::new(scoped::<DeserializeGuard<TaskSource>>(&client, namespace), watcher::Config::default());
     // Any Task or trainer change in a namespace may end a pause or free a slot: wake its sources.
     let sources = controller.store();
     let in_namespace = move |namespace: Option<String>| -> Vec<ObjectRef<DeserializeGuard<TaskSource>>> {
@@ -38,12 +45,14 @@ pub fn controller(ctx: Arc<Context>, concurrency: u16, shutdown: super::Stop) ->
     };
     let for_submissions = in_namespace.clone();
     controller
-        .watches(Api::<DeserializeGuard<Task>>::all(client.clone()), watcher::Config::default(), move |task| {
+        .watches(scoped::<DeserializeGuard<Task>>(&client, namespace), watcher::Config::default(), move |task| {
             in_namespace(task.namespace())
         })
-        .watches(Api::<DeserializeGuard<MinerSubmission>>::all(client), watcher::Config::default(), move |s| {
-            for_submissions(s.namespace())
-        })
+        .watches(
+            scoped::<DeserializeGuard<MinerSubmission>>(&client, namespace),
+            watcher::Config::default(),
+            move |s| for_submissions(s.namespace()),
+        )
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object_key(object.as_ref()), error), ctx)
@@ -97,6 +106,7 @@ async fn reconcile_source(guarded: Arc<DeserializeGuard<TaskSource>>, ctx: Arc<C
         })
         .collect();
     let previous = source.status.clone().unwrap_or_default();
+    let sources = refused_sources(&source.spec, &ctx.workloads);
     let decided = plan::plan(&Observation {
         source: &name,
         generation: source.metadata.generation,
@@ -104,6 +114,7 @@ async fn reconcile_source(guarded: Arc<DeserializeGuard<TaskSource>>, ctx: Arc<C
         previous: &previous,
         own: &own,
         waiting: &waiting,
+        sources: &sources,
         now: Utc::now(),
     });
 
@@ -134,6 +145,25 @@ async fn reconcile_source(guarded: Arc<DeserializeGuard<TaskSource>>, ctx: Arc<C
         apply_status(client, &source, &decided.status).await?;
     }
     Ok(Requeue::requeue(RESYNC))
+}
+
+/// The first catalog URI the operator would refuse to read (`workloads.allowedSources`).
+fn refused_sources(spec: &TaskSourceSpec, workloads: &WorkloadConfig) -> std::result::Result<(), SourceError> {
+    let models = spec.catalog.models.iter().enumerate().map(|(i, m)| (format!("spec.catalog.models[{i}].uri"), &m.uri));
+    let datasets = spec.catalog.datasets.iter().enumerate().flat_map(|(i, d)| {
+        std::iter::once((format!("spec.catalog.datasets[{i}].uri"), &d.uri))
+            .chain(d.synthetic_uri.iter().map(move |u| (format!("spec.catalog.datasets[{i}].syntheticUri"), u)))
+    });
+    match models.chain(datasets).find(|(_, uri)| !workloads.source_allowed(uri)) {
+        None => Ok(()),
+        Some((field, uri)) => Err(SourceError::Invalid {
+            field,
+            message: format!(
+                "'{uri}' is not under a source this operator may read (workloads.allowedSources: {})",
+                workloads.allowed_sources.join(", ")
+            ),
+        }),
+    }
 }
 
 /// The objects of a namespace that deserialize (one malformed object is skipped, not fatal).

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::SourceError;
 use super::draw::{self, Draw};
 use crate::api::conditions::{self, Observed};
 use crate::api::task_source::{LastCreated, TaskSourceSpec, TaskSourceStatus, TypeCount};
@@ -50,6 +51,9 @@ pub struct Observation<'a> {
     pub own: &'a [Existing],
     /// Organic Tasks of the namespace that wait, by name.
     pub waiting: &'a [(String, Waiting)],
+    /// The operator's verdict on the catalog's URIs (`workloads.allowedSources`): a Task drawn
+    /// from a refused entry would fail at once and be replaced, over and over.
+    pub sources: &'a Result<(), SourceError>,
     pub now: DateTime<Utc>,
 }
 
@@ -71,7 +75,7 @@ pub fn plan(o: &Observation) -> Plan {
     let recorded = o.own.iter().filter_map(|t| t.index).map(|i| i + 1).max().unwrap_or(0);
     let first = o.previous.next_index.max(recorded);
     let pause = pause_message(o.spec, o.waiting);
-    let catalog = draw::validate(o.spec, o.source);
+    let catalog = draw::validate(o.spec, o.source).and_then(|()| o.sources.clone());
     let wanted = o.spec.in_flight.saturating_sub(running) as u64;
     let create: Vec<Draw> = match (&catalog, &pause) {
         (Ok(()), None) => {

@@ -3,6 +3,7 @@ use chrono::{DateTime, Utc};
 use super::plan::{Existing, Observation, Waiting, organic_waiting, plan};
 use crate::api::task_source::{Catalog, CatalogDataset, CatalogModel, TaskSourceSpec, TaskSourceStatus, TaskTemplate};
 use crate::mechanism::TaskType;
+use crate::synthetic::SourceError;
 use crate::tournament::Phase;
 
 fn spec(in_flight: u32) -> TaskSourceSpec {
@@ -40,7 +41,23 @@ fn observe<'a>(
     own: &'a [Existing],
     waiting: &'a [(String, Waiting)],
 ) -> Observation<'a> {
-    Observation { source: "src", generation: Some(1), spec, previous, own, waiting, now: at(100) }
+    Observation { source: "src", generation: Some(1), spec, previous, own, waiting, sources: &Ok(()), now: at(100) }
+}
+
+#[test]
+fn a_catalog_the_operator_refuses_creates_nothing_and_says_which_entry() {
+    // Each Task drawn from a refused URI would fail at once and be replaced by another.
+    let spec = spec(3);
+    let refused = Err(SourceError::Invalid {
+        field: "spec.catalog.models[0].uri".into(),
+        message: "'/models/x' is not under an allowed source".into(),
+    });
+    let decided = plan(&Observation { sources: &refused, ..observe(&spec, &TaskSourceStatus::default(), &[], &[]) });
+    assert!(decided.create.is_empty());
+    let condition = decided.status.conditions.iter().find(|c| c.type_ == "CatalogValid").unwrap();
+    assert_eq!((condition.status.as_str(), condition.reason.as_str()), ("False", "InvalidCatalog"));
+    assert!(decided.status.message.starts_with("spec.catalog.models[0].uri: "), "{}", decided.status.message);
+    assert!(decided.notices.iter().any(|(warning, reason, _)| *warning && *reason == "InvalidCatalog"));
 }
 
 #[test]

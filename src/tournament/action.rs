@@ -22,8 +22,10 @@ pub enum Action {
         hours: f64,
         deadline: Option<DateTime<Utc>>,
     },
-    /// Evaluate the model that training `submission` produced; `None`: the untrained base model.
-    StartEvaluation { id: WorkloadId, entrant: String, submission: Option<WorkloadId> },
+    /// Seal the model that training `training` produced (its trainer is gone).
+    StartSeal { id: WorkloadId, entrant: String, training: WorkloadId },
+    /// Evaluate the sealed model of `submission`; `None`: the untrained base model.
+    StartEvaluation { id: WorkloadId, entrant: String, submission: Option<SealedModel> },
     /// Stop a workload (kill its process group / delete its Job).
     StopWorkload { id: WorkloadId, reason: String },
     /// Store this record in the leaderboard store (replacing any record with the same task id).
@@ -32,6 +34,16 @@ pub enum Action {
     EmitWeights,
     /// Tell the user (a Kubernetes Event, a line on stderr).
     Notify { reason: String, message: String },
+}
+
+/// A sealed model to evaluate: the training that produced it, the seal that copied it, and
+/// the digest the evaluator must find.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SealedModel {
+    pub training: WorkloadId,
+    pub seal: WorkloadId,
+    pub digest: String,
 }
 
 /// The next state, what to do, and when to look again at the latest.

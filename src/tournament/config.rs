@@ -26,6 +26,8 @@ pub struct LifecycleConfig {
     pub deadline_grace_s: u64,
     /// An evaluation running longer than this is stopped and its submission failed.
     pub evaluation_timeout_s: u64,
+    /// A seal (copying one model) running longer than this is stopped (and retried).
+    pub seal_timeout_s: u64,
     /// Dataset preparation running longer than this fails the task (after retries).
     pub prepare_timeout_s: u64,
     /// A workload requested this long ago that has not started is stopped and failed. `None`:
@@ -39,6 +41,7 @@ impl Default for LifecycleConfig {
             max_attempts: 3,
             deadline_grace_s: 120,
             evaluation_timeout_s: 3 * 3600,
+            seal_timeout_s: 3600,
             prepare_timeout_s: 3600,
             pending_timeout_s: Some(3600),
         }
@@ -51,6 +54,9 @@ impl LifecycleConfig {
     }
     pub(crate) fn evaluation_timeout(&self) -> Duration {
         seconds(self.evaluation_timeout_s)
+    }
+    pub(crate) fn seal_timeout(&self) -> Duration {
+        seconds(self.seal_timeout_s)
     }
     pub(crate) fn prepare_timeout(&self) -> Duration {
         seconds(self.prepare_timeout_s)

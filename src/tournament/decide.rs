@@ -2,9 +2,10 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::action::{Action, Decision};
+use super::action::{Action, Decision, SealedModel};
 use super::config::TournamentConfig;
 use super::observe::{Observation, WorkKind, WorkOutput, WorkloadId, WorkloadState};
+use super::outcome::outcome;
 use super::record::task_record;
 use super::state::{Entrant, Phase, Role, TaskState, Work};
 use super::{BASE_MODEL, BASELINE};
@@ -186,15 +187,14 @@ impl Step<'_> {
 
     /// Training and Evaluating: advance every entrant's workloads, then move on when all are done.
     fn competing(&mut self) {
-        let mut trainings = Vec::new();
-        let mut evaluations = Vec::new();
+        let mut starts = [Vec::new(), Vec::new(), Vec::new()];
         for i in 0..self.state.entrants.len() {
-            let (train, evaluate) = self.advance_entrant(i);
-            trainings.extend(train);
-            evaluations.extend(evaluate);
+            for (list, action) in starts.iter_mut().zip(self.advance_entrant(i)) {
+                list.extend(action);
+            }
         }
-        self.actions.extend(trainings);
-        self.actions.extend(evaluations);
+        // Trainings first, then seals, then evaluations: the order slots are filled in.
+        self.actions.extend(starts.into_iter().flatten());
         let all = |f: fn(&Entrant) -> bool| self.state.entrants.iter().all(f);
         if self.state.phase == Phase::Training && all(|e| e.training.is_terminal()) {
             self.state.phase = Phase::Evaluating;
@@ -207,8 +207,8 @@ impl Step<'_> {
         }
     }
 
-    /// Advances entrant `i`; returns its start actions (training, evaluation).
-    fn advance_entrant(&mut self, i: usize) -> (Option<Action>, Option<Action>) {
+    /// Advances entrant `i` through training, seal and evaluation; returns its start actions.
+    fn advance_entrant(&mut self, i: usize) -> [Option<Action>; 3] {
         let entrant = self.state.entrants[i].clone();
         let hours = self.state.hours.unwrap_or(0.0);
         let allotted = Duration::milliseconds((hours * 3_600_000.0) as i64);
@@ -239,14 +239,46 @@ impl Step<'_> {
             _ => None,
         };
 
+        let mut seal = entrant.seal.clone();
+        if seal == Work::Waiting {
+            match &training {
+                Work::Succeeded { .. } => seal = Work::Requested { attempt: 1, requested_at: self.now() },
+                Work::Failed { .. } => seal = Work::NotNeeded { reason: "training failed: nothing to seal".into() },
+                Work::NotNeeded { .. } => seal = Work::NotNeeded { reason: "nothing was trained".into() },
+                _ => {}
+            }
+        }
+        let timeout = self.config.lifecycle.seal_timeout();
+        let seal_limit = |started: DateTime<Utc>| {
+            (started + timeout, format!("sealing took longer than {} s", timeout.num_seconds()))
+        };
+        let seal = match self.track(&seal, WorkKind::Seal, &entrant.name, &seal_limit) {
+            Work::Succeeded { attempt, finished_at, output, .. } if !matches!(output, WorkOutput::Sealed(_)) => {
+                let reason = "the seal reported no digest".to_string();
+                Work::Failed { attempt, finished_at, reason, log_tail: String::new() }
+            }
+            seal => seal,
+        };
+        let seal_action = match (&seal, &training) {
+            (Work::Requested { attempt, .. }, Work::Succeeded { attempt: trained, .. }) => Some(Action::StartSeal {
+                id: WorkloadId::new(WorkKind::Seal, &entrant.name, *attempt),
+                entrant: entrant.name.clone(),
+                training: WorkloadId::new(WorkKind::Train, &entrant.name, *trained),
+            }),
+            _ => None,
+        };
+
         let mut evaluation = entrant.evaluation.clone();
         if evaluation == Work::Waiting {
-            match &training {
-                Work::Succeeded { .. } | Work::NotNeeded { .. } => {
-                    evaluation = Work::Requested { attempt: 1, requested_at: self.now() };
-                }
-                Work::Failed { reason, .. } => {
+            match (&training, &seal) {
+                (Work::Failed { reason, .. }, _) => {
                     evaluation = Work::NotNeeded { reason: format!("not evaluated: training failed: {reason}") };
+                }
+                (_, Work::Failed { reason, .. }) => {
+                    evaluation = Work::NotNeeded { reason: format!("not evaluated: the seal failed: {reason}") };
+                }
+                (Work::NotNeeded { .. }, _) | (_, Work::Succeeded { .. }) => {
+                    evaluation = Work::Requested { attempt: 1, requested_at: self.now() };
                 }
                 _ => {}
             }
@@ -256,21 +288,33 @@ impl Step<'_> {
             (started + timeout, format!("evaluation took longer than {} s", timeout.num_seconds()))
         };
         let evaluation = self.track(&evaluation, WorkKind::Evaluate, &entrant.name, &eval_limit);
-        let eval_action = match &evaluation {
-            Work::Requested { attempt, .. } => Some(Action::StartEvaluation {
-                id: WorkloadId::new(WorkKind::Evaluate, &entrant.name, *attempt),
-                entrant: entrant.name.clone(),
-                submission: match &training {
-                    Work::Succeeded { attempt, .. } => Some(WorkloadId::new(WorkKind::Train, &entrant.name, *attempt)),
-                    _ => None,
-                },
+        let sealed = match (&training, &seal) {
+            (
+                Work::Succeeded { attempt: trained, .. },
+                Work::Succeeded { attempt: sealed, output: WorkOutput::Sealed(summary), .. },
+            ) => Some(SealedModel {
+                training: WorkloadId::new(WorkKind::Train, &entrant.name, *trained),
+                seal: WorkloadId::new(WorkKind::Seal, &entrant.name, *sealed),
+                digest: summary.digest.clone(),
             }),
+            _ => None,
+        };
+        let eval_action = match &evaluation {
+            // A trained model is only ever evaluated sealed; the base model is read in place.
+            Work::Requested { attempt, .. } if sealed.is_some() || entrant.role == Role::BaseModel => {
+                Some(Action::StartEvaluation {
+                    id: WorkloadId::new(WorkKind::Evaluate, &entrant.name, *attempt),
+                    entrant: entrant.name.clone(),
+                    submission: sealed,
+                })
+            }
             _ => None,
         };
         let slot = &mut self.state.entrants[i];
         slot.training = training;
+        slot.seal = seal;
         slot.evaluation = evaluation;
-        (train_action, eval_action)
+        [train_action, seal_action, eval_action]
     }
 
     /// Folds the observation of one workload into its `Work`: starts, finishes, failures,
@@ -373,13 +417,8 @@ impl Step<'_> {
                 .iter()
                 .filter(|e| e.role == Role::Miner)
                 .map(|e| {
-                    let why = e.evaluation.failure().or(e.training.failure()).map(str::to_string).or_else(|| {
-                        match e.evaluation.output() {
-                            Some(WorkOutput::Evaluated(report)) => report.failure_reason(),
-                            _ => None,
-                        }
-                    });
-                    format!("{}: {}", e.name, why.unwrap_or_else(|| "no usable losses".into()))
+                    let why = outcome(e).failure.unwrap_or_else(|| "no usable losses".into());
+                    format!("{}: {why}", e.name)
                 })
                 .collect();
             self.fail(format!("every miner failed (scores recorded): {}", reasons.join("; ")));

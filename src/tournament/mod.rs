@@ -36,9 +36,13 @@
 //!   strategy when `spec.baseline`); each gets `hours` from its own start (an executor with
 //!   fewer slots than entrants starts them in turns, each with the full allotment), capped by
 //!   `spec.deadline`. A training still running after its deadline plus a grace is stopped and failed.
-//! - **Evaluating**: one `StartEvaluation` per trained model, as soon as it is trained, plus
-//!   the untrained base model as a reference row when `spec.evaluateBase`. A failed training
-//!   is not evaluated; its submission is recorded as failed.
+//! - **Sealing** (per entrant, during Training and Evaluating): once a trainer has finished,
+//!   one `StartSeal` copies its model where nobody can write and records its tree digest
+//!   ([`SealSummary`]). A model the seal refuses (a symlink, a FIFO, over the size caps) is
+//!   not evaluated; its submission is recorded as failed.
+//! - **Evaluating**: one `StartEvaluation` per sealed model, as soon as it is sealed, with the
+//!   digest the evaluator must find, plus the untrained base model as a reference row when
+//!   `spec.evaluateBase`. A failed training is not evaluated; its submission is recorded as failed.
 //! - **Recording**: the miners' results (never the baseline's or the base's) become one
 //!   [`TaskRecord`](crate::mechanism::records::TaskRecord), scored with
 //!   [`crate::mechanism::scoring::score_task`]; `RecordResults` asks the executor to store it,
@@ -48,7 +52,8 @@
 //! node, evicted pod, interrupted run, evaluator crash) is started again as a new attempt with a
 //! new [`WorkloadId`], up to `max_attempts`; a workload that was seen running and then vanishes
 //! counts as lost. A miner's own failure (its trainer exits non-zero, writes no model, overruns)
-//! is final. Timeouts: training at its deadline plus `deadline_grace_s`, evaluation after
+//! is final. Timeouts: training at its deadline plus `deadline_grace_s`, a seal after
+//! `seal_timeout_s`, evaluation after
 //! `evaluation_timeout_s`, preparation after `prepare_timeout_s`, and anything that has not
 //! started after `pending_timeout_s` when that is set.
 
@@ -57,16 +62,18 @@ mod config;
 mod decide;
 mod eval_report;
 mod observe;
+mod outcome;
 mod record;
 mod state;
 
-pub use action::{Action, Decision};
+pub use action::{Action, Decision, SealedModel};
 pub use config::{LifecycleConfig, TournamentConfig};
 pub use decide::decide;
-pub use eval_report::{EvalCheck, EvalReport, EvalReportError, FailureCategory};
+pub use eval_report::{EvalCheck, EvalReport, EvalReportError, FailureCategory, RESULT_LIMIT};
 pub use observe::{
-    DatasetFacts, Observation, PoolMiner, TrainingSummary, WorkKind, WorkOutput, WorkloadId, WorkloadState,
+    DatasetFacts, Observation, PoolMiner, SealSummary, TrainingSummary, WorkKind, WorkOutput, WorkloadId, WorkloadState,
 };
+pub use outcome::{Outcome, Scores, outcome};
 pub use record::task_record;
 pub use state::{Entrant, Phase, Role, TaskState, Work};
 

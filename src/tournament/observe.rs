@@ -9,12 +9,14 @@ use serde::{Deserialize, Serialize};
 
 use super::eval_report::EvalReport;
 
-/// The three kinds of workload a task runs.
+/// The kinds of workload a task runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkKind {
     Prepare,
     Train,
+    /// Copy a finished trainer's model where nobody can write, with a digest manifest.
+    Seal,
     Evaluate,
 }
 
@@ -23,6 +25,7 @@ impl WorkKind {
         match self {
             WorkKind::Prepare => "prepare",
             WorkKind::Train => "train",
+            WorkKind::Seal => "seal",
             WorkKind::Evaluate => "evaluate",
         }
     }
@@ -116,7 +119,17 @@ pub enum WorkloadState {
 pub enum WorkOutput {
     Prepared(DatasetFacts),
     Trained(TrainingSummary),
+    Sealed(SealSummary),
     Evaluated(EvalReport),
+}
+
+/// A sealed model: the tree digest the evaluator verifies, and its size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SealSummary {
+    pub digest: String,
+    pub files: u64,
+    pub bytes: u64,
 }
 
 /// Row counts of the prepared splits.

@@ -1,6 +1,6 @@
 //! The evaluation record of a finished task: what the leaderboard and `gradients score` read.
 
-use super::observe::WorkOutput;
+use super::outcome::outcome;
 use super::state::{Role, TaskState, Work};
 use crate::api::task::TaskSpec;
 use crate::mechanism::records::{SubmissionRecord, TaskRecord};
@@ -20,18 +20,15 @@ pub fn task_record(id: &str, spec: &TaskSpec, state: &TaskState) -> Option<TaskR
                 Work::Succeeded { finished_at, .. } | Work::Failed { finished_at, .. } => *finished_at,
                 _ => finished_at,
             };
-            let report = match e.evaluation.output() {
-                Some(WorkOutput::Evaluated(report)) if report.ok => Some(report),
-                _ => None,
-            };
+            let scores = outcome(e).scores.unwrap_or_default();
             SubmissionRecord {
                 miner: e.name.clone(),
                 submitted_at,
-                test_loss: report.and_then(|r| r.test_loss),
-                synth_loss: report.and_then(|r| r.synth_loss),
-                text_guided_loss: report.and_then(|r| r.text_guided_loss),
-                no_text_loss: report.and_then(|r| r.no_text_loss),
-                weights_sha256: report.and_then(|r| r.weights_sha256.clone()),
+                test_loss: scores.test_loss,
+                synth_loss: scores.synth_loss,
+                text_guided_loss: scores.text_guided_loss,
+                no_text_loss: scores.no_text_loss,
+                weights_sha256: scores.weights_sha256,
             }
         })
         .collect();

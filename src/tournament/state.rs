@@ -150,21 +150,31 @@ pub struct Entrant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<String>,
     pub training: Work,
+    /// The hand-off: a trained model is sealed before it is evaluated.
+    #[serde(default)]
+    pub seal: Work,
     pub evaluation: Work,
 }
 
 impl Entrant {
     pub fn new(name: &str, role: Role, strategy: Option<String>) -> Self {
-        let training = match role {
-            Role::BaseModel => Work::NotNeeded { reason: "the untrained base model is a reference".into() },
-            Role::Miner | Role::Baseline => Work::Waiting,
+        let (training, seal) = match role {
+            Role::BaseModel => (
+                Work::NotNeeded { reason: "the untrained base model is a reference".into() },
+                Work::NotNeeded { reason: "the base model is read where it is".into() },
+            ),
+            Role::Miner | Role::Baseline => (Work::Waiting, Work::Waiting),
         };
-        Self { name: name.to_string(), role, strategy, training, evaluation: Work::Waiting }
+        Self { name: name.to_string(), role, strategy, training, seal, evaluation: Work::Waiting }
     }
 
     /// The id of the current attempt of this entrant's workload of `kind`.
     pub fn workload_id(&self, kind: WorkKind) -> WorkloadId {
-        let work = if kind == WorkKind::Train { &self.training } else { &self.evaluation };
+        let work = match kind {
+            WorkKind::Train => &self.training,
+            WorkKind::Seal => &self.seal,
+            WorkKind::Prepare | WorkKind::Evaluate => &self.evaluation,
+        };
         WorkloadId::new(kind, &self.name, work.attempt().max(1))
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Toleration;
+use k8s_openapi::api::networking::v1::NetworkPolicyEgressRule;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,6 +34,13 @@ pub struct WorkloadConfig {
     /// Limit for one evaluation Job.
     #[serde(default = "default_evaluation_hours")]
     pub evaluation_hours: f64,
+    /// Where a Task's `dataset` and `baseModel` may be: URI or path prefixes (`/artifacts/datasets/`,
+    /// `s3://corp-data/`). Nothing inside the tournaments' own area is ever allowed.
+    #[serde(default = "default_allowed_sources")]
+    pub allowed_sources: Vec<String>,
+    /// Size caps of a sealed submission.
+    #[serde(default)]
+    pub seal: crate::seal::Limits,
     /// Timeouts and retries of the shared lifecycle (`tournament::LifecycleConfig`); e.g.
     /// `pendingTimeoutS: null` lets trainers wait for GPUs behind a Kueue quota indefinitely.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,6 +49,10 @@ pub struct WorkloadConfig {
 
 fn default_evaluation_hours() -> f64 {
     4.0
+}
+
+fn default_allowed_sources() -> Vec<String> {
+    vec![format!("{ARTIFACTS_MOUNT}/datasets/"), format!("{ARTIFACTS_MOUNT}/models/")]
 }
 
 /// A kind of GPU node: how to land on it and what a pod may use per GPU.
@@ -59,6 +71,10 @@ pub struct GpuClass {
     pub cpu_per_gpu: String,
     #[serde(default = "default_memory_per_gpu")]
     pub memory_per_gpu: String,
+    /// Where trainers on this class may connect (NetworkPolicy egress rules). None by default:
+    /// a trainer reads its inputs from its volumes and needs no network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress: Vec<NetworkPolicyEgressRule>,
 }
 
 fn default_gpu_resource() -> String {
@@ -78,6 +94,10 @@ pub struct CpuPlacement {
     pub node_selector: BTreeMap<String, String>,
     #[serde(default)]
     pub tolerations: Vec<Toleration>,
+    /// Where the preparation pods may connect (NetworkPolicy egress rules): the data source and
+    /// DNS when datasets are remote. None by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress: Vec<NetworkPolicyEgressRule>,
 }
 
 /// Where artifacts live, parsed from [`WorkloadConfig::artifacts`].
@@ -90,6 +110,8 @@ pub enum ArtifactStore {
 }
 
 pub const ARTIFACTS_MOUNT: &str = "/artifacts";
+/// Below the store: everything the tournaments write (`tournaments/NS/TASK/...`).
+pub const TOURNAMENTS_DIR: &str = "tournaments";
 
 impl ArtifactStore {
     pub fn parse(text: &str) -> ArtifactStore {
@@ -99,28 +121,102 @@ impl ArtifactStore {
         }
     }
 
-    /// Where a path below the store is, as the workloads see it: a file path on the claim
-    /// (the reference trainer and evaluator take paths), or a URI below the prefix.
+    /// Where a path below the store is, as the operator names it: a file path on the claim
+    /// (`/artifacts/...`), or a URI below the prefix.
     pub fn uri(&self, path: &str) -> String {
         match self {
             ArtifactStore::Claim(_) => format!("{ARTIFACTS_MOUNT}/{path}"),
             ArtifactStore::Prefix(prefix) => format!("{prefix}/{path}"),
         }
     }
+
+    /// The path inside the claim of a location on it (`/artifacts/a/b` or `pvc://CLAIM/a/b`
+    /// → `a/b`), for a `subPath` mount. `None` for a location elsewhere, and for one with empty,
+    /// `.` or `..` segments (which could step out of the place it names).
+    pub fn claim_path(&self, uri: &str) -> Option<String> {
+        let ArtifactStore::Claim(claim) = self else { return None };
+        let rest = uri
+            .strip_prefix(&format!("{ARTIFACTS_MOUNT}/"))
+            .or_else(|| uri.strip_prefix(&format!("pvc://{claim}/")))?
+            .trim_end_matches('/');
+        let clean = !rest.is_empty() && rest.split('/').all(|s| !s.is_empty() && s != "." && s != "..");
+        clean.then(|| rest.to_string())
+    }
+}
+
+/// A Task names a dataset or base model the operator's configuration does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {uri:?} is not an allowed location (allowed: {allowed}; the tournaments' own area never is)")]
+pub struct SourceNotAllowed {
+    pub field: &'static str,
+    pub uri: String,
+    pub allowed: String,
 }
 
 impl WorkloadConfig {
+    /// The GPU class a task names, or the default one.
+    pub fn gpu_class(&self, name: Option<&str>) -> Result<&GpuClass, super::BuildError> {
+        let name = name.unwrap_or(&self.default_gpu_class);
+        self.gpu_classes.get(name).ok_or_else(|| {
+            super::BuildError::UnknownGpuClass(
+                name.to_string(),
+                self.gpu_classes.keys().cloned().collect::<Vec<_>>().join(", "),
+            )
+        })
+    }
+
     pub fn artifact_store(&self) -> ArtifactStore {
         ArtifactStore::parse(&self.artifacts)
     }
 
-    /// Where a task's prepared data goes.
+    /// Where a task's prepared data goes (`training/` and `heldout/` below it).
     pub fn data_uri(&self, namespace: &str, task: &str) -> String {
-        self.artifact_store().uri(&format!("{namespace}/{task}/data"))
+        self.artifact_store().uri(&format!("{TOURNAMENTS_DIR}/{namespace}/{task}/data"))
     }
 
-    /// Where a miner's model for a task goes.
-    pub fn model_uri(&self, namespace: &str, task: &str, miner: &str) -> String {
-        self.artifact_store().uri(&format!("{namespace}/{task}/models/{miner}"))
+    /// Where one training attempt writes its output (the model in `model/` below it).
+    pub fn model_uri(&self, namespace: &str, task: &str, training: &str) -> String {
+        self.artifact_store().uri(&format!("{TOURNAMENTS_DIR}/{namespace}/{task}/models/{training}"))
+    }
+
+    /// Where the sealed copy of one training attempt's model goes.
+    pub fn sealed_uri(&self, namespace: &str, task: &str, training: &str) -> String {
+        self.artifact_store().uri(&format!("{TOURNAMENTS_DIR}/{namespace}/{task}/sealed/{training}"))
+    }
+
+    /// Checks that a Task's dataset and base model are where the configuration allows.
+    pub fn check_sources(&self, spec: &crate::api::task::TaskSpec) -> Result<(), SourceNotAllowed> {
+        let mut sources = vec![("spec.dataset.uri", &spec.dataset.uri), ("spec.baseModel.uri", &spec.base_model.uri)];
+        if let Some(synthetic) = &spec.dataset.synthetic_uri {
+            sources.push(("spec.dataset.syntheticUri", synthetic));
+        }
+        for (field, uri) in sources {
+            if !self.source_allowed(uri) {
+                let allowed =
+                    if self.allowed_sources.is_empty() { "none".into() } else { self.allowed_sources.join(", ") };
+                return Err(SourceNotAllowed { field, uri: uri.clone(), allowed });
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn source_allowed(&self, uri: &str) -> bool {
+        let store = self.artifact_store();
+        let on_claim = store.claim_path(uri);
+        // Anything the tournaments write (held-out splits, rivals' models) is off limits, and a
+        // path on the claim must be one `claim_path` accepts (no `..` stepping out of a prefix).
+        let inside_tournaments =
+            |path: &str| path == TOURNAMENTS_DIR || path.starts_with(&format!("{TOURNAMENTS_DIR}/"));
+        let tournaments_uri = store.uri(TOURNAMENTS_DIR);
+        if on_claim.as_deref().is_some_and(inside_tournaments)
+            || uri.starts_with(&tournaments_uri)
+            || uri.split('/').any(|s| s == "..")
+            || (uri.starts_with(&format!("{ARTIFACTS_MOUNT}/"))
+                && on_claim.is_none()
+                && matches!(store, ArtifactStore::Claim(_)))
+        {
+            return false;
+        }
+        self.allowed_sources.iter().any(|prefix| !prefix.is_empty() && uri.starts_with(prefix.as_str()))
     }
 }

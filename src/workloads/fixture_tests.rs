@@ -51,7 +51,7 @@ fn trainer_job_is_locked_down() {
     let submission: MinerSubmission = load("submission.yaml");
     let job = trainer::trainer_job(&submission, &config()).unwrap();
     let job_spec = job.spec.unwrap();
-    assert_eq!(job_spec.active_deadline_seconds, Some(2 * 3600 + 1800));
+    assert_eq!(job_spec.active_deadline_seconds, Some(2 * 3600 + 1800 + 120), "the hours and the grace");
     let pod = job_spec.template.spec.unwrap();
     assert_eq!(pod.automount_service_account_token, Some(false));
     assert_eq!(pod.security_context.as_ref().unwrap().run_as_non_root, Some(true));
@@ -73,21 +73,182 @@ fn trainer_job_rejects_an_unknown_gpu_class() {
     assert!(matches!(trainer::trainer_job(&submission, &config()), Err(BuildError::UnknownGpuClass(..))));
 }
 
+fn sealed_evaluation() -> evaluator::Evaluated {
+    evaluator::Evaluated::Sealed {
+        uri: "/artifacts/tournaments/tournaments/alpaca-dpo/sealed/train-miner-a-1".into(),
+        digest: format!("sha256:{}", "ab".repeat(32)),
+    }
+}
+
+fn seal_job() -> k8s_openapi::api::batch::v1::Job {
+    let task: Task = load("task.yaml");
+    let config = config();
+    let output = config.model_uri("tournaments", "alpaca-dpo", "train-miner-a-1");
+    let sealed = config.sealed_uri("tournaments", "alpaca-dpo", "train-miner-a-1");
+    seal::seal_job(&task, "alpaca-dpo-seal-miner-a-1".into(), "miner-a", 1, &output, &sealed, &config).unwrap()
+}
+
 #[test]
 fn evaluation_job_and_policy_match_fixtures() {
     let task: Task = load("task.yaml");
-    let model = "/artifacts/tournaments/alpaca-dpo/models/train-miner-a-1";
-    let job = evaluator::evaluation_job(&task, "miner-a", 1, Some(model), &config()).unwrap();
+    let job = evaluator::evaluation_job(&task, "miner-a", 1, sealed_evaluation(), &config()).unwrap();
     assert_matches_fixture(&job, "evaluation-job.yaml");
-    let base = evaluator::evaluation_job(&task, "base-model", 1, None, &config()).unwrap();
+    let base = evaluator::evaluation_job(&task, "base-model", 1, evaluator::Evaluated::BaseModel, &config()).unwrap();
     let base_args = base.spec.unwrap().template.spec.unwrap().containers[0].args.clone().unwrap();
     assert!(base_args.contains(&"--score-base".to_string()) && !base_args.contains(&"--submission".to_string()));
     let policy = network_policy::evaluation_network_policy(&task).unwrap();
-    assert_matches_fixture(&policy, "evaluation-networkpolicy.yaml");
     // The policy selects exactly the evaluation's pods.
     let pod_labels = job.spec.unwrap().template.metadata.unwrap().labels.unwrap();
     let selector = policy.spec.unwrap().pod_selector.unwrap().match_labels.unwrap();
     assert!(selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)));
+}
+
+#[test]
+fn seal_job_matches_fixture() {
+    assert_matches_fixture(&seal_job(), "seal-job.yaml");
+}
+
+/// The container of a built Job.
+fn container(job: &k8s_openapi::api::batch::v1::Job) -> k8s_openapi::api::core::v1::Container {
+    job.spec.clone().unwrap().template.spec.unwrap().containers[0].clone()
+}
+
+/// (mount path, claim subPath, read-only) of every mount of the artifacts claim.
+fn claim_mounts(job: &k8s_openapi::api::batch::v1::Job) -> Vec<(String, String, bool)> {
+    let pod = job.spec.clone().unwrap().template.spec.unwrap();
+    let claim = pod.volumes.unwrap().into_iter().find(|v| v.name == "artifacts").unwrap();
+    assert!(claim.persistent_volume_claim.is_some());
+    container(job)
+        .volume_mounts
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.name == "artifacts")
+        .map(|m| (m.mount_path, m.sub_path.expect("only subPath mounts of the claim"), m.read_only == Some(true)))
+        .collect()
+}
+
+/// The value after `option` in a container's arguments.
+fn arg(job: &k8s_openapi::api::batch::v1::Job, option: &str) -> String {
+    let args = container(job).args.unwrap();
+    let at = args.iter().position(|a| a == option).unwrap_or_else(|| panic!("{option} missing: {args:?}"));
+    args[at + 1].clone()
+}
+
+/// The trust boundaries of `/work/shared/DESIGN.md`, as mounts of the artifacts claim.
+#[test]
+fn each_workload_sees_only_its_own_locations_on_the_claim() {
+    let task: Task = load("task.yaml");
+    let area = "tournaments/tournaments/alpaca-dpo";
+    let own = |path: &str, sub: &str, ro: bool| (path.to_string(), format!("{area}/{sub}"), ro);
+    let base = || ("/base-model".to_string(), "models/qwen2.5-8b".to_string(), true);
+
+    let prepare = prepare::prepare_job(&task, 1, 42, &config()).unwrap();
+    assert_eq!(
+        claim_mounts(&prepare),
+        [("/source/dataset".to_string(), "datasets/prefs.jsonl".to_string(), true), own("/prepared", "data", false)]
+    );
+
+    let submission: MinerSubmission = load("submission.yaml");
+    let trainer = trainer::trainer_job(&submission, &config()).unwrap();
+    assert_eq!(
+        claim_mounts(&trainer),
+        [base(), own("/inputs", "data/training", true), own("/output", "models/train-miner-a-1", false)],
+        "a trainer gets its inputs read-only and one output of its own: no held-out data, no rival"
+    );
+    assert_eq!(arg(&trainer, "--train-data"), "/inputs/train.jsonl");
+    assert_eq!(arg(&trainer, "--output"), "/output");
+
+    assert_eq!(
+        claim_mounts(&seal_job()),
+        [own("/output", "models/train-miner-a-1", true), own("/sealed", "sealed/train-miner-a-1", false)]
+    );
+
+    let evaluation = evaluator::evaluation_job(&task, "miner-a", 1, sealed_evaluation(), &config()).unwrap();
+    assert_eq!(
+        claim_mounts(&evaluation),
+        [base(), own("/heldout", "data/heldout", true), own("/sealed", "sealed/train-miner-a-1", true)],
+        "the evaluator reads the sealed copy, never the trainer's writable output"
+    );
+    assert_eq!(arg(&evaluation, "--submission"), "/sealed/model");
+    assert_eq!(arg(&evaluation, "--test-data"), "/heldout/test.jsonl");
+    assert_eq!(arg(&evaluation, "--submission-digest"), format!("sha256:{}", "ab".repeat(32)));
+    let env = container(&evaluation).env.unwrap();
+    assert!(env.iter().all(|e| !e.name.contains("MINER") && !e.name.contains("TASK")), "{env:?}");
+}
+
+#[test]
+fn every_rendered_command_line_follows_the_contract() {
+    let task: Task = load("task.yaml");
+    let submission: MinerSubmission = load("submission.yaml");
+    let args = |job: &k8s_openapi::api::batch::v1::Job| container(job).args.unwrap();
+    let check = contract::check_argv;
+    check(&contract::PREPARE, &args(&prepare::prepare_job(&task, 1, 42, &config()).unwrap())).unwrap();
+    check(&contract::TRAIN, &args(&trainer::trainer_job(&submission, &config()).unwrap())).unwrap();
+    check(&contract::SEAL, &args(&seal_job())).unwrap();
+    for evaluated in [sealed_evaluation(), evaluator::Evaluated::BaseModel] {
+        let job = evaluator::evaluation_job(&task, "miner-a", 1, evaluated, &config()).unwrap();
+        check(&contract::EVALUATE, &args(&job)).unwrap();
+    }
+}
+
+/// Issue 10: argparse keeps the last value and the kubelet expands `$(VAR)`, so these args
+/// trained the reference trainer on the test split.
+#[test]
+fn miner_arguments_cannot_override_the_operators() {
+    let mut submission: MinerSubmission = load("submission.yaml");
+    let attack = "/artifacts/tournaments/tournaments/$(GRADIENTS_TASK)/data/heldout/test.jsonl";
+    for args in [
+        vec!["--train-data".to_string(), attack.to_string()],
+        vec!["--output".to_string(), "/artifacts/tournaments/tournaments/alpaca-dpo/models/rival".to_string()],
+        vec!["--strategy-overrides".to_string(), "$(HOME)".to_string()],
+        vec!["--out".to_string(), "/tmp".to_string()],
+    ] {
+        submission.spec.args = args.clone();
+        match trainer::trainer_job(&submission, &config()) {
+            Err(BuildError::MinerArguments { object, why }) => {
+                assert_eq!(object, "MinerSubmission tournaments/alpaca-dpo-miner-a");
+                assert!(why.contains("'$('") || why.contains("cannot be overridden"), "{why}");
+            }
+            other => panic!("{args:?} was accepted: {other:?}"),
+        }
+    }
+    submission.spec.args = vec!["--strategy-overrides".into(), r#"{"learning_rate": 0.0001}"#.into()];
+    let job = trainer::trainer_job(&submission, &config()).unwrap();
+    assert_eq!(arg(&job, "--strategy-overrides"), r#"{"learning_rate": 0.0001}"#);
+}
+
+/// Issue 10: a Task could name another task's held-out split as its dataset.
+#[test]
+fn tasks_may_only_read_allowed_sources() {
+    let mut task: Task = load("task.yaml");
+    for uri in [
+        "/artifacts/tournaments/other/task/data/heldout/test.jsonl",
+        "/artifacts/datasets/../tournaments/other/task/data/heldout/test.jsonl",
+        "pvc://gradients-artifacts/tournaments/other/task/data/heldout/test.jsonl",
+        "/etc/passwd",
+        "s3://elsewhere/data.jsonl",
+    ] {
+        task.spec.dataset.uri = uri.to_string();
+        match prepare::prepare_job(&task, 1, 42, &config()) {
+            Err(BuildError::SourceNotAllowed(refused)) => {
+                assert_eq!(refused.field, "spec.dataset.uri");
+                assert!(refused.to_string().contains("/artifacts/datasets/"), "{refused}");
+            }
+            other => panic!("{uri} was accepted: {other:?}"),
+        }
+    }
+    let mut submission: MinerSubmission = load("submission.yaml");
+    submission.spec.data_uri = "/artifacts/tournaments/tournaments/other/data".into();
+    assert!(matches!(
+        trainer::trainer_job(&submission, &config()),
+        Err(BuildError::OutsideTask { field: "spec.dataUri", .. })
+    ));
+    let mut submission: MinerSubmission = load("submission.yaml");
+    submission.spec.artifact_uri = "/artifacts/tournaments/tournaments/alpaca-dpo/models/a/../../data".into();
+    assert!(matches!(
+        trainer::trainer_job(&submission, &config()),
+        Err(BuildError::OutsideTask { field: "spec.artifactUri", .. })
+    ));
 }
 
 #[test]
@@ -98,4 +259,47 @@ fn builders_refuse_objects_without_a_uid() {
         prepare::prepare_job(&task, 1, 42, &config()),
         Err(BuildError::MissingMetadata { field: "uid", .. })
     ));
+}
+
+#[test]
+fn every_role_gets_a_deny_all_policy_with_only_its_configured_egress() {
+    let task: Task = load("task.yaml");
+    let policies = network_policy::task_network_policies(&task, &config()).unwrap();
+    assert_matches_fixture(&policies, "network-policies.yaml");
+    let by_role = |role: &str| {
+        policies
+            .iter()
+            .find(|p| p.metadata.labels.as_ref().unwrap()[labels::ROLE] == role)
+            .unwrap()
+            .spec
+            .clone()
+            .unwrap()
+    };
+    for role in network_policy::ROLES {
+        let spec = by_role(role);
+        assert_eq!(spec.policy_types.as_deref(), Some(&["Ingress".to_string(), "Egress".to_string()][..]), "{role}");
+        assert!(spec.ingress.is_none(), "{role}: nothing may connect in");
+    }
+    assert!(by_role(labels::ROLE_SEAL).egress.is_none() && by_role(labels::ROLE_EVALUATOR).egress.is_none());
+    assert_eq!(by_role(labels::ROLE_PREPARE).egress.unwrap().len(), 2, "DNS and the data source");
+    assert_eq!(by_role(labels::ROLE_TRAINER).egress, Some(config().gpu_classes["h100"].egress.clone()));
+    // Without an allow-list a trainer gets no egress at all.
+    let mut closed = config();
+    closed.gpu_classes.get_mut("h100").unwrap().egress.clear();
+    let trainer = network_policy::task_network_policies(&task, &closed).unwrap().remove(1);
+    assert!(trainer.spec.unwrap().egress.is_none());
+    // Each policy selects exactly its role's pods of this task: the trainer Job's pods here.
+    let submission: MinerSubmission = load("submission.yaml");
+    let job = trainer::trainer_job(&submission, &config()).unwrap();
+    let pod_labels = job.spec.unwrap().template.metadata.unwrap().labels.unwrap();
+    let selector = by_role(labels::ROLE_TRAINER).pod_selector.unwrap().match_labels.unwrap();
+    assert!(selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)), "{selector:?} vs {pod_labels:?}");
+}
+
+#[test]
+fn a_task_on_an_unknown_gpu_class_gets_no_policies_but_an_error_naming_it() {
+    let mut task: Task = load("task.yaml");
+    task.spec.gpu_class = Some("tpu".into());
+    let error = network_policy::task_network_policies(&task, &config()).unwrap_err();
+    assert!(error.to_string().contains("\"tpu\"") && error.to_string().contains("h100"), "{error}");
 }

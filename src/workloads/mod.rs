@@ -4,10 +4,12 @@
 //! installation's [`WorkloadConfig`] and returns the object to server-side apply.
 
 pub mod config;
+pub mod contract;
 pub mod evaluator;
 pub mod gpus;
 pub mod network_policy;
 pub mod prepare;
+pub mod seal;
 pub mod trainer;
 
 use std::collections::BTreeMap;
@@ -20,10 +22,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::Resource;
 use sha2::{Digest, Sha256};
 
-pub use config::{ArtifactStore, GpuClass, WorkloadConfig};
-
-/// File of a prepared GRPO dataset that holds the reward functions.
-pub const REWARD_FUNCTIONS_FILE: &str = "reward_functions.json";
+pub use config::{ArtifactStore, GpuClass, SourceNotAllowed, WorkloadConfig};
+pub use contract::{TERMINATION_MESSAGE_PATH, cli_task_type, columns_arg};
 
 /// Labels every workload carries; selectors and the NetworkPolicy rely on them.
 pub mod labels {
@@ -39,6 +39,7 @@ pub mod labels {
 
     pub const ROLE_PREPARE: &str = "prepare";
     pub const ROLE_TRAINER: &str = "trainer";
+    pub const ROLE_SEAL: &str = "seal";
     pub const ROLE_EVALUATOR: &str = "evaluator";
 }
 
@@ -50,28 +51,56 @@ pub enum BuildError {
     MissingMetadata { kind: &'static str, field: &'static str },
     #[error("GPU class {0:?} is not configured (known: {1})")]
     UnknownGpuClass(String, String),
+    #[error(transparent)]
+    SourceNotAllowed(#[from] SourceNotAllowed),
+    #[error("{object}: {field} {uri:?} is not inside its task's own area")]
+    OutsideTask { object: String, field: &'static str, uri: String },
+    #[error("{object}: spec.args: {why}")]
+    MinerArguments { object: String, why: String },
 }
 
 impl BuildError {
+    /// A problem of the object itself, which no retry fixes: its workload fails instead.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            BuildError::OutsideTask { .. } | BuildError::MinerArguments { .. } | BuildError::SourceNotAllowed(_)
+        )
+    }
+
     pub fn category(&self) -> &'static str {
         match self {
             BuildError::MissingMetadata { .. } => "MissingMetadata",
             BuildError::UnknownGpuClass(..) => "UnknownGpuClass",
+            BuildError::SourceNotAllowed(..) => "SourceNotAllowed",
+            BuildError::OutsideTask { .. } => "OutsideTask",
+            BuildError::MinerArguments { .. } => "MinerArguments",
         }
     }
 }
 
-/// A DNS-1123 name of at most 63 characters from parts: joined with `-`, and when too long,
-/// cut and suffixed with a hash of the whole so that different inputs stay different.
+/// A DNS-1123 name of at most 63 characters for the object identified by `parts` (task,
+/// kind, entrant, attempt…): the parts joined with `-` for people, cut to fit, then a hash of
+/// the parts themselves. Joined names are ambiguous (`t-a` + `1` and `t` + `a-1` both read
+/// `t-a-1`); the hash is over the parts separated by NUL, which no name contains, so
+/// different objects always get different names.
 pub fn child_name(parts: &[&str]) -> String {
-    let joined = parts.join("-").to_lowercase();
-    if joined.len() <= 63 {
-        return joined;
-    }
-    let digest = Sha256::digest(joined.as_bytes());
+    let digest = Sha256::digest(parts.join("\0").as_bytes());
     let suffix: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-    let head = joined[..54].trim_end_matches('-');
+    let readable: Vec<&str> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+    let joined = readable.join("-").to_lowercase();
+    let mut end = joined.len().min(54);
+    while !joined.is_char_boundary(end) {
+        end -= 1;
+    }
+    let head = joined[..end].trim_end_matches(['-', '.']);
     format!("{head}-{suffix}")
+}
+
+/// The name of the object that runs one workload of a task: the MinerSubmission of a training,
+/// the Job of a seal or an evaluation.
+pub fn workload_name(task: &str, id: &crate::tournament::WorkloadId) -> String {
+    child_name(&[task, id.kind.as_str(), &id.entrant, &id.attempt.to_string()])
 }
 
 /// The object's namespace, name and a controller owner reference to it.
@@ -182,26 +211,72 @@ fn multiply(quantity: &str, n: u32) -> String {
     }
 }
 
-/// The artifact volume and its mount when artifacts live on a claim.
-pub(crate) fn artifact_volume(config: &WorkloadConfig, read_only: bool) -> Option<(Volume, VolumeMount)> {
-    match config.artifact_store() {
-        ArtifactStore::Claim(claim) => Some((
-            Volume {
+/// Where each location appears inside a workload's container when artifacts live on a claim.
+/// Each is a `subPath` mount of exactly that location, so a pod sees nothing else of the claim.
+pub mod mounts {
+    pub const BASE_MODEL: &str = "/base-model";
+    /// A trainer's training inputs (the training split, GRPO reward code): read-only.
+    pub const INPUTS: &str = "/inputs";
+    /// The test and synthetic splits: the evaluator's only.
+    pub const HELDOUT: &str = "/heldout";
+    /// A trainer's own output (writable by it alone); the seal's input (read-only).
+    pub const OUTPUT: &str = "/output";
+    /// A sealed copy: written by the seal, read by the evaluator.
+    pub const SEALED: &str = "/sealed";
+    /// The preparation's raw dataset and synthetic set (read-only) and its output.
+    pub const DATASET: &str = "/source/dataset";
+    pub const SYNTHETIC: &str = "/source/synthetic";
+    pub const PREPARED: &str = "/prepared";
+}
+
+/// A pod's view of the artifact store, built location by location: on a claim, a `subPath`
+/// mount per location (read-only unless asked); elsewhere (object stores, paths inside the
+/// image) the URI is passed through for the workload to resolve.
+pub(crate) struct ArtifactView {
+    store: ArtifactStore,
+    mounts: Vec<VolumeMount>,
+}
+
+impl ArtifactView {
+    pub(crate) fn new(config: &WorkloadConfig) -> Self {
+        Self { store: config.artifact_store(), mounts: Vec::new() }
+    }
+
+    /// Makes `uri` visible at `mount_path`; returns the path or URI the workload is given.
+    pub(crate) fn mount(&mut self, uri: &str, mount_path: &str, read_only: bool) -> String {
+        match self.store.claim_path(uri) {
+            Some(sub_path) => {
+                self.mounts.push(VolumeMount {
+                    name: "artifacts".to_string(),
+                    mount_path: mount_path.to_string(),
+                    sub_path: Some(sub_path),
+                    read_only: Some(read_only),
+                    ..VolumeMount::default()
+                });
+                mount_path.to_string()
+            }
+            None => uri.to_string(),
+        }
+    }
+
+    /// The claim's volume (read-only unless some mount writes) and the mounts, after `first`.
+    pub(crate) fn into_parts(self, first: (Volume, VolumeMount)) -> (Vec<Volume>, Vec<VolumeMount>) {
+        let (volume, mount) = first;
+        let mut volumes = vec![volume];
+        let mut mounts = vec![mount];
+        if let (ArtifactStore::Claim(claim), false) = (&self.store, self.mounts.is_empty()) {
+            let read_only = self.mounts.iter().all(|m| m.read_only == Some(true));
+            volumes.push(Volume {
                 name: "artifacts".to_string(),
                 persistent_volume_claim: Some(k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource {
-                    claim_name: claim,
+                    claim_name: claim.clone(),
                     read_only: Some(read_only),
                 }),
                 ..Volume::default()
-            },
-            VolumeMount {
-                name: "artifacts".to_string(),
-                mount_path: config::ARTIFACTS_MOUNT.to_string(),
-                read_only: Some(read_only),
-                ..VolumeMount::default()
-            },
-        )),
-        ArtifactStore::Prefix(_) => None,
+            });
+        }
+        mounts.extend(self.mounts);
+        (volumes, mounts)
     }
 }
 
@@ -220,63 +295,18 @@ pub(crate) fn scratch_volume(size: &str) -> (Volume, VolumeMount) {
     )
 }
 
-pub(crate) fn env(pairs: &[(&str, String)]) -> Vec<k8s_openapi::api::core::v1::EnvVar> {
-    pairs
-        .iter()
-        .map(|(name, value)| k8s_openapi::api::core::v1::EnvVar {
-            name: name.to_string(),
-            value: Some(value.clone()),
-            ..Default::default()
-        })
+/// The container environment: the contract's variables, then the executor's own (`HOME`).
+pub(crate) fn env(contract: Vec<(String, String)>) -> Vec<k8s_openapi::api::core::v1::EnvVar> {
+    contract
+        .into_iter()
+        .chain([("HOME".to_string(), "/tmp".to_string())])
+        .map(|(name, value)| k8s_openapi::api::core::v1::EnvVar { name, value: Some(value), ..Default::default() })
         .collect()
-}
-
-/// The task type as the trainer image's CLI spells it (`trainer-image/.../contract.py`).
-pub fn cli_task_type(task_type: crate::mechanism::TaskType) -> &'static str {
-    use crate::mechanism::TaskType;
-    match task_type {
-        TaskType::InstructText => "instruct",
-        TaskType::Dpo => "dpo",
-        TaskType::Grpo => "grpo",
-        TaskType::Image => "image",
-    }
-}
-
-/// One split of a prepared dataset: `train`, `test` or `synth`; JSONL for text, a folder of
-/// images with captions for image tasks, whose synthetic set is the test set (as
-/// `local::dataset::SplitPaths` lays them out).
-pub fn split_path(data: &str, split: &str, task_type: crate::mechanism::TaskType) -> String {
-    match (task_type.is_text(), split) {
-        (true, _) => format!("{data}/{split}.jsonl"),
-        (false, "synth") => format!("{data}/test"),
-        (false, _) => format!("{data}/{split}"),
-    }
-}
-
-/// The column mapping as the trainer CLI takes it (`noInputFormat` becomes `no_input_format`).
-pub fn columns_arg(columns: &BTreeMap<String, String>) -> Option<String> {
-    if columns.is_empty() {
-        return None;
-    }
-    let map: serde_json::Map<String, serde_json::Value> = columns
-        .iter()
-        .map(|(k, v)| {
-            let key = if k == "noInputFormat" { "no_input_format".to_string() } else { k.clone() };
-            (key, serde_json::Value::String(v.clone()))
-        })
-        .collect();
-    Some(serde_json::Value::Object(map).to_string())
 }
 
 /// Hours as whole seconds for `activeDeadlineSeconds`, at least one.
 pub(crate) fn deadline_seconds(hours: f64) -> i64 {
     ((hours * 3600.0).ceil() as i64).max(1)
-}
-
-/// Numbers in arguments without a trailing `.0` noise and without exponent forms.
-pub(crate) fn number_arg(value: f64) -> String {
-    let text = format!("{value}");
-    text.strip_suffix(".0").map(str::to_string).unwrap_or(text)
 }
 
 #[cfg(test)]
@@ -285,11 +315,25 @@ mod tests {
 
     #[test]
     fn child_names_fit_and_stay_distinct() {
-        assert_eq!(child_name(&["task", "miner-a"]), "task-miner-a");
+        let name = child_name(&["task", "miner-a"]);
+        assert!(name.starts_with("task-miner-a-") && name.len() == "task-miner-a-".len() + 8, "{name}");
         let long_a = child_name(&[&"t".repeat(50), "miner-aaaaaaaaaaaaaaa"]);
         let long_b = child_name(&[&"t".repeat(50), "miner-aaaaaaaaaaaaaab"]);
         assert!(long_a.len() <= 63 && long_b.len() <= 63);
         assert_ne!(long_a, long_b);
+    }
+
+    /// Issue 10: task `t-a` with miner `1` and task `t` with miner `a-1` got the same objects.
+    #[test]
+    fn names_of_different_tasks_and_miners_never_collide() {
+        use crate::tournament::{WorkKind, WorkloadId};
+        for kind in [WorkKind::Train, WorkKind::Seal, WorkKind::Evaluate] {
+            let first = WorkloadId::new(kind, "1", 1);
+            let second = WorkloadId::new(kind, "a-1", 1);
+            assert_ne!(workload_name("t-a", &first), workload_name("t", &second), "{kind:?}");
+        }
+        assert_ne!(child_name(&["t-a", "1"]), child_name(&["t", "a-1"]));
+        assert_ne!(prepare::job_name("t-prepare", 1), evaluator::job_name("t", "prepare", 1));
     }
 
     #[test]

@@ -1,15 +1,17 @@
-//! The dataset-preparation Job: splits a task's data into train, test and synthetic sets.
+//! The dataset-preparation Job: splits a task's data into the training inputs and the held-out
+//! data ([`super::contract::PreparedData`]).
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{Container, PodTemplateSpec, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::{BuildError, WorkloadConfig, labels};
+use super::contract::{self, PrepareInvocation, TERMINATION_MESSAGE_PATH, columns_arg};
+use super::{BuildError, WorkloadConfig, labels, mounts};
 use crate::api::Task;
 
 pub fn job_name(task: &str, attempt: u32) -> String {
-    super::child_name(&[task, "prepare", &attempt.to_string()])
+    super::workload_name(task, &crate::tournament::WorkloadId::new(crate::tournament::WorkKind::Prepare, "", attempt))
 }
 
 /// Runs `gradients prepare` from the operator's own image: the same split code as a local run.
@@ -17,39 +19,25 @@ pub fn job_name(task: &str, attempt: u32) -> String {
 pub fn prepare_job(task: &Task, attempt: u32, seed: u64, config: &WorkloadConfig) -> Result<Job, BuildError> {
     let (namespace, name, owner) = super::owner(task)?;
     let spec = &task.spec;
-    let mut args = vec![
-        "prepare".to_string(),
-        "--task-type".to_string(),
-        super::cli_task_type(spec.task_type).to_string(),
-        "--dataset".to_string(),
-        spec.dataset.uri.clone(),
-        "--output".to_string(),
-        config.data_uri(&namespace, &name),
-        "--seed".to_string(),
-        seed.to_string(),
-        "--termination-message-path".to_string(),
-        super::evaluator::TERMINATION_MESSAGE_PATH.to_string(),
-    ];
-    if !spec.dataset.columns.is_empty() {
-        args.push("--columns".to_string());
-        args.push(serde_json::to_string(&spec.dataset.columns).unwrap_or_default());
+    config.check_sources(spec)?;
+    // The raw data read-only, and the task's own data area writable: nothing else of the claim.
+    let mut view = super::ArtifactView::new(config);
+    let dataset = view.mount(&spec.dataset.uri, mounts::DATASET, true);
+    let synthetic = spec.dataset.synthetic_uri.as_ref().map(|uri| view.mount(uri, mounts::SYNTHETIC, true));
+    let output = view.mount(&config.data_uri(&namespace, &name), mounts::PREPARED, false);
+    let args = PrepareInvocation {
+        task_type: spec.task_type,
+        dataset,
+        synthetic,
+        output,
+        seed,
+        columns: columns_arg(&spec.dataset.columns),
+        reward_functions: (!spec.reward_functions.is_empty())
+            .then(|| contract::reward_functions_json(&spec.reward_functions)),
+        termination_message_path: Some(TERMINATION_MESSAGE_PATH.to_string()),
     }
-    if !spec.reward_functions.is_empty() {
-        // Written next to the splits as `reward_functions.json` for trainers and evaluators.
-        args.push("--reward-functions".to_string());
-        args.push(serde_json::to_string(&spec.reward_functions).unwrap_or_default());
-    }
-    if let Some(synthetic) = &spec.dataset.synthetic_uri {
-        args.push("--synthetic".to_string());
-        args.push(synthetic.clone());
-    }
-    let (scratch, scratch_mount) = super::scratch_volume("20Gi");
-    let mut volumes = vec![scratch];
-    let mut mounts = vec![scratch_mount];
-    if let Some((volume, mount)) = super::artifact_volume(config, false) {
-        volumes.push(volume);
-        mounts.push(mount);
-    }
+    .argv();
+    let (volumes, volume_mounts) = view.into_parts(super::scratch_volume("20Gi"));
     let amounts = std::collections::BTreeMap::from([
         ("cpu".to_string(), Quantity("2".to_string())),
         ("memory".to_string(), Quantity("8Gi".to_string())),
@@ -72,16 +60,16 @@ pub fn prepare_job(task: &Task, attempt: u32, seed: u64, config: &WorkloadConfig
                         image: Some(config.operator_image.clone()),
                         image_pull_policy: config.image_pull_policy.clone(),
                         args: Some(args),
-                        env: Some(super::env(&[("HOME", "/tmp".to_string())])),
+                        env: Some(super::env(Vec::new())),
                         resources: Some(ResourceRequirements {
                             requests: Some(amounts.clone()),
                             limits: Some(amounts),
                             ..ResourceRequirements::default()
                         }),
                         security_context: Some(super::restricted_container_security(true)),
-                        termination_message_path: Some(super::evaluator::TERMINATION_MESSAGE_PATH.to_string()),
+                        termination_message_path: Some(TERMINATION_MESSAGE_PATH.to_string()),
                         termination_message_policy: Some("File".to_string()),
-                        volume_mounts: Some(mounts),
+                        volume_mounts: Some(volume_mounts),
                         ..Container::default()
                     },
                     volumes,

@@ -4,19 +4,18 @@ use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{Container, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::{BuildError, WorkloadConfig, labels};
+use super::contract::{PreparedData, TRAINER_PROGRAM, TrainInvocation, TrainerOutput, TrainingInputs};
+use super::{BuildError, WorkloadConfig, labels, mounts};
 use crate::api::MinerSubmission;
-
-/// The reference trainer's entry point: `python -m gradients_trainer train ARGS`.
-pub const REFERENCE_TRAIN_COMMAND: [&str; 4] = ["python", "-m", "gradients_trainer", "train"];
 
 pub fn job_name(submission: &str) -> String {
     super::child_name(&[submission, "train"])
 }
 
 /// The Job for a submission. The miner's code is not trusted: it gets no service-account token,
-/// the restricted security profile, bounded resources, and `activeDeadlineSeconds` equal to
-/// the allocated hours, so it cannot outlive its slot.
+/// the restricted security profile, bounded resources, only its own locations, and
+/// `activeDeadlineSeconds` of the allocated hours plus the lifecycle's grace, so it cannot
+/// outlive its slot.
 pub fn trainer_job(submission: &MinerSubmission, config: &WorkloadConfig) -> Result<Job, BuildError> {
     let (namespace, name, owner) = super::owner(submission)?;
     let spec = &submission.spec;
@@ -26,57 +25,49 @@ pub fn trainer_job(submission: &MinerSubmission, config: &WorkloadConfig) -> Res
             config.gpu_classes.keys().cloned().collect::<Vec<_>>().join(", "),
         )
     })?;
-    let mut args = vec![
-        "--task-type".to_string(),
-        super::cli_task_type(spec.task_type).to_string(),
-        "--base-model".to_string(),
-        spec.base_model_uri.clone(),
-        "--train-data".to_string(),
-        super::split_path(&spec.data_uri, "train", spec.task_type),
-        "--output".to_string(),
-        spec.artifact_uri.clone(),
-        "--hours".to_string(),
-        super::number_arg(spec.hours),
-        "--seed".to_string(),
-        spec.seed.to_string(),
-    ];
-    if let Some(columns) = super::columns_arg(&spec.columns) {
-        args.extend(["--columns".to_string(), columns]);
-    }
-    if spec.task_type == crate::mechanism::TaskType::Grpo {
-        args.push("--reward-functions".to_string());
-        args.push(format!("{}/{}", spec.data_uri, super::REWARD_FUNCTIONS_FILE));
-    }
-    if let Some(strategy) = &spec.strategy {
-        args.push("--strategy".to_string());
-        args.push(strategy.clone());
-    }
+    own_area(&namespace, &name, spec, config)?;
+    crate::api::miner::check_miner_arguments(&spec.args, &spec.command)
+        .map_err(|why| BuildError::MinerArguments { object: format!("MinerSubmission {namespace}/{name}"), why })?;
+    // Exactly its inputs, read-only, and one writable output of its own.
+    let mut view = super::ArtifactView::new(config);
+    let base_model = view.mount(&spec.base_model_uri, mounts::BASE_MODEL, true);
+    let inputs = view.mount(PreparedData::under(&spec.data_uri).training.dir(), mounts::INPUTS, true);
+    let output = view.mount(&spec.artifact_uri, mounts::OUTPUT, false);
+    let invocation = TrainInvocation {
+        task_type: spec.task_type,
+        base_model,
+        inputs: TrainingInputs(inputs),
+        columns: super::columns_arg(&spec.columns),
+        hours: spec.hours,
+        output: TrainerOutput(output),
+        strategy: spec.strategy.clone(),
+        seed: spec.seed,
+    };
+    let mut args = invocation.argv();
     args.extend(spec.args.iter().cloned());
+    // The reference trainer, or the miner's image with its own command or entry point; either
+    // way the arguments start with the `train` subcommand.
     let (image, command) = match &spec.image {
         Some(image) => (image.clone(), (!spec.command.is_empty()).then(|| spec.command.clone())),
-        None => (config.trainer_image.clone(), Some(REFERENCE_TRAIN_COMMAND.map(String::from).to_vec())),
+        None => (config.trainer_image.clone(), Some(TRAINER_PROGRAM.map(String::from).to_vec())),
     };
-    let command = command.or_else(|| (!spec.command.is_empty()).then(|| spec.command.clone()));
 
+    let grace = i64::try_from(config.lifecycle.clone().unwrap_or_default().deadline_grace_s).unwrap_or(0);
     let mut pod_labels = super::base_labels(labels::ROLE_TRAINER, &spec.task);
     pod_labels.insert(labels::MINER.to_string(), super::label_value(&spec.miner));
     let mut job_labels = pod_labels.clone();
     if let Some(queue) = &config.kueue_queue {
         job_labels.insert(labels::KUEUE_QUEUE.to_string(), queue.clone());
     }
-    let (scratch, scratch_mount) = super::scratch_volume("200Gi");
-    let mut volumes = vec![scratch];
-    let mut mounts = vec![scratch_mount];
-    if let Some((volume, mount)) = super::artifact_volume(config, false) {
-        volumes.push(volume);
-        mounts.push(mount);
-    }
+    let (volumes, volume_mounts) = view.into_parts(super::scratch_volume("200Gi"));
     Ok(Job {
         metadata: super::metadata(job_name(&name), namespace, owner, job_labels),
         spec: Some(JobSpec {
             // A trainer that fails has used its slot: no retries, or it would get extra time.
             backoff_limit: Some(0),
-            active_deadline_seconds: Some(super::deadline_seconds(spec.hours)),
+            // The trainer counts its hours from its own start, later than the Job's (scheduling,
+            // image pull): the grace lets it save at its deadline before the Job ends it.
+            active_deadline_seconds: Some(super::deadline_seconds(spec.hours) + grace),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta { labels: Some(pod_labels), ..ObjectMeta::default() }),
                 spec: Some(super::locked_down_pod(
@@ -88,16 +79,12 @@ pub fn trainer_job(submission: &MinerSubmission, config: &WorkloadConfig) -> Res
                         image_pull_policy: config.image_pull_policy.clone(),
                         command,
                         args: Some(args),
-                        env: Some(super::env(&[
-                            ("HOME", "/tmp".to_string()),
-                            ("GRADIENTS_TASK", spec.task.clone()),
-                            ("GRADIENTS_MINER", spec.miner.clone()),
-                        ])),
+                        env: Some(super::env(invocation.env())),
                         resources: Some(super::gpu_resources(class, spec.gpus)),
                         // Training code writes caches in unpredictable places; the root stays
                         // writable, everything else of the restricted profile applies.
                         security_context: Some(super::restricted_container_security(false)),
-                        volume_mounts: Some(mounts),
+                        volume_mounts: Some(volume_mounts),
                         ..Container::default()
                     },
                     volumes,
@@ -107,4 +94,36 @@ pub fn trainer_job(submission: &MinerSubmission, config: &WorkloadConfig) -> Res
         }),
         status: None,
     })
+}
+
+/// A submission's locations must be its task's own: its data area, an output below the task's
+/// models, a base model the configuration allows. The Task controller builds them so; this
+/// refuses a MinerSubmission written by anyone else to point a trainer at held-out data.
+fn own_area(
+    namespace: &str,
+    name: &str,
+    spec: &crate::api::submission::MinerSubmissionSpec,
+    config: &WorkloadConfig,
+) -> Result<(), BuildError> {
+    let outputs = config.model_uri(namespace, &spec.task, "");
+    let problem = if spec.data_uri != config.data_uri(namespace, &spec.task) {
+        Some(("spec.dataUri", &spec.data_uri))
+    } else if !spec.artifact_uri.starts_with(&outputs)
+        || spec.artifact_uri[outputs.len()..].contains('/')
+        || spec.artifact_uri.len() == outputs.len()
+    {
+        Some(("spec.artifactUri", &spec.artifact_uri))
+    } else if !config.source_allowed(&spec.base_model_uri) {
+        Some(("spec.baseModelUri", &spec.base_model_uri))
+    } else {
+        None
+    };
+    match problem {
+        Some((field, uri)) => Err(BuildError::OutsideTask {
+            object: format!("MinerSubmission {namespace}/{name}"),
+            field,
+            uri: uri.clone(),
+        }),
+        None => Ok(()),
+    }
 }

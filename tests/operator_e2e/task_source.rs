@@ -17,6 +17,8 @@ use crate::support::*;
 const SOURCE: &str = "synthetic";
 /// What the preparation container reports (`tournament::DatasetFacts`).
 const SPLIT_SIZES: &str = r#"{"rows":2400,"train":1960,"test":240,"synthetic":200}"#;
+/// A seal's report: the model copied and its tree digest.
+const SEALED: &str = r#"{"ok":true,"digest":"sha256:5eed0000000000000000000000000000000000000000000000000000000000aa","files":3,"bytes":4096}"#;
 /// A successful evaluation of a text or image submission.
 const EVALUATED: &str = r#"{"ok":true,"test_loss":1.0,"synth_loss":1.1,"text_guided_loss":0.5,"no_text_loss":0.6,"weights_sha256":"ab","checks":[],"failure":null}"#;
 
@@ -30,17 +32,17 @@ spec:
   seed: 17
   catalog:
     models:
-    - {{uri: /models/qwen2.5-3b, paramsB: 3, taskTypes: [InstructText, Dpo, Grpo]}}
-    - {{uri: /models/llama-8b, paramsB: 8, taskTypes: [InstructText]}}
-    - {{uri: /models/sdxl, paramsB: 2.6, taskTypes: [Image]}}
+    - {{uri: s3://gradients-e2e/models/qwen2.5-3b, paramsB: 3, taskTypes: [InstructText, Dpo, Grpo]}}
+    - {{uri: s3://gradients-e2e/models/llama-8b, paramsB: 8, taskTypes: [InstructText]}}
+    - {{uri: s3://gradients-e2e/models/sdxl, paramsB: 2.6, taskTypes: [Image]}}
     datasets:
-    - {{uri: /datasets/alpaca.jsonl, taskType: InstructText, rows: 30000, columns: {{instruction: q, output: a}}}}
-    - {{uri: /datasets/prefs.jsonl, taskType: Dpo, rows: 2400, columns: {{prompt: q, chosen: good, rejected: bad}}}}
-    - uri: /datasets/math.jsonl
+    - {{uri: s3://gradients-e2e/datasets/alpaca.jsonl, taskType: InstructText, rows: 30000, columns: {{instruction: q, output: a}}}}
+    - {{uri: s3://gradients-e2e/datasets/prefs.jsonl, taskType: Dpo, rows: 2400, columns: {{prompt: q, chosen: good, rejected: bad}}}}
+    - uri: s3://gradients-e2e/datasets/math.jsonl
       taskType: Grpo
       rows: 120000
       rewardFunctions: [{{name: short, weight: 1.0, source: "def short(completions, **kw): return [0.0 for _ in completions]"}}]
-    - {{uri: /datasets/pets, taskType: Image, rows: 40}}
+    - {{uri: s3://gradients-e2e/datasets/pets, taskType: Image, rows: 40}}
   taskTemplate:
     minersPerTask: 2
     minerSelector: {{pool: synthetic}}
@@ -72,7 +74,7 @@ fn in_flight(tasks: &BTreeMap<String, Task>) -> usize {
 }
 
 /// Plays the kubelet for one pass: every running workload pod of the namespace ends as its
-/// role's container would (split sizes, a trained model, an evaluation result).
+/// role's container would (split sizes, a trained model, its seal, an evaluation result).
 async fn finish_running_pods(cluster: &Cluster, ns: &str) {
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
     for pod in pods.list(&ListParams::default()).await.unwrap().items {
@@ -83,6 +85,7 @@ async fn finish_running_pods(cluster: &Cluster, ns: &str) {
         let message = match pod.labels().get("gradients.io/role").map(String::as_str) {
             Some("prepare") => Some(SPLIT_SIZES),
             Some("trainer") => None,
+            Some("seal") => Some(SEALED),
             Some("evaluator") => Some(EVALUATED),
             _ => continue,
         };
@@ -99,7 +102,7 @@ async fn finish_running_pods(cluster: &Cluster, ns: &str) {
 /// Prepares the organic Task `task` (already applied), waits for it to reach `phase`, then
 /// applies a TaskSource and checks that it pauses with `message` and creates nothing.
 async fn expect_pause(cluster: &Cluster, ns: &str, task: &str, phase: TaskPhase, message: &str) {
-    let pod = cluster.wait_for_job_pod(ns, &format!("{task}-prepare-1")).await;
+    let pod = cluster.wait_for_job_pod(ns, &gradients::workloads::prepare::job_name(task, 1)).await;
     cluster.finish_pod(ns, &pod, 0, Some(SPLIT_SIZES));
     let tasks: Api<Task> = Api::namespaced(cluster.client.clone(), ns);
     wait_until(&format!("{task} to be {phase:?}"), Duration::from_secs(60), || async {
@@ -237,8 +240,8 @@ kind: Task
 metadata: {{name: lonely, namespace: {ns}}}
 spec:
   taskType: Dpo
-  baseModel: {{uri: /models/qwen2.5-3b, paramsB: 3}}
-  dataset: {{uri: /datasets/prefs.jsonl, columns: {{prompt: q, chosen: good, rejected: bad}}}}
+  baseModel: {{uri: s3://gradients-e2e/models/qwen2.5-3b, paramsB: 3}}
+  dataset: {{uri: s3://gradients-e2e/datasets/prefs.jsonl, columns: {{prompt: q, chosen: good, rejected: bad}}}}
   hours: 2
   minerSelector: {{pool: nobody}}
 "
@@ -286,8 +289,8 @@ kind: Task
 metadata: {{name: huge, namespace: {ns}}}
 spec:
   taskType: InstructText
-  baseModel: {{uri: /models/llama-70b, paramsB: 70}}
-  dataset: {{uri: /datasets/alpaca.jsonl, columns: {{instruction: q, output: a}}}}
+  baseModel: {{uri: s3://gradients-e2e/models/llama-70b, paramsB: 70}}
+  dataset: {{uri: s3://gradients-e2e/datasets/alpaca.jsonl, columns: {{instruction: q, output: a}}}}
   hours: 2
   minersPerTask: 5
   minerSelector: {{pool: big}}

@@ -20,6 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const RELEASE_NAMESPACE: &str = "gradients-system";
 pub const SERVICE_ACCOUNT: &str = "system:serviceaccount:gradients-system:gradients-operator";
+/// Where the e2e Tasks' datasets and base models may be (`workloads.allowedSources`).
+pub const ALLOWED_SOURCES: &str = r#"["s3://gradients-e2e/datasets/","s3://gradients-e2e/models/"]"#;
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -72,9 +74,21 @@ impl Cluster {
         String::from_utf8_lossy(&output.stderr).into_owned()
     }
 
-    /// `helm upgrade --install` of charts/gradients, with no in-cluster replica (the test runs the
-    /// operator itself) and values for the fake cluster (nothing is really stored or pulled).
+    /// `helm upgrade --install` of charts/gradients serving every namespace (`clusterWide`).
     pub fn helm_install_chart(&self) {
+        self.helm_install(&["--set", "clusterWide=true"]);
+    }
+
+    /// `helm upgrade --install` of charts/gradients serving only `namespaces` (namespaced Roles
+    /// there, the default mode); they must exist.
+    pub fn helm_install_chart_for(&self, namespaces: &[&str]) {
+        let list = serde_json::to_string(namespaces).unwrap();
+        self.helm_install(&["--set", "clusterWide=false", "--set-json", &format!("watchNamespaces={list}")]);
+    }
+
+    /// With no in-cluster replica (the test runs the operator itself) and values for the fake
+    /// cluster (nothing is really stored or pulled).
+    fn helm_install(&self, values: &[&str]) {
         let tolerations = r#"[{"key":"nvidia.com/gpu","operator":"Exists","effect":"NoSchedule"}]"#;
         let status = Command::new("helm")
             .args(["upgrade", "--install", "gradients"])
@@ -82,6 +96,8 @@ impl Cluster {
             .args(["--namespace", RELEASE_NAMESPACE, "--create-namespace", "--wait", "--timeout", "60s"])
             .args(["--set", "replicaCount=0", "--set", "workloads.artifacts=s3://gradients-e2e/artifacts"])
             .args(["--set-json", &format!("workloads.prepare.tolerations={tolerations}")])
+            .args(["--set-json", &format!("workloads.allowedSources={ALLOWED_SOURCES}")])
+            .args(values)
             .status()
             .expect("helm on PATH (e2e/cluster env)");
         assert!(status.success(), "helm install failed");
@@ -162,8 +178,14 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// Starts `gradients operator` with the configuration the chart rendered into its ConfigMap.
+    /// Starts `gradients operator` with the configuration the chart rendered into its ConfigMap
+    /// and the namespaces its Deployment serves.
     pub fn start(cluster: &Cluster, name: &str) -> Operator {
+        Operator::start_with(cluster, name, "")
+    }
+
+    /// As [`Operator::start`], with `extra` appended to the configuration (e.g. a `lifecycle:`).
+    pub fn start_with(cluster: &Cluster, name: &str, extra: &str) -> Operator {
         let dir = tempfile::tempdir().unwrap();
         let config = cluster.kubectl(&[
             "get",
@@ -175,7 +197,16 @@ impl Operator {
             "jsonpath={.data.config\\.yaml}",
         ]);
         let config_path = dir.path().join("config.yaml");
-        std::fs::write(&config_path, config).unwrap();
+        std::fs::write(&config_path, format!("{config}\n{extra}")).unwrap();
+        let namespaces = cluster.kubectl(&[
+            "get",
+            "deployment",
+            "gradients-operator",
+            "-n",
+            RELEASE_NAMESPACE,
+            "-o",
+            r#"jsonpath={.spec.template.spec.containers[0].env[?(@.name=="GRADIENTS_WATCH_NAMESPACES")].value}"#,
+        ]);
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let address = format!("127.0.0.1:{port}");
         let weights_file =
@@ -190,6 +221,7 @@ impl Operator {
             .args(["--lease-namespace", RELEASE_NAMESPACE, "--as", SERVICE_ACCOUNT])
             .arg("--weights-file")
             .arg(&weights_file)
+            .env("GRADIENTS_WATCH_NAMESPACES", namespaces.trim())
             .env("RUST_LOG", "info,kube=warn,gradients=debug")
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file)

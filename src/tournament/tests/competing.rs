@@ -87,11 +87,12 @@ fn a_workload_that_never_starts_times_out_when_configured() {
     assert!(d.state.entrant("alice").unwrap().training.failure().unwrap().contains("did not start"));
 }
 
-/// Observations in which everything trained; `evals` are the evaluation results.
+/// Observations in which everything trained and was sealed; `evals` are the evaluation results.
 pub(super) fn all_trained(now: i64, evals: &[(&str, WorkloadState)]) -> Observation {
     let mut o = obs(secs(now));
     for name in ["alice", "bob", BASELINE] {
         o.workloads.insert(id(WorkKind::Train, name, 1), trained(30));
+        o.workloads.insert(id(WorkKind::Seal, name, 1), sealed(&format!("sha256:{name}")));
     }
     for (name, state) in evals {
         o.workloads.insert(id(WorkKind::Evaluate, name, 1), state.clone());
@@ -100,17 +101,52 @@ pub(super) fn all_trained(now: i64, evals: &[(&str, WorkloadState)]) -> Observat
 }
 
 #[test]
-fn trained_models_are_evaluated_and_the_phase_moves_on() {
+fn trained_models_are_sealed_then_evaluated_with_their_digest() {
     let state = training_state();
-    let d = step(&state, &all_trained(31, &[]));
+    let mut o = obs(secs(31));
+    for name in ["alice", "bob", BASELINE] {
+        o.workloads.insert(id(WorkKind::Train, name, 1), trained(30));
+    }
+    let d = step(&state, &o);
     assert_eq!(d.state.phase, Phase::Evaluating);
+    // Seals first; only the base model (nothing to seal) is evaluated at once.
+    assert_eq!(starts(&d), ["seal-alice-1", "seal-bob-1", "seal-baseline-1", "evaluate-base-model-1"]);
+    assert!(d.actions.contains(&Action::StartSeal {
+        id: id(WorkKind::Seal, "bob", 1),
+        entrant: "bob".into(),
+        training: id(WorkKind::Train, "bob", 1),
+    }));
+    // Until a seal reports, its model is not evaluated (the state machine asks again, idempotently).
+    let again = step(&d.state, &o);
+    assert!(!starts(&again).iter().any(|s| s.starts_with("evaluate-alice")));
+    let d = step(&d.state, &all_trained(33, &[]));
     let evals: Vec<&Action> = d.actions.iter().filter(|a| matches!(a, Action::StartEvaluation { .. })).collect();
     assert_eq!(evals.len(), 4);
     assert!(d.actions.contains(&Action::StartEvaluation {
         id: id(WorkKind::Evaluate, "bob", 1),
         entrant: "bob".into(),
-        submission: Some(id(WorkKind::Train, "bob", 1)),
+        submission: Some(SealedModel {
+            training: id(WorkKind::Train, "bob", 1),
+            seal: id(WorkKind::Seal, "bob", 1),
+            digest: "sha256:bob".into(),
+        }),
     }));
+}
+
+#[test]
+fn a_refused_seal_fails_the_submission_and_a_crashed_seal_is_retried() {
+    let state = training_state();
+    let mut o = all_trained(31, &[]);
+    o.workloads.insert(id(WorkKind::Seal, "alice", 1), failed("model/leak is a symlink", false));
+    o.workloads.insert(id(WorkKind::Seal, "bob", 1), failed("seal exited with code 1", true));
+    let d = step(&state, &o);
+    let alice = d.state.entrant("alice").unwrap();
+    assert!(alice.evaluation.failure().unwrap().contains("the seal failed: model/leak is a symlink"));
+    assert!(starts(&d).contains(&"seal-bob-2".to_string()), "{:?}", starts(&d));
+    assert!(!starts(&d).iter().any(|s| s.starts_with("evaluate-alice") || s.starts_with("evaluate-bob")));
+    let record = crate::tournament::outcome(alice);
+    assert_eq!(record.scores, None);
+    assert!(record.failure.unwrap().contains("symlink"));
 }
 
 #[test]
@@ -171,7 +207,7 @@ fn when_every_miner_fails_the_task_fails_and_scores_are_still_recorded() {
     assert_eq!(d.state.phase, Phase::Failed);
     let message = d.state.message.unwrap();
     assert!(message.contains("every miner failed"), "{message}");
-    assert!(message.contains("alice: not evaluated: training failed: trainer exited with code 1"), "{message}");
+    assert!(message.contains("alice: trainer exited with code 1"), "{message}");
     assert!(message.contains("bob: weights are a pickle"), "{message}");
     assert!(d.actions.contains(&Action::EmitWeights));
 }

@@ -84,6 +84,11 @@ pub(super) fn trained(finished: i64) -> WorkloadState {
     }
 }
 
+pub(super) fn sealed(digest: &str) -> WorkloadState {
+    let summary = SealSummary { digest: digest.into(), files: 2, bytes: 3 };
+    WorkloadState::Succeeded { started_at: secs(31), finished_at: secs(32), output: WorkOutput::Sealed(summary) }
+}
+
 pub(super) fn evaluated(test: f64, synth: f64) -> WorkloadState {
     let report = EvalReport {
         ok: true,
@@ -116,6 +121,7 @@ pub(super) fn starts(decision: &Decision) -> Vec<String> {
         .filter_map(|a| match a {
             Action::PrepareDataset { id, .. }
             | Action::StartTraining { id, .. }
+            | Action::StartSeal { id, .. }
             | Action::StartEvaluation { id, .. }
             | Action::StopWorkload { id, .. } => {
                 Some(format!("{}{id}", if matches!(a, Action::StopWorkload { .. }) { "stop " } else { "" }))

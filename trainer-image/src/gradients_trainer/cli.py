@@ -47,9 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--train-data", required=True, type=Path)
     tr.add_argument("--columns", default=None)
     tr.add_argument("--reward-functions", type=Path, default=None)
-    when = tr.add_mutually_exclusive_group(required=True)
-    when.add_argument("--deadline", default=None, help="RFC 3339 timestamp")
-    when.add_argument("--hours", type=float, default=None)
+    tr.add_argument("--hours", required=True, type=float,
+                    help="time budget from the trainer's start (the workload contract's only clock)")
     tr.add_argument("--output", required=True, type=Path)
     tr.add_argument("--strategy", default="baseline")
     tr.add_argument("--strategy-overrides", default=None,
@@ -176,7 +175,6 @@ def _dispatch(args: argparse.Namespace) -> int:
             train_data=args.train_data,
             columns=args.columns,
             reward_functions=args.reward_functions,
-            deadline=args.deadline,
             hours=args.hours,
             output=args.output,
             strategy=strategy,

@@ -19,6 +19,10 @@ EXIT_INVALID_INPUT = 2
 
 TERMINATION_MESSAGE_LIMIT = 4096
 
+# The output layout (``workload-contract.json`` ``layout``, defined in ``src/workloads/contract.rs``).
+MODEL_DIR = "model"
+TRAINING_SUMMARY_FILE = "training.json"
+
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",

@@ -4,33 +4,23 @@ from __future__ import annotations
 
 import signal
 import time
-from datetime import datetime, timezone
 from types import FrameType
 from typing import Any
 
 from .contract import InputError, emit, log
 
 
-def parse_deadline(deadline: str | None, hours: float | None, now: float) -> float:
-    """Return the deadline as a UNIX timestamp (from ``--deadline`` RFC 3339 or ``--hours``)."""
-    if deadline is not None:
-        text = deadline.strip().replace("Z", "+00:00").replace("z", "+00:00")
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            raise InputError("--deadline", f"not an RFC 3339 timestamp: {deadline!r}") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        ts = parsed.timestamp()
-    elif hours is not None:
-        if hours <= 0:
-            raise InputError("--hours", "must be > 0")
-        ts = now + hours * 3600.0
-    else:
-        raise InputError("--deadline", "one of --deadline or --hours is required")
-    if ts <= now:
-        raise InputError("--deadline", "deadline is in the past")
-    return ts
+def parse_deadline(hours: float | None, now: float) -> float:
+    """Return the deadline as a UNIX timestamp: ``--hours`` from ``now`` (the trainer's start).
+
+    The workload contract gives a budget, not an instant: a pod's start is not known when its
+    Job is written (``src/workloads/contract.rs``).
+    """
+    if hours is None:
+        raise InputError("--hours", "required")
+    if not hours > 0 or hours != hours or hours == float("inf"):
+        raise InputError("--hours", f"must be a finite number > 0, got {hours}")
+    return now + hours * 3600.0
 
 
 class Budget:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import flux
-from .contract import InputError, log
+from .contract import MODEL_DIR, InputError, log
 from .data import ImageCaption, load_image_folder
 from .deadline import Budget, progress
 from .runstate import RunState
@@ -294,7 +294,7 @@ def train_image(
     noise_sched = pipe.scheduler
     T = int(getattr(noise_sched.config, "num_train_timesteps", 1000))
     prediction = str(noise_sched.config.get("prediction_type", "epsilon"))
-    model_dir = output / "model"
+    model_dir = output / MODEL_DIR
     run = RunState(planned_steps=total)
     unet.train()
     bs = min(strategy.image_batch_size, len(items))

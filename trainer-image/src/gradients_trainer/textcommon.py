@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .contract import TaskType, log
+from .contract import MODEL_DIR, TaskType, log
 from .deadline import Budget
 from .modelio import load_causal_lm, lora_config, qlora_available, save_text_model
 from .strategies import Strategy
@@ -28,7 +28,7 @@ class TextTrainContext:
 
     @property
     def model_dir(self) -> Path:
-        return self.output / "model"
+        return self.output / MODEL_DIR
 
     def saver(self) -> Callable[[Any], float]:
         tokenizer = self.tokenizer

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .contract import InputError, TaskType, TrainingSummary, emit, log
+from .contract import MODEL_DIR, TRAINING_SUMMARY_FILE, InputError, TaskType, TrainingSummary, emit, log
 from .data import load_image_folder, load_text_split, parse_columns
 from .deadline import Budget, parse_deadline
 from .runstate import RunState, final_loss
@@ -25,8 +25,7 @@ class TrainRequest:
     train_data: Path
     columns: str | None
     reward_functions: Path | None
-    deadline: str | None
-    hours: float | None
+    hours: float
     output: Path
     strategy: Strategy
     seed: int
@@ -34,7 +33,7 @@ class TrainRequest:
 
 def run_train(req: TrainRequest) -> TrainingSummary:
     started = time.time()
-    budget = Budget(parse_deadline(req.deadline, req.hours, started), start=started)
+    budget = Budget(parse_deadline(req.hours, started), start=started)
     previous = budget.install_sigterm()
     try:
         return _run_train(req, budget, started)
@@ -83,7 +82,7 @@ def _run_train(req: TrainRequest, budget: Budget, started: float) -> TrainingSum
         total_steps=run.planned_steps,
         seed=req.seed,
     )
-    (req.output / "training.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+    (req.output / TRAINING_SUMMARY_FILE).write_text(json.dumps(summary.to_json(), indent=2) + "\n")
     emit("done", **summary.to_json())
     return summary
 
@@ -119,5 +118,5 @@ def _train_text(
 
         run = train_grpo(ctx)
     log(f"training finished after {run.steps} steps; saving")
-    save_text_model(ctx.final_model, req.output / "model", tokenizer)
+    save_text_model(ctx.final_model, req.output / MODEL_DIR, tokenizer)
     return run, ctx.method

@@ -1,16 +1,22 @@
-//! Reading the task's dataset and writing the mechanism's split into the run directory.
+//! Datasets, as both executors use them: reading a task's dataset, checking its columns, and
+//! writing the mechanism's split in the workload contract's layout
+//! ([`crate::workloads::contract::PreparedData`]): the training split (and GRPO reward code)
+//! where trainers may read it, the test and synthetic splits where only the evaluator does.
 //! Text datasets are JSONL (one object per line, kept verbatim); image datasets are folders
 //! of images with same-name `.txt` captions.
+
+pub mod columns;
+pub mod prepare;
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::validate::ValidTask;
-use crate::mechanism::MechanismConfig;
 use crate::mechanism::allocation::{SplitPlan, split_rows};
+use crate::mechanism::{MechanismConfig, TaskType};
 use crate::tournament::DatasetFacts;
+use crate::workloads::contract::PreparedData;
 
 const IMAGE_SUFFIXES: [&str; 4] = ["png", "jpg", "jpeg", "webp"];
 
@@ -84,83 +90,72 @@ pub fn read_images(path: &Path) -> Result<Dataset, String> {
     Ok(Dataset::Images(items))
 }
 
-/// Where the split went, inside the run directory.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SplitPaths {
-    pub train: PathBuf,
-    pub test: PathBuf,
-    pub synthetic: PathBuf,
+/// Reads a task's dataset: JSONL for text task types, an image folder otherwise.
+pub fn read(task_type: TaskType, path: &Path) -> Result<Dataset, String> {
+    if task_type.is_text() { read_jsonl(path) } else { read_images(path) }
 }
 
-impl SplitPaths {
-    pub fn in_dir(data: &Path, images: bool) -> Self {
-        if images {
-            // Image tasks have no synthetic set; the evaluator reads only the test folder.
-            Self { train: data.join("train"), test: data.join("test"), synthetic: data.join("test") }
-        } else {
-            Self { train: data.join("train.jsonl"), test: data.join("test.jsonl"), synthetic: data.join("synth.jsonl") }
-        }
-    }
-}
-
-/// Writes the split: `synthetic` replaces the held-out synthetic rows when the task gives its
-/// own synthetic set (those rows then go back to training). An empty synthetic split falls
-/// back to the test rows so the evaluator always has both.
+/// Writes the split into `layout`: `synthetic` replaces the held-out synthetic rows when the
+/// task gives its own synthetic set (those rows then go back to training). An empty synthetic
+/// split falls back to the test rows so the evaluator always has both.
 pub fn write_splits(
     dataset: &Dataset,
     plan: &SplitPlan,
     synthetic: Option<&Dataset>,
-    data: &Path,
+    layout: &PreparedData,
 ) -> io::Result<DatasetFacts> {
-    fs::create_dir_all(data)?;
-    let paths = SplitPaths::in_dir(data, matches!(dataset, Dataset::Images(_)));
+    fs::create_dir_all(layout.training.dir())?;
+    fs::create_dir_all(layout.heldout.dir())?;
     let mut train = plan.train.clone();
     let mut synth = plan.synthetic.clone();
     if synthetic.is_some() {
         train.append(&mut synth);
         train.sort_unstable();
     }
+    let text = TaskType::InstructText;
+    let image = TaskType::Image;
     match dataset {
         Dataset::Text { rows, .. } => {
             let pick = |idx: &[usize]| idx.iter().map(|&i| format!("{}\n", rows[i])).collect::<String>();
-            super::fsio::write_atomic(&paths.train, pick(&train).as_bytes())?;
-            super::fsio::write_atomic(&paths.test, pick(&plan.test).as_bytes())?;
+            write_atomic(&layout.training.train(text), pick(&train).as_bytes())?;
+            write_atomic(&layout.heldout.test(text), pick(&plan.test).as_bytes())?;
             let synth_text = match synthetic {
                 Some(Dataset::Text { rows, .. }) => rows.iter().map(|r| format!("{r}\n")).collect(),
                 _ if synth.is_empty() => pick(&plan.test),
                 _ => pick(&synth),
             };
-            super::fsio::write_atomic(&paths.synthetic, synth_text.as_bytes())?;
+            write_atomic(&layout.heldout.synth(text), synth_text.as_bytes())?;
             let synth_rows = synth_text.lines().count();
             Ok(facts(dataset.len(), train.len(), plan.test.len(), synth_rows))
         }
         Dataset::Images(items) => {
-            copy_images(items, &train, &paths.train)?;
-            copy_images(items, &plan.test, &paths.test)?;
+            copy_images(items, &train, Path::new(&layout.training.train(image)))?;
+            copy_images(items, &plan.test, Path::new(&layout.heldout.test(image)))?;
             Ok(facts(dataset.len(), train.len(), plan.test.len(), 0))
         }
     }
 }
 
-/// The preparation workload, in-process (quick, and deterministic for the seed): the
-/// mechanism's split into `data`, and the GRPO reward functions as the trainer's JSON file.
+fn write_atomic(path: &str, bytes: &[u8]) -> io::Result<()> {
+    crate::local::fsio::write_atomic(Path::new(path), bytes)
+}
+
+/// The preparation workload (the local executor runs it in-process, the operator's Job as
+/// `gradients prepare`): the mechanism's seeded split of `dataset` into `layout`, and the GRPO
+/// reward functions ([`crate::workloads::contract::reward_functions_json`]) among the training inputs.
 pub fn prepare(
-    task: &ValidTask,
     config: &MechanismConfig,
+    task_type: TaskType,
+    dataset: &Dataset,
+    synthetic: Option<&Dataset>,
     seed: u64,
-    data: &Path,
-    rewards: &Path,
+    reward_functions: Option<&str>,
+    layout: &PreparedData,
 ) -> io::Result<DatasetFacts> {
-    let spec = &task.file.spec;
-    let plan = split_rows(config, spec.task_type, task.dataset.len(), seed);
-    let facts = write_splits(&task.dataset, &plan, task.synthetic.as_ref(), data)?;
-    if !spec.reward_functions.is_empty() {
-        let list: Vec<serde_json::Value> = spec
-            .reward_functions
-            .iter()
-            .map(|f| serde_json::json!({"name": f.name, "source": f.source, "weight": f.weight}))
-            .collect();
-        super::fsio::write_json(rewards, &list)?;
+    let plan = split_rows(config, task_type, dataset.len(), seed);
+    let facts = write_splits(dataset, &plan, synthetic, layout)?;
+    if let Some(rewards) = reward_functions {
+        write_atomic(&layout.training.reward_functions(), rewards.as_bytes())?;
     }
     Ok(facts)
 }
@@ -201,10 +196,11 @@ mod tests {
         let data = read_jsonl(&src).unwrap();
         assert_eq!(data.len(), 40);
         let plan = split_rows(&MechanismConfig::default(), TaskType::InstructText, 40, 1);
-        let facts = write_splits(&data, &plan, None, &dir.path().join("out")).unwrap();
+        let layout = PreparedData::under(&dir.path().join("out").to_string_lossy());
+        let facts = write_splits(&data, &plan, None, &layout).unwrap();
         assert_eq!((facts.train, facts.test, facts.synthetic), (34, 4, 2));
         let read = |n: &str| fs::read_to_string(dir.path().join("out").join(n)).unwrap();
-        let mut all: Vec<String> = ["train.jsonl", "test.jsonl", "synth.jsonl"]
+        let mut all: Vec<String> = ["training/train.jsonl", "heldout/test.jsonl", "heldout/synth.jsonl"]
             .iter()
             .flat_map(|n| read(n).lines().map(str::to_string).collect::<Vec<_>>())
             .collect();

@@ -1,0 +1,168 @@
+//! Which objects and pods the operator trusts. Anyone who may create objects in a namespace can
+//! give one our name, our labels, even an owner reference to our Task; nobody can give it a uid
+//! that we recorded when we created ours. So an object is ours only when its uid is the one
+//! recorded in its owner's status, and a termination message counts only from a pod that such
+//! a Job controls and that runs exactly the Job's container with the configured image.
+
+use std::fmt::Debug;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodSpec, VolumeMount};
+use kube::api::{ObjectMeta, PostParams};
+use kube::core::NamespaceResourceScope;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::context::FIELD_MANAGER;
+use super::error::Result;
+
+/// What exists under a name the operator wants for one of its objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    Absent,
+    /// The object the operator created: its uid is the recorded one.
+    Ours,
+    /// Someone else's object under our name: never adopted, read or changed.
+    Foreign,
+}
+
+pub fn ownership(existing: Option<&ObjectMeta>, recorded: Option<&str>) -> Ownership {
+    match existing {
+        None => Ownership::Absent,
+        Some(meta) if meta.uid.is_some() && meta.uid.as_deref() == recorded => Ownership::Ours,
+        Some(_) => Ownership::Foreign,
+    }
+}
+
+/// The key a child's uid is recorded under in its owner's status (`Job/t-prepare-1`).
+pub fn key<K: Resource<DynamicType = ()>>(name: &str) -> String {
+    format!("{}/{name}", K::kind(&()))
+}
+
+/// A foreign object as an Event names it: kind, namespace/name, uid, and who wrote it.
+pub fn describe<K: Resource<DynamicType = ()>>(object: &K) -> String {
+    let meta = object.meta();
+    let mut writers: Vec<&str> = meta.managed_fields.iter().flatten().filter_map(|m| m.manager.as_deref()).collect();
+    writers.dedup();
+    format!(
+        "{} {}/{} (uid {}, written by {})",
+        K::kind(&()),
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default(),
+        meta.uid.as_deref().unwrap_or("?"),
+        if writers.is_empty() { "unknown".to_string() } else { writers.join(", ") }
+    )
+}
+
+/// Why a pod's termination message must not be read, or `None` when it comes from the trusted
+/// path: `job` (the recorded one) controls the pod by uid, and the pod runs the Job's own
+/// containers and volumes, its `container` with `image`. Labels prove nothing: anyone who may
+/// create pods can copy them.
+pub fn untrusted_pod(pod: &Pod, job: &Job, container: &str, image: &str) -> Option<String> {
+    let name = pod.name_any();
+    let controller = pod.owner_references().iter().find(|o| o.controller == Some(true));
+    let job_uid = job.metadata.uid.as_deref();
+    match controller {
+        Some(owner) if owner.kind == "Job" && Some(owner.uid.as_str()) == job_uid => {}
+        Some(owner) => {
+            return Some(format!(
+                "pod {name} is controlled by {} {} (uid {}), not by Job {} (uid {})",
+                owner.kind,
+                owner.name,
+                owner.uid,
+                job.name_any(),
+                job_uid.unwrap_or("?")
+            ));
+        }
+        None => return Some(format!("pod {name} has no controller; only Job {}'s own pods count", job.name_any())),
+    }
+    let template = job.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+    let (Some(spec), Some(template)) = (pod.spec.as_ref(), template) else {
+        return Some(format!("pod {name} or Job {} has no pod spec", job.name_any()));
+    };
+    let running = spec.containers.iter().find(|c| c.name == container).and_then(|c| c.image.as_deref());
+    if running != Some(image) {
+        return Some(format!(
+            "pod {name} runs {} in container {container}, not the configured {image}",
+            running.unwrap_or("nothing")
+        ));
+    }
+    if !same_workload(spec, template) {
+        return Some(format!("pod {name} does not run Job {}'s containers and volumes", job.name_any()));
+    }
+    None
+}
+
+/// The parts of a pod that decide what its containers compute and may read or write. Admission
+/// defaulting treats a Job's template and its pods alike, so these compare equal for real pods.
+fn same_workload(pod: &PodSpec, template: &PodSpec) -> bool {
+    type Key<'a> = (&'a str, &'a Option<String>, &'a Option<Vec<String>>, &'a Option<Vec<String>>);
+    type Mounts<'a> = (&'a Option<Vec<EnvVar>>, &'a Option<Vec<VolumeMount>>, &'a Option<String>);
+    fn key(c: &Container) -> (Key<'_>, Mounts<'_>) {
+        ((&c.name, &c.image, &c.command, &c.args), (&c.env, &c.volume_mounts, &c.termination_message_path))
+    }
+    fn containers(spec: &PodSpec) -> Vec<(Key<'_>, Mounts<'_>)> {
+        spec.containers.iter().chain(spec.init_containers.iter().flatten()).map(key).collect()
+    }
+    containers(pod) == containers(template)
+        && pod.init_containers.iter().flatten().count() == template.init_containers.iter().flatten().count()
+        && pod.volumes.clone().unwrap_or_default() == template.volumes.clone().unwrap_or_default()
+}
+
+/// The pods whose results count, and each one ignored with why.
+pub fn trusted_pods<'a>(
+    pods: &'a [Pod],
+    job: &Job,
+    container: &str,
+    image: &str,
+) -> (Vec<Pod>, Vec<(&'a Pod, String)>) {
+    let mut trusted = Vec::new();
+    let mut ignored = Vec::new();
+    for pod in pods {
+        match untrusted_pod(pod, job, container, image) {
+            None => trusted.push(pod.clone()),
+            Some(why) => ignored.push((pod, why)),
+        }
+    }
+    (trusted, ignored)
+}
+
+/// The outcome of asking for one of the operator's objects by name.
+#[derive(Debug)]
+pub enum Claim<K> {
+    /// It existed and is ours.
+    Ours(K),
+    /// Just created: record its uid before anything relies on it.
+    Created(K),
+    /// Someone else's object holds the name; it is left alone.
+    Foreign(K),
+}
+
+/// Creates `object` unless an object of its name exists, and says whose that one is. A create,
+/// not an apply: an apply would silently take over an object someone placed under our name.
+pub async fn claim<K>(client: &Client, object: &K, recorded: Option<&str>) -> Result<Claim<K>>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + Debug,
+{
+    let namespace = object.meta().namespace.clone().unwrap_or_default();
+    let name = object.meta().name.clone().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
+    if let Some(existing) = api.get_opt(&name).await? {
+        return Ok(match ownership(Some(existing.meta()), recorded) {
+            Ownership::Ours => Claim::Ours(existing),
+            _ => Claim::Foreign(existing),
+        });
+    }
+    let params = PostParams { field_manager: Some(FIELD_MANAGER.to_string()), ..PostParams::default() };
+    match api.create(&params, object).await {
+        Ok(created) => Ok(Claim::Created(created)),
+        // Someone created it between our read and our create.
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(Claim::Foreign(api.get(&name).await?)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+#[path = "ownership_tests.rs"]
+mod tests;

@@ -1,0 +1,155 @@
+//! Attacks on the trusted path, each as the object an attacker with create rights in the
+//! namespace can make, and the decision that ignores it.
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaimVolumeSource, Volume};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+use super::*;
+use crate::api::Task;
+use crate::workloads::{WorkloadConfig, evaluator};
+
+const JOB_UID: &str = "11111111-2222-4333-8444-555555555555";
+
+fn config() -> WorkloadConfig {
+    serde_yaml::from_str(include_str!("../../tests/fixtures/workloads/config.yaml")).unwrap()
+}
+
+/// The evaluation Job as the API server returns it after the operator created it.
+fn job() -> Job {
+    let task: Task = serde_yaml::from_str(include_str!("../../tests/fixtures/workloads/task.yaml")).unwrap();
+    let mut job = evaluator::evaluation_job(
+        &task,
+        "miner-a",
+        1,
+        evaluator::Evaluated::Sealed { uri: "/artifacts/m/a".into(), digest: format!("sha256:{:0>64}", "a") },
+        &config(),
+    )
+    .unwrap();
+    job.metadata.uid = Some(JOB_UID.to_string());
+    job
+}
+
+/// A pod as the Job controller makes it: the template, controlled by the Job.
+fn real_pod(job: &Job) -> Pod {
+    let template = job.spec.clone().unwrap().template;
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(format!("{}-x7k2p", job.name_any())),
+            labels: template.metadata.and_then(|m| m.labels),
+            owner_references: Some(vec![OwnerReference {
+                api_version: "batch/v1".into(),
+                kind: "Job".into(),
+                name: job.name_any(),
+                uid: JOB_UID.into(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            }]),
+            ..ObjectMeta::default()
+        },
+        spec: template.spec,
+        status: None,
+    }
+}
+
+fn verdict(pod: &Pod) -> Option<String> {
+    untrusted_pod(pod, &job(), evaluator::EVALUATOR_CONTAINER, &config().evaluator_image)
+}
+
+#[test]
+fn the_jobs_own_pod_is_trusted() {
+    assert_eq!(verdict(&real_pod(&job())), None);
+}
+
+#[test]
+fn a_pod_with_the_jobs_labels_but_no_controller_is_ignored() {
+    let mut forged = real_pod(&job());
+    forged.metadata.owner_references = None;
+    forged.metadata.name = Some("forged".into());
+    let why = verdict(&forged).expect("ignored");
+    assert!(why.contains("forged") && why.contains("no controller"), "{why}");
+}
+
+#[test]
+fn a_pod_controlled_by_another_job_of_the_same_name_is_ignored() {
+    let mut forged = real_pod(&job());
+    forged.metadata.owner_references.as_mut().unwrap()[0].uid = "99999999-0000-4000-8000-000000000000".into();
+    let why = verdict(&forged).expect("ignored");
+    assert!(why.contains("99999999") && why.contains(JOB_UID), "{why}");
+}
+
+#[test]
+fn a_pod_claiming_the_job_but_running_another_image_is_ignored() {
+    let mut forged = real_pod(&job());
+    forged.spec.as_mut().unwrap().containers[0].image = Some("attacker/evaluator:latest".into());
+    let why = verdict(&forged).expect("ignored");
+    assert!(why.contains("attacker/evaluator:latest") && why.contains("ghcr.io/gradients/evaluator:0.1.0"), "{why}");
+}
+
+#[test]
+fn a_pod_claiming_the_job_with_other_arguments_is_ignored() {
+    // The trusted evaluator, pointed at the attacker's own best model for a rival's slot.
+    let mut forged = real_pod(&job());
+    let args = forged.spec.as_mut().unwrap().containers[0].args.as_mut().unwrap();
+    let at = args.iter().position(|a| a == "--submission").unwrap();
+    args[at + 1] = "/artifacts/m/attacker".into();
+    assert!(verdict(&forged).expect("ignored").contains("containers and volumes"));
+}
+
+#[test]
+fn a_pod_claiming_the_job_with_a_sidecar_or_swapped_volume_is_ignored() {
+    let mut sidecar = real_pod(&job());
+    let mut extra = sidecar.spec.as_ref().unwrap().containers[0].clone();
+    extra.name = "writer".into();
+    sidecar.spec.as_mut().unwrap().containers.push(extra);
+    assert!(verdict(&sidecar).is_some(), "a second container may write the shared volumes");
+
+    let mut swapped = real_pod(&job());
+    let volumes = swapped.spec.as_mut().unwrap().volumes.as_mut().unwrap();
+    let artifacts = volumes.iter_mut().find(|v| v.name == "artifacts").unwrap();
+    *artifacts = Volume {
+        name: "artifacts".into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: "attacker-claim".into(),
+            read_only: Some(true),
+        }),
+        ..Volume::default()
+    };
+    assert!(verdict(&swapped).is_some(), "another claim holds another model");
+}
+
+#[test]
+fn trusted_pods_keeps_only_the_real_one_and_says_why_for_the_rest() {
+    let job = job();
+    let mut forged = real_pod(&job);
+    forged.metadata.owner_references = None;
+    let pods = [forged, real_pod(&job)];
+    let (trusted, ignored) = trusted_pods(&pods, &job, evaluator::EVALUATOR_CONTAINER, &config().evaluator_image);
+    assert_eq!(trusted.len(), 1);
+    assert_eq!(trusted[0].owner_references()[0].uid, JOB_UID);
+    assert_eq!(ignored.len(), 1);
+    assert!(ignored[0].0.owner_references().is_empty(), "the forged one, named for its Event");
+}
+
+#[test]
+fn only_the_recorded_uid_is_ours() {
+    let meta = |uid: Option<&str>| ObjectMeta { uid: uid.map(str::to_string), ..ObjectMeta::default() };
+    assert_eq!(ownership(None, Some("u1")), Ownership::Absent);
+    assert_eq!(ownership(Some(&meta(Some("u1"))), Some("u1")), Ownership::Ours);
+    // A squatter created before we recorded anything, or after ours was deleted.
+    assert_eq!(ownership(Some(&meta(Some("u2"))), None), Ownership::Foreign);
+    assert_eq!(ownership(Some(&meta(Some("u2"))), Some("u1")), Ownership::Foreign);
+    assert_eq!(ownership(Some(&meta(None)), None), Ownership::Foreign);
+}
+
+#[test]
+fn a_foreign_object_is_named_with_its_writers() {
+    let mut squatter = job();
+    squatter.metadata.managed_fields = Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
+        manager: Some("kubectl-client-side-apply".into()),
+        ..Default::default()
+    }]);
+    let text = describe(&squatter);
+    assert!(text.starts_with("Job tournaments/alpaca-dpo-evaluate-miner-a-1-"), "{text}");
+    assert!(text.contains(JOB_UID) && text.contains("kubectl-client-side-apply"), "{text}");
+    assert_eq!(key::<Job>("t-prepare-1"), "Job/t-prepare-1");
+}
