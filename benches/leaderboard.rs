@@ -1,12 +1,14 @@
 //! The leaderboard over a week of records: 20,000 tasks × 15 submissions among 256 miners.
-//! Target (issue 2): at least 2 million submission records per second on one core.
+//! Target (issue 2): at least 2 million submission records per second on one core. Also the
+//! parsing of the same records as `gradients score` reads them.
 
 use chrono::{Duration, TimeZone, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use gradients::mechanism::records::{SubmissionRecord, TaskRecord};
+use gradients::audit;
+use gradients::mechanism::records::{ScoreInput, SubmissionRecord, TaskRecord};
 use gradients::mechanism::{MechanismConfig, TaskType, leaderboard};
 
 fn week_of_records() -> Vec<TaskRecord> {
@@ -53,6 +55,9 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(300_000));
     group.sample_size(10);
     group.bench_function("300k_records", |b| b.iter(|| leaderboard::compute(&config, now, &tasks)));
+    // What `gradients score` adds: reading the export (typed, no value tree).
+    let text = serde_json::to_string(&ScoreInput { now, tasks }).unwrap();
+    group.bench_function("parse_300k_records", |b| b.iter(|| audit::parse_input(&text).unwrap()));
     group.finish();
 }
 

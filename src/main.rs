@@ -1,6 +1,6 @@
 //! The `gradients` command line: one binary, one subcommand per job.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -26,6 +26,9 @@ enum Command {
         /// Published weights to check, as a JSON object `{"miner": weight_u16}`; exit 1 on mismatch.
         #[arg(long)]
         expect: Option<PathBuf>,
+        /// `json` (every task's scores and the standings) or `table` (the standings, for people).
+        #[arg(long, value_enum, default_value = "json")]
+        output: ScoreOutput,
     },
     /// Run the controllers (in a cluster, or from outside one with KUBECONFIG).
     Operator(gradients::operator::Settings),
@@ -99,13 +102,19 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ScoreOutput {
+    Json,
+    Table,
+}
+
 /// Exit code for input the command cannot use.
 const EXIT_BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Score { input, expect } => score(&input, expect.as_deref()),
+        Command::Score { input, expect, output } => score(&input, expect.as_deref(), output),
         Command::Operator(settings) => operator(settings),
         Command::GpuAgent(args) => gpu_agent(args),
         Command::Run(args) => gradients::local::cli::main(args),
@@ -248,7 +257,7 @@ fn synthesize(source: &std::path::Path, seed: Option<u64>, index: u64) -> ExitCo
         Ok(task) => task,
         Err(e) => return fail(&e.to_string(), EXIT_BAD_INPUT),
     };
-    match serde_yaml::to_string(&task) {
+    match serde_norway::to_string(&task) {
         Ok(yaml) => {
             print!("{yaml}");
             ExitCode::SUCCESS
@@ -257,8 +266,7 @@ fn synthesize(source: &std::path::Path, seed: Option<u64>, index: u64) -> ExitCo
     }
 }
 
-/// Host name plus process id: unique enough for a Lease holder outside a cluster.
-fn score(input: &std::path::Path, expect: Option<&std::path::Path>) -> ExitCode {
+fn score(input: &std::path::Path, expect: Option<&std::path::Path>, output: ScoreOutput) -> ExitCode {
     let name = input.display().to_string();
     let text = match read_input(input) {
         Ok(text) => text,
@@ -278,9 +286,16 @@ fn score(input: &std::path::Path, expect: Option<&std::path::Path>) -> ExitCode 
             Err(e) => return fail(&format!("{}: {e}", path.display()), EXIT_BAD_INPUT),
         },
     };
-    match serde_json::to_string_pretty(&report) {
-        Ok(json) => println!("{json}"),
-        Err(e) => return fail(&format!("cannot encode the report: {e}"), 1),
+    let written = {
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+        let written = match output {
+            ScoreOutput::Json => serde_json::to_writer_pretty(&mut out, &report).map_err(std::io::Error::from),
+            ScoreOutput::Table => out.write_all(audit::standings_table(&report).as_bytes()),
+        };
+        written.and_then(|()| writeln!(out)).and_then(|()| out.flush())
+    };
+    if let Err(e) = written {
+        return fail(&format!("cannot write the report: {e}"), 1);
     }
     if problems.is_empty() {
         ExitCode::SUCCESS

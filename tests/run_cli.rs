@@ -13,7 +13,7 @@ fn invalid_task_files_name_the_file_and_the_field_and_start_nothing() {
     let ws = workspace(20);
     let miner = "    - {name: a, strategy: lora-fast}\n";
     let cases = [
-        (task_yaml(miner, "  colour: red\n"), "spec", "unknown field `colour`"),
+        (task_yaml(miner, "  colour: red\n"), "spec.colour", "unknown field `colour`"),
         (task_yaml(miner, "").replace("hours: 0.001", "hours: soon"), "spec.hours", "invalid type"),
         (task_yaml(miner, "").replace("uri: data.jsonl", "uri: missing.jsonl"), "spec.dataset.uri", "missing.jsonl"),
         (
@@ -49,11 +49,9 @@ fn when_every_miner_crashes_or_hangs_the_task_fails_with_reasons_and_scores_are_
     let data = ws.path().join("data-dir");
     let started = Instant::now();
     // hours 0.001 = 3.6 s; the hanging miner is killed 2 s after its deadline.
-    let out = run(
-        &task,
-        &data,
-        &["--python", "/bin/false", "--grace-seconds", "2", "--parallel", "3", "--trust-local-commands"],
-    );
+    let python = fake_python(ws.path());
+    let out =
+        run(&task, &data, &["--python", &python, "--grace-seconds", "2", "--parallel", "3", "--trust-local-commands"]);
     assert!(started.elapsed().as_secs() < 30, "the hang was not cut short");
     assert_eq!(out.status.code(), Some(1), "a failed task exits 1");
     let report = report(&out);
@@ -84,13 +82,15 @@ fn when_every_miner_crashes_or_hangs_the_task_fails_with_reasons_and_scores_are_
 /// A stand-in for the Python package, for tests of the executor alone: `train` writes a
 /// model file, `evaluate` prints a result whose loss is derived from the submission's path.
 const FAKE_PYTHON: &str = r#"#!/bin/sh
+if [ "$2" = gradients_trainer.preflight ]; then echo '{"contract_version": 1}'; exit 0; fi
 cmd="$3"; shift 3
 out=""; sub=""
 while [ $# -gt 0 ]; do
-  case "$1" in --output) out="$2";; --submission) sub="$2";; esac
+  case "$1" in --output) out="$2";; --submission) sub="$2";; --train-data) data="$2";; esac
   shift
 done
 if [ "$cmd" = train ]; then
+  [ -f "$data" ] || { echo "error: --train-data: file not found: $data" >&2; exit 2; }
   mkdir -p "$out/model" && echo weights > "$out/model/model.safetensors"
   echo '{"steps": 3, "final_train_loss": 0.5, "stopped_by_deadline": false}' > "$out/training.json"
   echo '{"event":"progress","step":3,"total_steps":3,"loss":0.5}'
@@ -100,12 +100,30 @@ n=$(printf '%s' "${sub:-base}" | cksum | cut -c1-4)
 echo "{\"ok\": true, \"test_loss\": 1.$n, \"synth_loss\": 1.$n, \"weights_sha256\": \"$n\", \"checks\": []}"
 "#;
 
+fn fake_python(dir: &std::path::Path) -> String {
+    write_executable(dir, "fake-python", FAKE_PYTHON)
+}
+
+/// Written by a child process: a write descriptor held in this process could be inherited by
+/// another test thread's fork for a moment, and exec would then fail with "Text file busy".
+fn write_executable(dir: &std::path::Path, name: &str, text: &str) -> String {
+    use std::io::Write;
+    let path = dir.join(name);
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "cat > \"$0\" && chmod 755 \"$0\""])
+        .arg(&path)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+    path.to_string_lossy().into_owned()
+}
+
 #[test]
 fn runs_share_the_leaderboard_store_and_a_changed_task_does_not_resume_an_old_run() {
     let ws = workspace(20);
-    let python = write(ws.path(), "fake-python", FAKE_PYTHON);
-    std::fs::set_permissions(&python, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let python = python.to_string_lossy().into_owned();
+    let python = fake_python(ws.path());
     let miners = "    - {name: a, strategy: s1}\n    - {name: b, strategy: s2}\n";
     let task = write(ws.path(), "task.yaml", &task_yaml(miners, ""));
     let data = ws.path().join("data-dir");
@@ -128,6 +146,23 @@ fn runs_share_the_leaderboard_store_and_a_changed_task_does_not_resume_an_old_ru
     let out = run(&changed, &data, &["--python", &python, "--run-dir", second_dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("holds a run of a different task"));
+}
+
+#[test]
+fn relative_data_dir_and_python_mean_the_same_from_every_workload() {
+    let ws = workspace(20);
+    fake_python(ws.path());
+    write(ws.path(), "task.yaml", &task_yaml("    - {name: a, strategy: s1}\n", ""));
+    // Workloads run in their own directories; relative paths are the caller's.
+    let out = std::process::Command::new(bin())
+        .current_dir(ws.path())
+        .args(["run", "task.yaml", "--output", "json", "--quiet", "--data-dir", "data", "--python", "./fake-python"])
+        .output()
+        .unwrap();
+    let report = report(&out);
+    assert_eq!(report["phase"], "Succeeded", "{report:#}");
+    assert!(row(&report, "a")["test_loss"].as_f64().is_some(), "{report:#}");
+    assert!(ws.path().join("data/runs/t/weights.json").exists(), "{report:#}");
 }
 
 #[test]
@@ -166,8 +201,7 @@ exit 0
 #[test]
 fn a_trusted_command_cannot_leave_a_daemon_behind_to_forge_results() {
     let ws = workspace(20);
-    let python = write(ws.path(), "fake-python", &FAKE_PYTHON.replace("n=$(", "sleep 1\nn=$("));
-    std::fs::set_permissions(&python, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let python = write_executable(ws.path(), "fake-python", &FAKE_PYTHON.replace("n=$(", "sleep 1\nn=$("));
     let marks = ws.path().join("marks");
     std::fs::create_dir_all(&marks).unwrap();
     let script = ATTACKER.replace("$MARKS", &marks.display().to_string());
@@ -176,11 +210,8 @@ fn a_trusted_command_cannot_leave_a_daemon_behind_to_forge_results() {
         serde_json::to_string(&script).unwrap()
     );
     let task = write(ws.path(), "task.yaml", &task_yaml(&miners, ""));
-    let out = run(
-        &task,
-        &ws.path().join("data-dir"),
-        &["--python", python.to_str().unwrap(), "--parallel", "2", "--trust-local-commands"],
-    );
+    let out =
+        run(&task, &ws.path().join("data-dir"), &["--python", &python, "--parallel", "2", "--trust-local-commands"]);
     let report = report(&out);
     assert!(marks.join("daemon-started").exists(), "the attack did not run: {report:#}");
     // The stand-in evaluator's losses are all 1.xxxx; the forged one is 0.0001.

@@ -56,7 +56,7 @@ fn every_drawn_task_is_a_task_file_gradients_run_accepts() {
 #[test]
 fn the_same_seed_and_index_print_the_same_task_and_the_seed_option_overrides_the_files() {
     let (_ws, source) = example_workspace();
-    let task = |args: &[&str]| -> Task { serde_yaml::from_slice(&synthesize(&source, args).stdout).unwrap() };
+    let task = |args: &[&str]| -> Task { serde_norway::from_slice(&synthesize(&source, args).stdout).unwrap() };
     let same = |a: Task, b: Task| a.spec == b.spec && a.metadata == b.metadata;
     assert!(same(task(&["--index", "3"]), task(&["--index", "3", "--seed", "2025"])), "the file's seed is 2025");
     let drawn: Vec<_> = (0..8).map(|i| task(&["--index", &i.to_string(), "--seed", "1"]).spec).collect();
@@ -72,7 +72,11 @@ fn a_source_that_cannot_draw_names_the_file_and_the_field() {
     let (ws, source) = example_workspace();
     let text = std::fs::read_to_string(&source).unwrap();
     let cases = [
-        (text.replacen("        rewardFunctions:", "        unused:", 1), "spec", "unknown field `unused`"),
+        (
+            text.replacen("        rewardFunctions:", "        unused:", 1),
+            "bad.yaml: spec.catalog.datasets[2].unused: ",
+            "unknown field `unused`",
+        ),
         (
             text.replace("paramsB: 0.0001, taskTypes: [Dpo]", "paramsB: 0, taskTypes: [Dpo]"),
             "spec.catalog.models[1].paramsB",

@@ -275,7 +275,7 @@ mod tests {
     #[test]
     fn a_seed_derived_from_the_uid_fits_the_api_servers_integers() {
         let yaml = "taskType: Dpo\nbaseModel: {uri: /m, paramsB: 3}\ndataset: {uri: /d}\nhours: 1\n";
-        let mut task = Task::new("t", serde_yaml::from_str(yaml).unwrap());
+        let mut task = Task::new("t", serde_norway::from_str(yaml).unwrap());
         let seeds: Vec<u64> = (0..200)
             .map(|i| {
                 task.metadata.uid = Some(format!("4a0c2f6e-{i:04}-4c1e-9d6b-0a7e5b2c9f11"));

@@ -74,7 +74,7 @@ pub fn default_data_dir() -> PathBuf {
 }
 
 /// Exit codes: 0 the task succeeded; 1 it failed (the report says why) or the run broke;
-/// 2 the task file is invalid.
+/// 2 the task file is invalid or the environment cannot run it (nothing is recorded).
 pub fn main(args: RunArgs) -> ExitCode {
     let mut config = TournamentConfig::default();
     config.lifecycle.deadline_grace_s = args.grace_seconds;
@@ -116,7 +116,7 @@ pub fn main(args: RunArgs) -> ExitCode {
             }
             if report.phase == Phase::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
-        Err(e @ RunError::TaskFile(_)) => {
+        Err(e @ (RunError::TaskFile(_) | RunError::Environment(_))) => {
             eprintln!("error: {e}");
             ExitCode::from(2)
         }

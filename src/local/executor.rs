@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::fsio;
 use super::manifest::{self, TaskFileError};
+use super::preflight::{self, EnvironmentError};
 use super::process;
 use super::progress::{Live, Progress};
 use super::report::{self, RunReport};
@@ -50,6 +51,10 @@ pub struct Options {
 pub enum RunError {
     #[error(transparent)]
     TaskFile(#[from] TaskFileError),
+    /// The machine cannot run the task (Python, trainer package, base model, GPUs): found
+    /// before any workload started, or when the package vanished mid-run. Nothing is recorded.
+    #[error(transparent)]
+    Environment(#[from] EnvironmentError),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
     #[error("{0}")]
@@ -69,12 +74,24 @@ struct Running {
     id: WorkloadId,
     child: Child,
     started_at: DateTime<Utc>,
+    /// Run with the validator's interpreter (the reference trainer or the evaluator), not a
+    /// miner's own command.
+    by_validator: bool,
 }
 
-/// Validates the task file, then runs (or resumes) the tournament to its end.
+/// Validates the task file and the environment, then runs (or resumes) the tournament to its end.
 pub fn run(options: &Options) -> Result<RunReport, RunError> {
     let valid = validate::validate(manifest::load(&options.task_file)?)?;
     validate::check_inline_commands(&valid.file, options.trust_local_commands)?;
+    // Workloads run in their own directories: every path they are given is absolute.
+    let absolute = |p: &Path| std::path::absolute(p).map_err(io_err(p));
+    let options = &Options {
+        python: preflight::resolve_program(&options.python),
+        data_dir: absolute(&options.data_dir)?,
+        run_dir: options.run_dir.as_deref().map(absolute).transpose()?,
+        ..options.clone()
+    };
+    preflight::check(&options.python, &valid.file.spec, preflight::requested_gpus())?;
     let run = rundir::choose(&options.data_dir, &valid.file.name, options.run_dir.as_deref())
         .map_err(io_err(&options.data_dir))?;
     Executor::open(options, valid, run)?.drive()
@@ -163,7 +180,10 @@ impl<'a> Executor<'a> {
 
     fn drive(mut self) -> Result<RunReport, RunError> {
         loop {
-            self.reap()?;
+            if let Err(e) = self.reap() {
+                self.kill_all();
+                return Err(e);
+            }
             self.sweep();
             self.launch()?;
             let now = Utc::now();
@@ -182,11 +202,7 @@ impl<'a> Executor<'a> {
             }
             std::thread::sleep(StdDuration::from_millis(200));
         }
-        for running in &mut self.running {
-            process::kill_group(running.child.id());
-            let _ = running.child.wait();
-        }
-        process::sweep_strays(&[]);
+        self.kill_all();
         // A run killed between saving its final state and writing the weights writes them now.
         if self.state.finished_at.is_some() && !self.run.weights().exists() && self.recorded {
             self.emit_weights()?;
@@ -203,6 +219,15 @@ impl<'a> Executor<'a> {
         );
         fsio::write_json(&self.run.report(), &report).map_err(io_err(&self.run.report()))?;
         Ok(report)
+    }
+
+    /// Kills every running workload and whatever they left behind.
+    fn kill_all(&mut self) {
+        for running in &mut self.running {
+            process::kill_group(running.child.id());
+            let _ = running.child.wait();
+        }
+        process::sweep_strays(&[]);
     }
 
     fn observe(&self, now: DateTime<Utc>) -> Observation {
@@ -347,6 +372,7 @@ impl<'a> Executor<'a> {
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
             let now = Utc::now();
+            let by_validator = !matches!(&launch, Launch::Train { command: Some(_), .. });
             let spec = match &launch {
                 Launch::Train { strategy, command, hours, deadline } => {
                     self.contract.training(strategy, command.as_deref(), *hours, *deadline, now, &dir.join("out"))
@@ -373,7 +399,7 @@ impl<'a> Executor<'a> {
                     let ticks = process::start_ticks(pid).unwrap_or(0);
                     fsio::write_atomic(&dir.join("pid"), format!("{pid} {ticks}\n").as_bytes())
                         .map_err(io_err(&dir))?;
-                    self.running.push(Running { id, child, started_at: now });
+                    self.running.push(Running { id, child, started_at: now, by_validator });
                 }
                 Err(e) => {
                     let reason = format!("cannot start {}: {e}", spec.program);
@@ -421,6 +447,20 @@ impl<'a> Executor<'a> {
                     workload::evaluated(&dir, status, running.started_at, finished_at)
                 }
             };
+            // The validator's interpreter lost the package: not the miner's failure. No
+            // result is written, so re-running the command after the fix resumes here.
+            if let WorkloadState::Failed { log_tail, .. } = &state
+                && running.by_validator
+                && preflight::package_missing(log_tail)
+            {
+                return Err(RunError::Environment(EnvironmentError {
+                    what: format!(
+                        "{} stopped: {} can no longer import gradients_trainer",
+                        running.id, self.contract.python
+                    ),
+                    cause: log_tail.clone(),
+                }));
+            }
             self.finish(running.id, state)?;
         }
         Ok(())

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::api::task::TaskSpec;
 
@@ -29,11 +30,11 @@ impl TaskFileError {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Manifest {
+struct Manifest<S> {
     api_version: String,
     kind: String,
     metadata: Metadata,
-    spec: TaskSpec,
+    spec: S,
 }
 
 #[derive(Debug, Deserialize)]
@@ -41,7 +42,7 @@ struct Metadata {
     name: String,
     // Labels, annotations, namespace: meaningful to Kubernetes, ignored here.
     #[serde(flatten)]
-    _other: BTreeMap<String, serde_yaml::Value>,
+    _other: BTreeMap<String, serde_norway::Value>,
 }
 
 /// A parsed task file with its local paths resolved.
@@ -55,13 +56,22 @@ pub struct TaskFile {
     pub text: String,
 }
 
-/// Reads and parses a task file: YAML syntax, unknown fields and wrong types are reported
-/// with the field's path.
-pub fn load(path: &Path) -> Result<TaskFile, TaskFileError> {
+/// A manifest file as written: its `metadata.name`, its typed `spec` and its text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document<S> {
+    pub name: String,
+    pub spec: S,
+    pub text: String,
+}
+
+/// Reads a manifest of `kind` (a task file, a `TaskSource` file): YAML syntax, unknown fields
+/// and wrong types are reported with the field's path.
+pub fn read<S: DeserializeOwned>(path: &Path, kind: &str) -> Result<Document<S>, TaskFileError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| TaskFileError::Unreadable { file: file.clone(), message: e.to_string() })?;
-    let manifest: Manifest = serde_yaml::from_str(&text).map_err(|e| yaml_error(path, &e))?;
+    let manifest: Manifest<S> = serde_path_to_error::deserialize(serde_norway::Deserializer::from_str(&text))
+        .map_err(|e| yaml_error(path, &e))?;
     if manifest.api_version != API_VERSION {
         return Err(TaskFileError::invalid(
             path,
@@ -69,27 +79,39 @@ pub fn load(path: &Path) -> Result<TaskFile, TaskFileError> {
             format!("expected {API_VERSION}, found {:?}", manifest.api_version),
         ));
     }
-    if manifest.kind != KIND {
-        return Err(TaskFileError::invalid(path, "kind", format!("expected {KIND}, found {:?}", manifest.kind)));
+    if manifest.kind != kind {
+        return Err(TaskFileError::invalid(path, "kind", format!("expected {kind}, found {:?}", manifest.kind)));
     }
+    Ok(Document { name: manifest.metadata.name, spec: manifest.spec, text })
+}
+
+/// Reads and parses a task file, its local paths resolved.
+pub fn load(path: &Path) -> Result<TaskFile, TaskFileError> {
+    let Document { name, spec, text } = read::<TaskSpec>(path, KIND)?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
-    let mut spec = manifest.spec;
+    let mut spec = spec;
     spec.base_model.uri = resolve(path, &dir, "spec.baseModel.uri", &spec.base_model.uri)?;
     spec.dataset.uri = resolve(path, &dir, "spec.dataset.uri", &spec.dataset.uri)?;
     if let Some(uri) = spec.dataset.synthetic_uri.take() {
         spec.dataset.synthetic_uri = Some(resolve(path, &dir, "spec.dataset.syntheticUri", &uri)?);
     }
-    Ok(TaskFile { path: path.to_path_buf(), name: manifest.metadata.name, spec, text })
+    Ok(TaskFile { path: path.to_path_buf(), name, spec, text })
 }
 
-/// serde_yaml says "spec.dataset: unknown field `x`, expected … at line 7 column 5":
-/// split the path off as the field when there is one.
-fn yaml_error(path: &Path, error: &serde_yaml::Error) -> TaskFileError {
-    let message = error.to_string();
-    match message.split_once(": ") {
-        Some((field, rest)) if !field.contains(' ') && !field.is_empty() => TaskFileError::invalid(path, field, rest),
-        _ => TaskFileError::invalid(path, "(document)", message),
+/// The field is the path serde_path_to_error tracked (`spec.baseModel.paramsB`); the message
+/// is the YAML library's, without the path it may have put in front.
+fn yaml_error(path: &Path, error: &serde_path_to_error::Error<serde_norway::Error>) -> TaskFileError {
+    let field = error.path().to_string();
+    let message = error.inner().to_string();
+    // serde_norway puts its own (shorter) path in front: `spec: unknown field …`.
+    let message = match message.split_once(": ") {
+        Some((own, rest)) if !own.contains(' ') && field.starts_with(own) => rest.to_string(),
+        _ => message,
+    };
+    match field.as_str() {
+        "" | "." => TaskFileError::invalid(path, "(document)", message),
+        _ => TaskFileError::invalid(path, &field, message),
     }
 }
 
@@ -154,7 +176,7 @@ mod tests {
     fn errors_name_the_file_and_the_field() {
         let dir = tempfile::tempdir().unwrap();
         let cases = [
-            (GOOD.replace("hours: 0.01", "hours: 0.01\n  colour: red"), "spec", "unknown field `colour`"),
+            (GOOD.replace("hours: 0.01", "hours: 0.01\n  colour: red"), "spec.colour", "unknown field `colour`"),
             (GOOD.replace("paramsB: 0.1", "paramsB: big"), "spec.baseModel.paramsB", "invalid type"),
             (GOOD.replace("uri: base,", "uri: s3://bucket/base,"), "spec.baseModel.uri", "s3://"),
             (
@@ -163,6 +185,15 @@ mod tests {
                 "GRADIENTS_TEST_UNSET_VAR",
             ),
             (GOOD.replace("kind: Task", "kind: Job"), "kind", "expected Task"),
+            (
+                GOOD.replace("miners: [{name: a, strategy: lora-fast}]", "miners: [{name: a, strategy: [x]}]"),
+                "spec.miners[0].strategy",
+                "invalid type",
+            ),
+            (GOOD.replace("spec:\n", "spec: [\n"), "spec", "invalid type: sequence"),
+            // A syntax error is reported where the parser stopped, with the line it began on.
+            (GOOD.replace("name: t", "name: \"t"), "metadata.name", "scanning a quoted scalar at line 4"),
+            ("[1, 2]\n".to_string(), "(document)", "invalid type: sequence"),
         ];
         for (text, field, message) in cases {
             let err = load(&write(dir.path(), &text)).unwrap_err();

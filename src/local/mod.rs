@@ -7,6 +7,7 @@
 //! - [`crate::dataset`] (shared with the operator): reading datasets and writing the split;
 //! - [`executor`]: the observe → decide → apply loop; [`process`] its children (process
 //!   groups, deadlines), [`workload`] the trainer/evaluator command lines and results;
+//! - [`preflight`]: the Python environment, base model and GPUs, checked before any workload;
 //! - [`rundir`], [`store`], [`fsio`]: crash-safe state (run directory, leaderboard store);
 //! - [`progress`], [`report`]: what the user sees.
 
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod executor;
 pub mod fsio;
 pub mod manifest;
+pub mod preflight;
 pub mod process;
 pub mod progress;
 pub mod report;

@@ -4,7 +4,6 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Duration, Utc};
@@ -45,7 +44,7 @@ impl Store {
     /// Adds `record` (replacing a record with the same id) and drops records older than
     /// `keep_days` before it, so the file stays bounded.
     pub fn upsert(&self, record: &TaskRecord, keep_days: u32) -> io::Result<()> {
-        let _lock = Lock::take(&self.path.with_extension("lock"))?;
+        let _lock = lock(&self.path.with_extension("lock"))?;
         let mut tasks = self.load()?;
         let horizon: DateTime<Utc> = record.finished_at - Duration::days(i64::from(keep_days) + 1);
         tasks.retain(|t| t.id != record.id && t.finished_at >= horizon);
@@ -82,30 +81,15 @@ impl Store {
     }
 }
 
-/// An exclusive `flock` held until dropped, so concurrent runs never lose each other's records.
-struct Lock(File);
-
-impl Lock {
-    fn take(path: &Path) -> io::Result<Self> {
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        let file = File::options().create(true).truncate(false).write(true).open(path)?;
-        // SAFETY: flock on a descriptor we own; released when the file closes.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Lock(file))
+/// Takes an exclusive lock (std's `File::lock`, an `flock` on Unix), held until the returned
+/// file is dropped, so concurrent runs never lose each other's records.
+fn lock(path: &Path) -> io::Result<File> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
     }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        // SAFETY: as above; closing the file would release it too.
-        unsafe {
-            libc::flock(self.0.as_raw_fd(), libc::LOCK_UN);
-        }
-    }
+    let file = File::options().create(true).truncate(false).write(true).open(path)?;
+    file.lock()?;
+    Ok(file)
 }
 
 #[cfg(test)]
@@ -139,5 +123,21 @@ mod tests {
         store.upsert(&record("c", 20), 7).unwrap();
         assert_eq!(store.load().unwrap().len(), 1);
         assert!(store.contains("c").unwrap());
+    }
+
+    #[test]
+    fn concurrent_writers_lose_no_record() {
+        let dir = tempfile::tempdir().unwrap();
+        std::thread::scope(|scope| {
+            for writer in 0..4 {
+                let store = Store::new(dir.path());
+                scope.spawn(move || {
+                    for n in 0..10 {
+                        store.upsert(&record(&format!("w{writer}-{n}"), 20), 7).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(Store::new(dir.path()).load().unwrap().len(), 40);
     }
 }

@@ -34,7 +34,7 @@ pub struct Context {
     pub recorder: Recorder,
     /// File sink for weights, when configured.
     pub weights_file: Option<PathBuf>,
-    backoff: Mutex<HashMap<String, u32>>,
+    backoff: Mutex<Backoffs>,
 }
 
 impl Context {
@@ -57,7 +57,7 @@ impl Context {
             tournament,
             metrics,
             weights_file,
-            backoff: Mutex::new(HashMap::new()),
+            backoff: Mutex::new(Backoffs::default()),
         })
     }
 
@@ -75,7 +75,7 @@ impl Context {
         let result = reconcile.await;
         self.metrics.durations.with_label_values(&[controller]).observe(started.elapsed().as_secs_f64());
         if result.is_ok() {
-            self.backoff.lock().map(|mut b| b.remove(&key)).ok();
+            self.backoff.lock().map(|mut b| b.succeeded(&key)).ok();
         }
         result
     }
@@ -83,15 +83,7 @@ impl Context {
     /// Exponential per-object backoff, 2 s doubling up to 5 min, reset by the next success.
     pub fn error_policy(&self, controller: &'static str, key: String, error: &Error) -> Action {
         self.metrics.errors.with_label_values(&[controller, error.category()]).inc();
-        let failures = self
-            .backoff
-            .lock()
-            .map(|mut b| {
-                let n = b.entry(key.clone()).or_insert(0);
-                *n = n.saturating_add(1);
-                *n
-            })
-            .unwrap_or(1);
+        let failures = self.backoff.lock().map(|mut b| b.failed(&key, Instant::now())).unwrap_or(1);
         let delay = backoff(failures);
         tracing::warn!(controller, object = %key, category = error.category(), %error, retry_in = ?delay, "reconcile failed");
         Action::requeue(delay)
@@ -138,6 +130,33 @@ impl Context {
         if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "cannot publish event");
         }
+    }
+}
+
+/// Failures in a row per object. An object that keeps failing is retried within 5 minutes, so
+/// an entry not touched for twice that belongs to an object that was deleted (no success
+/// ever comes to remove it): such entries are dropped, and the map stays as large as the set
+/// of objects failing now.
+#[derive(Debug, Default)]
+struct Backoffs {
+    failures: HashMap<String, (u32, Instant)>,
+}
+
+/// Twice the longest delay.
+const STALE: Duration = Duration::from_secs(600);
+
+impl Backoffs {
+    /// Counts a failure of `key` at `now`; returns its failures in a row.
+    fn failed(&mut self, key: &str, now: Instant) -> u32 {
+        self.failures.retain(|_, (_, last)| now.saturating_duration_since(*last) < STALE);
+        let entry = self.failures.entry(key.to_string()).or_insert((0, now));
+        entry.0 = entry.0.saturating_add(1);
+        entry.1 = now;
+        entry.0
+    }
+
+    fn succeeded(&mut self, key: &str) {
+        self.failures.remove(key);
     }
 }
 
@@ -224,6 +243,22 @@ pub fn log_stream_errors<T, E: std::fmt::Display>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoffs_count_failures_in_a_row_and_forget_deleted_objects() {
+        let start = Instant::now();
+        let mut b = Backoffs::default();
+        assert_eq!(b.failed("ns/a", start), 1);
+        assert_eq!(b.failed("ns/a", start + Duration::from_secs(2)), 2);
+        assert_eq!(b.failed("ns/gone", start + Duration::from_secs(3)), 1);
+        b.succeeded("ns/a");
+        assert_eq!(b.failed("ns/a", start + Duration::from_secs(4)), 1, "a success resets");
+        // Much later: the deleted object's entry is gone, the failing one counts on.
+        assert_eq!(b.failed("ns/a", start + Duration::from_secs(300)), 2);
+        assert_eq!(b.failed("ns/a", start + Duration::from_secs(700)), 3);
+        assert!(!b.failures.contains_key("ns/gone"), "{:?}", b.failures);
+        assert_eq!(b.failures.len(), 1);
+    }
 
     #[test]
     fn backoff_doubles_up_to_five_minutes() {

@@ -10,11 +10,11 @@ fn now() -> DateTime<Utc> {
 }
 
 fn workloads() -> WorkloadConfig {
-    serde_yaml::from_str(include_str!("../../tests/fixtures/workloads/config.yaml")).unwrap()
+    serde_norway::from_str(include_str!("../../tests/fixtures/workloads/config.yaml")).unwrap()
 }
 
 fn task() -> Task {
-    serde_yaml::from_str(
+    serde_norway::from_str(
         "apiVersion: gradients.io/v1alpha1
 kind: Task
 metadata: {name: t1, namespace: ns, uid: u-1, generation: 2}

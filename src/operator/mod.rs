@@ -79,7 +79,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(&settings.config).map_err(|e| anyhow::anyhow!("{}: {e}", settings.config.display()))?;
     let workloads: WorkloadConfig =
-        serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", settings.config.display()))?;
+        serde_norway::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", settings.config.display()))?;
     let client = client(settings.impersonate.as_deref()).await?;
 
     let (stop_sender, stop_receiver) = tokio::sync::watch::channel(false);

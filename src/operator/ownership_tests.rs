@@ -11,12 +11,12 @@ use crate::workloads::{WorkloadConfig, evaluator};
 const JOB_UID: &str = "11111111-2222-4333-8444-555555555555";
 
 fn config() -> WorkloadConfig {
-    serde_yaml::from_str(include_str!("../../tests/fixtures/workloads/config.yaml")).unwrap()
+    serde_norway::from_str(include_str!("../../tests/fixtures/workloads/config.yaml")).unwrap()
 }
 
 /// The evaluation Job as the API server returns it after the operator created it.
 fn job() -> Job {
-    let task: Task = serde_yaml::from_str(include_str!("../../tests/fixtures/workloads/task.yaml")).unwrap();
+    let task: Task = serde_norway::from_str(include_str!("../../tests/fixtures/workloads/task.yaml")).unwrap();
     let mut job = evaluator::evaluation_job(
         &task,
         "miner-a",

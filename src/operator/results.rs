@@ -53,7 +53,7 @@ mod tests {
 
     #[test]
     fn only_complete_evaluations_are_records_and_failed_results_have_no_losses() {
-        let mut evaluation: Evaluation = serde_yaml::from_str(
+        let mut evaluation: Evaluation = serde_norway::from_str(
             "metadata: {name: t1, namespace: ns}
 spec: {task: t1, taskType: Dpo, origin: Organic, baseModelUri: /m, baseModelParamsB: 3, hours: 1,
        dataUri: /d, gpuClass: h100, submissions: []}",

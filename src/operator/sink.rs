@@ -53,14 +53,10 @@ pub async fn to_config_map(client: &Client, leaderboard: &Leaderboard, weights: 
     Ok(format!("configmap/{name}"))
 }
 
-/// Writes the weights atomically (a temporary file renamed over the old one).
+/// Writes the weights atomically and durably (the run directory's helper: a synced temporary
+/// file renamed over the old one, then the directory synced).
 pub fn to_file(path: &Path, weights: &Weights) -> Result<String> {
     let sink_error = |e: std::io::Error| Error::Sink { sink: path.display().to_string(), message: e.to_string() };
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(sink_error)?;
-    }
-    let temporary = path.with_extension("tmp");
-    std::fs::write(&temporary, serde_json::to_vec_pretty(weights)?).map_err(sink_error)?;
-    std::fs::rename(&temporary, path).map_err(sink_error)?;
+    crate::local::fsio::write_atomic(path, &serde_json::to_vec_pretty(weights)?).map_err(sink_error)?;
     Ok(format!("file:{}", path.display()))
 }

@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use kube::api::ObjectMeta;
-use serde::Deserialize;
 
 use super::{Draw, SourceError, draw, labels};
 use crate::api::Task;
 use crate::api::task_source::TaskSourceSpec;
 
-/// The same group/version as a task file: one definition.
-pub use crate::local::manifest::API_VERSION;
+use crate::local::manifest::{self, TaskFileError};
+
+/// Its apiVersion is the task file's (`manifest::API_VERSION`), read by the same loader.
 pub const KIND: &str = "TaskSource";
 
 /// Why a source file gives no Task; every message names the file and the field.
@@ -24,22 +24,6 @@ pub enum FileError {
     Invalid { file: String, source: SourceError },
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Manifest {
-    api_version: String,
-    kind: String,
-    metadata: Metadata,
-    spec: TaskSourceSpec,
-}
-
-#[derive(Debug, Deserialize)]
-struct Metadata {
-    name: String,
-    #[serde(flatten)]
-    _other: BTreeMap<String, serde_yaml::Value>,
-}
-
 /// A source read from a file: its name and spec.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceFile {
@@ -47,22 +31,15 @@ pub struct SourceFile {
     pub spec: TaskSourceSpec,
 }
 
+/// Reads a source file; its errors name the field (`spec.catalog.models[1].paramsB`).
 pub fn load(path: &Path) -> Result<SourceFile, FileError> {
-    let file = path.display().to_string();
-    let unreadable = |message: String| FileError::Unreadable { file: file.clone(), message };
-    let invalid = |field: &str, message: String| FileError::Invalid {
-        file: file.clone(),
-        source: SourceError::Invalid { field: field.to_string(), message },
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
-    let manifest: Manifest = serde_yaml::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
-    if manifest.api_version != API_VERSION {
-        return Err(invalid("apiVersion", format!("expected {API_VERSION}, found {:?}", manifest.api_version)));
-    }
-    if manifest.kind != KIND {
-        return Err(invalid("kind", format!("expected {KIND}, found {:?}", manifest.kind)));
-    }
-    Ok(SourceFile { name: manifest.metadata.name, spec: manifest.spec })
+    let document = manifest::read::<TaskSourceSpec>(path, KIND).map_err(|e| match e {
+        TaskFileError::Unreadable { file, message } => FileError::Unreadable { file, message },
+        TaskFileError::Invalid { file, field, message } => {
+            FileError::Invalid { file, source: SourceError::Invalid { field, message } }
+        }
+    })?;
+    Ok(SourceFile { name: document.name, spec: document.spec })
 }
 
 /// The Task of draw `index` of the source in `path`, with `seed` (default: the file's).

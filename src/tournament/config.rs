@@ -82,7 +82,7 @@ mod tests {
                         defaultGpuClass: h100\nartifacts: pvc://a\n\
                         lifecycle:\n  pendingTimeoutS: null\n  maxAttempts: 5\n  deadlineGraceS: 60\n\
                         \x20 evaluationTimeoutS: 7\n  prepareTimeoutS: 8\n";
-        let config: WorkloadConfig = serde_yaml::from_str(rendered).expect("the chart's lifecycle keys parse");
+        let config: WorkloadConfig = serde_norway::from_str(rendered).expect("the chart's lifecycle keys parse");
         let lifecycle = config.lifecycle.expect("lifecycle section");
         assert_eq!(lifecycle.pending_timeout_s, None);
         assert_eq!(
@@ -98,7 +98,7 @@ mod tests {
 
     #[test]
     fn a_misspelt_lifecycle_key_is_refused_by_name() {
-        let error = serde_yaml::from_str::<super::LifecycleConfig>("pendingTimeout: 5").unwrap_err().to_string();
+        let error = serde_norway::from_str::<super::LifecycleConfig>("pendingTimeout: 5").unwrap_err().to_string();
         assert!(error.contains("unknown field `pendingTimeout`") && error.contains("pendingTimeoutS"), "{error}");
     }
 }

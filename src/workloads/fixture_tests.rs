@@ -15,11 +15,11 @@ fn fixture_dir() -> PathBuf {
 fn load<T: serde::de::DeserializeOwned>(name: &str) -> T {
     let path = fixture_dir().join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn assert_matches_fixture<T: Serialize>(object: &T, name: &str) {
-    let rendered = serde_yaml::to_string(object).expect("serialize");
+    let rendered = serde_norway::to_string(object).expect("serialize");
     let path = fixture_dir().join(name);
     if std::env::var_os("GRADIENTS_BLESS").is_some() {
         std::fs::write(&path, &rendered).expect("write fixture");

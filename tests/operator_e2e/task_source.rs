@@ -133,7 +133,7 @@ fn local_draw(file: &std::path::Path, index: u64) -> Task {
         .output()
         .unwrap();
     assert!(output.status.success(), "synthesize: {}", String::from_utf8_lossy(&output.stderr));
-    serde_yaml::from_slice(&output.stdout).unwrap()
+    serde_norway::from_slice(&output.stdout).unwrap()
 }
 
 #[tokio::test]
