@@ -99,7 +99,9 @@ async fn reconcile_source(guarded: Arc<DeserializeGuard<TaskSource>>, ctx: Arc<C
             let pending = submissions
                 .iter()
                 .filter(|s| {
-                    s.spec.task == task && s.status.as_ref().map(|st| st.phase) == Some(SubmissionPhase::Pending)
+                    // A trainer not yet observed (no status) does not run either: counting it
+                    // closes the window in which a just-staffed organic Task looked satisfied.
+                    s.spec.task == task && s.status.as_ref().is_none_or(|st| st.phase == SubmissionPhase::Pending)
                 })
                 .count();
             plan::organic_waiting(t.phase(), pending).map(|why| (task, why))
