@@ -59,6 +59,10 @@ fn prints_the_call_by_uid_and_reports_the_unregistered_miner() {
     // (Eve's) is not registered, so uid 0 (another hotkey) gets nothing either.
     assert_eq!(args["dests"], serde_json::json!([1, 2, 4]));
     assert_eq!(args["weights"], serde_json::json!([65535, 58973, 6167]));
+    // The same call as SCALE bytes (from the bundled mainnet metadata): pallet 7, call 119,
+    // netuid 56 (u16), mecid 0, dests and weights (compact length 3, u16 each), version key (u64).
+    let call_data = "0x07773800000c0100020004000cffff5de6171808aa980000000000";
+    assert_eq!(plan["call_data"], call_data);
     assert_eq!(plan["unregistered"], serde_json::json!(["5K-erin"]));
     assert!(stderr(&out).contains("no weight for 5K-erin (hotkey has no uid on the subnet)"), "{}", stderr(&out));
 

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
+use super::call_data;
 use super::push::{self, ChainParams, PushError};
 use crate::audit;
 use crate::mechanism::MechanismConfig;
@@ -128,7 +129,12 @@ fn dry_run(args: &PushArgs) -> Result<push::Plan, PushError> {
         (Some(n), None) => params.subnetwork_n = Some(n),
         _ => {}
     }
-    push::plan(&standings, &hotkeys, &uids, args.netuid, args.mechanism_id, params)
+    let mut plan = push::plan(&standings, &hotkeys, &uids, args.netuid, args.mechanism_id, params)?;
+    let bytes = call_data::metadata(call_data::FINNEY_METADATA)
+        .and_then(|md| call_data::set_mechanism_weights(&md, &plan.call.args))
+        .map_err(|e| PushError::File { file: "call data".into(), message: e.to_string() })?;
+    plan.call_data = Some(format!("0x{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()));
+    Ok(plan)
 }
 
 /// The file's text, named by its flag and path in errors; `-` is stdin.

@@ -204,6 +204,10 @@ pub struct MinerOnChain {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
     pub call: Call,
+    /// The call's SCALE bytes as hex, encoded from the bundled mainnet metadata
+    /// (`call_data.rs`); the CLI fills it in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_data: Option<String>,
     /// Every leaderboard miner, by name.
     pub miners: Vec<MinerOnChain>,
     /// Miners whose hotkey has no uid on the subnet (never or no longer registered): no weight.
@@ -262,6 +266,7 @@ pub fn plan(
     let args = SetMechanismWeights { netuid, mecid, dests: out.dests, weights: out.weights, version_key };
     Ok(Plan {
         call: Call { pallet: PALLET, call: CALL, args },
+        call_data: None,
         miners,
         unregistered,
         without_hotkey,

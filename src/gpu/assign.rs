@@ -50,6 +50,22 @@ impl fmt::Display for Assignment {
     }
 }
 
+/// The devices a run may hand out: all of them, or those its own `CUDA_VISIBLE_DEVICES` lists
+/// (by NVML index or UUID, as the user wrote them; `-1` or empty: none).
+pub fn visible(devices: &[GpuDevice], cuda_visible_devices: Option<&str>) -> Vec<GpuDevice> {
+    let Some(list) = cuda_visible_devices.map(str::trim) else {
+        let mut all = devices.to_vec();
+        all.sort_by_key(|d| d.index);
+        return all;
+    };
+    list.split(',')
+        .map(str::trim)
+        .take_while(|entry| !entry.is_empty() && *entry != "-1")
+        .filter_map(|entry| devices.iter().find(|d| d.uuid == entry || d.index.to_string() == entry))
+        .cloned()
+        .collect()
+}
+
 /// Gives each request, in order, its own GPUs from those not `in_use` (UUIDs) nor given to an
 /// earlier request.
 pub fn assign(devices: &[GpuDevice], in_use: &BTreeSet<String>, requests: &[Request]) -> Vec<(String, Assignment)> {
@@ -128,6 +144,25 @@ mod tests {
                 .collect();
             let expected: Vec<Option<String>> = expected.into_iter().map(|e| e.map(str::to_string)).collect();
             assert_eq!(got, expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_runs_own_cuda_visible_devices_limits_what_it_hands_out() {
+        let cases = [
+            (None, vec![0, 1, 2, 3]),
+            (Some("2,0"), vec![2, 0]),
+            (Some("GPU-3"), vec![3]),
+            (Some(" 1 , GPU-2 "), vec![1, 2]),
+            (Some(""), vec![]),
+            (Some("-1"), vec![]),
+            // CUDA stops at the first invalid entry; so does this.
+            (Some("0,-1,2"), vec![0]),
+            (Some("7"), vec![]),
+        ];
+        for (list, expected) in cases {
+            let got: Vec<u32> = visible(&machine(4), list).iter().map(|d| d.index).collect();
+            assert_eq!(got, expected, "{list:?}");
         }
     }
 
