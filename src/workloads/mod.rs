@@ -177,6 +177,34 @@ pub(crate) fn restricted_pod_security() -> PodSecurityContext {
 }
 
 /// The restricted profile for a container: no privilege escalation, no capabilities.
+/// A container of the operator's own image (preparation, seal): requests equal limits, a
+/// read-only root, its report in the termination message.
+pub(crate) fn operator_container(
+    name: &str,
+    args: Vec<String>,
+    amounts: std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    volume_mounts: Vec<k8s_openapi::api::core::v1::VolumeMount>,
+    config: &WorkloadConfig,
+) -> k8s_openapi::api::core::v1::Container {
+    k8s_openapi::api::core::v1::Container {
+        name: name.to_string(),
+        image: Some(config.operator_image.clone()),
+        image_pull_policy: config.image_pull_policy.clone(),
+        args: Some(args),
+        env: Some(env(Vec::new())),
+        resources: Some(k8s_openapi::api::core::v1::ResourceRequirements {
+            requests: Some(amounts.clone()),
+            limits: Some(amounts),
+            ..Default::default()
+        }),
+        security_context: Some(restricted_container_security(true)),
+        termination_message_path: Some(contract::TERMINATION_MESSAGE_PATH.to_string()),
+        termination_message_policy: Some("File".to_string()),
+        volume_mounts: Some(volume_mounts),
+        ..Default::default()
+    }
+}
+
 pub(crate) fn restricted_container_security(read_only_root: bool) -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),

@@ -2,7 +2,7 @@
 //! image copies the output where only the evaluator reads it and reports the tree digest.
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{Container, PodTemplateSpec, ResourceRequirements};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -54,23 +54,7 @@ pub fn seal_job(
                 spec: Some(super::locked_down_pod(
                     (!config.prepare.node_selector.is_empty()).then(|| config.prepare.node_selector.clone()),
                     (!config.prepare.tolerations.is_empty()).then(|| config.prepare.tolerations.clone()),
-                    Container {
-                        name: SEAL_CONTAINER.to_string(),
-                        image: Some(config.operator_image.clone()),
-                        image_pull_policy: config.image_pull_policy.clone(),
-                        args: Some(args),
-                        env: Some(super::env(Vec::new())),
-                        resources: Some(ResourceRequirements {
-                            requests: Some(amounts.clone()),
-                            limits: Some(amounts),
-                            ..ResourceRequirements::default()
-                        }),
-                        security_context: Some(super::restricted_container_security(true)),
-                        termination_message_path: Some(TERMINATION_MESSAGE_PATH.to_string()),
-                        termination_message_policy: Some("File".to_string()),
-                        volume_mounts: Some(volume_mounts),
-                        ..Container::default()
-                    },
+                    super::operator_container(SEAL_CONTAINER, args, amounts, volume_mounts, config),
                     volumes,
                 )),
             },
