@@ -277,7 +277,8 @@ async fn tournaments_run_in_real_containers_and_survive_upgrade_and_restart() {
     let instruct = evaluations.get("instruct").await.unwrap();
     let results = instruct.status.clone().unwrap().results;
     let task = Api::<Task>::namespaced(cluster.client.clone(), &ns).get("instruct").await.unwrap();
-    let winner = task.status.unwrap().result.unwrap().winner.expect("a winner");
+    let status = task.status.unwrap();
+    let winner = status.result.clone().unwrap().winner.expect("a winner");
     let loss = |miner: &str| {
         results
             .iter()
@@ -285,7 +286,18 @@ async fn tournaments_run_in_real_containers_and_survive_upgrade_and_restart() {
             .and_then(|r| r.test_loss)
             .unwrap_or_else(|| panic!("{miner}: {results:?}"))
     };
-    assert!(loss(&winner) < loss("base-model"), "the winner beats the untrained base model: {results:#?}");
+    // The untrained base model is a reference row: it is kept in the Task's lifecycle state,
+    // never among the miners' results.
+    let base = status
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.entrant(gradients::tournament::BASE_MODEL))
+        .and_then(|e| match e.evaluation.output() {
+            Some(gradients::tournament::WorkOutput::Evaluated(report)) => report.test_loss,
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("the base model's evaluation: {:?}", status.lifecycle));
+    assert!(loss(&winner) < base, "the winner beats the untrained base model ({base}): {results:#?}");
     let pods = assert_real_pods_one_per_job(&cluster, &ns).await;
     let trainers: Vec<&Pod> =
         pods.iter().filter(|p| p.labels().get("gradients.io/role").map(String::as_str) == Some("trainer")).collect();
