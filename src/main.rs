@@ -127,10 +127,13 @@ fn main() -> ExitCode {
             columns,
             reward_functions,
             termination_message_path,
-        } => prepare(
-            PrepareOptions { task_type, dataset, synthetic, output, seed, columns, reward_functions },
-            termination_message_path,
-        ),
+        } => {
+            let options = PrepareOptions { task_type, dataset, synthetic, output, seed, columns, reward_functions };
+            let limits = gradients::seal::Limits::default();
+            let work = || prepare(options, termination_message_path);
+            gradients::storage::workload::around(&limits, work, |code| *code == ExitCode::SUCCESS)
+                .unwrap_or_else(|e| fail(&e.to_string(), 1))
+        }
         Command::Seal { input, output, max_file_bytes, max_total_bytes, max_files, termination_message_path } => {
             let limits = gradients::seal::Limits { max_file_bytes, max_total_bytes, max_files };
             seal(&input, &output, &limits, termination_message_path.as_deref())
@@ -232,7 +235,7 @@ fn seal(
     message: Option<&std::path::Path>,
 ) -> ExitCode {
     use gradients::seal::{SealError, SealReport};
-    let (report, code) = match gradients::seal::seal(input, output, limits) {
+    let (report, code) = match gradients::storage::workload::seal(input, output, limits) {
         Ok(manifest) => {
             let bytes = manifest.files.iter().map(|f| f.size).sum();
             (

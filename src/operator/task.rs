@@ -276,7 +276,9 @@ async fn execute(
     let name = task.name_any();
     match action {
         Action::PrepareDataset { id, seed } => {
-            children.create(client, &prepare::prepare_job(task, id.attempt, *seed, &ctx.workloads)?).await?;
+            let access = ctx.object_access(&[&task.spec.dataset.uri]).await?;
+            let job = prepare::prepare_job(task, id.attempt, *seed, &ctx.workloads, access.as_ref())?;
+            children.create(client, &job).await?;
         }
         Action::StartTraining { id, entrant, strategy, hours, deadline } => {
             let submission = lifecycle::build_submission(
@@ -294,7 +296,16 @@ async fn execute(
         Action::StartSeal { id, entrant, training } => {
             let (output, sealed) = lifecycle::seal_locations(&ctx.workloads, &namespace, &name, training);
             let job_name = crate::workloads::workload_name(&name, id);
-            let job = seal::seal_job(task, job_name, entrant, id.attempt, &output, &sealed, &ctx.workloads)?;
+            let access = ctx.object_access(&[]).await?;
+            let job = seal::seal_job(
+                task,
+                job_name,
+                entrant,
+                id.attempt,
+                (&output, &sealed),
+                &ctx.workloads,
+                access.as_ref(),
+            )?;
             children.create(client, &job).await?;
         }
         Action::StartEvaluation { id, entrant, submission } => {
@@ -306,7 +317,8 @@ async fn execute(
                 }
                 None => Evaluated::BaseModel,
             };
-            let job = evaluator::evaluation_job(task, entrant, id.attempt, evaluated, &ctx.workloads)?;
+            let access = ctx.object_access(&[&task.spec.base_model.uri]).await?;
+            let job = evaluator::evaluation_job(task, entrant, id.attempt, evaluated, &ctx.workloads, access.as_ref())?;
             children.create(client, &job).await?;
         }
         Action::StopWorkload { id, reason } => {
