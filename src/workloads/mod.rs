@@ -11,6 +11,7 @@ pub mod network_policy;
 pub mod prepare;
 pub mod seal;
 pub mod trainer;
+mod view;
 
 use std::collections::BTreeMap;
 
@@ -24,6 +25,7 @@ use sha2::{Digest, Sha256};
 
 pub use config::{ArtifactStore, GpuClass, SourceNotAllowed, WorkloadConfig};
 pub use contract::{TERMINATION_MESSAGE_PATH, cli_task_type, columns_arg};
+pub(crate) use view::ArtifactView;
 
 /// Labels every workload carries; selectors and the NetworkPolicy rely on them.
 pub mod labels {
@@ -57,6 +59,10 @@ pub enum BuildError {
     OutsideTask { object: String, field: &'static str, uri: String },
     #[error("{object}: spec.args: {why}")]
     MinerArguments { object: String, why: String },
+    /// The object store cannot be used as configured (no `objectStore`, no credentials, a
+    /// source the operator could not list): fixed by the configuration, not by the object.
+    #[error("object store: {0}")]
+    ObjectStore(String),
 }
 
 impl BuildError {
@@ -75,6 +81,7 @@ impl BuildError {
             BuildError::SourceNotAllowed(..) => "SourceNotAllowed",
             BuildError::OutsideTask { .. } => "OutsideTask",
             BuildError::MinerArguments { .. } => "MinerArguments",
+            BuildError::ObjectStore(..) => "ObjectStore",
         }
     }
 }
@@ -150,9 +157,8 @@ pub(crate) fn locked_down_pod(
     node_selector: Option<BTreeMap<String, String>>,
     tolerations: Option<Vec<k8s_openapi::api::core::v1::Toleration>>,
     container: k8s_openapi::api::core::v1::Container,
-    storage: PodStorage,
+    (volumes, init): (Vec<Volume>, Option<k8s_openapi::api::core::v1::Container>),
 ) -> k8s_openapi::api::core::v1::PodSpec {
-    let PodStorage { volumes, init, .. } = storage;
     k8s_openapi::api::core::v1::PodSpec {
         init_containers: init.map(|c| vec![c]),
         restart_policy: Some("Never".to_string()),
@@ -185,15 +191,17 @@ pub(crate) fn operator_container(
     name: &str,
     args: Vec<String>,
     amounts: std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
-    volume_mounts: Vec<k8s_openapi::api::core::v1::VolumeMount>,
+    staged: (Vec<k8s_openapi::api::core::v1::VolumeMount>, Vec<(String, String)>, Option<String>),
     config: &WorkloadConfig,
 ) -> k8s_openapi::api::core::v1::Container {
+    let (volume_mounts, transfers, working_dir) = staged;
     k8s_openapi::api::core::v1::Container {
         name: name.to_string(),
         image: Some(config.operator_image.clone()),
         image_pull_policy: config.image_pull_policy.clone(),
         args: Some(args),
-        env: Some(env(Vec::new())),
+        env: Some(env(transfers)),
+        working_dir,
         resources: Some(k8s_openapi::api::core::v1::ResourceRequirements {
             requests: Some(amounts.clone()),
             limits: Some(amounts),
@@ -257,106 +265,6 @@ pub mod mounts {
     pub const DATASET: &str = "/source/dataset";
     pub const SYNTHETIC: &str = "/source/synthetic";
     pub const PREPARED: &str = "/prepared";
-}
-
-/// A pod's view of the artifact store, built location by location: on a claim, a `subPath`
-/// mount per location (read-only unless asked); elsewhere (object stores, paths inside the
-/// image) the URI is passed through for the workload to resolve.
-pub(crate) struct ArtifactView {
-    store: ArtifactStore,
-    mounts: Vec<VolumeMount>,
-    /// The operator's image, which creates the writable locations ([`crate::workdirs`]).
-    operator_image: String,
-    image_pull_policy: Option<String>,
-}
-
-/// What a pod mounts: its volumes, the workload container's mounts, and the init container that
-/// creates the writable locations on the claim (when there are any).
-pub(crate) struct PodStorage {
-    pub volumes: Vec<Volume>,
-    pub mounts: Vec<VolumeMount>,
-    pub init: Option<k8s_openapi::api::core::v1::Container>,
-}
-
-/// Where the workdirs init container sees the whole claim.
-const CLAIM_ROOT: &str = "/claim";
-
-impl ArtifactView {
-    pub(crate) fn new(config: &WorkloadConfig) -> Self {
-        Self {
-            store: config.artifact_store(),
-            mounts: Vec::new(),
-            operator_image: config.operator_image.clone(),
-            image_pull_policy: config.image_pull_policy.clone(),
-        }
-    }
-
-    /// Makes `uri` visible at `mount_path`; returns the path or URI the workload is given.
-    pub(crate) fn mount(&mut self, uri: &str, mount_path: &str, read_only: bool) -> String {
-        match self.store.claim_path(uri) {
-            Some(sub_path) => {
-                self.mounts.push(VolumeMount {
-                    name: "artifacts".to_string(),
-                    mount_path: mount_path.to_string(),
-                    sub_path: Some(sub_path),
-                    read_only: Some(read_only),
-                    ..VolumeMount::default()
-                });
-                mount_path.to_string()
-            }
-            None => uri.to_string(),
-        }
-    }
-
-    /// The claim's volume (read-only unless some mount writes) and the mounts, after `first`;
-    /// writable locations get an init container of the operator's own image that creates them
-    /// owned by the workloads' uid (the kubelet would create them owned by root).
-    pub(crate) fn into_parts(self, first: (Volume, VolumeMount)) -> PodStorage {
-        let writable: Vec<String> =
-            self.mounts.iter().filter(|m| m.read_only != Some(true)).filter_map(|m| m.sub_path.clone()).collect();
-        let init = (!writable.is_empty()).then(|| {
-            let claim = VolumeMount {
-                name: "artifacts".to_string(),
-                mount_path: CLAIM_ROOT.to_string(),
-                ..VolumeMount::default()
-            };
-            let args = ["workdirs", "--root", CLAIM_ROOT].into_iter().map(String::from).chain(writable).collect();
-            let amounts = BTreeMap::from([
-                ("cpu".to_string(), Quantity("100m".to_string())),
-                ("memory".to_string(), Quantity("64Mi".to_string())),
-            ]);
-            k8s_openapi::api::core::v1::Container {
-                name: "workdirs".to_string(),
-                image: Some(self.operator_image.clone()),
-                image_pull_policy: self.image_pull_policy.clone(),
-                args: Some(args),
-                resources: Some(ResourceRequirements {
-                    requests: Some(amounts.clone()),
-                    limits: Some(amounts),
-                    ..ResourceRequirements::default()
-                }),
-                security_context: Some(restricted_container_security(true)),
-                volume_mounts: Some(vec![claim]),
-                ..Default::default()
-            }
-        });
-        let (volume, mount) = first;
-        let mut volumes = vec![volume];
-        let mut mounts = vec![mount];
-        if let (ArtifactStore::Claim(claim), false) = (&self.store, self.mounts.is_empty()) {
-            let read_only = self.mounts.iter().all(|m| m.read_only == Some(true));
-            volumes.push(Volume {
-                name: "artifacts".to_string(),
-                persistent_volume_claim: Some(k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource {
-                    claim_name: claim.clone(),
-                    read_only: Some(read_only),
-                }),
-                ..Volume::default()
-            });
-        }
-        mounts.extend(self.mounts);
-        PodStorage { volumes, mounts, init }
-    }
 }
 
 /// Scratch space for tools that need a writable HOME and /tmp under a read-only root.
