@@ -10,6 +10,7 @@ pub mod gpus;
 pub mod network_policy;
 pub mod prepare;
 pub mod seal;
+pub mod synthesize;
 pub mod trainer;
 
 use std::collections::BTreeMap;
@@ -255,6 +256,10 @@ pub mod mounts {
     pub const DATASET: &str = "/source/dataset";
     pub const SYNTHETIC: &str = "/source/synthetic";
     pub const PREPARED: &str = "/prepared";
+    /// The synthetic set's generator models (read-only) and where it writes the set.
+    pub const GENERATOR: &str = "/generator";
+    pub const WEAKER_MODEL: &str = "/weaker-model";
+    pub const GENERATED: &str = "/generated";
 }
 
 /// A pod's view of the artifact store, built location by location: on a claim, a `subPath`
