@@ -1,11 +1,14 @@
-# The operator image (charts/gradients `image`): `gradients operator` and `gradients prepare`.
-# Not built in CI here (no container runtime on the build machines); the binary it packages is.
+# The operator image (charts/gradients `image`): `gradients operator`, `gradients prepare` and
+# `gradients seal`. A registry build: `docker build -t REPO/gradients:TAG .`. The e2e tests build
+# its final stage without a daemon (e2e/images/build operator executes it with the cargo-built
+# binary as the build stage's output).
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin gradients
 
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM debian:bookworm-slim
 COPY --from=build /src/target/release/gradients /usr/local/bin/gradients
+# A numeric non-root user (the chart's pod security context runs it as 65532 too).
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/gradients"]

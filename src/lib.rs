@@ -15,4 +15,5 @@ pub mod operator;
 pub mod seal;
 pub mod synthetic;
 pub mod tournament;
+pub mod workdirs;
 pub mod workloads;

@@ -79,6 +79,14 @@ enum Command {
         #[arg(long)]
         termination_message_path: Option<PathBuf>,
     },
+    /// Create a workload's writable directories below ROOT (its pod's init container): left to
+    /// the kubelet, a missing subPath would belong to root.
+    Workdirs {
+        #[arg(long)]
+        root: PathBuf,
+        /// Relative paths below ROOT.
+        dirs: Vec<String>,
+    },
     /// Print the workload contract (commands, options, layout) as JSON for the Python package.
     Contract,
     /// Print the Task of one draw of a TaskSource file (what the operator would create for it).
@@ -135,6 +143,10 @@ fn main() -> ExitCode {
             let limits = gradients::seal::Limits { max_file_bytes, max_total_bytes, max_files };
             seal(&input, &output, &limits, termination_message_path.as_deref())
         }
+        Command::Workdirs { root, dirs } => match gradients::workdirs::create(&root, &dirs) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e, 1),
+        },
         Command::Contract => {
             let contract = gradients::workloads::contract::describe();
             println!("{}", serde_json::to_string_pretty(&contract).unwrap_or_default());
@@ -214,7 +226,13 @@ fn prepare(options: PrepareOptions, termination_message_path: Option<PathBuf>) -
             }
             ExitCode::SUCCESS
         }
-        Err(e) => fail(&e, 1),
+        Err(e) => {
+            // The operator shows this as the reason the preparation failed.
+            if let Some(path) = termination_message_path {
+                let _ = std::fs::write(&path, &e);
+            }
+            fail(&e, 1)
+        }
     }
 }
 

@@ -362,10 +362,11 @@ async fn only_the_lease_holder_runs_controllers_and_a_standby_takes_over() {
     let mut leader = Operator::start(&cluster, "leader");
     leader.wait_ready().await;
     let mut standby = Operator::start(&cluster, "standby");
-    // The standby serves probes but is not ready and runs no controller while the lease is held.
+    // The standby is ready (it serves and reaches the API server: a rolling update can proceed)
+    // but runs no controller while the lease is held.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(standby.get("/live").await.contains("ok"));
-    assert_eq!(standby.get("/ready").await, "", "a standby is not ready");
+    assert_eq!(standby.get("/ready").await, "ready\n", "a standby is ready");
     assert!(standby.get("/metrics").await.contains("gradients_leader 0"));
     cluster.apply_yaml(&task_yaml(&ns, "leased", "hours: 1")).await;
     cluster.wait_for_job_pod(&ns, &job_of("leased", WorkKind::Prepare, "")).await;

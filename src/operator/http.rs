@@ -8,11 +8,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-/// What the probes report. `ready` turns true once this replica leads and every controller's
-/// cache has synced, and false again on shutdown.
+/// What the probes report. `ready` is true while this replica serves and its last call to the
+/// API server succeeded (leader or standby), false on shutdown: readiness is not leadership,
+/// or a rolling update would wait forever for a new replica while the old one holds the lease.
 #[derive(Default)]
 pub struct Health {
-    pub ready: AtomicBool,
+    /// The last call to the API server succeeded.
+    pub reachable: AtomicBool,
+    /// SIGTERM arrived: never ready again.
+    pub stopping: AtomicBool,
+}
+
+impl Health {
+    pub fn ready(&self) -> bool {
+        self.reachable.load(Ordering::SeqCst) && !self.stopping.load(Ordering::SeqCst)
+    }
 }
 
 pub async fn serve(
@@ -65,9 +75,32 @@ pub async fn serve_on(
 fn route(path: &str, health: &Health, metrics: &dyn Fn() -> String) -> (&'static str, &'static str, String) {
     match path {
         "/live" | "/livez" => ("200 OK", "text/plain", "ok\n".to_string()),
-        "/ready" | "/readyz" if health.ready.load(Ordering::SeqCst) => ("200 OK", "text/plain", "ready\n".to_string()),
+        "/ready" | "/readyz" if health.ready() => ("200 OK", "text/plain", "ready\n".to_string()),
         "/ready" | "/readyz" => ("503 Service Unavailable", "text/plain", "not ready\n".to_string()),
         "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics()),
         _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(path: &str, health: &Health) -> &'static str {
+        route(path, health, &String::new).0
+    }
+
+    #[test]
+    fn ready_means_reaching_the_api_server_until_shutdown_not_leading() {
+        let health = Health::default();
+        assert_eq!(status("/ready", &health), "503 Service Unavailable", "before the first API call");
+        health.reachable.store(true, Ordering::SeqCst);
+        assert_eq!(status("/ready", &health), "200 OK", "a standby that reaches the API server");
+        health.reachable.store(false, Ordering::SeqCst);
+        assert_eq!(status("/readyz", &health), "503 Service Unavailable", "the API server is unreachable");
+        health.reachable.store(true, Ordering::SeqCst);
+        health.stopping.store(true, Ordering::SeqCst);
+        assert_eq!(status("/ready", &health), "503 Service Unavailable", "shutting down");
+        assert_eq!(status("/live", &health), "200 OK");
     }
 }

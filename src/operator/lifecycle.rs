@@ -140,10 +140,11 @@ fn job_state(
 /// The preparation: its termination message is `{"rows","train","test","synthetic"}`.
 pub fn preparation_state(job: &Job, pods: &[Pod]) -> WorkloadState {
     job_state(job, pods, "prepare", |finished| {
-        if finished.exit_code != 0 {
-            return Err((format!("exited with code {}", finished.exit_code), false));
-        }
         let message = finished.message.as_deref().unwrap_or("").trim();
+        if finished.exit_code != 0 {
+            let detail = if message.is_empty() { String::new() } else { format!(": {message}") };
+            return Err((format!("exited with code {}{detail}", finished.exit_code), false));
+        }
         serde_json::from_str::<DatasetFacts>(message)
             .map(WorkOutput::Prepared)
             .map_err(|e| (format!("the split sizes in the termination message are unreadable: {e}"), false))

@@ -100,7 +100,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         tokio::spawn(async move {
             shutdown_signal().await;
             tracing::info!("shutting down");
-            health.ready.store(false, Ordering::SeqCst);
+            health.stopping.store(true, Ordering::SeqCst);
             let _ = signal_sender.send(true);
         });
     }
@@ -136,6 +136,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             );
         }
     }
+    // Ready = serving and reaching the API server, leader or standby: a rolling update needs
+    // the new replica ready while the old one still holds the lease.
+    health.reachable.store(true, Ordering::SeqCst);
 
     let lease = leader::LeaseLock::new(
         client.clone(),
@@ -149,7 +152,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         if *stop_receiver.borrow() {
             return Ok(());
         }
-        match lease.try_acquire_or_renew().await {
+        let attempt = lease.try_acquire_or_renew().await;
+        health.reachable.store(attempt.is_ok(), Ordering::SeqCst);
+        match attempt {
             Ok(true) => break,
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "cannot take the lease"),
@@ -166,6 +171,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let renewer = {
         let lease = lease.clone();
         let lost = lost.clone();
+        let health = health.clone();
         let sender = stop_sender.clone();
         let mut stop = stop.clone();
         tokio::spawn(async move {
@@ -175,7 +181,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                     _ = &mut stop => return,
                 }
-                match lease.try_acquire_or_renew().await {
+                let renewal = lease.try_acquire_or_renew().await;
+                health.reachable.store(renewal.is_ok(), Ordering::SeqCst);
+                match renewal {
                     Ok(true) => last_renewal = tokio::time::Instant::now(),
                     Ok(false) => {
                         tracing::error!("another replica took the lease: stopping");
@@ -216,7 +224,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (task_stores, submission_stores) = (all.tasks.clone(), all.submissions.clone());
     let _ = stores.set(all);
     {
-        let health = health.clone();
         tokio::spawn(async move {
             // The readiness signal wakes only its latest waiter (the controller's own runner),
             // so ask again every second instead of waiting once.
@@ -235,15 +242,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     true
                 };
                 if let Ok(true) = tokio::time::timeout(Duration::from_secs(1), synced).await {
-                    tracing::info!("caches synced: ready");
-                    health.ready.store(true, Ordering::SeqCst);
+                    tracing::info!("caches synced");
                     return;
                 }
             }
         });
     }
     futures::future::join_all(controllers).await;
-    health.ready.store(false, Ordering::SeqCst);
+    health.stopping.store(true, Ordering::SeqCst);
     renewer.abort();
     metrics.leader.set(0);
     if lost.load(Ordering::SeqCst) {

@@ -87,7 +87,7 @@ fn default_memory_per_gpu() -> String {
     "64Gi".to_string()
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CpuPlacement {
     #[serde(default)]
@@ -98,6 +98,30 @@ pub struct CpuPlacement {
     /// DNS when datasets are remote. None by default.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub egress: Vec<NetworkPolicyEgressRule>,
+    /// CPU and memory of the pod (requests equal limits), as Kubernetes quantities.
+    #[serde(default = "default_prepare_cpu")]
+    pub cpu: String,
+    #[serde(default = "default_prepare_memory")]
+    pub memory: String,
+}
+
+impl Default for CpuPlacement {
+    fn default() -> Self {
+        CpuPlacement {
+            node_selector: BTreeMap::new(),
+            tolerations: Vec::new(),
+            egress: Vec::new(),
+            cpu: default_prepare_cpu(),
+            memory: default_prepare_memory(),
+        }
+    }
+}
+
+fn default_prepare_cpu() -> String {
+    "2".to_string()
+}
+fn default_prepare_memory() -> String {
+    "8Gi".to_string()
 }
 
 /// Where artifacts live, parsed from [`WorkloadConfig::artifacts`].

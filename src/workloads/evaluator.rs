@@ -78,7 +78,8 @@ pub fn evaluation_job(
     if let Some(queue) = &config.kueue_queue {
         job_labels.insert(labels::KUEUE_QUEUE.to_string(), queue.clone());
     }
-    let (volumes, volume_mounts) = view.into_parts(super::scratch_volume("100Gi"));
+    let storage = view.into_parts(super::scratch_volume("100Gi"));
+    let volume_mounts = storage.mounts.clone();
     let gpus = super::gpus::evaluation_gpus(spec.task_type, spec.base_model.params_b);
     Ok(Job {
         metadata: super::metadata(job_name(&name, entrant, attempt), namespace, owner, job_labels),
@@ -105,7 +106,7 @@ pub fn evaluation_job(
                         volume_mounts: Some(volume_mounts),
                         ..Container::default()
                     },
-                    volumes,
+                    storage,
                 )),
             },
             ..JobSpec::default()

@@ -151,9 +151,11 @@ pub(crate) fn locked_down_pod(
     node_selector: Option<BTreeMap<String, String>>,
     tolerations: Option<Vec<k8s_openapi::api::core::v1::Toleration>>,
     container: k8s_openapi::api::core::v1::Container,
-    volumes: Vec<Volume>,
+    storage: PodStorage,
 ) -> k8s_openapi::api::core::v1::PodSpec {
+    let PodStorage { volumes, init, .. } = storage;
     k8s_openapi::api::core::v1::PodSpec {
+        init_containers: init.map(|c| vec![c]),
         restart_policy: Some("Never".to_string()),
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
@@ -268,11 +270,30 @@ pub mod mounts {
 pub(crate) struct ArtifactView {
     store: ArtifactStore,
     mounts: Vec<VolumeMount>,
+    /// The operator's image, which creates the writable locations ([`crate::workdirs`]).
+    operator_image: String,
+    image_pull_policy: Option<String>,
 }
+
+/// What a pod mounts: its volumes, the workload container's mounts, and the init container that
+/// creates the writable locations on the claim (when there are any).
+pub(crate) struct PodStorage {
+    pub volumes: Vec<Volume>,
+    pub mounts: Vec<VolumeMount>,
+    pub init: Option<k8s_openapi::api::core::v1::Container>,
+}
+
+/// Where the workdirs init container sees the whole claim.
+const CLAIM_ROOT: &str = "/claim";
 
 impl ArtifactView {
     pub(crate) fn new(config: &WorkloadConfig) -> Self {
-        Self { store: config.artifact_store(), mounts: Vec::new() }
+        Self {
+            store: config.artifact_store(),
+            mounts: Vec::new(),
+            operator_image: config.operator_image.clone(),
+            image_pull_policy: config.image_pull_policy.clone(),
+        }
     }
 
     /// Makes `uri` visible at `mount_path`; returns the path or URI the workload is given.
@@ -292,8 +313,38 @@ impl ArtifactView {
         }
     }
 
-    /// The claim's volume (read-only unless some mount writes) and the mounts, after `first`.
-    pub(crate) fn into_parts(self, first: (Volume, VolumeMount)) -> (Vec<Volume>, Vec<VolumeMount>) {
+    /// The claim's volume (read-only unless some mount writes) and the mounts, after `first`;
+    /// writable locations get an init container of the operator's own image that creates them
+    /// owned by the workloads' uid (the kubelet would create them owned by root).
+    pub(crate) fn into_parts(self, first: (Volume, VolumeMount)) -> PodStorage {
+        let writable: Vec<String> =
+            self.mounts.iter().filter(|m| m.read_only != Some(true)).filter_map(|m| m.sub_path.clone()).collect();
+        let init = (!writable.is_empty()).then(|| {
+            let claim = VolumeMount {
+                name: "artifacts".to_string(),
+                mount_path: CLAIM_ROOT.to_string(),
+                ..VolumeMount::default()
+            };
+            let args = ["workdirs", "--root", CLAIM_ROOT].into_iter().map(String::from).chain(writable).collect();
+            let amounts = BTreeMap::from([
+                ("cpu".to_string(), Quantity("100m".to_string())),
+                ("memory".to_string(), Quantity("64Mi".to_string())),
+            ]);
+            k8s_openapi::api::core::v1::Container {
+                name: "workdirs".to_string(),
+                image: Some(self.operator_image.clone()),
+                image_pull_policy: self.image_pull_policy.clone(),
+                args: Some(args),
+                resources: Some(ResourceRequirements {
+                    requests: Some(amounts.clone()),
+                    limits: Some(amounts),
+                    ..ResourceRequirements::default()
+                }),
+                security_context: Some(restricted_container_security(true)),
+                volume_mounts: Some(vec![claim]),
+                ..Default::default()
+            }
+        });
         let (volume, mount) = first;
         let mut volumes = vec![volume];
         let mut mounts = vec![mount];
@@ -309,7 +360,7 @@ impl ArtifactView {
             });
         }
         mounts.extend(self.mounts);
-        (volumes, mounts)
+        PodStorage { volumes, mounts, init }
     }
 }
 

@@ -37,10 +37,11 @@ pub fn prepare_job(task: &Task, attempt: u32, seed: u64, config: &WorkloadConfig
         termination_message_path: Some(TERMINATION_MESSAGE_PATH.to_string()),
     }
     .argv();
-    let (volumes, volume_mounts) = view.into_parts(super::scratch_volume("20Gi"));
+    let storage = view.into_parts(super::scratch_volume("20Gi"));
+    let volume_mounts = storage.mounts.clone();
     let amounts = std::collections::BTreeMap::from([
-        ("cpu".to_string(), Quantity("2".to_string())),
-        ("memory".to_string(), Quantity("8Gi".to_string())),
+        ("cpu".to_string(), Quantity(config.prepare.cpu.clone())),
+        ("memory".to_string(), Quantity(config.prepare.memory.clone())),
     ]);
     let mut pod_labels = super::base_labels(labels::ROLE_PREPARE, &name);
     pod_labels.insert(labels::ATTEMPT.to_string(), attempt.to_string());
@@ -56,7 +57,7 @@ pub fn prepare_job(task: &Task, attempt: u32, seed: u64, config: &WorkloadConfig
                     non_empty(config.prepare.node_selector.clone()),
                     (!config.prepare.tolerations.is_empty()).then(|| config.prepare.tolerations.clone()),
                     super::operator_container("prepare", args, amounts, volume_mounts, config),
-                    volumes,
+                    storage,
                 )),
             },
             ..JobSpec::default()

@@ -34,7 +34,8 @@ pub fn seal_job(
         termination_message_path: Some(TERMINATION_MESSAGE_PATH.to_string()),
     }
     .argv();
-    let (volumes, volume_mounts) = view.into_parts(super::scratch_volume("1Gi"));
+    let storage = view.into_parts(super::scratch_volume("1Gi"));
+    let volume_mounts = storage.mounts.clone();
     let amounts = std::collections::BTreeMap::from([
         ("cpu".to_string(), Quantity("1".to_string())),
         ("memory".to_string(), Quantity("1Gi".to_string())),
@@ -55,7 +56,7 @@ pub fn seal_job(
                     (!config.prepare.node_selector.is_empty()).then(|| config.prepare.node_selector.clone()),
                     (!config.prepare.tolerations.is_empty()).then(|| config.prepare.tolerations.clone()),
                     super::operator_container(SEAL_CONTAINER, args, amounts, volume_mounts, config),
-                    volumes,
+                    storage,
                 )),
             },
             ..JobSpec::default()

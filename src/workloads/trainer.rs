@@ -59,7 +59,8 @@ pub fn trainer_job(submission: &MinerSubmission, config: &WorkloadConfig) -> Res
     if let Some(queue) = &config.kueue_queue {
         job_labels.insert(labels::KUEUE_QUEUE.to_string(), queue.clone());
     }
-    let (volumes, volume_mounts) = view.into_parts(super::scratch_volume("200Gi"));
+    let storage = view.into_parts(super::scratch_volume("200Gi"));
+    let volume_mounts = storage.mounts.clone();
     Ok(Job {
         metadata: super::metadata(job_name(&name), namespace, owner, job_labels),
         spec: Some(JobSpec {
@@ -87,7 +88,7 @@ pub fn trainer_job(submission: &MinerSubmission, config: &WorkloadConfig) -> Res
                         volume_mounts: Some(volume_mounts),
                         ..Container::default()
                     },
-                    volumes,
+                    storage,
                 )),
             },
             ..JobSpec::default()

@@ -231,10 +231,13 @@ impl Operator {
         Operator { child: Some(child), address, weights_file, log, _dir: dir }
     }
 
+    /// Until this replica is ready and holds the lease (a standby is ready too).
     pub async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if self.get("/ready").await.starts_with("ready") {
+            if self.get("/ready").await.starts_with("ready")
+                && self.get("/metrics").await.contains("gradients_leader 1")
+            {
                 return;
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {

@@ -1,0 +1,3 @@
+module gradients.io/e2e-images/pause
+
+go 1.26.0

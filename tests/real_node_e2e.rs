@@ -1,0 +1,359 @@
+//! Tournaments in real containers (issue 9): the operator installed as a user installs it
+//! (`helm install` of charts/gradients with the locally built operator image, in-cluster,
+//! leader election on, the chart's ServiceAccount and RBAC, pod security `restricted` enforced)
+//! runs on the e2e cluster's real node (kubelet + containerd), and so do the preparation,
+//! trainer and evaluator pods it creates, with the real trainer and evaluator on tiny models.
+//! Then `helm upgrade` rolls the operator, and deleting its pod mid-tournament loses and
+//! duplicates nothing.
+//!
+//! Run it through e2e/test, which builds and imports the images (E2E_IMAGE_*):
+//! `e2e/test -- cargo test --test real_node_e2e -- --ignored --test-threads=1` with
+//! GRADIENTS_BASE_MODELS set (`scripts/prepare-examples | tail -1`); scripts/test does.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use gradients::api::task::TaskPhase;
+use gradients::api::{Evaluation, Leaderboard, MinerSubmission, Task};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use kube::{Api, ResourceExt};
+use support::*;
+
+const NODE: &str = "real-node-0";
+const RESTRICTED: &str = "pod-security.kubernetes.io/enforce=restricted";
+const OPERATOR_SELECTOR: &str = "app.kubernetes.io/name=gradients-operator";
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run through e2e/test (images) and scripts/test (GRADIENTS_BASE_MODELS)")
+    })
+}
+
+fn run(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The artifacts claim: a hostPath PersistentVolume on the real node, bound to the claim the
+/// workloads mount at /artifacts, holding the base models and the datasets.
+fn artifacts(ns: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gradients-real-node-{ns}"));
+    let models = PathBuf::from(env("GRADIENTS_BASE_MODELS"));
+    std::fs::create_dir_all(dir.join("datasets")).unwrap();
+    std::fs::create_dir_all(dir.join("models")).unwrap();
+    for kind in ["instruct", "grpo"] {
+        run("cp", &["-r", models.join(kind).to_str().unwrap(), dir.join(format!("models/{kind}")).to_str().unwrap()]);
+        std::fs::copy(root().join(format!("examples/{kind}/data.jsonl")), dir.join(format!("datasets/{kind}.jsonl")))
+            .unwrap();
+    }
+    // The workloads run as uid/gid 1000 (fsGroup does not apply to hostPath volumes).
+    run("chown", &["-R", "1000:1000", dir.to_str().unwrap()]);
+    dir
+}
+
+fn artifacts_yaml(ns: &str, dir: &Path) -> String {
+    format!(
+        "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: artifacts-{ns}}}\nspec:\n  capacity: {{storage: 10Gi}}\n  \
+         accessModes: [ReadWriteMany]\n  persistentVolumeReclaimPolicy: Retain\n  storageClassName: \"\"\n  \
+         hostPath: {{path: {dir}, type: Directory}}\n  claimRef: {{namespace: {ns}, name: gradients-artifacts}}\n---\n\
+         apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: gradients-artifacts, namespace: {ns}}}\nspec:\n  \
+         accessModes: [ReadWriteMany]\n  storageClassName: \"\"\n  volumeName: artifacts-{ns}\n  \
+         resources: {{requests: {{storage: 10Gi}}}}\n",
+        dir = dir.display()
+    )
+}
+
+/// `helm upgrade --install` of the chart with the local images, everything on the real node.
+fn helm_install(ns: &str, extra: &[&str]) {
+    let operator = env("E2E_IMAGE_OPERATOR");
+    let trainer = env("E2E_IMAGE_TRAINER_CPU");
+    let (repository, tag) = operator.rsplit_once(':').unwrap();
+    let real_node = r#"{"gradients.io/e2e-real-node":"true"}"#;
+    let toleration = r#"[{"key":"gradients.io/e2e-real-node","operator":"Exists","effect":"NoSchedule"}]"#;
+    // The CPU "GPU" class: one slot of the node's gradients.io/e2e-cpu-slot per GPU.
+    let cpu_class = format!(
+        r#"{{"nodeSelector":{real_node},"tolerations":{toleration},"resource":"gradients.io/e2e-cpu-slot","cpuPerGpu":"500m","memoryPerGpu":"2Gi"}}"#
+    );
+    let mut args: Vec<String> = [
+        "upgrade",
+        "--install",
+        "gradients",
+        root().join("charts/gradients").to_str().unwrap(),
+        "--namespace",
+        RELEASE_NAMESPACE,
+        "--wait",
+        "--timeout",
+        "180s",
+        "--set",
+        &format!("image.repository={repository}"),
+        "--set",
+        &format!("image.tag={tag}"),
+        "--set",
+        "image.pullPolicy=Never",
+        "--set",
+        "replicaCount=1",
+        "--set",
+        &format!("workloads.trainerImage={trainer}"),
+        "--set",
+        &format!("workloads.evaluatorImage={trainer}"),
+        "--set",
+        "workloads.imagePullPolicy=Never",
+        "--set",
+        "workloads.artifacts=pvc://gradients-artifacts",
+        "--set",
+        "workloads.defaultGpuClass=cpu",
+        "--set-json",
+        &format!("workloads.gpuClasses.cpu={cpu_class}"),
+        "--set-json",
+        &format!(
+            r#"workloads.prepare={{"nodeSelector":{real_node},"tolerations":{toleration},"cpu":"500m","memory":"2Gi"}}"#
+        ),
+        "--set-json",
+        &format!(r#"watchNamespaces=["{ns}"]"#),
+        "--set-json",
+        &format!("nodeSelector={real_node}"),
+        "--set-json",
+        &format!("tolerations={toleration}"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run("helm", &args);
+}
+
+fn operator_pods(cluster: &Cluster) -> Vec<String> {
+    let out = cluster.kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        RELEASE_NAMESPACE,
+        "-l",
+        OPERATOR_SELECTOR,
+        "-o",
+        "jsonpath={range .items[?(@.metadata.deletionTimestamp)]}-{.metadata.name} {end}{range .items[*]}{.metadata.name} {end}",
+    ]);
+    // Terminating pods are listed twice (once with a leading '-'): keep only live ones.
+    let terminating: BTreeSet<&str> = out.split_whitespace().filter_map(|n| n.strip_prefix('-')).collect();
+    out.split_whitespace().filter(|n| !n.starts_with('-') && !terminating.contains(n)).map(String::from).collect()
+}
+
+fn rollout_status(cluster: &Cluster) {
+    cluster.kubectl(&["rollout", "status", "deployment/gradients-operator", "-n", RELEASE_NAMESPACE, "--timeout=180s"]);
+}
+
+/// What a failure needs: the pods, the operator's log, the Task.
+fn diagnostics(cluster: &Cluster, ns: &str) -> String {
+    let get = |args: &[&str]| {
+        Command::new("kubectl")
+            .args(args)
+            .output()
+            .map(|o| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+            .unwrap_or_default()
+    };
+    let _ = cluster;
+    [
+        get(&["get", "pods,jobs,tasks,minersubmissions,evaluations", "-n", ns, "-o", "wide"]),
+        get(&["get", "tasks", "-n", ns, "-o", "yaml"]),
+        get(&["get", "events", "-n", ns, "--sort-by=.lastTimestamp"]),
+        get(&["logs", "-n", RELEASE_NAMESPACE, "-l", OPERATOR_SELECTOR, "--tail=60", "--all-containers"]),
+    ]
+    .join("\n")
+}
+
+async fn wait_for_phase(cluster: &Cluster, ns: &str, task: &str, phase: TaskPhase, limit: Duration) {
+    let tasks: Api<Task> = Api::namespaced(cluster.client.clone(), ns);
+    let deadline = Instant::now() + limit;
+    loop {
+        let now = tasks.get(task).await.ok().map(|t| t.phase());
+        if now == Some(phase) {
+            return;
+        }
+        if now == Some(TaskPhase::Failed) || Instant::now() > deadline {
+            panic!("task {ns}/{task} is {now:?}, waited for {phase:?}:\n{}", diagnostics(cluster, ns));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+fn task_yaml(ns: &str, name: &str, body: &str) -> String {
+    format!(
+        "apiVersion: gradients.io/v1alpha1\nkind: Task\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n{body}  \
+         seed: 42\n  minersPerTask: 3\n  minerSelector: {{pool: real}}\n  gpuClass: cpu\n"
+    )
+}
+
+/// Every pod of the namespace ran in a container on the real node, one pod per Job.
+async fn assert_real_pods_one_per_job(cluster: &Cluster, ns: &str) -> Vec<Pod> {
+    let pods = Api::<Pod>::namespaced(cluster.client.clone(), ns).list(&ListParams::default()).await.unwrap().items;
+    let mut per_job: BTreeMap<String, usize> = BTreeMap::new();
+    for pod in &pods {
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.node_name.as_deref(), Some(NODE), "{} ran on the real node", pod.name_any());
+        let id =
+            pod.status.as_ref().and_then(|s| s.container_statuses.as_ref()).and_then(|c| c[0].container_id.clone());
+        assert!(id.unwrap_or_default().starts_with("containerd://"), "{} ran in containerd", pod.name_any());
+        let job = pod.labels().get("batch.kubernetes.io/job-name").cloned().unwrap_or_default();
+        *per_job.entry(job).or_default() += 1;
+    }
+    assert!(per_job.values().all(|&n| n == 1), "one pod per Job: {per_job:?}");
+    pods
+}
+
+async fn assert_weights_are_audited(cluster: &Cluster, ns: &str, evaluations: &[Evaluation]) {
+    let boards: Api<Leaderboard> = Api::namespaced(cluster.client.clone(), ns);
+    wait_until("weights to be pushed", Duration::from_secs(90), || async {
+        boards.get("main").await.map(|b| b.status.and_then(|s| s.last_weight_push).is_some()).unwrap_or(false)
+    })
+    .await;
+    let board = boards.get("main").await.unwrap().status.unwrap();
+    let at = board.last_weight_push.clone().unwrap().at;
+    let audited = gradients_score(&records_export(evaluations, at));
+    let published: BTreeMap<String, u64> =
+        board.standings.iter().map(|s| (s.miner.clone(), u64::from(s.weight_u16))).collect();
+    assert_eq!(published, audited, "leaderboard weights equal `gradients score` of the exported records");
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e cluster's real node and images: e2e/test -- cargo test --test real_node_e2e -- --ignored"]
+async fn tournaments_run_in_real_containers_and_survive_upgrade_and_restart() {
+    let cluster = Cluster::connect().await;
+    let started = Instant::now();
+    let _ = Command::new("kubectl").args(["create", "namespace", RELEASE_NAMESPACE]).output();
+    cluster.kubectl(&["label", "namespace", RELEASE_NAMESPACE, RESTRICTED, "--overwrite"]);
+    let ns = cluster.fresh_namespace("real").await;
+    cluster.kubectl(&["label", "namespace", &ns, RESTRICTED, "--overwrite"]);
+    let dir = artifacts(&ns);
+    cluster.apply_yaml(&artifacts_yaml(&ns, &dir)).await;
+
+    // Install as a user does; the operator runs in-cluster on the real node.
+    helm_install(&ns, &[]);
+    rollout_status(&cluster);
+    let first = operator_pods(&cluster);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let pod: Pod = Api::namespaced(cluster.client.clone(), RELEASE_NAMESPACE).get(&first[0]).await.unwrap();
+    assert_eq!(pod.spec.unwrap().node_name.as_deref(), Some(NODE));
+    eprintln!("operator {} running on {NODE} after {:.0} s", first[0], started.elapsed().as_secs_f64());
+
+    for (miner, strategy) in [("miner-a", "lora-fast"), ("miner-b", "lora-wide"), ("miner-c", "full-ft")] {
+        cluster
+            .apply_yaml(&format!(
+                "apiVersion: gradients.io/v1alpha1\nkind: Miner\nmetadata: {{name: {miner}, namespace: {ns}, labels: {{pool: real}}}}\nspec: {{strategy: {strategy}, hotkey: 5F{miner}}}\n"
+            ))
+            .await;
+    }
+    cluster
+        .apply_yaml(&format!(
+            "apiVersion: gradients.io/v1alpha1\nkind: Leaderboard\nmetadata: {{name: main, namespace: {ns}}}\nspec: {{}}\n"
+        ))
+        .await;
+
+    // An instruct tournament: three miners plus the baseline, trained and evaluated for real.
+    cluster
+        .apply_yaml(&task_yaml(
+            &ns,
+            "instruct",
+            "  taskType: InstructText\n  baseModel: {uri: /artifacts/models/instruct, paramsB: 0.0001}\n  \
+             dataset: {uri: /artifacts/datasets/instruct.jsonl, columns: {instruction: question, output: answer}}\n  \
+             hours: 0.1\n",
+        ))
+        .await;
+    wait_for_phase(&cluster, &ns, "instruct", TaskPhase::Succeeded, Duration::from_secs(480)).await;
+    eprintln!("instruct task succeeded after {:.0} s", started.elapsed().as_secs_f64());
+    let evaluations: Api<Evaluation> = Api::namespaced(cluster.client.clone(), &ns);
+    let instruct = evaluations.get("instruct").await.unwrap();
+    let results = instruct.status.clone().unwrap().results;
+    let task = Api::<Task>::namespaced(cluster.client.clone(), &ns).get("instruct").await.unwrap();
+    let status = task.status.unwrap();
+    let winner = status.result.clone().unwrap().winner.expect("a winner");
+    let loss = |miner: &str| {
+        results
+            .iter()
+            .find(|r| r.miner == miner)
+            .and_then(|r| r.test_loss)
+            .unwrap_or_else(|| panic!("{miner}: {results:?}"))
+    };
+    // The untrained base model is a reference row: it is kept in the Task's lifecycle state,
+    // never among the miners' results.
+    let base = status
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.entrant(gradients::tournament::BASE_MODEL))
+        .and_then(|e| match e.evaluation.output() {
+            Some(gradients::tournament::WorkOutput::Evaluated(report)) => report.test_loss,
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("the base model's evaluation: {:?}", status.lifecycle));
+    assert!(loss(&winner) < base, "the winner beats the untrained base model ({base}): {results:#?}");
+    let pods = assert_real_pods_one_per_job(&cluster, &ns).await;
+    let trainers: Vec<&Pod> =
+        pods.iter().filter(|p| p.labels().get("gradients.io/role").map(String::as_str) == Some("trainer")).collect();
+    assert_eq!(trainers.len(), 4, "three miners and the baseline");
+    for pod in trainers {
+        let logs = cluster.kubectl(&["logs", "-n", &ns, &pod.name_any()]);
+        assert!(logs.contains(r#""event":"progress""#), "kubectl logs shows the trainer's progress: {logs}");
+    }
+    assert_weights_are_audited(&cluster, &ns, std::slice::from_ref(&instruct)).await;
+
+    // helm upgrade with a changed value rolls the operator and the rollout completes: a new
+    // replica is ready while the old one still holds the lease.
+    helm_install(&ns, &["--set", "concurrency=3"]);
+    rollout_status(&cluster);
+    let second = operator_pods(&cluster);
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_ne!(first, second, "the upgrade replaced the operator pod");
+    eprintln!("upgraded after {:.0} s", started.elapsed().as_secs_f64());
+
+    // A GRPO tournament (reward functions travel the cluster path); the operator pod is deleted
+    // while the trainers run. Nothing is lost or duplicated.
+    cluster
+        .apply_yaml(&task_yaml(
+            &ns,
+            "grpo",
+            "  taskType: Grpo\n  baseModel: {uri: /artifacts/models/grpo, paramsB: 0.0001}\n  \
+             dataset: {uri: /artifacts/datasets/grpo.jsonl, columns: {prompt: prompt}}\n  \
+             rewardFunctions:\n  - {name: short, weight: 1.0, source: \"def short(completions, **kwargs):\\n    return [1.0 - min(len(c.strip()), 24) / 24 for c in completions]\\n\"}\n  \
+             hours: 0.1\n",
+        ))
+        .await;
+    let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &ns);
+    let trainer_jobs = ListParams::default().labels("gradients.io/role=trainer");
+    wait_until("the GRPO trainer Jobs", Duration::from_secs(180), || async {
+        jobs.list(&trainer_jobs).await.map(|l| l.items.len() == 8).unwrap_or(false)
+    })
+    .await;
+    let submissions: Api<MinerSubmission> = Api::namespaced(cluster.client.clone(), &ns);
+    let before: Vec<String> =
+        submissions.list(&ListParams::default()).await.unwrap().items.iter().map(|s| s.name_any()).collect();
+    cluster.kubectl(&["delete", "pod", "-n", RELEASE_NAMESPACE, &second[0], "--wait=false"]);
+    rollout_status(&cluster);
+    wait_for_phase(&cluster, &ns, "grpo", TaskPhase::Succeeded, Duration::from_secs(480)).await;
+    eprintln!("GRPO task succeeded after {:.0} s", started.elapsed().as_secs_f64());
+    let after: Vec<String> =
+        submissions.list(&ListParams::default()).await.unwrap().items.iter().map(|s| s.name_any()).collect();
+    assert_eq!(before, after, "deleting the operator pod created or lost no submission");
+    assert_eq!(jobs.list(&trainer_jobs).await.unwrap().items.len(), 8, "no trainer Job twice");
+    assert_real_pods_one_per_job(&cluster, &ns).await;
+    let grpo = evaluations.get("grpo").await.unwrap();
+    assert!(grpo.status.clone().unwrap().results.iter().any(|r| r.rank == Some(1)), "a GRPO winner");
+    assert_weights_are_audited(&cluster, &ns, &[instruct, grpo]).await;
+
+    run("helm", &["uninstall", "gradients", "-n", RELEASE_NAMESPACE, "--wait"]);
+    cluster.delete_namespace(&ns).await;
+    let _ = Command::new("kubectl").args(["delete", "pv", &format!("artifacts-{ns}"), "--wait=false"]).output();
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!("real-node tournaments: {:.0} s", started.elapsed().as_secs_f64());
+}
