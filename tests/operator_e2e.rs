@@ -46,7 +46,7 @@ fn job_of(task: &str, kind: WorkKind, entrant: &str) -> String {
     match kind {
         WorkKind::Prepare => prepare::job_name(task, 1),
         WorkKind::Train => trainer::job_name(&workload_name(task, &id)),
-        WorkKind::Seal => workload_name(task, &id),
+        WorkKind::Seal | WorkKind::Synthesize => workload_name(task, &id),
         WorkKind::Evaluate => evaluator::job_name(task, entrant, 1),
     }
 }

@@ -25,6 +25,23 @@ fn invalid_task_files_name_the_file_and_the_field_and_start_nothing() {
         (task_yaml(miner, "  minersPerTask: 0\n"), "spec.minersPerTask", "at least 1"),
         (task_yaml("    - {name: baseline, strategy: x}\n", ""), "spec.miners", "reserved"),
         (task_yaml(miner, "").replace("uri: base,", "uri: nowhere,"), "spec.baseModel.uri", "no model directory"),
+        (
+            task_yaml(miner, "").replace("output: a}", "output: a}\n    generator: {modelUri: nowhere}"),
+            "spec.dataset.generator.modelUri",
+            "no model directory",
+        ),
+        (
+            task_yaml(miner, "")
+                .replace("output: a}", "output: a}\n    generator: {modelUri: base, weakerModelUri: base}"),
+            "spec.dataset.generator.weakerModelUri",
+            "only Dpo rows",
+        ),
+        (
+            task_yaml(miner, "")
+                .replace("output: a}", "output: a}\n    syntheticUri: data.jsonl\n    generator: {modelUri: base}"),
+            "spec.dataset.generator",
+            "set one",
+        ),
     ];
     for (text, field, message) in cases {
         let task = write(ws.path(), "task.yaml", &text);

@@ -207,3 +207,66 @@ fn a_run_killed_with_sigkill_resumes_without_redoing_work_and_gives_the_same_res
         serde_json::from_str(&std::fs::read_to_string(data.join("leaderboard.json")).unwrap()).unwrap();
     assert_eq!(store["tasks"].as_array().unwrap().len(), 1, "recorded once");
 }
+
+#[test]
+#[ignore = "slow: needs the Python trainer (scripts/test runs it)"]
+fn a_generator_writes_the_synthetic_set_the_evaluator_scores() {
+    require_env();
+    let dir = tempfile::tempdir().unwrap();
+    let data = repo().join("examples/dpo/data.jsonl");
+    // The tiny DPO base model as the generator: gibberish text, the real path.
+    let task = write(
+        dir.path(),
+        "task.yaml",
+        &format!(
+            "apiVersion: gradients.io/v1alpha1\nkind: Task\nmetadata:\n  name: generated\nspec:\n  taskType: Dpo\n  \
+             baseModel: {{uri: \"${{GRADIENTS_BASE_MODELS}}/dpo\", paramsB: 0.0001}}\n  dataset:\n    uri: {}\n    \
+             columns: {{prompt: prompt, chosen: chosen, rejected: rejected}}\n    \
+             generator: {{modelUri: \"${{GRADIENTS_BASE_MODELS}}/dpo\", rows: 6, temperature: 0.9, maxNewTokens: 12}}\n  \
+             hours: 0.01\n  seed: 42\n  baseline: false\n  evaluateBase: false\n  miners:\n    - {{name: alice, strategy: lora-fast}}\n",
+            data.display()
+        ),
+    );
+    let out = run(&task, &dir.path().join("data"), &[]);
+    let report = report(&out);
+    assert!(out.status.success(), "{report:#}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(report["phase"], "Succeeded", "{report:#}");
+    let run = run_dir(&report);
+
+    let generated = run.join("data/heldout/generated/synthetic.jsonl");
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&generated)
+        .unwrap_or_else(|e| panic!("{}: {e}", generated.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!rows.is_empty() && rows.len() <= 6, "{} rows", rows.len());
+    let prompts = |file: &str| -> Vec<String> {
+        std::fs::read_to_string(run.join(file))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["prompt"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (train, test) = (prompts("data/training/train.jsonl"), prompts("data/heldout/test.jsonl"));
+    for row in &rows {
+        // The dataset's own schema, and nothing a trainer or the test split already has.
+        for key in ["prompt", "chosen", "rejected"] {
+            assert!(row[key].as_str().is_some_and(|s| !s.trim().is_empty()), "{key} in {row}");
+        }
+        assert_ne!(row["chosen"], row["rejected"], "{row}");
+        let prompt = row["prompt"].as_str().unwrap().to_string();
+        assert!(!train.contains(&prompt) && !test.contains(&prompt), "{prompt:?} is not new");
+    }
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("data/heldout/generated/synthetic.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["written"].as_u64(), Some(rows.len() as u64), "{record}");
+    assert_eq!(record["temperature"].as_f64(), Some(0.9));
+    // The split records the generated count, and the evaluator was given exactly that file.
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("state.json")).unwrap()).unwrap();
+    assert_eq!(state["dataset"]["synthetic"].as_u64(), Some(rows.len() as u64), "{state:#}");
+    let command = std::fs::read_to_string(run.join("work/evaluate-alice-1/command.json")).unwrap();
+    assert!(command.contains(&generated.display().to_string()), "{command}");
+    assert!(row(&report, "alice")["synth_loss"].as_f64().is_some_and(f64::is_finite), "{report:#}");
+}

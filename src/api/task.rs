@@ -52,6 +52,15 @@ use crate::mechanism::TaskType;
     validation = Rule::new("self.spec.taskType != 'Grpo' || (has(self.spec.rewardFunctions) && size(self.spec.rewardFunctions) > 0)")
         .message("spec.rewardFunctions must list at least one reward function when spec.taskType is Grpo")
         .field_path(".spec.rewardFunctions"),
+    validation = Rule::new("!has(self.spec.dataset.generator) || self.spec.taskType != 'Image'")
+        .message("spec.dataset.generator writes text rows; image tasks keep held-out rows as their synthetic set")
+        .field_path(".spec.dataset.generator"),
+    validation = Rule::new("!has(self.spec.dataset.generator) || !has(self.spec.dataset.syntheticUri)")
+        .message("spec.dataset.generator and spec.dataset.syntheticUri both give the synthetic set; set one")
+        .field_path(".spec.dataset.generator"),
+    validation = Rule::new("!has(self.spec.dataset.generator) || !has(self.spec.dataset.generator.weakerModelUri) || self.spec.taskType == 'Dpo'")
+        .message("spec.dataset.generator.weakerModelUri writes rejected answers, which only Dpo rows have")
+        .field_path(".spec.dataset.generator.weakerModelUri"),
     validation = Rule::new("!has(self.spec.miners) || self.spec.miners.all(m, !has(m.command))")
         .message("spec.miners[].command runs a program on the local machine and is for `gradients run` only; in a cluster, give the miner its own image with a Miner object")
         .field_path(".spec.miners"),
@@ -136,6 +145,46 @@ pub struct DatasetSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 2048))]
     pub synthetic_uri: Option<String>,
+    /// Write the synthetic evaluation set with a generator model (white paper §3.3) instead of
+    /// holding out rows. Text task types only; not together with `syntheticUri`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<SyntheticGenerator>,
+}
+
+/// A generator model that writes new rows of the dataset's schema for the synthetic set. It
+/// runs once per task, after the split, in the evaluator's (trusted) image: instruct rows get a
+/// new instruction and the generator's answer, DPO rows the generator's answer as `chosen` and
+/// the weaker model's (or a corrupted decode) as `rejected`, GRPO rows a new prompt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SyntheticGenerator {
+    /// The generator checkpoint (Hugging Face layout, safetensors), where `baseModel.uri` may be.
+    #[schemars(length(min = 1, max = 2048))]
+    pub model_uri: String,
+    /// DPO: the weaker model that writes the rejected answers; without it, a corrupted decode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    pub weaker_model_uri: Option<String>,
+    /// Rows to write; default: the mechanism's synthetic share of the dataset (5 %, at most 500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub rows: Option<u32>,
+    /// Sampling temperature of the generator (the paper's "controlled temperature").
+    #[serde(default = "default_generator_temperature")]
+    #[schemars(range(min = 0.0, max = 2.0))]
+    pub temperature: f64,
+    /// Longest generated text per field, in tokens.
+    #[serde(default = "default_generator_tokens")]
+    #[schemars(range(min = 1, max = 4096))]
+    pub max_new_tokens: u32,
+}
+
+fn default_generator_temperature() -> f64 {
+    0.7
+}
+
+fn default_generator_tokens() -> u32 {
+    256
 }
 
 /// A competitor defined in the task itself.

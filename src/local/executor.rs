@@ -68,6 +68,7 @@ fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> RunError + '
 enum Launch {
     Train { strategy: String, command: Option<Vec<String>>, hours: f64, deadline: Option<DateTime<Utc>> },
     Evaluate { submission: Option<SealedModel> },
+    Synthesize { seed: u64, rows: u64 },
 }
 
 struct Running {
@@ -265,6 +266,12 @@ impl<'a> Executor<'a> {
     fn apply(&mut self, action: Action, now: DateTime<Utc>) -> Result<(), RunError> {
         match action {
             Action::PrepareDataset { id, seed } => self.prepare(id, seed, now),
+            Action::GenerateSyntheticSet { id, seed, rows } => {
+                if !self.is_known(&id) {
+                    self.queue.push_back((id, Launch::Synthesize { seed, rows }));
+                }
+                Ok(())
+            }
             Action::StartTraining { id, entrant, strategy, hours, deadline } => {
                 if !self.is_known(&id) {
                     let miner = self.task.file.spec.miners.iter().find(|m| m.name == entrant);
@@ -388,6 +395,13 @@ impl<'a> Executor<'a> {
                     };
                     self.contract.evaluation(subject)
                 }
+                Launch::Synthesize { seed, rows } => match self.contract.synthesis(*seed, *rows) {
+                    Some(spec) => spec,
+                    None => {
+                        self.finish(id, not_started(now, "the task has no generator (spec.dataset.generator)".into()))?;
+                        continue;
+                    }
+                },
             };
             fsio::write_json(
                 &dir.join("command.json"),
@@ -402,17 +416,7 @@ impl<'a> Executor<'a> {
                         .map_err(io_err(&dir))?;
                     self.running.push(Running { id, child, started_at: now, by_validator });
                 }
-                Err(e) => {
-                    let reason = format!("cannot start {}: {e}", spec.program);
-                    let failed = WorkloadState::Failed {
-                        started_at: None,
-                        finished_at: now,
-                        reason,
-                        log_tail: String::new(),
-                        retryable: false,
-                    };
-                    self.finish(id, failed)?;
-                }
+                Err(e) => self.finish(id, not_started(now, format!("cannot start {}: {e}", spec.program)))?,
             }
         }
         Ok(())
@@ -444,6 +448,7 @@ impl<'a> Executor<'a> {
             let finished_at = Utc::now();
             let state = match running.id.kind {
                 WorkKind::Train => workload::trained(&dir, status, running.started_at, finished_at),
+                WorkKind::Synthesize => workload::synthesized(&dir, status, running.started_at, finished_at),
                 WorkKind::Evaluate | WorkKind::Prepare | WorkKind::Seal => {
                     workload::evaluated(&dir, status, running.started_at, finished_at)
                 }
@@ -494,4 +499,9 @@ impl<'a> Executor<'a> {
             .export(&self.options.config.mechanism, now, &self.run.records(), &self.run.weights())
             .map_err(io_err(&self.run.root))
     }
+}
+
+/// A workload that could not start: final, nothing ran.
+fn not_started(now: DateTime<Utc>, reason: String) -> WorkloadState {
+    WorkloadState::Failed { started_at: None, finished_at: now, reason, log_tail: String::new(), retryable: false }
 }

@@ -96,6 +96,12 @@ pub fn load(path: &Path) -> Result<TaskFile, TaskFileError> {
     if let Some(uri) = spec.dataset.synthetic_uri.take() {
         spec.dataset.synthetic_uri = Some(resolve(path, &dir, "spec.dataset.syntheticUri", &uri)?);
     }
+    if let Some(generator) = spec.dataset.generator.as_mut() {
+        generator.model_uri = resolve(path, &dir, "spec.dataset.generator.modelUri", &generator.model_uri)?;
+        if let Some(uri) = generator.weaker_model_uri.take() {
+            generator.weaker_model_uri = Some(resolve(path, &dir, "spec.dataset.generator.weakerModelUri", &uri)?);
+        }
+    }
     Ok(TaskFile { path: path.to_path_buf(), name, spec, text })
 }
 

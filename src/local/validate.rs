@@ -36,6 +36,7 @@ pub fn validate(file: TaskFile) -> Result<ValidTask, TaskFileError> {
     }
     check_miners(spec).map_err(|(field, message)| bad(field, message))?;
     check_rewards(spec).map_err(|(field, message)| bad(field, message))?;
+    check_generator(spec).map_err(|(field, message)| bad(field, message))?;
 
     let read = |uri: &str| dataset::read(spec.task_type, Path::new(uri));
     let dataset = read(&spec.dataset.uri).map_err(|m| bad("spec.dataset.uri", m))?;
@@ -63,6 +64,39 @@ pub fn validate(file: TaskFile) -> Result<ValidTask, TaskFileError> {
 }
 
 type Problem = (&'static str, String);
+
+/// The rules the Task CRD enforces on `spec.dataset.generator`, and that its models exist here.
+fn check_generator(spec: &TaskSpec) -> Result<(), Problem> {
+    let Some(generator) = &spec.dataset.generator else { return Ok(()) };
+    if !spec.task_type.is_text() {
+        return Err(("spec.dataset.generator", "image tasks keep held-out rows as their synthetic set".into()));
+    }
+    if spec.dataset.synthetic_uri.is_some() {
+        return Err((
+            "spec.dataset.generator",
+            "spec.dataset.syntheticUri already gives the synthetic set; set one".into(),
+        ));
+    }
+    if generator.weaker_model_uri.is_some() && spec.task_type != TaskType::Dpo {
+        return Err(("spec.dataset.generator.weakerModelUri", "only Dpo rows have rejected answers".into()));
+    }
+    if !(generator.temperature > 0.0 && generator.temperature <= 2.0) {
+        return Err((
+            "spec.dataset.generator.temperature",
+            format!("must be in (0, 2], found {}", generator.temperature),
+        ));
+    }
+    let models = [
+        ("spec.dataset.generator.modelUri", Some(&generator.model_uri)),
+        ("spec.dataset.generator.weakerModelUri", generator.weaker_model_uri.as_ref()),
+    ];
+    for (field, uri) in models {
+        if let Some(uri) = uri.filter(|uri| !Path::new(uri).join("config.json").is_file()) {
+            return Err((field, format!("no model directory with a config.json at {uri}")));
+        }
+    }
+    Ok(())
+}
 
 /// Inline miner `command`s run as the user with the user's access (the held-out split, the
 /// other workloads' files), so they run only when the user says they trust them.

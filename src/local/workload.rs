@@ -13,7 +13,8 @@ use super::process::{Spec, describe};
 use crate::api::task::TaskSpec;
 use crate::tournament::{EvalReport, WorkOutput, WorkloadState};
 use crate::workloads::contract::{
-    EvalInvocation, PreparedData, Subject, TRAINER_PROGRAM, TrainInvocation, TrainerOutput, budget_hours, columns_arg,
+    EvalInvocation, PreparedData, Subject, SynthesizeInvocation, TRAINER_PROGRAM, TrainInvocation, TrainerOutput,
+    budget_hours, columns_arg,
 };
 
 /// Lines of a failed workload's stderr kept for the user.
@@ -99,8 +100,53 @@ impl Contract {
             profile: Some(self.profile.clone()),
             seed: self.seed,
             termination_message_path: None,
+            generated_synthetic: self.spec.dataset.generator.is_some(),
         };
         Spec { env: self.env(invocation.env()), ..self.trainer_program(invocation.argv()) }
+    }
+
+    /// `synthesize-eval`: the task's generator writes `rows` rows into `RUN/data/heldout/generated`.
+    /// `None` when the task has no generator.
+    pub fn synthesis(&self, seed: u64, rows: u64) -> Option<Spec> {
+        let generator = self.spec.dataset.generator.as_ref()?;
+        let invocation = SynthesizeInvocation {
+            task_type: self.spec.task_type,
+            generator: generator.model_uri.clone(),
+            weaker_model: generator.weaker_model_uri.clone(),
+            data: self.data.clone(),
+            output: self.data.heldout.generated_dir(),
+            columns: columns_arg(&self.spec.dataset.columns),
+            rows,
+            temperature: generator.temperature,
+            max_new_tokens: generator.max_new_tokens,
+            seed,
+            termination_message_path: None,
+        };
+        Some(Spec { env: self.env(invocation.env()), ..self.trainer_program(invocation.argv()) })
+    }
+}
+
+/// The generator's process: exit 0 and a `done` record as the last stdout line. A failure is
+/// the task's (its generator or data): final, with the log's tail for the user.
+pub fn synthesized(
+    dir: &Path,
+    status: ExitStatus,
+    started_at: DateTime<Utc>,
+    finished_at: DateTime<Utc>,
+) -> WorkloadState {
+    let log_tail = fsio::tail(&dir.join("stderr.log"), TAIL_LINES, 8192);
+    let stdout = std::fs::read_to_string(dir.join("stdout.log")).unwrap_or_default();
+    let last = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let result = if status.success() {
+        crate::workloads::synthesize::summary(last)
+    } else {
+        Err(format!("the generator {}", describe(status)))
+    };
+    match result {
+        Ok(summary) => WorkloadState::Succeeded { started_at, finished_at, output: WorkOutput::Synthesized(summary) },
+        Err(reason) => {
+            WorkloadState::Failed { started_at: Some(started_at), finished_at, reason, log_tail, retryable: false }
+        }
     }
 }
 

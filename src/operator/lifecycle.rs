@@ -53,7 +53,7 @@ pub fn seal_locations(
 pub fn workload_id(kind: WorkKind, object_labels: &BTreeMap<String, String>) -> Option<WorkloadId> {
     let attempt = object_labels.get(labels::ATTEMPT)?.parse().ok()?;
     let entrant = match kind {
-        WorkKind::Prepare => String::new(),
+        WorkKind::Prepare | WorkKind::Synthesize => String::new(),
         _ => object_labels.get(labels::MINER)?.clone(),
     };
     Some(WorkloadId::new(kind, &entrant, attempt))
@@ -151,6 +151,20 @@ pub fn preparation_state(job: &Job, pods: &[Pod]) -> WorkloadState {
     })
 }
 
+/// The synthetic set's generation: the generator's `done` record as the termination message.
+/// A failure is the task's (its generator or data), never worth a retry unless the pod was lost.
+pub fn synthesis_state(job: &Job, pods: &[Pod]) -> WorkloadState {
+    job_state(job, pods, crate::workloads::synthesize::CONTAINER, |finished| {
+        if finished.exit_code != 0 {
+            let detail = finished.message.as_deref().unwrap_or("").trim();
+            return Err((format!("the generator exited with code {}: {detail}", finished.exit_code), false));
+        }
+        crate::workloads::synthesize::summary(finished.message.as_deref().unwrap_or(""))
+            .map(WorkOutput::Synthesized)
+            .map_err(|e| (e, false))
+    })
+}
+
 /// An evaluation: only the evaluator container's termination message counts. A malformed or
 /// missing message fails this entrant's evaluation, never the task; a crash without a result
 /// is worth another attempt.
@@ -168,8 +182,11 @@ pub fn evaluation_state(job: &Job, pods: &[Pod]) -> WorkloadState {
 /// The workloads the state waits for (requested or running): the only ones to observe.
 pub fn in_flight(state: &TaskState) -> Vec<WorkloadId> {
     let current = |work: &Work| matches!(work, Work::Requested { .. } | Work::Active { .. }).then(|| work.attempt());
-    let mut ids: Vec<WorkloadId> =
-        current(&state.prepare).map(|attempt| WorkloadId::new(WorkKind::Prepare, "", attempt)).into_iter().collect();
+    let task_wide = [(WorkKind::Prepare, &state.prepare), (WorkKind::Synthesize, &state.synthesize)];
+    let mut ids: Vec<WorkloadId> = task_wide
+        .into_iter()
+        .filter_map(|(kind, work)| current(work).map(|attempt| WorkloadId::new(kind, "", attempt)))
+        .collect();
     for entrant in &state.entrants {
         let works = [
             (WorkKind::Train, &entrant.training),

@@ -30,7 +30,7 @@ use crate::api::evaluation::EvaluationPhase;
 use crate::api::{Evaluation, Miner, MinerSubmission, Task, TaskStatus};
 use crate::tournament::{self, Action, Observation, PoolMiner, WorkKind, WorkloadId, WorkloadState};
 use crate::workloads::evaluator::Evaluated;
-use crate::workloads::{evaluator, labels, network_policy, prepare, seal};
+use crate::workloads::{evaluator, labels, network_policy, prepare, seal, synthesize};
 
 const NAME: &str = "task";
 /// A task that is not finished is looked at again at least this often.
@@ -130,7 +130,13 @@ async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>)
         ctx.event_about(&task, Some(finding.related.clone()), true, finding.reason, finding.note.clone()).await;
     }
     let starts_pods = |action: &Action| {
-        matches!(action, Action::PrepareDataset { .. } | Action::StartTraining { .. } | Action::StartEvaluation { .. })
+        matches!(
+            action,
+            Action::PrepareDataset { .. }
+                | Action::GenerateSyntheticSet { .. }
+                | Action::StartTraining { .. }
+                | Action::StartEvaluation { .. }
+        )
     };
     if decision.actions.iter().any(starts_pods) {
         // Isolation first: no workload pod may exist without its role's deny-all policy.
@@ -280,6 +286,11 @@ async fn execute(
             let job = prepare::prepare_job(task, id.attempt, *seed, &ctx.workloads, access.as_ref())?;
             children.create(client, &job).await?;
         }
+        Action::GenerateSyntheticSet { id, seed, rows } => {
+            if let Some(job) = synthesize::synthesize_job(task, id.attempt, *seed, *rows, &ctx.workloads)? {
+                children.create(client, &job).await?;
+            }
+        }
         Action::StartTraining { id, entrant, strategy, hours, deadline } => {
             let submission = lifecycle::build_submission(
                 task,
@@ -380,7 +391,9 @@ async fn stop(
     let key = match id.kind {
         WorkKind::Prepare => ownership::key::<Job>(&prepare::job_name(task, id.attempt)),
         WorkKind::Train => ownership::key::<MinerSubmission>(&lifecycle::submission_name(task, id)),
-        WorkKind::Seal | WorkKind::Evaluate => ownership::key::<Job>(&crate::workloads::workload_name(task, id)),
+        WorkKind::Synthesize | WorkKind::Seal | WorkKind::Evaluate => {
+            ownership::key::<Job>(&crate::workloads::workload_name(task, id))
+        }
     };
     let Some(uid) = recorded.get(&key) else { return Ok(()) };
     let object = key.split_once('/').map(|(_, name)| name).unwrap_or_default();
@@ -488,6 +501,9 @@ async fn observe_workloads(
         }
         let (object, container, image) = match id.kind {
             WorkKind::Prepare => (prepare::job_name(&name, id.attempt), "prepare", &ctx.workloads.operator_image),
+            WorkKind::Synthesize => {
+                (synthesize::job_name(&name, id.attempt), synthesize::CONTAINER, &ctx.workloads.evaluator_image)
+            }
             WorkKind::Seal => {
                 (crate::workloads::workload_name(&name, &id), seal::SEAL_CONTAINER, &ctx.workloads.operator_image)
             }
@@ -517,6 +533,7 @@ async fn observe_workloads(
         }));
         let observed = match id.kind {
             WorkKind::Prepare => lifecycle::preparation_state(&job, &trusted),
+            WorkKind::Synthesize => lifecycle::synthesis_state(&job, &trusted),
             WorkKind::Seal => lifecycle::seal_state(&job, &trusted),
             _ => lifecycle::evaluation_state(&job, &trusted),
         };

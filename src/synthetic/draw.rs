@@ -103,6 +103,7 @@ pub fn draw(spec: &TaskSourceSpec, source: &str, seed: u64, index: u64) -> Resul
             uri: entry.uri.clone(),
             columns: entry.columns.clone(),
             synthetic_uri: entry.synthetic_uri.clone(),
+            generator: None,
         },
         hours: Some(f64::from(hours)),
         deadline: None,

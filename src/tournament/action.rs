@@ -14,6 +14,8 @@ use crate::mechanism::records::TaskRecord;
 pub enum Action {
     /// Split the dataset into train/test/synthetic with the mechanism's seeded split.
     PrepareDataset { id: WorkloadId, seed: u64 },
+    /// Write `rows` rows of the synthetic evaluation set with the task's generator model.
+    GenerateSyntheticSet { id: WorkloadId, seed: u64, rows: u64 },
     /// Train `entrant` with `strategy` for `hours` from the moment it starts, never past `deadline`.
     StartTraining {
         id: WorkloadId,

@@ -30,6 +30,9 @@ pub struct LifecycleConfig {
     pub seal_timeout_s: u64,
     /// Dataset preparation running longer than this fails the task (after retries).
     pub prepare_timeout_s: u64,
+    /// Writing the synthetic set with a generator model (`spec.dataset.generator`) running
+    /// longer than this fails the task (after retries).
+    pub synthesize_timeout_s: u64,
     /// A workload requested this long ago that has not started is stopped and failed. `None`:
     /// wait as long as it takes (the local executor queues work behind its parallelism limit).
     pub pending_timeout_s: Option<u64>,
@@ -43,6 +46,7 @@ impl Default for LifecycleConfig {
             evaluation_timeout_s: 3 * 3600,
             seal_timeout_s: 3600,
             prepare_timeout_s: 3600,
+            synthesize_timeout_s: 3 * 3600,
             pending_timeout_s: Some(3600),
         }
     }
@@ -60,6 +64,9 @@ impl LifecycleConfig {
     }
     pub(crate) fn prepare_timeout(&self) -> Duration {
         seconds(self.prepare_timeout_s)
+    }
+    pub(crate) fn synthesize_timeout(&self) -> Duration {
+        seconds(self.synthesize_timeout_s)
     }
     pub(crate) fn pending_timeout(&self) -> Option<Duration> {
         self.pending_timeout_s.map(seconds)

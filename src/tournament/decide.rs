@@ -101,7 +101,12 @@ impl Step<'_> {
                 self.actions.push(Action::PrepareDataset { id, seed: self.seed() });
             }
             Work::Succeeded { output: WorkOutput::Prepared(facts), .. } => {
-                self.state.dataset = Some(facts);
+                if self.state.dataset.is_none() {
+                    self.state.dataset = Some(facts);
+                }
+                if !self.synthesized(facts) {
+                    return;
+                }
                 match self.base_hours(facts.rows) {
                     Ok(hours) => {
                         self.state.hours = Some(hours);
@@ -113,6 +118,43 @@ impl Step<'_> {
             Work::Succeeded { .. } => self.fail("dataset preparation reported no split sizes".into()),
             Work::Failed { reason, .. } => self.fail(format!("dataset preparation failed: {reason}")),
             Work::Waiting | Work::NotNeeded { .. } | Work::Active { .. } => {}
+        }
+    }
+
+    /// With `spec.dataset.generator`: drives the generation after the split and says whether
+    /// the synthetic set is written (its row count then replaces the held-out one).
+    fn synthesized(&mut self, facts: crate::tournament::DatasetFacts) -> bool {
+        let Some(generator) = &self.spec.dataset.generator else { return true };
+        if self.state.synthesize.is_waiting() {
+            self.state.synthesize = Work::Requested { attempt: 1, requested_at: self.now() };
+            self.notify("Synthesizing", "writing the synthetic evaluation set with the generator model".into());
+        }
+        let timeout = self.config.lifecycle.synthesize_timeout();
+        let limit = |started: DateTime<Utc>| {
+            (started + timeout, format!("generating the synthetic set took longer than {} s", timeout.num_seconds()))
+        };
+        let synthesize = self.state.synthesize.clone();
+        self.state.synthesize = self.track(&synthesize, WorkKind::Synthesize, "", &limit);
+        match self.state.synthesize.clone() {
+            Work::Requested { attempt, .. } => {
+                let id = WorkloadId::new(WorkKind::Synthesize, "", attempt);
+                let rows = generator.rows.map_or(facts.synthetic.max(1), u64::from);
+                self.actions.push(Action::GenerateSyntheticSet { id, seed: self.seed(), rows });
+                false
+            }
+            Work::Succeeded { output: WorkOutput::Synthesized(summary), .. } => {
+                self.state.dataset = Some(crate::tournament::DatasetFacts { synthetic: summary.rows, ..facts });
+                true
+            }
+            Work::Succeeded { .. } => {
+                self.fail("the synthetic set's generation reported no row count".into());
+                false
+            }
+            Work::Failed { reason, .. } => {
+                self.fail(format!("the synthetic evaluation set could not be generated: {reason}"));
+                false
+            }
+            Work::Waiting | Work::NotNeeded { .. } | Work::Active { .. } => false,
         }
     }
 

@@ -30,6 +30,9 @@
 //! - **Preparing**: one `PrepareDataset` workload splits the dataset with
 //!   [`crate::mechanism::allocation::split_rows`]; its output (row counts) sets the hours
 //!   (`spec.hours`, the time left to `spec.deadline`, or [`crate::mechanism::allocation::allocate_hours`]).
+//!   With `spec.dataset.generator`, one `GenerateSyntheticSet` follows (still Preparing): the
+//!   generator writes the synthetic split, whose row count replaces the held-out one; its
+//!   failure is the task's, so the task fails before any miner is drawn.
 //! - **Selecting**: [`crate::mechanism::selection::staffing`] on the observed pool; proceed with
 //!   [`crate::mechanism::selection::select_miners`], or delay with an extended allocation.
 //! - **Training**: one `StartTraining` per entrant (the selected miners, plus the `baseline`
@@ -71,7 +74,8 @@ pub use config::{LifecycleConfig, TournamentConfig};
 pub use decide::decide;
 pub use eval_report::{EvalCheck, EvalReport, EvalReportError, FailureCategory, RESULT_LIMIT};
 pub use observe::{
-    DatasetFacts, Observation, PoolMiner, SealSummary, TrainingSummary, WorkKind, WorkOutput, WorkloadId, WorkloadState,
+    DatasetFacts, Observation, PoolMiner, SealSummary, SyntheticSummary, TrainingSummary, WorkKind, WorkOutput,
+    WorkloadId, WorkloadState,
 };
 pub use outcome::{Outcome, Scores, outcome};
 pub use record::task_record;

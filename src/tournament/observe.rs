@@ -14,6 +14,8 @@ use super::eval_report::EvalReport;
 #[serde(rename_all = "lowercase")]
 pub enum WorkKind {
     Prepare,
+    /// Write the synthetic evaluation set with a generator model (`spec.dataset.generator`).
+    Synthesize,
     Train,
     /// Copy a finished trainer's model where nobody can write, with a digest manifest.
     Seal,
@@ -24,6 +26,7 @@ impl WorkKind {
     pub fn as_str(self) -> &'static str {
         match self {
             WorkKind::Prepare => "prepare",
+            WorkKind::Synthesize => "synthesize",
             WorkKind::Train => "train",
             WorkKind::Seal => "seal",
             WorkKind::Evaluate => "evaluate",
@@ -118,6 +121,7 @@ pub enum WorkloadState {
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum WorkOutput {
     Prepared(DatasetFacts),
+    Synthesized(SyntheticSummary),
     Trained(TrainingSummary),
     Sealed(SealSummary),
     Evaluated(EvalReport),
@@ -133,6 +137,13 @@ pub struct SealSummary {
     pub bytes: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<TrainingSummary>,
+}
+
+/// What the generator wrote: the synthetic set's rows (after validation and de-duplication).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyntheticSummary {
+    pub rows: u64,
 }
 
 /// Row counts of the prepared splits.

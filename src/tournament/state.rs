@@ -14,7 +14,7 @@ pub enum Phase {
     /// Accepted, nothing started yet: the spec may still change.
     #[default]
     Pending,
-    /// The dataset is being split.
+    /// The dataset is being split (and the synthetic set generated, when a generator is set).
     Preparing,
     /// Drawing the miners.
     Selecting,
@@ -115,6 +115,10 @@ impl Work {
         matches!(self, Work::NotNeeded { .. } | Work::Succeeded { .. } | Work::Failed { .. })
     }
 
+    pub fn is_waiting(&self) -> bool {
+        matches!(self, Work::Waiting)
+    }
+
     /// The attempt in flight or last made (0 before the first).
     pub fn attempt(&self) -> u32 {
         match self {
@@ -173,7 +177,7 @@ impl Entrant {
         let work = match kind {
             WorkKind::Train => &self.training,
             WorkKind::Seal => &self.seal,
-            WorkKind::Prepare | WorkKind::Evaluate => &self.evaluation,
+            WorkKind::Prepare | WorkKind::Synthesize | WorkKind::Evaluate => &self.evaluation,
         };
         WorkloadId::new(kind, &self.name, work.attempt().max(1))
     }
@@ -196,6 +200,9 @@ pub struct TaskState {
     pub retry_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub prepare: Work,
+    /// The generated synthetic set (`spec.dataset.generator`); `Waiting` when there is none.
+    #[serde(default, skip_serializing_if = "Work::is_waiting")]
+    pub synthesize: Work,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset: Option<DatasetFacts>,
     #[serde(default)]

@@ -224,6 +224,12 @@ impl WorkloadConfig {
         if let Some(synthetic) = &spec.dataset.synthetic_uri {
             sources.push(("spec.dataset.syntheticUri", synthetic));
         }
+        if let Some(generator) = &spec.dataset.generator {
+            sources.push(("spec.dataset.generator.modelUri", &generator.model_uri));
+            if let Some(weaker) = &generator.weaker_model_uri {
+                sources.push(("spec.dataset.generator.weakerModelUri", weaker));
+            }
+        }
         for (field, uri) in sources {
             if !self.source_allowed(uri) {
                 let allowed =

@@ -32,6 +32,10 @@ pub const REWARD_FUNCTIONS_FILE: &str = "reward_functions.json";
 pub const MODEL_DIR: &str = "model";
 /// Below a sealed submission: the manifest of every file's digest and the tree digest.
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// Below the held-out data: the set a generator model wrote (`spec.dataset.generator`).
+pub const GENERATED_DIR: &str = "generated";
+/// In [`GENERATED_DIR`]: the rows, and the record of how they were made.
+pub const GENERATED_FILE: &str = "synthetic.jsonl";
 /// Below a trainer's output: its summary (`steps`, `final_train_loss`, `stopped_by_deadline`).
 pub const TRAINING_SUMMARY_FILE: &str = "training.json";
 
@@ -104,6 +108,14 @@ impl HeldOut {
     }
     pub fn synth(&self, task_type: TaskType) -> String {
         join(&self.0, if task_type.is_text() { "synth.jsonl" } else { "test" })
+    }
+    /// Where a generator model writes the synthetic set ([`GENERATED_FILE`] inside).
+    pub fn generated_dir(&self) -> String {
+        join(&self.0, GENERATED_DIR)
+    }
+    /// The synthetic split the evaluator scores: the generated one when the task has a generator.
+    pub fn synth_for(&self, task_type: TaskType, generated: bool) -> String {
+        if generated { join(&self.generated_dir(), GENERATED_FILE) } else { self.synth(task_type) }
     }
 }
 
@@ -284,7 +296,27 @@ pub const SEAL: CommandSpec = CommandSpec {
     env: &[],
 };
 
-pub const COMMANDS: [&CommandSpec; 4] = [&PREPARE, &TRAIN, &SEAL, &EVALUATE];
+pub const SYNTHESIZE: CommandSpec = CommandSpec {
+    program: "trainer",
+    subcommand: "synthesize-eval",
+    flags: &[
+        req("--task-type"),
+        req("--generator"),
+        opt("--weaker-model"),
+        req("--train-data"),
+        opt("--test-data"),
+        opt("--columns"),
+        req("--rows"),
+        opt("--temperature"),
+        opt("--max-new-tokens"),
+        opt("--seed"),
+        req("--output"),
+        opt("--termination-message-path"),
+    ],
+    env: &["HF_HUB_OFFLINE", "PYTHONUNBUFFERED"],
+};
+
+pub const COMMANDS: [&CommandSpec; 5] = [&PREPARE, &SYNTHESIZE, &TRAIN, &SEAL, &EVALUATE];
 
 /// Builds an argument vector, refusing (in debug builds and tests) options the spec does not declare.
 struct Argv {
@@ -359,6 +391,47 @@ impl PrepareInvocation {
             .maybe("--reward-functions", self.reward_functions.clone())
             .maybe("--termination-message-path", self.termination_message_path.clone())
             .args
+    }
+}
+
+/// `synthesize-eval`: a generator model writes the synthetic split from the test split's rows
+/// (white paper §3.3), de-duplicated against train and test, into [`HeldOut::generated_dir`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SynthesizeInvocation {
+    pub task_type: TaskType,
+    pub generator: String,
+    pub weaker_model: Option<String>,
+    pub data: PreparedData,
+    /// Where the set goes; [`HeldOut::generated_dir`] of `data` unless mounted elsewhere.
+    pub output: String,
+    pub columns: Option<String>,
+    pub rows: u64,
+    pub temperature: f64,
+    pub max_new_tokens: u32,
+    pub seed: u64,
+    pub termination_message_path: Option<String>,
+}
+
+impl SynthesizeInvocation {
+    pub fn argv(&self) -> Vec<String> {
+        Argv::new(&SYNTHESIZE)
+            .value("--task-type", cli_task_type(self.task_type))
+            .value("--generator", self.generator.clone())
+            .maybe("--weaker-model", self.weaker_model.clone())
+            .value("--train-data", self.data.training.train(self.task_type))
+            .value("--test-data", self.data.heldout.test(self.task_type))
+            .maybe("--columns", self.columns.clone())
+            .value("--rows", self.rows.to_string())
+            .value("--temperature", number_arg(self.temperature))
+            .value("--max-new-tokens", self.max_new_tokens.to_string())
+            .value("--seed", self.seed.to_string())
+            .value("--output", self.output.clone())
+            .maybe("--termination-message-path", self.termination_message_path.clone())
+            .args
+    }
+
+    pub fn env(&self) -> Vec<(String, String)> {
+        env(&[("HF_HUB_OFFLINE", "1".to_string()), ("PYTHONUNBUFFERED", "1".to_string())])
     }
 }
 
@@ -448,6 +521,8 @@ pub struct EvalInvocation {
     pub profile: Option<String>,
     pub seed: u64,
     pub termination_message_path: Option<String>,
+    /// The task's synthetic set was written by a generator ([`HeldOut::synth_for`]).
+    pub generated_synthetic: bool,
 }
 
 impl EvalInvocation {
@@ -464,7 +539,7 @@ impl EvalInvocation {
             .maybe("--submission-digest", digest)
             .switch("--score-base", self.subject == Subject::BaseModel)
             .value("--test-data", self.heldout.test(self.task_type))
-            .value("--synth-data", self.heldout.synth(self.task_type))
+            .value("--synth-data", self.heldout.synth_for(self.task_type, self.generated_synthetic))
             .maybe("--columns", self.columns.clone())
             .maybe("--reward-functions", rewards)
             .maybe("--profile", self.profile.clone())
@@ -505,8 +580,23 @@ pub fn describe() -> serde_json::Value {
         profile: Some("fast".into()),
         seed: 7,
         termination_message_path: Some(TERMINATION_MESSAGE_PATH.into()),
+        generated_synthetic: false,
     };
     let example_base = EvalInvocation { subject: Subject::BaseModel, ..example_eval.clone() };
+    let example_generated = EvalInvocation { generated_synthetic: true, ..example_eval.clone() };
+    let example_synthesize = SynthesizeInvocation {
+        task_type: TaskType::Dpo,
+        generator: "GENERATOR".into(),
+        weaker_model: Some("WEAKER".into()),
+        data: data.clone(),
+        output: data.heldout.generated_dir(),
+        columns: Some(r#"{"prompt":"question"}"#.into()),
+        rows: 20,
+        temperature: 0.7,
+        max_new_tokens: 64,
+        seed: 7,
+        termination_message_path: Some(TERMINATION_MESSAGE_PATH.into()),
+    };
     let task_types = [TaskType::InstructText, TaskType::Dpo, TaskType::Grpo, TaskType::Image].map(cli_task_type);
     json!({
         "version": 1,
@@ -522,6 +612,8 @@ pub fn describe() -> serde_json::Value {
             "model_dir": MODEL_DIR,
             "manifest_file": MANIFEST_FILE,
             "training_summary_file": TRAINING_SUMMARY_FILE,
+            "generated_dir": GENERATED_DIR,
+            "generated_file": GENERATED_FILE,
             "text": {"train": data.training.train(text), "test": data.heldout.test(text), "synth": data.heldout.synth(text)},
             "image": {"train": data.training.train(image), "test": data.heldout.test(image), "synth": data.heldout.synth(image)},
         },
@@ -532,6 +624,8 @@ pub fn describe() -> serde_json::Value {
             "train_env": example_train.env().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
             "evaluate": example_eval.argv(),
             "evaluate_base": example_base.argv(),
+            "evaluate_generated": example_generated.argv(),
+            "synthesize": example_synthesize.argv(),
         },
     })
 }

@@ -41,13 +41,7 @@ pub fn evaluation_job(
 ) -> Result<Job, BuildError> {
     let (namespace, name, owner) = super::owner(task)?;
     let spec = &task.spec;
-    let gpu_class = spec.gpu_class.clone().unwrap_or_else(|| config.default_gpu_class.clone());
-    let class = config.gpu_classes.get(&gpu_class).ok_or_else(|| {
-        BuildError::UnknownGpuClass(
-            gpu_class.clone(),
-            config.gpu_classes.keys().cloned().collect::<Vec<_>>().join(", "),
-        )
-    })?;
+    let class = config.gpu_class(spec.gpu_class.as_deref())?;
     config.check_sources(spec)?;
     // The base model, the held-out data, the reward code (GRPO) and the one sealed model, all
     // read-only; nothing else of the claim.
@@ -77,6 +71,7 @@ pub fn evaluation_job(
         profile: None,
         seed: task.seed(),
         termination_message_path: Some(TERMINATION_MESSAGE_PATH.to_string()),
+        generated_synthetic: spec.dataset.generator.is_some(),
     };
     let mut pod_labels = super::base_labels(labels::ROLE_EVALUATOR, &name);
     pod_labels.insert(labels::MINER.to_string(), super::label_value(entrant));

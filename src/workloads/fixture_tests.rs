@@ -304,3 +304,54 @@ fn a_task_on_an_unknown_gpu_class_gets_no_policies_but_an_error_naming_it() {
     let error = network_policy::task_network_policies(&task, &config()).unwrap_err();
     assert!(error.to_string().contains("\"tpu\"") && error.to_string().contains("h100"), "{error}");
 }
+
+fn generating_task() -> Task {
+    let mut task: Task = load("task.yaml");
+    task.spec.dataset.generator = Some(crate::api::task::SyntheticGenerator {
+        model_uri: "/artifacts/models/qwen2.5-72b-instruct".into(),
+        weaker_model_uri: Some("/artifacts/models/qwen2.5-0.5b".into()),
+        rows: Some(200),
+        temperature: 0.7,
+        max_new_tokens: 256,
+    });
+    task
+}
+
+#[test]
+fn synthesize_job_matches_fixture() {
+    let job = synthesize::synthesize_job(&generating_task(), 1, 42, 200, &config()).unwrap().expect("a generator");
+    assert_matches_fixture(&job, "synthesize-job.yaml");
+    assert!(synthesize::synthesize_job(&load::<Task>("task.yaml"), 1, 42, 200, &config()).unwrap().is_none());
+}
+
+#[test]
+fn synthesize_job_writes_only_the_generated_set_and_runs_the_trusted_image() {
+    let job = synthesize::synthesize_job(&generating_task(), 1, 42, 200, &config()).unwrap().unwrap();
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    let container = &pod.containers[0];
+    assert_eq!(container.image.as_deref(), Some(config().evaluator_image.as_str()));
+    let writable: Vec<&str> = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .filter(|m| m.read_only == Some(false))
+        .filter_map(|m| m.sub_path.as_deref())
+        .collect();
+    assert_eq!(writable, vec!["tournaments/tournaments/alpaca-dpo/data/heldout/generated"]);
+    let args = container.args.clone().unwrap();
+    contract::check_argv(&contract::SYNTHESIZE, &args).unwrap();
+    // The evaluator of the same task scores the generated file.
+    let evaluation =
+        evaluator::evaluation_job(&generating_task(), "miner-a", 1, sealed_evaluation(), &config()).unwrap();
+    let eval_args = evaluation.spec.unwrap().template.spec.unwrap().containers[0].args.clone().unwrap();
+    let synth = &eval_args[eval_args.iter().position(|a| a == "--synth-data").unwrap() + 1];
+    assert_eq!(synth, "/heldout/generated/synthetic.jsonl");
+}
+
+#[test]
+fn a_generator_outside_the_allowed_sources_is_refused_by_field() {
+    let mut task = generating_task();
+    task.spec.dataset.generator.as_mut().unwrap().model_uri = "/artifacts/tournaments/other/t/models/x".into();
+    let err = synthesize::synthesize_job(&task, 1, 42, 200, &config()).unwrap_err().to_string();
+    assert!(err.contains("spec.dataset.generator.modelUri"), "{err}");
+}

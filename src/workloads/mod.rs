@@ -10,6 +10,7 @@ pub mod gpus;
 pub mod network_policy;
 pub mod prepare;
 pub mod seal;
+pub mod synthesize;
 pub mod trainer;
 mod view;
 
@@ -265,6 +266,10 @@ pub mod mounts {
     pub const DATASET: &str = "/source/dataset";
     pub const SYNTHETIC: &str = "/source/synthetic";
     pub const PREPARED: &str = "/prepared";
+    /// The synthetic set's generator models (read-only) and where it writes the set.
+    pub const GENERATOR: &str = "/generator";
+    pub const WEAKER_MODEL: &str = "/weaker-model";
+    pub const GENERATED: &str = "/generated";
 }
 
 /// Scratch space for tools that need a writable HOME and /tmp under a read-only root.

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from gradients_trainer import contract
+from gradients_trainer import contract, synthgen
 from gradients_trainer.cli import build_parser
 
 CONTRACT = json.loads((Path(__file__).resolve().parent.parent / "workload-contract.json").read_text())
 # Options of ours that no executor renders: for people and tests.
-PYTHON_ONLY: dict[str, set[str]] = {"train": set(), "evaluate": set()}
+PYTHON_ONLY: dict[str, set[str]] = {"train": set(), "evaluate": set(), "synthesize-eval": set()}
 
 
 def _subparser(name: str) -> argparse.ArgumentParser:
@@ -31,7 +31,7 @@ def _options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     return {s: a for a in parser._actions for s in a.option_strings if s.startswith("--") and s != "--help"}  # noqa: SLF001
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "synthesize-eval"])
 def test_options_match_the_contract(command: str) -> None:
     spec = CONTRACT["commands"][command]
     assert spec["program"] == "trainer" and spec["subcommand"] == command
@@ -45,7 +45,7 @@ def test_options_match_the_contract(command: str) -> None:
         assert action.required == flag["required"], f"{command} {name}: required"
 
 
-@pytest.mark.parametrize("example", ["train", "evaluate", "evaluate_base"])
+@pytest.mark.parametrize("example", ["train", "evaluate", "evaluate_base", "evaluate_generated", "synthesize"])
 def test_rendered_invocations_parse(example: str) -> None:
     argv: list[str] = CONTRACT["examples"][example]
     args = build_parser().parse_args(argv)
@@ -55,6 +55,15 @@ def test_rendered_invocations_parse(example: str) -> None:
     elif example == "evaluate":
         assert str(args.submission) == "OUTPUT/" + CONTRACT["layout"]["model_dir"]
         assert args.submission_digest == rendered["--submission-digest"]
+    elif example == "evaluate_generated":
+        # The evaluator scores exactly the file the generator writes.
+        layout = CONTRACT["layout"]
+        assert layout["generated_file"] == synthgen.DATA_FILE
+        assert str(args.synth_data) == f"DATA/{layout['heldout_dir']}/{layout['generated_dir']}/{synthgen.DATA_FILE}"
+    elif example == "synthesize":
+        assert args.rows == int(rendered["--rows"]) and args.temperature == float(rendered["--temperature"])
+        assert str(args.output) == f"DATA/{CONTRACT['layout']['heldout_dir']}/{CONTRACT['layout']['generated_dir']}"
+        assert str(args.termination_message_path) == CONTRACT["termination_message_path"]
     else:
         assert args.hours == float(rendered["--hours"])
         assert str(args.output) == "OUTPUT"

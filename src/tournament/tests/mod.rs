@@ -4,6 +4,7 @@
 
 mod competing;
 mod preparing;
+mod synthesizing;
 
 pub(super) use chrono::{DateTime, Duration, TimeZone, Utc};
 
@@ -23,7 +24,12 @@ pub(super) fn spec() -> TaskSpec {
     TaskSpec {
         task_type: TaskType::InstructText,
         base_model: BaseModel { uri: "base".into(), params_b: 0.5 },
-        dataset: DatasetSpec { uri: "data.jsonl".into(), columns: Default::default(), synthetic_uri: None },
+        dataset: DatasetSpec {
+            uri: "data.jsonl".into(),
+            columns: Default::default(),
+            synthetic_uri: None,
+            generator: None,
+        },
         hours: Some(0.01), // 36 s
         deadline: None,
         miners_per_task: None,

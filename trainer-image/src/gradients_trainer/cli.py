@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("--max-new-tokens", type=int, default=48)
     sg.add_argument("--seed", type=int, default=42)
     sg.add_argument("--output", required=True, type=Path)
+    sg.add_argument("--termination-message-path", type=Path, default=None,
+                    help="also write the done record there (the operator's Job reads it)")
 
     sub.add_parser("strategies", help="print the strategy catalogue as JSON")
     return parser
@@ -177,7 +179,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             rows=args.rows, temperature=args.temperature,
             max_new_tokens=args.max_new_tokens, seed=args.seed, output=args.output,
         ))
-        write_stdout(json.dumps({"event": "done", **asdict(record)}))
+        done = json.dumps({"event": "done", **asdict(record)})
+        if args.termination_message_path is not None:
+            args.termination_message_path.write_text(done)
+        write_stdout(done)
         return EXIT_OK
     strategy = strategies.get(args.strategy)
     if args.strategy_overrides:
