@@ -8,7 +8,7 @@ use prometheus::{
 };
 
 use super::telemetry::{self, Finished, Sample};
-use crate::tournament::{Phase, WorkKind};
+use crate::tournament::Phase;
 
 /// Buckets of tournament durations: a minute to two days.
 const LONG_BUCKETS: [f64; 12] =
@@ -146,12 +146,7 @@ impl Metrics {
             self.phase_durations.with_label_values(&[phase.as_str()]).observe(seconds);
         }
         for work in finished {
-            let kind = match work.kind {
-                WorkKind::Prepare => "prepare",
-                WorkKind::Train => "train",
-                WorkKind::Seal => "seal",
-                WorkKind::Evaluate => "evaluate",
-            };
+            let kind = work.kind.as_str();
             let result = if work.succeeded { "succeeded" } else { "failed" };
             self.workload_durations.with_label_values(&[kind, result]).observe(work.seconds);
         }

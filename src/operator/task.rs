@@ -287,7 +287,14 @@ async fn execute(
             children.create(client, &job).await?;
         }
         Action::GenerateSyntheticSet { id, seed, rows } => {
-            if let Some(job) = synthesize::synthesize_job(task, id.attempt, *seed, *rows, &ctx.workloads)? {
+            let generator = task.spec.dataset.generator.as_ref();
+            let models: Vec<&str> = generator
+                .map(|g| std::iter::once(g.model_uri.as_str()).chain(g.weaker_model_uri.as_deref()).collect())
+                .unwrap_or_default();
+            let access = ctx.object_access(&models).await?;
+            if let Some(job) =
+                synthesize::synthesize_job(task, id.attempt, *seed, *rows, &ctx.workloads, access.as_ref())?
+            {
                 children.create(client, &job).await?;
             }
         }

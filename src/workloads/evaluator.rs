@@ -76,35 +76,66 @@ pub fn evaluation_job(
     let mut pod_labels = super::base_labels(labels::ROLE_EVALUATOR, &name);
     pod_labels.insert(labels::MINER.to_string(), super::label_value(entrant));
     pod_labels.insert(labels::ATTEMPT.to_string(), attempt.to_string());
+    let run = TrustedRun {
+        container: EVALUATOR_CONTAINER,
+        args: invocation.argv(),
+        // Nothing names the entrant: the reward code it runs must not learn whom it scores.
+        env: invocation.env(),
+        gpus: super::gpus::evaluation_gpus(spec.task_type, spec.base_model.params_b),
+        // Never the logs, which the model under test could influence.
+        message_policy: "File",
+    };
+    Ok(trusted_job(job_name(&name, entrant, attempt), (namespace, owner), pod_labels, class, run, view, config))
+}
+
+/// What runs in a Job of the evaluator's (trusted) image.
+pub(crate) struct TrustedRun {
+    pub container: &'static str,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub gpus: u32,
+    pub message_policy: &'static str,
+}
+
+/// A Job of the evaluator's image on `gpus` GPUs of `class`: one attempt (`backoffLimit: 0`),
+/// the evaluation time limit, queued by Kueue when configured, its result in the termination
+/// message. Evaluations and the synthetic set's generation share it.
+pub(crate) fn trusted_job(
+    name: String,
+    (namespace, owner): (String, k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference),
+    pod_labels: std::collections::BTreeMap<String, String>,
+    class: &super::GpuClass,
+    run: TrustedRun,
+    view: super::ArtifactView<'_>,
+    config: &WorkloadConfig,
+) -> Job {
     let mut job_labels = pod_labels.clone();
     if let Some(queue) = &config.kueue_queue {
         job_labels.insert(labels::KUEUE_QUEUE.to_string(), queue.clone());
     }
     let staged = view.finish(super::scratch_volume("100Gi"));
-    let gpus = super::gpus::evaluation_gpus(spec.task_type, spec.base_model.params_b);
-    Ok(Job {
-        metadata: super::metadata(job_name(&name, entrant, attempt), namespace, owner, job_labels),
+    Job {
+        metadata: super::metadata(name, namespace, owner, job_labels),
         spec: Some(JobSpec {
             backoff_limit: Some(0),
-            active_deadline_seconds: Some(deadline),
+            active_deadline_seconds: Some(super::deadline_seconds(config.evaluation_hours)),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta { labels: Some(pod_labels), ..ObjectMeta::default() }),
                 spec: Some(super::locked_down_pod(
                     (!class.node_selector.is_empty()).then(|| class.node_selector.clone()),
                     (!class.tolerations.is_empty()).then(|| class.tolerations.clone()),
                     Container {
-                        name: EVALUATOR_CONTAINER.to_string(),
+                        name: run.container.to_string(),
                         image: Some(config.evaluator_image.clone()),
                         image_pull_policy: config.image_pull_policy.clone(),
                         command: Some(TRAINER_PROGRAM.map(String::from).to_vec()),
-                        args: Some(invocation.argv()),
-                        // Nothing names the entrant: the reward code it runs must not learn whom it scores.
-                        env: Some(super::env(invocation.env().into_iter().chain(staged.env).collect())),
+                        args: Some(run.args),
+                        env: Some(super::env(run.env.into_iter().chain(staged.env).collect())),
                         working_dir: staged.working_dir,
-                        resources: Some(super::gpu_resources(class, gpus)),
+                        resources: Some(super::gpu_resources(class, run.gpus)),
                         security_context: Some(super::restricted_container_security(true)),
                         termination_message_path: Some(TERMINATION_MESSAGE_PATH.to_string()),
-                        termination_message_policy: Some("File".to_string()),
+                        termination_message_policy: Some(run.message_policy.to_string()),
                         volume_mounts: Some(staged.mounts),
                         ..Container::default()
                     },
@@ -114,5 +145,5 @@ pub fn evaluation_job(
             ..JobSpec::default()
         }),
         status: None,
-    })
+    }
 }

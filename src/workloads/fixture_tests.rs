@@ -319,14 +319,15 @@ fn generating_task() -> Task {
 
 #[test]
 fn synthesize_job_matches_fixture() {
-    let job = synthesize::synthesize_job(&generating_task(), 1, 42, 200, &config()).unwrap().expect("a generator");
+    let job =
+        synthesize::synthesize_job(&generating_task(), 1, 42, 200, &config(), None).unwrap().expect("a generator");
     assert_matches_fixture(&job, "synthesize-job.yaml");
-    assert!(synthesize::synthesize_job(&load::<Task>("task.yaml"), 1, 42, 200, &config()).unwrap().is_none());
+    assert!(synthesize::synthesize_job(&load::<Task>("task.yaml"), 1, 42, 200, &config(), None).unwrap().is_none());
 }
 
 #[test]
 fn synthesize_job_writes_only_the_generated_set_and_runs_the_trusted_image() {
-    let job = synthesize::synthesize_job(&generating_task(), 1, 42, 200, &config()).unwrap().unwrap();
+    let job = synthesize::synthesize_job(&generating_task(), 1, 42, 200, &config(), None).unwrap().unwrap();
     let pod = job.spec.unwrap().template.spec.unwrap();
     let container = &pod.containers[0];
     assert_eq!(container.image.as_deref(), Some(config().evaluator_image.as_str()));
@@ -342,7 +343,7 @@ fn synthesize_job_writes_only_the_generated_set_and_runs_the_trusted_image() {
     contract::check_argv(&contract::SYNTHESIZE, &args).unwrap();
     // The evaluator of the same task scores the generated file.
     let evaluation =
-        evaluator::evaluation_job(&generating_task(), "miner-a", 1, sealed_evaluation(), &config()).unwrap();
+        evaluator::evaluation_job(&generating_task(), "miner-a", 1, sealed_evaluation(), &config(), None).unwrap();
     let eval_args = evaluation.spec.unwrap().template.spec.unwrap().containers[0].args.clone().unwrap();
     let synth = &eval_args[eval_args.iter().position(|a| a == "--synth-data").unwrap() + 1];
     assert_eq!(synth, "/heldout/generated/synthetic.jsonl");
@@ -352,6 +353,6 @@ fn synthesize_job_writes_only_the_generated_set_and_runs_the_trusted_image() {
 fn a_generator_outside_the_allowed_sources_is_refused_by_field() {
     let mut task = generating_task();
     task.spec.dataset.generator.as_mut().unwrap().model_uri = "/artifacts/tournaments/other/t/models/x".into();
-    let err = synthesize::synthesize_job(&task, 1, 42, 200, &config()).unwrap_err().to_string();
+    let err = synthesize::synthesize_job(&task, 1, 42, 200, &config(), None).unwrap_err().to_string();
     assert!(err.contains("spec.dataset.generator.modelUri"), "{err}");
 }
