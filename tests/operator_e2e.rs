@@ -15,6 +15,8 @@ mod chart;
 #[path = "operator_e2e/gpu_agent.rs"]
 mod gpu_agent;
 mod gpu_support;
+#[path = "operator_e2e/prometheus.rs"]
+mod prometheus;
 mod support;
 #[path = "operator_e2e/task_source.rs"]
 mod task_source;
@@ -69,6 +71,12 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
     cluster.helm_install_chart_for(&[&ns]);
     let mut operator = Operator::start(&cluster, "first");
     operator.wait_ready().await;
+    // A real Prometheus scrapes the operator and a GPU agent (recorded NVML readings: the
+    // stand-in for a GPU) throughout; the dashboard's queries are asked of it at the end.
+    let recording = gpu_support::recording();
+    let agent = gpu_support::Agent::start(&["--recorded", recording.to_str().unwrap(), "--node-name", "gpu-node-0"]);
+    let prometheus = prometheus::Prometheus::start();
+    prometheus.scrape(&[operator.address.clone(), agent.address.to_string()]);
 
     // An invalid Task is rejected by the API server, with the field named.
     let invalid = cluster.apply_yaml_expect_error(&task_yaml(&ns, "invalid", "hours: 0")).await;
@@ -135,6 +143,8 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
     operator.stop().await;
     let mut operator = Operator::start(&cluster, "second");
     operator.wait_ready().await;
+    prometheus.scrape(&[operator.address.clone(), agent.address.to_string()]);
+    prometheus.wait_scraped(2).await;
     let tasks: Api<Task> = Api::namespaced(cluster.client.clone(), &ns);
     let selected_before = tasks.get(TASK).await.unwrap().status.unwrap().selected_miners;
 
@@ -272,6 +282,17 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
     assert!(metrics.contains("gradients_tasks{phase=\"Succeeded\"} 1"), "{metrics}");
     assert!(operator.get("/live").await.contains("ok"));
     tournament_metrics(&metrics, &ns);
+    // Every panel of the dashboard has data in Prometheus after the tournament.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut empty = Vec::new();
+    let queries = prometheus::dashboard_queries();
+    for (title, expr) in &queries {
+        if prometheus.query(expr).await.is_empty() {
+            empty.push(format!("{title}: {expr}"));
+        }
+    }
+    assert!(empty.is_empty(), "dashboard panels without data: {empty:#?}");
+    println!("all {} dashboard queries answered by Prometheus", queries.len());
 
     // No Pod was ever created twice for a Job (restart safety at the workload level too).
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
