@@ -152,12 +152,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs to stderr, filtered by `RUST_LOG`, as text or, with `GRADIENTS_LOG_FORMAT=json`, one
+/// JSON object per line (the chart's `logFormat`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match std::env::var("GRADIENTS_LOG_FORMAT").as_deref() {
+        Ok("json") => builder.json().init(),
+        Ok("text") | Err(_) => builder.init(),
+        Ok(other) => {
+            builder.init();
+            tracing::warn!(format = other, "GRADIENTS_LOG_FORMAT is neither text nor json: logging text");
+        }
+    }
+}
+
 fn operator(settings: gradients::operator::Settings) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into()),
-        )
-        .init();
+    init_logging();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("cannot start the runtime: {e}"), 1),
@@ -169,11 +180,7 @@ fn operator(settings: gradients::operator::Settings) -> ExitCode {
 }
 
 fn gpu_agent(args: gradients::gpu::agent::AgentArgs) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into()),
-        )
-        .init();
+    init_logging();
     match tokio::runtime::Runtime::new().map(|runtime| runtime.block_on(gradients::gpu::agent::run(args))) {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => fail(&e.to_string(), 1),
@@ -238,6 +245,7 @@ fn seal(
                     bytes,
                     digest: Some(manifest.digest),
                     failure: None,
+                    training: gradients::seal::trainer_summary(input),
                 },
                 0,
             )
