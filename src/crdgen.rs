@@ -39,9 +39,52 @@ pub fn write_all(out: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The schema paths (`spec.hours`, `status.results[].testLoss`) of `crd`'s fields that have no
+/// description, so `kubectl explain` would say nothing about them. The object's envelope
+/// (`apiVersion`, `kind`, `metadata`) is Kubernetes'.
+pub fn undescribed(crd: &serde_json::Value) -> Vec<String> {
+    fn walk(schema: &serde_json::Value, path: &str, missing: &mut Vec<String>) {
+        if let Some(properties) = schema.get("properties").and_then(|p| p.as_object()) {
+            for (name, field) in properties {
+                let here = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
+                if path.is_empty() && matches!(name.as_str(), "apiVersion" | "kind" | "metadata") {
+                    continue;
+                }
+                if field.get("description").and_then(|d| d.as_str()).is_none_or(|d| d.trim().is_empty()) {
+                    missing.push(here.clone());
+                }
+                walk(field, &here, missing);
+            }
+        }
+        if let Some(items) = schema.get("items") {
+            walk(items, &format!("{path}[]"), missing);
+        }
+        if let Some(values) = schema.get("additionalProperties").filter(|v| v.is_object()) {
+            walk(values, &format!("{path}{{}}"), missing);
+        }
+    }
+    let mut missing = Vec::new();
+    for version in crd["spec"]["versions"].as_array().into_iter().flatten() {
+        walk(&version["schema"]["openAPIV3Schema"], "", &mut missing);
+    }
+    missing
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
+
+    /// Every field a user or an auditor reads has a description for `kubectl explain`.
+    #[test]
+    fn every_crd_field_is_described() {
+        let mut missing = Vec::new();
+        for crd in crate::api::crds() {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            let value = serde_json::to_value(&crd).unwrap();
+            missing.extend(super::undescribed(&value).into_iter().map(|path| format!("{name}: {path}")));
+        }
+        assert!(missing.is_empty(), "{} fields without a description:\n{}", missing.len(), missing.join("\n"));
+    }
 
     /// The committed `crds/` must be what the types generate: run `gradients crdgen` after
     /// changing a type, and commit the result.

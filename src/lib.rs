@@ -13,6 +13,7 @@ pub mod local;
 pub mod mechanism;
 pub mod operator;
 pub mod seal;
+pub mod storage;
 pub mod synthetic;
 pub mod tournament;
 pub mod workloads;

@@ -130,10 +130,13 @@ fn main() -> ExitCode {
             columns,
             reward_functions,
             termination_message_path,
-        } => prepare(
-            PrepareOptions { task_type, dataset, synthetic, output, seed, columns, reward_functions },
-            termination_message_path,
-        ),
+        } => {
+            let options = PrepareOptions { task_type, dataset, synthetic, output, seed, columns, reward_functions };
+            let limits = gradients::seal::Limits::default();
+            let work = || prepare(options, termination_message_path);
+            gradients::storage::workload::around(&limits, work, |code| *code == ExitCode::SUCCESS)
+                .unwrap_or_else(|e| fail(&e.to_string(), 1))
+        }
         Command::Seal { input, output, max_file_bytes, max_total_bytes, max_files, termination_message_path } => {
             let limits = gradients::seal::Limits { max_file_bytes, max_total_bytes, max_files };
             seal(&input, &output, &limits, termination_message_path.as_deref())
@@ -152,12 +155,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs to stderr, filtered by `RUST_LOG`, as text or, with `GRADIENTS_LOG_FORMAT=json`, one
+/// JSON object per line (the chart's `logFormat`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match std::env::var("GRADIENTS_LOG_FORMAT").as_deref() {
+        Ok("json") => builder.json().init(),
+        Ok("text") | Err(_) => builder.init(),
+        Ok(other) => {
+            builder.init();
+            tracing::warn!(format = other, "GRADIENTS_LOG_FORMAT is neither text nor json: logging text");
+        }
+    }
+}
+
 fn operator(settings: gradients::operator::Settings) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into()),
-        )
-        .init();
+    init_logging();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("cannot start the runtime: {e}"), 1),
@@ -169,11 +183,7 @@ fn operator(settings: gradients::operator::Settings) -> ExitCode {
 }
 
 fn gpu_agent(args: gradients::gpu::agent::AgentArgs) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into()),
-        )
-        .init();
+    init_logging();
     match tokio::runtime::Runtime::new().map(|runtime| runtime.block_on(gradients::gpu::agent::run(args))) {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => fail(&e.to_string(), 1),
@@ -228,7 +238,7 @@ fn seal(
     message: Option<&std::path::Path>,
 ) -> ExitCode {
     use gradients::seal::{SealError, SealReport};
-    let (report, code) = match gradients::seal::seal(input, output, limits) {
+    let (report, code) = match gradients::storage::workload::seal(input, output, limits) {
         Ok(manifest) => {
             let bytes = manifest.files.iter().map(|f| f.size).sum();
             (
@@ -238,6 +248,7 @@ fn seal(
                     bytes,
                     digest: Some(manifest.digest),
                     failure: None,
+                    training: gradients::seal::trainer_summary(input),
                 },
                 0,
             )

@@ -15,8 +15,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::tournament::TrainingSummary;
 pub use crate::workloads::contract::MANIFEST_FILE;
-use crate::workloads::contract::MODEL_DIR;
+use crate::workloads::contract::{MODEL_DIR, TRAINING_SUMMARY_FILE};
 
 /// How much a submission may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,7 +56,7 @@ pub struct Manifest {
 
 /// What `gradients seal` reports (stdout and termination message): the digest, or why the
 /// submission was refused. A refusal is the submission's fault and final; a crash is not.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SealReport {
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,6 +67,9 @@ pub struct SealReport {
     pub bytes: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
+    /// The trainer's `training.json` (see [`trainer_summary`]), for telemetry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<TrainingSummary>,
 }
 
 impl SealReport {
@@ -76,11 +80,40 @@ impl SealReport {
                 digest,
                 files: self.files,
                 bytes: self.bytes,
+                training: self.training,
             })),
             (true, None) => Err("the seal reported no digest".to_string()),
             (false, _) => Err(format!("the seal refused the model: {}", self.failure.unwrap_or_default())),
         }
     }
+}
+
+/// The largest `training.json` read: the reference trainer writes a few hundred bytes.
+const MAX_SUMMARY_BYTES: u64 = 64 << 10;
+
+/// The trainer's `OUTPUT/training.json`, for telemetry only (the miner wrote it, nothing is
+/// scored on it): read only from a regular file of at most 64 KiB (never through a symlink);
+/// a field that is missing, of the wrong type, negative or not finite is left out, and an
+/// unreadable file is no summary. It never fails a seal.
+pub fn trainer_summary(output: &Path) -> Option<TrainingSummary> {
+    let path = output.join(TRAINING_SUMMARY_FILE);
+    let file = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.file_type().is_file() || meta.len() > MAX_SUMMARY_BYTES {
+        return None;
+    }
+    let mut text = Vec::new();
+    file.take(MAX_SUMMARY_BYTES).read_to_end(&mut text).ok()?;
+    let json: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    let count = |key: &str| json.get(key).and_then(serde_json::Value::as_u64);
+    let amount = |key: &str| json.get(key).and_then(serde_json::Value::as_f64).filter(|v| v.is_finite() && *v >= 0.0);
+    Some(TrainingSummary {
+        steps: count("steps"),
+        final_train_loss: json.get("final_train_loss").and_then(serde_json::Value::as_f64).filter(|v| v.is_finite()),
+        stopped_by_deadline: json.get("stopped_by_deadline").and_then(serde_json::Value::as_bool),
+        tokens: count("tokens"),
+        wall_seconds: amount("wall_s"),
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -303,6 +336,40 @@ mod tests {
     }
 
     #[test]
+    fn the_trainers_summary_is_read_leniently_and_never_through_a_symlink() {
+        let out = output_with(&[("a.txt", b"a")]);
+        let summary = out.path().join(TRAINING_SUMMARY_FILE);
+        assert_eq!(trainer_summary(out.path()), None, "no training.json");
+        fs::write(
+            &summary,
+            r#"{"steps": 40, "tokens": 12000, "wall_s": 21.5, "final_train_loss": 1.25, "stopped_by_deadline": true,
+                "strategy": "lora-fast"}"#,
+        )
+        .unwrap();
+        let read = trainer_summary(out.path()).unwrap();
+        assert_eq!((read.steps, read.tokens, read.wall_seconds), (Some(40), Some(12000), Some(21.5)));
+        assert_eq!((read.final_train_loss, read.stopped_by_deadline), (Some(1.25), Some(true)));
+        // A miner's nonsense is dropped field by field, never passed on.
+        fs::write(&summary, r#"{"steps": -3, "tokens": "many", "wall_s": -1, "final_train_loss": null}"#).unwrap();
+        assert_eq!(trainer_summary(out.path()), Some(TrainingSummary::default()));
+        fs::write(&summary, "NaN garbage").unwrap();
+        assert_eq!(trainer_summary(out.path()), None);
+        fs::write(&summary, vec![b' '; 70 << 10]).unwrap();
+        assert_eq!(trainer_summary(out.path()), None, "too large");
+        fs::remove_file(&summary).unwrap();
+        symlink("/etc/passwd", &summary).unwrap();
+        assert_eq!(trainer_summary(out.path()), None, "a symlink is not followed");
+        fs::remove_file(&summary).unwrap();
+        mkfifo(&summary);
+        assert_eq!(trainer_summary(out.path()), None, "a FIFO does not block the seal");
+    }
+
+    fn mkfifo(path: &Path) {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    }
+
+    #[test]
     fn seals_a_copy_with_the_shared_test_vector() {
         let out = output_with(&[("sub/b.bin", b"bb"), ("a.txt", b"a")]);
         let sealed = tempfile::tempdir().unwrap();
@@ -330,8 +397,7 @@ mod tests {
 
         let out = output_with(&[("a.txt", b"a")]);
         let fifo = out.path().join("model/hang");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        mkfifo(&fifo);
         assert!(
             refused(seal(out.path(), tempfile::tempdir().unwrap().path(), &Limits::default()))
                 .contains("model/hang is a FIFO")

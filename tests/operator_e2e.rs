@@ -10,6 +10,8 @@
 //! `e2e/finish-pod`; restart the operator mid-tournament; check the result, the weights against
 //! `gradients score`, the rejection of an invalid Task and a malformed evaluator message.
 
+#[path = "operator_e2e/chart.rs"]
+mod chart;
 #[path = "operator_e2e/gpu_agent.rs"]
 mod gpu_agent;
 mod gpu_support;
@@ -51,7 +53,8 @@ fn job_of(task: &str, kind: WorkKind, entrant: &str) -> String {
 
 /// What a seal container reports for `entrant`'s model.
 fn seal_report(entrant: &str) -> String {
-    format!(r#"{{"ok":true,"digest":"sha256:{}","files":3,"bytes":4096}}"#, digest_of(entrant))
+    let training = r#"{"steps":40,"tokens":12000,"wallSeconds":20.0,"finalTrainLoss":1.25,"stoppedByDeadline":false}"#;
+    format!(r#"{{"ok":true,"digest":"sha256:{}","files":3,"bytes":4096,"training":{training}}}"#, digest_of(entrant))
 }
 
 fn digest_of(entrant: &str) -> String {
@@ -214,7 +217,14 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
     let a = results.iter().find(|r| r.miner == "miner-a").unwrap();
     assert_eq!(a.model_digest, Some(format!("sha256:{}", digest_of("miner-a"))), "the Evaluation records the digest");
     let sealed = submissions.get(&workload_name(TASK, &WorkloadId::new(WorkKind::Train, "miner-a", 1))).await.unwrap();
-    assert_eq!(sealed.status.unwrap().sealed_digest, a.model_digest, "and so does the MinerSubmission");
+    let sealed = sealed.status.unwrap();
+    assert_eq!(sealed.sealed_digest, a.model_digest, "and so does the MinerSubmission");
+    // With the training's summary: the trainer's figures, the Job's time on its 2 GPUs.
+    let training = sealed.training.expect("the training's summary on the MinerSubmission");
+    assert_eq!((training.steps, training.tokens, training.final_train_loss), (Some(40), Some(12000), Some(1.25)));
+    assert_eq!(training.tokens_per_second, Some(600.0));
+    let wall = training.wall_seconds.expect("wall time from the Job");
+    assert_eq!(training.gpu_seconds, Some(wall * 2.0));
 
     // The Leaderboard holds the weights `gradients score` computes from the same records.
     let boards: Api<Leaderboard> = Api::namespaced(cluster.client.clone(), &ns);
@@ -261,6 +271,7 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
     assert!(metrics.contains("gradients_reconcile_total{controller=\"task\"}"), "{metrics}");
     assert!(metrics.contains("gradients_tasks{phase=\"Succeeded\"} 1"), "{metrics}");
     assert!(operator.get("/live").await.contains("ok"));
+    tournament_metrics(&metrics, &ns);
 
     // No Pod was ever created twice for a Job (restart safety at the workload level too).
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
@@ -274,6 +285,31 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
 
     operator.stop().await;
     cluster.delete_namespace(&ns).await;
+}
+
+/// The tournament as the second operator's /metrics shows it after the task succeeded.
+fn tournament_metrics(metrics: &str, ns: &str) {
+    let expected = [
+        format!(r#"gradients_leaderboard_miner_weight_ratio{{leaderboard="main",miner="miner-a",namespace="{ns}"}} "#),
+        format!(r#"gradients_leaderboard_miner_quality{{leaderboard="main",miner="miner-b",namespace="{ns}"}} "#),
+        format!(r#"gradients_leaderboard_weights_in_sync{{leaderboard="main",namespace="{ns}"}} 1"#),
+        format!(r#"gradients_leaderboard_tasks{{leaderboard="main",namespace="{ns}"}} 1"#),
+        format!(r#"gradients_miner_submissions{{miner="miner-a",namespace="{ns}",phase="Succeeded"}} 1"#),
+        format!(r#"gradients_trainer_steps{{miner="miner-a",namespace="{ns}"}} 40"#),
+        format!(r#"gradients_trainer_tokens_per_second{{miner="baseline",namespace="{ns}"}} 600"#),
+        format!(r#"gradients_trainer_gpu_seconds{{miner="miner-c",namespace="{ns}"}} "#),
+        format!(r#"gradients_evaluation_loss{{loss="test",miner="miner-a",namespace="{ns}"}} 0.91"#),
+        format!(r#"gradients_evaluation_rank{{miner="miner-a",namespace="{ns}"}} 1"#),
+        format!(r#"gradients_evaluation_results{{namespace="{ns}",status="failed"}} 1"#),
+        // The second operator saw the task leave Evaluating and Recording, and end.
+        r#"gradients_task_phase_duration_seconds_count{phase="Evaluating"} 1"#.to_string(),
+        r#"gradients_workload_duration_seconds_count{kind="evaluate",result="succeeded"} "#.to_string(),
+        r#"gradients_tasks_finished_total{result="Succeeded"} 1"#.to_string(),
+        r#"gradients_weight_pushes_total{result="pushed",sink="configmap"} 1"#.to_string(),
+    ];
+    let missing: Vec<&String> = expected.iter().filter(|line| !metrics.contains(line.as_str())).collect();
+    assert!(missing.is_empty(), "missing {missing:#?} in\n{metrics}");
+    assert!(!metrics.contains(&format!("task=\"{TASK}\"")), "no series per task");
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@
 //! ```
 
 mod common;
+mod s3;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -33,10 +33,15 @@ use crate::mechanism::TaskType;
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EvaluationSpec {
+    /// Name of the Task evaluated.
     pub task: String,
+    /// The task type, which selects the losses measured.
     pub task_type: TaskType,
+    /// `Organic` (a user's task) or `Synthetic` (a TaskSource's).
     pub origin: Origin,
+    /// The base model every submission was fine-tuned from.
     pub base_model_uri: String,
+    /// The base model's size in billions of parameters (the task weight depends on it).
     pub base_model_params_b: f64,
     /// Hours the miners were given (the task weight depends on it).
     pub hours: f64,
@@ -52,9 +57,11 @@ pub struct EvaluationSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EvaluatedSubmission {
+    /// The miner who trained it.
     pub miner: String,
     /// Name of the `MinerSubmission`.
     pub submission: String,
+    /// Where its trainer wrote the model (the evaluator reads the sealed copy).
     pub artifact_uri: String,
     /// When the trainer finished; the earlier of two duplicates keeps its score.
     pub submitted_at: DateTime<Utc>,
@@ -81,11 +88,14 @@ pub enum ResultState {
     Failed,
 }
 
+/// The results as they come in, and the task's scores once complete.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EvaluationStatus {
+    /// `Pending`, `Running` (evaluation Jobs run) or `Complete` (every result in, the task scored).
     #[serde(default)]
     pub phase: EvaluationPhase,
+    /// The `metadata.generation` this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `Evaluated`, one entry per type.
@@ -99,8 +109,10 @@ pub struct EvaluationStatus {
     /// Results that are in (evaluated or failed).
     #[serde(default)]
     pub evaluated: u32,
+    /// Results that were ranked (valid, not duplicates, not flagged).
     #[serde(default)]
     pub ranked: u32,
+    /// The miner ranked first; absent when no result was valid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub winner: Option<String>,
     /// `max(1, 2·√(hours·B))`, fixed when scored.
@@ -115,16 +127,22 @@ pub struct EvaluationStatus {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SubmissionResult {
+    /// The miner whose submission this is.
     pub miner: String,
     pub state: ResultState,
+    /// The evaluator's loss on the held-out test split (text tasks); lower is better.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_loss: Option<f64>,
+    /// The evaluator's loss on the synthetic split (text tasks); lower is better.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synth_loss: Option<f64>,
+    /// Image tasks: the denoising loss with the caption as guidance; lower is better.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text_guided_loss: Option<f64>,
+    /// Image tasks: the denoising loss without the caption; lower is better.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_text_loss: Option<f64>,
+    /// SHA-256 over the model's weights as the evaluator read them; equal digests are duplicates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights_sha256: Option<String>,
     /// The tree digest of the sealed model the evaluator read (and verified).
@@ -136,14 +154,19 @@ pub struct SubmissionResult {
     /// `ranked`, `failed`, `duplicate` or `flagged`, once the task is scored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// The earlier submission (miner) whose weights this one copies; a duplicate is not ranked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duplicate_of: Option<String>,
+    /// The loss the ranking uses: test and synthetic (or the two image) losses weighted by the mechanism.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weighted_loss: Option<f64>,
+    /// Its place among the ranked results (1 is the best, lowest weighted loss).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rank: Option<u32>,
+    /// The score of its rank (the paper's rank scores; failures get the penalty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
+    /// `score` times the task weight: what the leaderboard windows sum.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adjusted_score: Option<f64>,
 }

@@ -37,9 +37,11 @@ fn default_weights_config_map() -> String {
     "gradients-weights".to_string()
 }
 
+/// The standings over the windows and the last weights pushed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LeaderboardStatus {
+    /// The `metadata.generation` this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `Computed` and `WeightsPushed`, one entry per type.
@@ -49,6 +51,7 @@ pub struct LeaderboardStatus {
     /// Evaluated tasks inside the longest window.
     #[serde(default)]
     pub tasks: u32,
+    /// Miners with a standing (the length of `standings`).
     #[serde(default)]
     pub miner_count: u32,
     /// The miner with the highest weight.
@@ -65,14 +68,18 @@ pub struct LeaderboardStatus {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Standing {
+    /// The miner's name.
     pub miner: String,
+    /// The sum of the miner's adjusted scores over the 1/3/7-day windows, each window weighted (the paper's quality).
     pub quality: f64,
+    /// The miner's share of the weights (0 to 1; all miners sum to 1), from quality by the mechanism's transform.
     pub weight: f64,
     /// The weight as the chain takes it: the largest weight maps to 65535.
     pub weight_u16: u16,
     /// Sum of adjusted scores in the 1, 3 and 7-day windows.
     #[schemars(length(max = 8))]
     pub window_sums: Vec<f64>,
+    /// Tasks of the miner inside the longest window.
     pub tasks: u32,
     /// Mean task score over the last day, which miner selection reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]

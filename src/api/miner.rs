@@ -80,8 +80,10 @@ pub struct MinerStatus {
     /// Mean task score over the last day; absent when the miner has not competed today.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub average_score_today: Option<f64>,
+    /// The miner's quality on the namespace's Leaderboard (windowed adjusted scores; `gradients score` recomputes it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<f64>,
+    /// The miner's share of the weights on the Leaderboard (all miners sum to 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<f64>,
 }

@@ -42,8 +42,11 @@ pub struct MinerSubmissionSpec {
     pub task: String,
     /// Name of the miner (a `Miner` object or an inline miner of the task).
     pub miner: String,
+    /// The task type (`InstructText`, `Dpo`, `Grpo`, `Image`), which selects the trainer's method.
     pub task_type: TaskType,
+    /// The base model the miner fine-tunes (mounted read-only).
     pub base_model_uri: String,
+    /// The base model's size in billions of parameters (the GPU count derives from it).
     pub base_model_params_b: f64,
     /// Where the prepared training data is.
     pub data_uri: String,
@@ -53,17 +56,22 @@ pub struct MinerSubmissionSpec {
     pub columns: BTreeMap<String, String>,
     /// Where the trainer writes the model.
     pub artifact_uri: String,
+    /// Hours the trainer gets from its own start (the Job's activeDeadlineSeconds).
     pub hours: f64,
+    /// GPUs of the trainer pod, from the model size and task type.
     pub gpus: u32,
     /// GPU class (a key of the operator's configured GPU classes).
     pub gpu_class: String,
     /// Trainer image; empty means the operator's reference trainer image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// The Miner's trainer command (its image's entrypoint when empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub command: Vec<String>,
+    /// The reference trainer's strategy (`python -m gradients_trainer strategies` lists them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<String>,
+    /// The Miner's extra trainer arguments: only `[--strategy-overrides, JSON]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
     /// Seed passed to the trainer.
@@ -100,11 +108,14 @@ impl SubmissionPhase {
     }
 }
 
+/// What became of the trainer: its phase, the Job, the seal and the training's summary.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MinerSubmissionStatus {
+    /// `Pending` (waiting for GPUs), `Training`, `Succeeded` (a model to evaluate) or `Failed`.
     #[serde(default)]
     pub phase: SubmissionPhase,
+    /// The `metadata.generation` this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `Trained`, one entry per type.
@@ -120,6 +131,7 @@ pub struct MinerSubmissionStatus {
     /// Copied from the Job's status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<DateTime<Utc>>,
+    /// When the trainer Job completed or failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
     /// Why the trainer failed (the Job's reason, e.g. DeadlineExceeded or BackoffLimitExceeded).
@@ -131,4 +143,36 @@ pub struct MinerSubmissionStatus {
     /// Where the sealed copy is: written by the seal Job, read only by the evaluator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed_uri: Option<String>,
+    /// The training's summary, recorded when its model is sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<TrainerReport>,
+}
+
+/// A finished training in a few numbers. Steps, tokens and the final loss are the trainer's
+/// own report (`training.json`, written by the miner's code: telemetry, never scored); wall
+/// time and GPU-seconds are measured by the operator from the trainer Job's start and finish.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrainerReport {
+    /// Optimiser steps the trainer reports it took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u64>,
+    /// Input tokens the trainer reports it saw (images seen, for image tasks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
+    /// `tokens` over the trainer's own wall time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_second: Option<f64>,
+    /// Mean of the trainer's last logged training losses (not the evaluation's loss).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_train_loss: Option<f64>,
+    /// Whether the trainer stopped because its time ran out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_by_deadline: Option<bool>,
+    /// Seconds from the trainer Job's start to its completion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_seconds: Option<f64>,
+    /// `wallSeconds` times the GPUs the trainer held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_seconds: Option<f64>,
 }

@@ -169,10 +169,13 @@ pub enum Origin {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RewardFunction {
+    /// The function's name in `source` (a Python identifier).
     #[schemars(length(min = 1, max = 128))]
     pub name: String,
+    /// Python source defining the function; it runs sandboxed, never in the trainer's or evaluator's interpreter.
     #[schemars(length(max = 65536))]
     pub source: String,
+    /// Its weight in the summed reward.
     pub weight: f64,
 }
 
@@ -188,9 +191,13 @@ pub use crate::tournament::Phase as TaskPhase;
 pub struct TaskStatus {
     #[serde(default)]
     pub phase: TaskPhase,
+    /// When the task entered its current phase (moves only with the phase).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase_started_at: Option<DateTime<Utc>>,
     /// One line for humans: what the task is doing or why it stopped.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// The `metadata.generation` this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `Prepared`, `Staffed`, `Trained`, `Evaluated`, `Succeeded`, one entry per type.
@@ -201,6 +208,7 @@ pub struct TaskStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub selected_miners: Vec<String>,
+    /// How many miners were drawn (the length of `selectedMiners`).
     #[serde(default)]
     pub miners_selected: u32,
     /// Trainings that have ended (succeeded or failed), references included.
@@ -235,13 +243,18 @@ pub struct TaskResult {
     /// The first-ranked miner; absent when no submission was valid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub winner: Option<String>,
+    /// The winner's weighted loss (test and synthetic losses weighted by the mechanism); lower is better.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best_weighted_loss: Option<f64>,
+    /// The winner's loss on the held-out test split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best_test_loss: Option<f64>,
+    /// The winner's loss on the synthetic split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best_synth_loss: Option<f64>,
+    /// Submissions that were ranked (valid, not duplicates, not flagged).
     pub ranked: u32,
+    /// Submissions that failed (no model, refused seal, evaluator failure or malformed result).
     pub failed: u32,
     /// Name of the `Evaluation` that holds every result.
     pub evaluation: String,

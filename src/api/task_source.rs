@@ -80,8 +80,10 @@ fn default_true() -> bool {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Catalog {
+    /// The base models drawn from: each serves the task types it lists.
     #[schemars(length(min = 1, max = 64))]
     pub models: Vec<CatalogModel>,
+    /// The datasets drawn from: each of exactly one task type.
     #[schemars(length(min = 1, max = 256))]
     pub datasets: Vec<CatalogDataset>,
 }
@@ -130,12 +132,16 @@ pub struct CatalogDataset {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TypeMix {
+    /// Weight of InstructText tasks.
     #[schemars(range(min = 0.0))]
     pub instruct: f64,
+    /// Weight of Dpo tasks.
     #[schemars(range(min = 0.0))]
     pub dpo: f64,
+    /// Weight of Grpo tasks.
     #[schemars(range(min = 0.0))]
     pub grpo: f64,
+    /// Weight of Image tasks.
     #[schemars(range(min = 0.0))]
     pub image: f64,
 }
@@ -185,6 +191,7 @@ impl Default for TaskTemplate {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskSourceStatus {
+    /// The `metadata.generation` this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `CatalogValid` and `Paused`, one entry per type.
@@ -218,13 +225,16 @@ pub struct TaskSourceStatus {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TypeCount {
+    /// The task type.
     pub task_type: String,
     /// Its share of draws: the mix weight over the weights of the types the catalogue serves
     /// (0 when the catalogue has no model or no dataset for it).
     pub share: f64,
     /// This source's Tasks of the type that exist, and the share of them it is.
     pub created: u32,
+    /// The share of this source's existing Tasks that are of the type.
     pub created_share: f64,
+    /// This source's Tasks of the type that are neither Succeeded nor Failed.
     pub in_flight: u32,
 }
 
@@ -232,8 +242,12 @@ pub struct TypeCount {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LastCreated {
+    /// The Task's name (`SOURCE-INDEX`).
     pub name: String,
+    /// Its draw index.
     pub index: u64,
+    /// Its task type.
     pub task_type: String,
+    /// When it was created.
     pub at: DateTime<Utc>,
 }

@@ -349,7 +349,8 @@ impl<'a> Executor<'a> {
             Ok(manifest) => {
                 let bytes = manifest.files.iter().map(|f| f.size).sum();
                 let files = manifest.files.len() as u64;
-                let output = WorkOutput::Sealed(SealSummary { digest: manifest.digest, files, bytes });
+                let training = seal::trainer_summary(Path::new(output.dir()));
+                let output = WorkOutput::Sealed(SealSummary { digest: manifest.digest, files, bytes, training });
                 WorkloadState::Succeeded { started_at: now, finished_at: Utc::now(), output }
             }
             Err(e) => WorkloadState::Failed {

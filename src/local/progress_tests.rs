@@ -102,6 +102,7 @@ fn state() -> TaskState {
             steps: Some(40),
             final_train_loss: Some(1.2345),
             stopped_by_deadline: Some(true),
+            ..Default::default()
         }),
     };
     let mut charlie = Entrant::new("charlie", Role::Miner, Some("lora".into()));

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::fsio;
 use super::process::{Spec, describe};
 use crate::api::task::TaskSpec;
-use crate::tournament::{EvalReport, TrainingSummary, WorkOutput, WorkloadState};
+use crate::tournament::{EvalReport, WorkOutput, WorkloadState};
 use crate::workloads::contract::{
     EvalInvocation, PreparedData, Subject, TRAINER_PROGRAM, TrainInvocation, TrainerOutput, budget_hours, columns_arg,
 };
@@ -104,17 +104,6 @@ impl Contract {
     }
 }
 
-/// `training.json` as the trainer writes it.
-#[derive(Deserialize)]
-struct TrainingJson {
-    #[serde(default)]
-    steps: Option<u64>,
-    #[serde(default)]
-    final_train_loss: Option<f64>,
-    #[serde(default)]
-    stopped_by_deadline: Option<bool>,
-}
-
 /// A trainer's output directory inside its workload directory.
 pub fn trainer_output(dir: &Path) -> TrainerOutput {
     TrainerOutput(path(&dir.join("out")))
@@ -137,12 +126,7 @@ pub fn trained(dir: &Path, status: ExitStatus, started_at: DateTime<Utc>, finish
     let has_model = std::fs::read_dir(output.model()).is_ok_and(|mut d| d.next().is_some());
     let reason = match (status.success(), has_model) {
         (true, true) => {
-            let summary = fsio::read_json::<TrainingJson>(Path::new(&output.summary())).ok().flatten();
-            let summary = summary.map_or_else(TrainingSummary::default, |s| TrainingSummary {
-                steps: s.steps,
-                final_train_loss: s.final_train_loss,
-                stopped_by_deadline: s.stopped_by_deadline,
-            });
+            let summary = crate::seal::trainer_summary(Path::new(output.dir())).unwrap_or_default();
             return WorkloadState::Succeeded { started_at, finished_at, output: WorkOutput::Trained(summary) };
         }
         (true, false) => "trainer exited 0 but wrote no model (out/model/ is missing or empty)".to_string(),

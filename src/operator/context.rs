@@ -61,6 +61,22 @@ impl Context {
         })
     }
 
+    /// What the workload builders need to sign URLs for `s3://` artifacts, with `sources` (the
+    /// directories a workload reads) listed now; `None` on a claim. The credentials are read
+    /// from the operator's own environment, never put in a workload's.
+    pub async fn object_access(&self, sources: &[&str]) -> Result<Option<crate::storage::ObjectAccess>> {
+        if !matches!(self.workloads.artifact_store(), crate::workloads::ArtifactStore::S3 { .. }) {
+            return Ok(None);
+        }
+        let store = self.workloads.object_store.as_ref().ok_or_else(|| {
+            crate::workloads::BuildError::ObjectStore(
+                "workloads.artifacts is s3:// but workloads.objectStore is not set".into(),
+            )
+        })?;
+        let credentials = crate::storage::Credentials::from_env()?;
+        Ok(Some(crate::storage::ObjectAccess::read(store, &credentials, sources, chrono::Utc::now()).await?))
+    }
+
     pub fn mechanism(&self) -> &MechanismConfig {
         &self.tournament.mechanism
     }

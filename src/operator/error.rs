@@ -14,6 +14,8 @@ pub enum Error {
     Sink { sink: String, message: String },
     #[error("cannot encode: {0}")]
     Encode(#[from] serde_json::Error),
+    #[error("object store: {0}")]
+    Storage(#[from] crate::storage::StorageError),
 }
 
 impl Error {
@@ -33,6 +35,7 @@ impl Error {
             Error::InvalidObject(_) => "InvalidObject",
             Error::Sink { .. } => "WeightSink",
             Error::Encode(_) => "Encode",
+            Error::Storage(_) => "ObjectStore",
         }
     }
 }

@@ -11,6 +11,7 @@ use futures::{FutureExt, StreamExt};
 use kube::api::DeleteParams;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
@@ -25,14 +26,18 @@ pub fn controller(
     namespace: Option<&str>,
     concurrency: u16,
     shutdown: super::Stop,
-) -> BoxFuture<'static, ()> {
+) -> (Store<DeserializeGuard<Evaluation>>, BoxFuture<'static, ()>) {
     let client = ctx.client.clone();
-    Controller::new(scoped::<DeserializeGuard<Evaluation>>(&client, namespace), watcher::Config::default())
-        .with_config(controller::Config::default().concurrency(concurrency))
-        .graceful_shutdown_on(shutdown)
+    let controller =
+        Controller::new(scoped::<DeserializeGuard<Evaluation>>(&client, namespace), watcher::Config::default())
+            .with_config(controller::Config::default().concurrency(concurrency))
+            .graceful_shutdown_on(shutdown);
+    let store = controller.store();
+    let run = controller
         .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object_key(object.as_ref()), error), ctx)
         .for_each(log_stream_errors(NAME))
-        .boxed()
+        .boxed();
+    (store, run)
 }
 
 async fn reconcile(guarded: Arc<DeserializeGuard<Evaluation>>, ctx: Arc<Context>) -> Result<Action> {

@@ -13,6 +13,7 @@ use kube::api::ListParams;
 use kube::core::DeserializeGuard;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::reflector::Store;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
@@ -30,7 +31,11 @@ const NAME: &str = "leaderboard";
 /// Windows roll with the clock: recompute at least this often.
 const RESYNC: Duration = Duration::from_secs(3600);
 
-pub fn controller(ctx: Arc<Context>, namespace: Option<&str>, shutdown: super::Stop) -> BoxFuture<'static, ()> {
+pub fn controller(
+    ctx: Arc<Context>,
+    namespace: Option<&str>,
+    shutdown: super::Stop,
+) -> (Store<DeserializeGuard<Leaderboard>>, BoxFuture<'static, ()>) {
     let client = ctx.client.clone();
     // Any change to any Evaluation re-runs every leaderboard: there are few, and each reads
     // its own namespace only.
@@ -39,13 +44,17 @@ pub fn controller(ctx: Arc<Context>, namespace: Option<&str>, shutdown: super::S
             .default_backoff()
             .touched_objects()
             .filter_map(|event| futures::future::ready(event.ok().map(|_| ())));
-    Controller::new(scoped::<DeserializeGuard<Leaderboard>>(&client, namespace), watcher::Config::default())
-        .reconcile_all_on(evaluations_changed)
-        .with_config(controller::Config::default().concurrency(1).debounce(Duration::from_secs(1)))
-        .graceful_shutdown_on(shutdown)
+    let controller =
+        Controller::new(scoped::<DeserializeGuard<Leaderboard>>(&client, namespace), watcher::Config::default())
+            .reconcile_all_on(evaluations_changed)
+            .with_config(controller::Config::default().concurrency(1).debounce(Duration::from_secs(1)))
+            .graceful_shutdown_on(shutdown);
+    let store = controller.store();
+    let run = controller
         .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object_key(object.as_ref()), error), ctx)
         .for_each(log_stream_errors(NAME))
-        .boxed()
+        .boxed();
+    (store, run)
 }
 
 async fn reconcile(guarded: Arc<DeserializeGuard<Leaderboard>>, ctx: Arc<Context>) -> Result<Action> {
@@ -72,9 +81,17 @@ async fn reconcile_leaderboard(guarded: Arc<DeserializeGuard<Leaderboard>>, ctx:
     let digest = weights.digest();
     let unchanged = previous.last_weight_push.as_ref().is_some_and(|p| p.digest == digest);
     if !weights.weights.is_empty() && !unchanged {
-        let mut sinks = vec![sink::to_config_map(&ctx.client, &board, &weights).await?];
+        let counted = |sink: &'static str, result: &std::result::Result<String, super::error::Error>| {
+            let outcome = if result.is_ok() { "pushed" } else { "failed" };
+            ctx.metrics.weight_pushes.with_label_values(&[sink, outcome]).inc();
+        };
+        let pushed = sink::to_config_map(&ctx.client, &board, &weights).await;
+        counted("configmap", &pushed);
+        let mut sinks = vec![pushed?];
         if let Some(path) = &ctx.weights_file {
-            sinks.push(sink::to_file(path, &weights)?);
+            let pushed = sink::to_file(path, &weights);
+            counted("file", &pushed);
+            sinks.push(pushed?);
         }
         status.last_weight_push = Some(WeightPush { at: now, digest, sinks });
         ctx.event(&board, false, "WeightsPushed", format!("weights of {} miners pushed", weights.weights.len())).await;

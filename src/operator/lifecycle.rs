@@ -410,6 +410,11 @@ pub fn task_status(
     });
     let mut status = TaskStatus {
         phase,
+        phase_started_at: if previous.phase == phase && previous.phase_started_at.is_some() {
+            previous.phase_started_at
+        } else {
+            Some(now)
+        },
         message,
         observed_generation: generation,
         conditions: Vec::new(),

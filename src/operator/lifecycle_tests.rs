@@ -232,7 +232,7 @@ fn a_tournament_runs_through_the_shared_state_machine() {
                     );
                 }
                 Action::StartSeal { id, .. } => {
-                    let summary = SealSummary { digest: format!("sha256:{id}"), files: 1, bytes: 1 };
+                    let summary = SealSummary { digest: format!("sha256:{id}"), files: 1, bytes: 1, training: None };
                     let sealed = WorkOutput::Sealed(summary);
                     let state = WorkloadState::Succeeded { started_at: started, finished_at: finished, output: sealed };
                     workloads_seen.insert(id.clone(), state);

@@ -1,8 +1,18 @@
-//! Prometheus metrics: reconciles, errors by category, durations, and objects by phase.
+//! Prometheus metrics: reconciles, errors by category, durations, and objects by phase; the
+//! tournament's gauges ([`super::telemetry`]) and the durations of phases and workloads.
+
+use std::collections::BTreeMap;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+use super::telemetry::{self, Finished, Sample};
+use crate::tournament::{Phase, WorkKind};
+
+/// Buckets of tournament durations: a minute to two days.
+const LONG_BUCKETS: [f64; 12] =
+    [10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0, 86400.0, 172800.0];
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -13,6 +23,16 @@ pub struct Metrics {
     pub tasks: IntGaugeVec,
     pub submissions: IntGaugeVec,
     pub leader: IntGauge,
+    /// Seconds a Task spent in a phase, by the phase it left.
+    pub phase_durations: HistogramVec,
+    /// Seconds a workload ran, by kind and result.
+    pub workload_durations: HistogramVec,
+    /// Tasks that ended, by result.
+    pub tasks_finished: IntCounterVec,
+    /// Weight pushes by sink kind and result.
+    pub weight_pushes: IntCounterVec,
+    /// The gauges of [`telemetry::GAUGES`], by name.
+    tournament: BTreeMap<&'static str, GaugeVec>,
 }
 
 impl Default for Metrics {
@@ -40,17 +60,104 @@ impl Metrics {
         let tasks = IntGaugeVec::new(Opts::new("tasks", "Tasks by phase"), &["phase"]).unwrap();
         let submissions = IntGaugeVec::new(Opts::new("submissions", "Miner submissions by phase"), &["phase"]).unwrap();
         let leader = IntGauge::new("leader", "1 while this replica holds the leader lease").unwrap();
-        for collector in [
+        let phase_durations = HistogramVec::new(
+            HistogramOpts::new("task_phase_duration_seconds", "Seconds a Task spent in a phase, by the phase it left")
+                .buckets(LONG_BUCKETS.to_vec()),
+            &["phase"],
+        )
+        .unwrap();
+        let workload_durations = HistogramVec::new(
+            HistogramOpts::new(
+                "workload_duration_seconds",
+                "Seconds a workload (prepare, train, seal, evaluate) ran, by kind and result",
+            )
+            .buckets(LONG_BUCKETS.to_vec()),
+            &["kind", "result"],
+        )
+        .unwrap();
+        let tasks_finished =
+            IntCounterVec::new(Opts::new("tasks_finished_total", "Tasks that ended, by result"), &["result"]).unwrap();
+        let weight_pushes = IntCounterVec::new(
+            Opts::new("weight_pushes_total", "Weight pushes to the sinks, by sink kind and result"),
+            &["sink", "result"],
+        )
+        .unwrap();
+        let tournament: BTreeMap<&'static str, GaugeVec> = telemetry::GAUGES
+            .iter()
+            .map(|g| (g.name, GaugeVec::new(Opts::new(g.name, g.help), g.labels).expect("valid gauge")))
+            .collect();
+        let mut collectors = vec![
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(errors.clone()),
             Box::new(durations.clone()),
             Box::new(tasks.clone()),
             Box::new(submissions.clone()),
             Box::new(leader.clone()),
-        ] {
+            Box::new(phase_durations.clone()),
+            Box::new(workload_durations.clone()),
+            Box::new(tasks_finished.clone()),
+            Box::new(weight_pushes.clone()),
+        ];
+        collectors.extend(tournament.values().map(|g| Box::new(g.clone()) as Box<dyn prometheus::core::Collector>));
+        for collector in collectors {
             registry.register(collector).expect("unique metric names");
         }
-        Metrics { registry, reconciles, errors, durations, tasks, submissions, leader }
+        // Counters the alert rules take `increase` of exist from the start, at 0: a series that
+        // appears at 1 has no increase.
+        for result in [Phase::Succeeded, Phase::Failed] {
+            tasks_finished.with_label_values(&[result.as_str()]);
+        }
+        for result in ["pushed", "failed"] {
+            weight_pushes.with_label_values(&["configmap", result]);
+        }
+        Metrics {
+            registry,
+            reconciles,
+            errors,
+            durations,
+            tasks,
+            submissions,
+            leader,
+            phase_durations,
+            workload_durations,
+            tasks_finished,
+            weight_pushes,
+            tournament,
+        }
+    }
+
+    /// Replaces every tournament gauge's series with `samples`: what no object mentions any
+    /// more has no series.
+    pub fn set_tournament(&self, samples: &[Sample]) {
+        for gauge in self.tournament.values() {
+            gauge.reset();
+        }
+        for sample in samples {
+            if let Some(gauge) = self.tournament.get(sample.gauge) {
+                let labels: Vec<&str> = sample.labels.iter().map(String::as_str).collect();
+                gauge.with_label_values(&labels).set(sample.value);
+            }
+        }
+    }
+
+    /// Records what changed between two statuses of a Task (once its new status is written).
+    pub fn task_moved(&self, left: Option<(Phase, f64)>, finished: &[Finished], ended: Option<Phase>) {
+        if let Some((phase, seconds)) = left {
+            self.phase_durations.with_label_values(&[phase.as_str()]).observe(seconds);
+        }
+        for work in finished {
+            let kind = match work.kind {
+                WorkKind::Prepare => "prepare",
+                WorkKind::Train => "train",
+                WorkKind::Seal => "seal",
+                WorkKind::Evaluate => "evaluate",
+            };
+            let result = if work.succeeded { "succeeded" } else { "failed" };
+            self.workload_durations.with_label_values(&[kind, result]).observe(work.seconds);
+        }
+        if let Some(phase) = ended {
+            self.tasks_finished.with_label_values(&[phase.as_str()]).inc();
+        }
     }
 
     pub fn render(&self) -> String {

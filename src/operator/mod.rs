@@ -18,6 +18,7 @@ pub mod sink;
 pub mod submission;
 pub mod task;
 pub mod task_source;
+pub mod telemetry;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,8 +31,9 @@ use futures::future::{BoxFuture, Shared};
 use kube::Client;
 use kube::api::ListParams;
 use kube::core::DeserializeGuard;
+use kube::runtime::reflector::Store;
 
-use crate::api::{MinerSubmission, Task};
+use crate::api::{Evaluation, Leaderboard, MinerSubmission, Task};
 use crate::workloads::WorkloadConfig;
 
 /// Resolves when the operator is asked to stop; every controller drains on it.
@@ -199,19 +201,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let concurrency = settings.concurrency.max(1);
     // One set of controllers per namespace served (or one for the whole cluster).
     let mut controllers = Vec::new();
-    let mut all = Stores { tasks: Vec::new(), submissions: Vec::new() };
+    let mut all = Stores::default();
     for scope in scopes.iter().map(Option::as_deref) {
         let (task_store, tasks) = task::controller(ctx.clone(), scope, concurrency, stop.clone());
         let (submission_store, submissions) = submission::controller(ctx.clone(), scope, concurrency, stop.clone());
+        let (evaluation_store, evaluations) = evaluation::controller(ctx.clone(), scope, concurrency, stop.clone());
+        let (leaderboard_store, leaderboards) = leaderboard::controller(ctx.clone(), scope, stop.clone());
         controllers.extend([
             tasks,
             submissions,
-            evaluation::controller(ctx.clone(), scope, concurrency, stop.clone()),
-            leaderboard::controller(ctx.clone(), scope, stop.clone()),
+            evaluations,
+            leaderboards,
             task_source::controller(ctx.clone(), scope, concurrency, stop.clone()),
         ]);
         all.tasks.push(task_store);
         all.submissions.push(submission_store);
+        all.evaluations.push(evaluation_store);
+        all.leaderboards.push(leaderboard_store);
     }
     let (task_stores, submission_stores) = (all.tasks.clone(), all.submissions.clone());
     let _ = stores.set(all);
@@ -289,14 +295,30 @@ async fn shutdown_signal() {
     }
 }
 
-/// The caches the phase gauges are computed from at scrape time.
+/// The caches the phase and tournament gauges are computed from at scrape time.
+#[derive(Default)]
 struct Stores {
-    tasks: Vec<kube::runtime::reflector::Store<DeserializeGuard<Task>>>,
-    submissions: Vec<kube::runtime::reflector::Store<DeserializeGuard<MinerSubmission>>>,
+    tasks: Vec<Store<DeserializeGuard<Task>>>,
+    submissions: Vec<Store<DeserializeGuard<MinerSubmission>>>,
+    evaluations: Vec<Store<DeserializeGuard<Evaluation>>>,
+    leaderboards: Vec<Store<DeserializeGuard<Leaderboard>>>,
+}
+
+/// The readable objects of some stores.
+fn readable<K: Clone + kube::Resource<DynamicType = ()>>(stores: &[Store<DeserializeGuard<K>>]) -> Vec<K>
+where
+    DeserializeGuard<K>: kube::Resource<DynamicType = ()>,
+{
+    stores.iter().flat_map(|store| store.state()).filter_map(|guarded| guarded.0.as_ref().ok().cloned()).collect()
 }
 
 impl Stores {
     fn refresh(&self, metrics: &metrics::Metrics) {
+        metrics.set_tournament(&telemetry::snapshot(
+            &readable(&self.leaderboards),
+            &readable(&self.submissions),
+            &readable(&self.evaluations),
+        ));
         for phase in crate::api::task::TaskPhase::ALL {
             let count: usize = self
                 .tasks

@@ -23,6 +23,7 @@ fn job() -> Job {
         1,
         evaluator::Evaluated::Sealed { uri: "/artifacts/m/a".into(), digest: format!("sha256:{:0>64}", "a") },
         &config(),
+        None,
     )
     .unwrap();
     job.metadata.uid = Some(JOB_UID.to_string());

@@ -80,7 +80,8 @@ async fn reconcile_submission(guarded: Arc<DeserializeGuard<MinerSubmission>>, c
     let status = if previous.phase.is_terminal() {
         next_status(&previous, None, generation, Utc::now())
     } else {
-        let job = match trainer::trainer_job(&submission, &ctx.workloads) {
+        let access = ctx.object_access(&[&submission.spec.base_model_uri]).await?;
+        let job = match trainer::trainer_job(&submission, &ctx.workloads, access.as_ref()) {
             Ok(job) => job,
             // A submission that asks for what no trainer may have fails; no Job is created.
             Err(refused) if refused.is_refusal() => {

@@ -24,6 +24,7 @@ use super::context::{Context, apply, apply_status, log_stream_errors, object_key
 use super::error::Result;
 use super::lifecycle;
 use super::ownership::{self, Claim, Ownership};
+use super::telemetry;
 use crate::api::conditions::{self, Observed};
 use crate::api::evaluation::EvaluationPhase;
 use crate::api::{Evaluation, Miner, MinerSubmission, Task, TaskStatus};
@@ -122,6 +123,8 @@ async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>)
     status.conditions.extend(foreign_objects_condition(&previous, &findings, task.metadata.generation, now));
     if status != previous {
         apply_status(client, &task, &status).await?;
+        let finished = previous.lifecycle.as_ref().map(|p| telemetry::finished_work(p, &decision.state));
+        record_move(&ctx, &task, &previous, &status, &finished.unwrap_or_default(), now);
     }
     for finding in &findings {
         ctx.event_about(&task, Some(finding.related.clone()), true, finding.reason, finding.note.clone()).await;
@@ -232,6 +235,20 @@ impl Children<'_> {
     }
 }
 
+/// Observes the phase a written status left, the workloads that ended and the task's end.
+fn record_move(
+    ctx: &Context,
+    task: &Task,
+    previous: &TaskStatus,
+    status: &TaskStatus,
+    finished: &[telemetry::Finished],
+    now: chrono::DateTime<Utc>,
+) {
+    let created = task.metadata.creation_timestamp.as_ref().and_then(conditions::from_time);
+    let ended = (status.phase.is_terminal() && !previous.phase.is_terminal()).then_some(status.phase);
+    ctx.metrics.task_moved(telemetry::phase_left(previous, status, created, now), finished, ended);
+}
+
 /// Fails a task the operator may not run (its status says why, and an Event).
 async fn fail_task(ctx: &Context, task: &Task, message: String, now: chrono::DateTime<Utc>) -> Result<Requeue> {
     let previous = task.status.clone().unwrap_or_default();
@@ -240,6 +257,7 @@ async fn fail_task(ctx: &Context, task: &Task, message: String, now: chrono::Dat
     state.message = Some(message.clone());
     let status = lifecycle::task_status(&task.name_any(), &previous, &state, None, task.metadata.generation, now);
     apply_status(&ctx.client, task, &status).await?;
+    record_move(ctx, task, &previous, &status, &[], now);
     ctx.event(task, true, "Failed", message).await;
     Ok(Requeue::await_change())
 }
@@ -258,7 +276,9 @@ async fn execute(
     let name = task.name_any();
     match action {
         Action::PrepareDataset { id, seed } => {
-            children.create(client, &prepare::prepare_job(task, id.attempt, *seed, &ctx.workloads)?).await?;
+            let access = ctx.object_access(&[&task.spec.dataset.uri]).await?;
+            let job = prepare::prepare_job(task, id.attempt, *seed, &ctx.workloads, access.as_ref())?;
+            children.create(client, &job).await?;
         }
         Action::StartTraining { id, entrant, strategy, hours, deadline } => {
             let submission = lifecycle::build_submission(
@@ -276,7 +296,16 @@ async fn execute(
         Action::StartSeal { id, entrant, training } => {
             let (output, sealed) = lifecycle::seal_locations(&ctx.workloads, &namespace, &name, training);
             let job_name = crate::workloads::workload_name(&name, id);
-            let job = seal::seal_job(task, job_name, entrant, id.attempt, &output, &sealed, &ctx.workloads)?;
+            let access = ctx.object_access(&[]).await?;
+            let job = seal::seal_job(
+                task,
+                job_name,
+                entrant,
+                id.attempt,
+                (&output, &sealed),
+                &ctx.workloads,
+                access.as_ref(),
+            )?;
             children.create(client, &job).await?;
         }
         Action::StartEvaluation { id, entrant, submission } => {
@@ -288,7 +317,8 @@ async fn execute(
                 }
                 None => Evaluated::BaseModel,
             };
-            let job = evaluator::evaluation_job(task, entrant, id.attempt, evaluated, &ctx.workloads)?;
+            let access = ctx.object_access(&[&task.spec.base_model.uri]).await?;
+            let job = evaluator::evaluation_job(task, entrant, id.attempt, evaluated, &ctx.workloads, access.as_ref())?;
             children.create(client, &job).await?;
         }
         Action::StopWorkload { id, reason } => {
@@ -311,8 +341,9 @@ async fn execute(
     Ok(())
 }
 
-/// Records the seal on the training's MinerSubmission (digest and location), before its model
-/// is evaluated. A merge patch of those fields only: the submission controller owns the rest.
+/// Records the seal on the training's MinerSubmission (digest, location and the training's
+/// summary), before its model is evaluated. A merge patch of those fields only: the submission
+/// controller owns the rest.
 async fn record_seal(
     client: &Client,
     namespace: &str,
@@ -322,11 +353,14 @@ async fn record_seal(
     submissions: &[MinerSubmission],
 ) -> Result<()> {
     let name = lifecycle::submission_name(task, &model.training);
-    let current = submissions.iter().find(|s| s.name_any() == name).and_then(|s| s.status.as_ref());
-    if current.is_some_and(|s| s.sealed_digest.as_deref() == Some(model.digest.as_str())) {
+    let submission = submissions.iter().find(|s| s.name_any() == name);
+    let current = submission.and_then(|s| s.status.as_ref());
+    let training = submission.map(|s| telemetry::trainer_report(model.summary.as_ref(), s));
+    if current.is_some_and(|s| s.sealed_digest.as_deref() == Some(model.digest.as_str()) && s.training == training) {
         return Ok(());
     }
-    let patch = serde_json::json!({"status": {"sealedDigest": model.digest, "sealedUri": sealed}});
+    let patch =
+        serde_json::json!({"status": {"sealedDigest": model.digest, "sealedUri": sealed, "training": training}});
     let api = Api::<MinerSubmission>::namespaced(client.clone(), namespace);
     match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),

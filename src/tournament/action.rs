@@ -37,13 +37,14 @@ pub enum Action {
 }
 
 /// A sealed model to evaluate: the training that produced it, the seal that copied it, and
-/// the digest the evaluator must find.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// the digest the evaluator must find; and the trainer's summary the seal found, to record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SealedModel {
     pub training: WorkloadId,
     pub seal: WorkloadId,
     pub digest: String,
+    pub summary: Option<super::observe::TrainingSummary>,
 }
 
 /// The next state, what to do, and when to look again at the latest.

@@ -296,6 +296,7 @@ impl Step<'_> {
                 training: WorkloadId::new(WorkKind::Train, &entrant.name, *trained),
                 seal: WorkloadId::new(WorkKind::Seal, &entrant.name, *sealed),
                 digest: summary.digest.clone(),
+                summary: summary.training.clone(),
             }),
             _ => None,
         };

@@ -123,13 +123,16 @@ pub enum WorkOutput {
     Evaluated(EvalReport),
 }
 
-/// A sealed model: the tree digest the evaluator verifies, and its size.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A sealed model: the tree digest the evaluator verifies, and its size; and the trainer's
+/// `training.json` as the seal found it next to the model, for telemetry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SealSummary {
     pub digest: String,
     pub files: u64,
     pub bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<TrainingSummary>,
 }
 
 /// Row counts of the prepared splits.
@@ -152,4 +155,10 @@ pub struct TrainingSummary {
     pub final_train_loss: Option<f64>,
     #[serde(default)]
     pub stopped_by_deadline: Option<bool>,
+    /// Input tokens seen (images, for image tasks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
+    /// The trainer's own wall time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_seconds: Option<f64>,
 }

@@ -22,9 +22,12 @@ pub struct WorkloadConfig {
     pub gpu_classes: BTreeMap<String, GpuClass>,
     /// The class used when a task names none.
     pub default_gpu_class: String,
-    /// Where data and models live: `pvc://CLAIM` (mounted at /artifacts) or a URI prefix
-    /// (`s3://bucket/prefix`) the trainer and evaluator resolve themselves.
+    /// Where data and models live: `pvc://CLAIM` (mounted at /artifacts) or `s3://bucket/prefix`
+    /// (each workload gets presigned URLs for exactly its objects: `crate::storage`).
     pub artifacts: String,
+    /// How to reach `s3://` artifacts (endpoint, region); required with them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_store: Option<crate::storage::ObjectStore>,
     /// Kueue LocalQueue for trainer and evaluation Jobs; without it Jobs are not queued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kueue_queue: Option<String>,
@@ -105,7 +108,9 @@ pub struct CpuPlacement {
 pub enum ArtifactStore {
     /// A PersistentVolumeClaim mounted at [`ARTIFACTS_MOUNT`] in every workload.
     Claim(String),
-    /// A URI prefix passed through to the workloads.
+    /// S3-compatible object storage: `s3://bucket/prefix` (the prefix may be empty).
+    S3 { bucket: String, prefix: String },
+    /// Any other URI prefix, passed through to the workloads.
     Prefix(String),
 }
 
@@ -115,9 +120,12 @@ pub const TOURNAMENTS_DIR: &str = "tournaments";
 
 impl ArtifactStore {
     pub fn parse(text: &str) -> ArtifactStore {
-        match text.strip_prefix("pvc://") {
-            Some(claim) => ArtifactStore::Claim(claim.trim_end_matches('/').to_string()),
-            None => ArtifactStore::Prefix(text.trim_end_matches('/').to_string()),
+        if let Some(claim) = text.strip_prefix("pvc://") {
+            return ArtifactStore::Claim(claim.trim_end_matches('/').to_string());
+        }
+        match crate::storage::S3Uri::parse(text) {
+            Ok(at) => ArtifactStore::S3 { bucket: at.bucket, prefix: at.key },
+            Err(_) => ArtifactStore::Prefix(text.trim_end_matches('/').to_string()),
         }
     }
 
@@ -126,6 +134,8 @@ impl ArtifactStore {
     pub fn uri(&self, path: &str) -> String {
         match self {
             ArtifactStore::Claim(_) => format!("{ARTIFACTS_MOUNT}/{path}"),
+            ArtifactStore::S3 { bucket, prefix } if prefix.is_empty() => format!("s3://{bucket}/{path}"),
+            ArtifactStore::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}/{path}"),
             ArtifactStore::Prefix(prefix) => format!("{prefix}/{path}"),
         }
     }

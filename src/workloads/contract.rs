@@ -525,6 +525,7 @@ pub fn describe() -> serde_json::Value {
             "text": {"train": data.training.train(text), "test": data.heldout.test(text), "synth": data.heldout.synth(text)},
             "image": {"train": data.training.train(image), "test": data.heldout.test(image), "synth": data.heldout.synth(image)},
         },
+        "transfers": transfers_example(),
         "commands": COMMANDS.iter().map(|c| (c.subcommand.to_string(), json!(c))).collect::<serde_json::Map<_, _>>(),
         "examples": {
             "train": example_train.argv(),
@@ -533,6 +534,20 @@ pub fn describe() -> serde_json::Value {
             "evaluate_base": example_base.argv(),
         },
     })
+}
+
+/// How a workload on `s3://` artifacts gets its objects (`crate::storage::transfers`): the
+/// variable, the staging directory its paths are in, and an example document.
+fn transfers_example() -> serde_json::Value {
+    use crate::storage::transfers::{Archive, Object, STAGING_DIR, TRANSFERS_ENV, Transfers};
+    let url = |key: &str| format!("https://s3.example/bucket/{key}?X-Amz-Signature=0");
+    let example = Transfers {
+        version: 1,
+        fetch: vec![Object { path: format!("{STAGING_DIR}/base-model/config.json"), url: url("models/m/config.json") }],
+        fetch_archives: vec![Archive { dir: format!("{STAGING_DIR}/inputs"), url: url("t/data/training.tar") }],
+        store_archives: vec![Archive { dir: format!("{STAGING_DIR}/output"), url: url("t/models/a.tar") }],
+    };
+    serde_json::json!({"env": TRANSFERS_ENV, "staging_dir": STAGING_DIR, "example": example})
 }
 
 /// Checks an argument vector against a command's options: every option declared, every

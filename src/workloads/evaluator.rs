@@ -37,6 +37,7 @@ pub fn evaluation_job(
     attempt: u32,
     evaluated: Evaluated,
     config: &WorkloadConfig,
+    access: Option<&crate::storage::ObjectAccess>,
 ) -> Result<Job, BuildError> {
     let (namespace, name, owner) = super::owner(task)?;
     let spec = &task.spec;
@@ -50,17 +51,18 @@ pub fn evaluation_job(
     config.check_sources(spec)?;
     // The base model, the held-out data, the reward code (GRPO) and the one sealed model, all
     // read-only; nothing else of the claim.
-    let mut view = super::ArtifactView::new(config);
-    let base_model = view.mount(&spec.base_model.uri, mounts::BASE_MODEL, true);
+    let deadline = super::deadline_seconds(config.evaluation_hours);
+    let mut view = super::ArtifactView::new(config, access, super::view::lifetime(config, deadline as u64));
+    let base_model = view.mount(&spec.base_model.uri, mounts::BASE_MODEL, true)?;
     let data = PreparedData::under(&config.data_uri(&namespace, &name));
     let inputs = match spec.task_type {
-        TaskType::Grpo => TrainingInputs(view.mount(data.training.dir(), mounts::INPUTS, true)),
+        TaskType::Grpo => TrainingInputs(view.mount(data.training.dir(), mounts::INPUTS, true)?),
         _ => data.training,
     };
-    let heldout = HeldOut(view.mount(data.heldout.dir(), mounts::HELDOUT, true));
+    let heldout = HeldOut(view.mount(data.heldout.dir(), mounts::HELDOUT, true)?);
     let subject = match evaluated {
         Evaluated::Sealed { uri, digest } => {
-            let sealed = SealedSubmission(view.mount(&uri, mounts::SEALED, true));
+            let sealed = SealedSubmission(view.mount(&uri, mounts::SEALED, true)?);
             Subject::Model { dir: sealed.model(), digest: Some(digest) }
         }
         Evaluated::BaseModel => Subject::BaseModel,
@@ -83,13 +85,13 @@ pub fn evaluation_job(
     if let Some(queue) = &config.kueue_queue {
         job_labels.insert(labels::KUEUE_QUEUE.to_string(), queue.clone());
     }
-    let (volumes, volume_mounts) = view.into_parts(super::scratch_volume("100Gi"));
+    let staged = view.finish(super::scratch_volume("100Gi"));
     let gpus = super::gpus::evaluation_gpus(spec.task_type, spec.base_model.params_b);
     Ok(Job {
         metadata: super::metadata(job_name(&name, entrant, attempt), namespace, owner, job_labels),
         spec: Some(JobSpec {
             backoff_limit: Some(0),
-            active_deadline_seconds: Some(super::deadline_seconds(config.evaluation_hours)),
+            active_deadline_seconds: Some(deadline),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta { labels: Some(pod_labels), ..ObjectMeta::default() }),
                 spec: Some(super::locked_down_pod(
@@ -102,15 +104,16 @@ pub fn evaluation_job(
                         command: Some(TRAINER_PROGRAM.map(String::from).to_vec()),
                         args: Some(invocation.argv()),
                         // Nothing names the entrant: the reward code it runs must not learn whom it scores.
-                        env: Some(super::env(invocation.env())),
+                        env: Some(super::env(invocation.env().into_iter().chain(staged.env).collect())),
+                        working_dir: staged.working_dir,
                         resources: Some(super::gpu_resources(class, gpus)),
                         security_context: Some(super::restricted_container_security(true)),
                         termination_message_path: Some(TERMINATION_MESSAGE_PATH.to_string()),
                         termination_message_policy: Some("File".to_string()),
-                        volume_mounts: Some(volume_mounts),
+                        volume_mounts: Some(staged.mounts),
                         ..Container::default()
                     },
-                    volumes,
+                    staged.volumes,
                 )),
             },
             ..JobSpec::default()

@@ -36,20 +36,20 @@ fn config() -> WorkloadConfig {
 #[test]
 fn prepare_job_matches_fixture() {
     let task: Task = load("task.yaml");
-    assert_matches_fixture(&prepare::prepare_job(&task, 1, 42, &config()).unwrap(), "prepare-job.yaml");
+    assert_matches_fixture(&prepare::prepare_job(&task, 1, 42, &config(), None).unwrap(), "prepare-job.yaml");
 }
 
 #[test]
 fn trainer_job_matches_fixture() {
     let submission: MinerSubmission = load("submission.yaml");
-    let job = trainer::trainer_job(&submission, &config()).unwrap();
+    let job = trainer::trainer_job(&submission, &config(), None).unwrap();
     assert_matches_fixture(&job, "trainer-job.yaml");
 }
 
 #[test]
 fn trainer_job_is_locked_down() {
     let submission: MinerSubmission = load("submission.yaml");
-    let job = trainer::trainer_job(&submission, &config()).unwrap();
+    let job = trainer::trainer_job(&submission, &config(), None).unwrap();
     let job_spec = job.spec.unwrap();
     assert_eq!(job_spec.active_deadline_seconds, Some(2 * 3600 + 1800 + 120), "the hours and the grace");
     let pod = job_spec.template.spec.unwrap();
@@ -70,7 +70,7 @@ fn trainer_job_is_locked_down() {
 fn trainer_job_rejects_an_unknown_gpu_class() {
     let mut submission: MinerSubmission = load("submission.yaml");
     submission.spec.gpu_class = "tpu".to_string();
-    assert!(matches!(trainer::trainer_job(&submission, &config()), Err(BuildError::UnknownGpuClass(..))));
+    assert!(matches!(trainer::trainer_job(&submission, &config(), None), Err(BuildError::UnknownGpuClass(..))));
 }
 
 fn sealed_evaluation() -> evaluator::Evaluated {
@@ -85,15 +85,16 @@ fn seal_job() -> k8s_openapi::api::batch::v1::Job {
     let config = config();
     let output = config.model_uri("tournaments", "alpaca-dpo", "train-miner-a-1");
     let sealed = config.sealed_uri("tournaments", "alpaca-dpo", "train-miner-a-1");
-    seal::seal_job(&task, "alpaca-dpo-seal-miner-a-1".into(), "miner-a", 1, &output, &sealed, &config).unwrap()
+    seal::seal_job(&task, "alpaca-dpo-seal-miner-a-1".into(), "miner-a", 1, (&output, &sealed), &config, None).unwrap()
 }
 
 #[test]
 fn evaluation_job_and_policy_match_fixtures() {
     let task: Task = load("task.yaml");
-    let job = evaluator::evaluation_job(&task, "miner-a", 1, sealed_evaluation(), &config()).unwrap();
+    let job = evaluator::evaluation_job(&task, "miner-a", 1, sealed_evaluation(), &config(), None).unwrap();
     assert_matches_fixture(&job, "evaluation-job.yaml");
-    let base = evaluator::evaluation_job(&task, "base-model", 1, evaluator::Evaluated::BaseModel, &config()).unwrap();
+    let base =
+        evaluator::evaluation_job(&task, "base-model", 1, evaluator::Evaluated::BaseModel, &config(), None).unwrap();
     let base_args = base.spec.unwrap().template.spec.unwrap().containers[0].args.clone().unwrap();
     assert!(base_args.contains(&"--score-base".to_string()) && !base_args.contains(&"--submission".to_string()));
     let policy = network_policy::evaluation_network_policy(&task).unwrap();
@@ -142,14 +143,14 @@ fn each_workload_sees_only_its_own_locations_on_the_claim() {
     let own = |path: &str, sub: &str, ro: bool| (path.to_string(), format!("{area}/{sub}"), ro);
     let base = || ("/base-model".to_string(), "models/qwen2.5-8b".to_string(), true);
 
-    let prepare = prepare::prepare_job(&task, 1, 42, &config()).unwrap();
+    let prepare = prepare::prepare_job(&task, 1, 42, &config(), None).unwrap();
     assert_eq!(
         claim_mounts(&prepare),
         [("/source/dataset".to_string(), "datasets/prefs.jsonl".to_string(), true), own("/prepared", "data", false)]
     );
 
     let submission: MinerSubmission = load("submission.yaml");
-    let trainer = trainer::trainer_job(&submission, &config()).unwrap();
+    let trainer = trainer::trainer_job(&submission, &config(), None).unwrap();
     assert_eq!(
         claim_mounts(&trainer),
         [base(), own("/inputs", "data/training", true), own("/output", "models/train-miner-a-1", false)],
@@ -163,7 +164,7 @@ fn each_workload_sees_only_its_own_locations_on_the_claim() {
         [own("/output", "models/train-miner-a-1", true), own("/sealed", "sealed/train-miner-a-1", false)]
     );
 
-    let evaluation = evaluator::evaluation_job(&task, "miner-a", 1, sealed_evaluation(), &config()).unwrap();
+    let evaluation = evaluator::evaluation_job(&task, "miner-a", 1, sealed_evaluation(), &config(), None).unwrap();
     assert_eq!(
         claim_mounts(&evaluation),
         [base(), own("/heldout", "data/heldout", true), own("/sealed", "sealed/train-miner-a-1", true)],
@@ -182,11 +183,11 @@ fn every_rendered_command_line_follows_the_contract() {
     let submission: MinerSubmission = load("submission.yaml");
     let args = |job: &k8s_openapi::api::batch::v1::Job| container(job).args.unwrap();
     let check = contract::check_argv;
-    check(&contract::PREPARE, &args(&prepare::prepare_job(&task, 1, 42, &config()).unwrap())).unwrap();
-    check(&contract::TRAIN, &args(&trainer::trainer_job(&submission, &config()).unwrap())).unwrap();
+    check(&contract::PREPARE, &args(&prepare::prepare_job(&task, 1, 42, &config(), None).unwrap())).unwrap();
+    check(&contract::TRAIN, &args(&trainer::trainer_job(&submission, &config(), None).unwrap())).unwrap();
     check(&contract::SEAL, &args(&seal_job())).unwrap();
     for evaluated in [sealed_evaluation(), evaluator::Evaluated::BaseModel] {
-        let job = evaluator::evaluation_job(&task, "miner-a", 1, evaluated, &config()).unwrap();
+        let job = evaluator::evaluation_job(&task, "miner-a", 1, evaluated, &config(), None).unwrap();
         check(&contract::EVALUATE, &args(&job)).unwrap();
     }
 }
@@ -204,7 +205,7 @@ fn miner_arguments_cannot_override_the_operators() {
         vec!["--out".to_string(), "/tmp".to_string()],
     ] {
         submission.spec.args = args.clone();
-        match trainer::trainer_job(&submission, &config()) {
+        match trainer::trainer_job(&submission, &config(), None) {
             Err(BuildError::MinerArguments { object, why }) => {
                 assert_eq!(object, "MinerSubmission tournaments/alpaca-dpo-miner-a");
                 assert!(why.contains("'$('") || why.contains("cannot be overridden"), "{why}");
@@ -213,7 +214,7 @@ fn miner_arguments_cannot_override_the_operators() {
         }
     }
     submission.spec.args = vec!["--strategy-overrides".into(), r#"{"learning_rate": 0.0001}"#.into()];
-    let job = trainer::trainer_job(&submission, &config()).unwrap();
+    let job = trainer::trainer_job(&submission, &config(), None).unwrap();
     assert_eq!(arg(&job, "--strategy-overrides"), r#"{"learning_rate": 0.0001}"#);
 }
 
@@ -229,7 +230,7 @@ fn tasks_may_only_read_allowed_sources() {
         "s3://elsewhere/data.jsonl",
     ] {
         task.spec.dataset.uri = uri.to_string();
-        match prepare::prepare_job(&task, 1, 42, &config()) {
+        match prepare::prepare_job(&task, 1, 42, &config(), None) {
             Err(BuildError::SourceNotAllowed(refused)) => {
                 assert_eq!(refused.field, "spec.dataset.uri");
                 assert!(refused.to_string().contains("/artifacts/datasets/"), "{refused}");
@@ -240,13 +241,13 @@ fn tasks_may_only_read_allowed_sources() {
     let mut submission: MinerSubmission = load("submission.yaml");
     submission.spec.data_uri = "/artifacts/tournaments/tournaments/other/data".into();
     assert!(matches!(
-        trainer::trainer_job(&submission, &config()),
+        trainer::trainer_job(&submission, &config(), None),
         Err(BuildError::OutsideTask { field: "spec.dataUri", .. })
     ));
     let mut submission: MinerSubmission = load("submission.yaml");
     submission.spec.artifact_uri = "/artifacts/tournaments/tournaments/alpaca-dpo/models/a/../../data".into();
     assert!(matches!(
-        trainer::trainer_job(&submission, &config()),
+        trainer::trainer_job(&submission, &config(), None),
         Err(BuildError::OutsideTask { field: "spec.artifactUri", .. })
     ));
 }
@@ -256,7 +257,7 @@ fn builders_refuse_objects_without_a_uid() {
     let mut task: Task = load("task.yaml");
     task.metadata.uid = None;
     assert!(matches!(
-        prepare::prepare_job(&task, 1, 42, &config()),
+        prepare::prepare_job(&task, 1, 42, &config(), None),
         Err(BuildError::MissingMetadata { field: "uid", .. })
     ));
 }
@@ -290,7 +291,7 @@ fn every_role_gets_a_deny_all_policy_with_only_its_configured_egress() {
     assert!(trainer.spec.unwrap().egress.is_none());
     // Each policy selects exactly its role's pods of this task: the trainer Job's pods here.
     let submission: MinerSubmission = load("submission.yaml");
-    let job = trainer::trainer_job(&submission, &config()).unwrap();
+    let job = trainer::trainer_job(&submission, &config(), None).unwrap();
     let pod_labels = job.spec.unwrap().template.metadata.unwrap().labels.unwrap();
     let selector = by_role(labels::ROLE_TRAINER).pod_selector.unwrap().match_labels.unwrap();
     assert!(selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)), "{selector:?} vs {pod_labels:?}");

@@ -11,6 +11,7 @@ pub mod network_policy;
 pub mod prepare;
 pub mod seal;
 pub mod trainer;
+mod view;
 
 use std::collections::BTreeMap;
 
@@ -24,6 +25,7 @@ use sha2::{Digest, Sha256};
 
 pub use config::{ArtifactStore, GpuClass, SourceNotAllowed, WorkloadConfig};
 pub use contract::{TERMINATION_MESSAGE_PATH, cli_task_type, columns_arg};
+pub(crate) use view::ArtifactView;
 
 /// Labels every workload carries; selectors and the NetworkPolicy rely on them.
 pub mod labels {
@@ -57,6 +59,10 @@ pub enum BuildError {
     OutsideTask { object: String, field: &'static str, uri: String },
     #[error("{object}: spec.args: {why}")]
     MinerArguments { object: String, why: String },
+    /// The object store cannot be used as configured (no `objectStore`, no credentials, a
+    /// source the operator could not list): fixed by the configuration, not by the object.
+    #[error("object store: {0}")]
+    ObjectStore(String),
 }
 
 impl BuildError {
@@ -75,6 +81,7 @@ impl BuildError {
             BuildError::SourceNotAllowed(..) => "SourceNotAllowed",
             BuildError::OutsideTask { .. } => "OutsideTask",
             BuildError::MinerArguments { .. } => "MinerArguments",
+            BuildError::ObjectStore(..) => "ObjectStore",
         }
     }
 }
@@ -183,15 +190,17 @@ pub(crate) fn operator_container(
     name: &str,
     args: Vec<String>,
     amounts: std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
-    volume_mounts: Vec<k8s_openapi::api::core::v1::VolumeMount>,
+    staged: (Vec<k8s_openapi::api::core::v1::VolumeMount>, Vec<(String, String)>, Option<String>),
     config: &WorkloadConfig,
 ) -> k8s_openapi::api::core::v1::Container {
+    let (volume_mounts, transfers, working_dir) = staged;
     k8s_openapi::api::core::v1::Container {
         name: name.to_string(),
         image: Some(config.operator_image.clone()),
         image_pull_policy: config.image_pull_policy.clone(),
         args: Some(args),
-        env: Some(env(Vec::new())),
+        env: Some(env(transfers)),
+        working_dir,
         resources: Some(k8s_openapi::api::core::v1::ResourceRequirements {
             requests: Some(amounts.clone()),
             limits: Some(amounts),
@@ -255,57 +264,6 @@ pub mod mounts {
     pub const DATASET: &str = "/source/dataset";
     pub const SYNTHETIC: &str = "/source/synthetic";
     pub const PREPARED: &str = "/prepared";
-}
-
-/// A pod's view of the artifact store, built location by location: on a claim, a `subPath`
-/// mount per location (read-only unless asked); elsewhere (object stores, paths inside the
-/// image) the URI is passed through for the workload to resolve.
-pub(crate) struct ArtifactView {
-    store: ArtifactStore,
-    mounts: Vec<VolumeMount>,
-}
-
-impl ArtifactView {
-    pub(crate) fn new(config: &WorkloadConfig) -> Self {
-        Self { store: config.artifact_store(), mounts: Vec::new() }
-    }
-
-    /// Makes `uri` visible at `mount_path`; returns the path or URI the workload is given.
-    pub(crate) fn mount(&mut self, uri: &str, mount_path: &str, read_only: bool) -> String {
-        match self.store.claim_path(uri) {
-            Some(sub_path) => {
-                self.mounts.push(VolumeMount {
-                    name: "artifacts".to_string(),
-                    mount_path: mount_path.to_string(),
-                    sub_path: Some(sub_path),
-                    read_only: Some(read_only),
-                    ..VolumeMount::default()
-                });
-                mount_path.to_string()
-            }
-            None => uri.to_string(),
-        }
-    }
-
-    /// The claim's volume (read-only unless some mount writes) and the mounts, after `first`.
-    pub(crate) fn into_parts(self, first: (Volume, VolumeMount)) -> (Vec<Volume>, Vec<VolumeMount>) {
-        let (volume, mount) = first;
-        let mut volumes = vec![volume];
-        let mut mounts = vec![mount];
-        if let (ArtifactStore::Claim(claim), false) = (&self.store, self.mounts.is_empty()) {
-            let read_only = self.mounts.iter().all(|m| m.read_only == Some(true));
-            volumes.push(Volume {
-                name: "artifacts".to_string(),
-                persistent_volume_claim: Some(k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource {
-                    claim_name: claim.clone(),
-                    read_only: Some(read_only),
-                }),
-                ..Volume::default()
-            });
-        }
-        mounts.extend(self.mounts);
-        (volumes, mounts)
-    }
 }
 
 /// Scratch space for tools that need a writable HOME and /tmp under a read-only root.

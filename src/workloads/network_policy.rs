@@ -51,18 +51,22 @@ pub fn evaluation_network_policy(task: &Task) -> Result<NetworkPolicy, BuildErro
 }
 
 /// The policies of every role of `task`: preparation with `prepare.egress`, trainers with the
-/// egress of the task's GPU class, seal and evaluation with none.
+/// egress of the task's GPU class, seal and evaluation with none; on S3 every role also gets
+/// `objectStore.egress` (the endpoint and DNS), which its presigned URLs need.
 pub fn task_network_policies(task: &Task, config: &WorkloadConfig) -> Result<Vec<NetworkPolicy>, BuildError> {
     let class = config.gpu_class(task.spec.gpu_class.as_deref())?;
     ROLES
         .iter()
         .map(|role| {
-            let egress: &[NetworkPolicyEgressRule] = match *role {
-                labels::ROLE_PREPARE => &config.prepare.egress,
-                labels::ROLE_TRAINER => &class.egress,
-                _ => &[],
+            let mut egress: Vec<NetworkPolicyEgressRule> = match *role {
+                labels::ROLE_PREPARE => config.prepare.egress.clone(),
+                labels::ROLE_TRAINER => class.egress.clone(),
+                _ => Vec::new(),
             };
-            role_network_policy(task, role, egress)
+            if matches!(config.artifact_store(), super::ArtifactStore::S3 { .. }) {
+                egress.extend(config.object_store.iter().flat_map(|s| s.egress.iter().cloned()));
+            }
+            role_network_policy(task, role, &egress)
         })
         .collect()
 }

@@ -19,14 +19,15 @@ pub fn seal_job(
     name: String,
     entrant: &str,
     attempt: u32,
-    output: &str,
-    sealed: &str,
+    (output, sealed): (&str, &str),
     config: &WorkloadConfig,
+    access: Option<&crate::storage::ObjectAccess>,
 ) -> Result<Job, BuildError> {
     let (namespace, task_name, owner) = super::owner(task)?;
-    let mut view = super::ArtifactView::new(config);
-    let input = TrainerOutput(view.mount(output, mounts::OUTPUT, true));
-    let target = SealedSubmission(view.mount(sealed, mounts::SEALED, false));
+    let timeout = config.lifecycle.clone().unwrap_or_default().seal_timeout_s;
+    let mut view = super::ArtifactView::new(config, access, super::view::lifetime(config, timeout));
+    let input = TrainerOutput(view.mount(output, mounts::OUTPUT, true)?);
+    let target = SealedSubmission(view.mount(sealed, mounts::SEALED, false)?);
     let args = SealInvocation {
         input,
         output: target,
@@ -34,7 +35,7 @@ pub fn seal_job(
         termination_message_path: Some(TERMINATION_MESSAGE_PATH.to_string()),
     }
     .argv();
-    let (volumes, volume_mounts) = view.into_parts(super::scratch_volume("1Gi"));
+    let staged = view.finish(super::scratch_volume("1Gi"));
     let amounts = std::collections::BTreeMap::from([
         ("cpu".to_string(), Quantity("1".to_string())),
         ("memory".to_string(), Quantity("1Gi".to_string())),
@@ -42,7 +43,6 @@ pub fn seal_job(
     let mut pod_labels = super::base_labels(labels::ROLE_SEAL, &task_name);
     pod_labels.insert(labels::MINER.to_string(), super::label_value(entrant));
     pod_labels.insert(labels::ATTEMPT.to_string(), attempt.to_string());
-    let timeout = config.lifecycle.clone().unwrap_or_default().seal_timeout_s;
     Ok(Job {
         metadata: super::metadata(name, namespace, owner, pod_labels.clone()),
         spec: Some(JobSpec {
@@ -54,8 +54,14 @@ pub fn seal_job(
                 spec: Some(super::locked_down_pod(
                     (!config.prepare.node_selector.is_empty()).then(|| config.prepare.node_selector.clone()),
                     (!config.prepare.tolerations.is_empty()).then(|| config.prepare.tolerations.clone()),
-                    super::operator_container(SEAL_CONTAINER, args, amounts, volume_mounts, config),
-                    volumes,
+                    super::operator_container(
+                        SEAL_CONTAINER,
+                        args,
+                        amounts,
+                        (staged.mounts, staged.env, staged.working_dir),
+                        config,
+                    ),
+                    staged.volumes,
                 )),
             },
             ..JobSpec::default()

@@ -16,7 +16,11 @@ pub fn job_name(submission: &str) -> String {
 /// the restricted security profile, bounded resources, only its own locations, and
 /// `activeDeadlineSeconds` of the allocated hours plus the lifecycle's grace, so it cannot
 /// outlive its slot.
-pub fn trainer_job(submission: &MinerSubmission, config: &WorkloadConfig) -> Result<Job, BuildError> {
+pub fn trainer_job(
+    submission: &MinerSubmission,
+    config: &WorkloadConfig,
+    access: Option<&crate::storage::ObjectAccess>,
+) -> Result<Job, BuildError> {
     let (namespace, name, owner) = super::owner(submission)?;
     let spec = &submission.spec;
     let class = config.gpu_classes.get(&spec.gpu_class).ok_or_else(|| {
@@ -29,10 +33,12 @@ pub fn trainer_job(submission: &MinerSubmission, config: &WorkloadConfig) -> Res
     crate::api::miner::check_miner_arguments(&spec.args, &spec.command)
         .map_err(|why| BuildError::MinerArguments { object: format!("MinerSubmission {namespace}/{name}"), why })?;
     // Exactly its inputs, read-only, and one writable output of its own.
-    let mut view = super::ArtifactView::new(config);
-    let base_model = view.mount(&spec.base_model_uri, mounts::BASE_MODEL, true);
-    let inputs = view.mount(PreparedData::under(&spec.data_uri).training.dir(), mounts::INPUTS, true);
-    let output = view.mount(&spec.artifact_uri, mounts::OUTPUT, false);
+    let grace = i64::try_from(config.lifecycle.clone().unwrap_or_default().deadline_grace_s).unwrap_or(0);
+    let deadline = super::deadline_seconds(spec.hours) + grace;
+    let mut view = super::ArtifactView::new(config, access, super::view::lifetime(config, deadline as u64));
+    let base_model = view.mount(&spec.base_model_uri, mounts::BASE_MODEL, true)?;
+    let inputs = view.mount(PreparedData::under(&spec.data_uri).training.dir(), mounts::INPUTS, true)?;
+    let output = view.mount(&spec.artifact_uri, mounts::OUTPUT, false)?;
     let invocation = TrainInvocation {
         task_type: spec.task_type,
         base_model,
@@ -52,14 +58,13 @@ pub fn trainer_job(submission: &MinerSubmission, config: &WorkloadConfig) -> Res
         None => (config.trainer_image.clone(), Some(TRAINER_PROGRAM.map(String::from).to_vec())),
     };
 
-    let grace = i64::try_from(config.lifecycle.clone().unwrap_or_default().deadline_grace_s).unwrap_or(0);
     let mut pod_labels = super::base_labels(labels::ROLE_TRAINER, &spec.task);
     pod_labels.insert(labels::MINER.to_string(), super::label_value(&spec.miner));
     let mut job_labels = pod_labels.clone();
     if let Some(queue) = &config.kueue_queue {
         job_labels.insert(labels::KUEUE_QUEUE.to_string(), queue.clone());
     }
-    let (volumes, volume_mounts) = view.into_parts(super::scratch_volume("200Gi"));
+    let staged = view.finish(super::scratch_volume("200Gi"));
     Ok(Job {
         metadata: super::metadata(job_name(&name), namespace, owner, job_labels),
         spec: Some(JobSpec {
@@ -67,7 +72,7 @@ pub fn trainer_job(submission: &MinerSubmission, config: &WorkloadConfig) -> Res
             backoff_limit: Some(0),
             // The trainer counts its hours from its own start, later than the Job's (scheduling,
             // image pull): the grace lets it save at its deadline before the Job ends it.
-            active_deadline_seconds: Some(super::deadline_seconds(spec.hours) + grace),
+            active_deadline_seconds: Some(deadline),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta { labels: Some(pod_labels), ..ObjectMeta::default() }),
                 spec: Some(super::locked_down_pod(
@@ -79,15 +84,16 @@ pub fn trainer_job(submission: &MinerSubmission, config: &WorkloadConfig) -> Res
                         image_pull_policy: config.image_pull_policy.clone(),
                         command,
                         args: Some(args),
-                        env: Some(super::env(invocation.env())),
+                        env: Some(super::env(invocation.env().into_iter().chain(staged.env).collect())),
+                        working_dir: staged.working_dir,
                         resources: Some(super::gpu_resources(class, spec.gpus)),
                         // Training code writes caches in unpredictable places; the root stays
                         // writable, everything else of the restricted profile applies.
                         security_context: Some(super::restricted_container_security(false)),
-                        volume_mounts: Some(volume_mounts),
+                        volume_mounts: Some(staged.mounts),
                         ..Container::default()
                     },
-                    volumes,
+                    staged.volumes,
                 )),
             },
             ..JobSpec::default()

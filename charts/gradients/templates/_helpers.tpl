@@ -1,4 +1,15 @@
-{{- define "gradients.name" -}}gradients-operator{{- end -}}
+{{- /* The prefix of every object's name: release-prefixed, so two releases install side by
+side (`gradients` gives `gradients-operator`, `team-b` gives `team-b-gradients-operator`);
+fullnameOverride replaces it. Also the leader Lease's name. */ -}}
+{{- define "gradients.name" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" -}}
+{{- else if contains "gradients" .Release.Name -}}
+{{- printf "%s-operator" .Release.Name | trunc 52 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-gradients-operator" .Release.Name | trunc 52 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
 {{- define "gradients.labels" -}}
 app.kubernetes.io/name: gradients-operator
 app.kubernetes.io/instance: {{ .Release.Name }}

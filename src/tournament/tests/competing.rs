@@ -129,6 +129,7 @@ fn trained_models_are_sealed_then_evaluated_with_their_digest() {
             training: id(WorkKind::Train, "bob", 1),
             seal: id(WorkKind::Seal, "bob", 1),
             digest: "sha256:bob".into(),
+            summary: None,
         }),
     }));
 }

@@ -85,7 +85,7 @@ pub(super) fn trained(finished: i64) -> WorkloadState {
 }
 
 pub(super) fn sealed(digest: &str) -> WorkloadState {
-    let summary = SealSummary { digest: digest.into(), files: 2, bytes: 3 };
+    let summary = SealSummary { digest: digest.into(), files: 2, bytes: 3, training: None };
     WorkloadState::Succeeded { started_at: secs(31), finished_at: secs(32), output: WorkOutput::Sealed(summary) }
 }
 

@@ -109,6 +109,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     force_offline()
     args = build_parser().parse_args(argv)
     reserve_stdout()
+    if args.command not in ("train", "evaluate"):
+        return _run(args)
+    from . import transfers
+
+    try:
+        staged = transfers.take_from_env()
+        if staged is not None:
+            transfers.fetch_all(staged)
+    except transfers.TransferError as exc:
+        sys.stderr.write(f"error: fetching artifacts: {exc}\n")
+        return EXIT_FAILURE
+    code = _run(args)
+    if staged is not None and args.command == "train" and code == EXIT_OK:
+        try:
+            transfers.store_all(staged)
+        except transfers.TransferError as exc:
+            sys.stderr.write(f"error: storing the output: {exc}\n")
+            return EXIT_FAILURE
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "evaluate":
         if args.submission is None and not args.score_base:
             sys.stderr.write("error: --submission: required unless --score-base\n")
