@@ -36,6 +36,8 @@ enum Command {
     GpuAgent(gradients::gpu::agent::AgentArgs),
     /// Run a whole tournament on this machine from a task file (the embedded default).
     Run(gradients::local::cli::RunArgs),
+    /// Write RUN_DIR/report.html: loss curves, time budget, leaderboard, weights, store history.
+    Report(gradients::local::cli::ReportArgs),
     /// Split a dataset into train/test/synthetic (the operator's preparation Job runs this).
     Prepare {
         /// instruct, dpo, grpo or image.
@@ -126,6 +128,7 @@ fn main() -> ExitCode {
         Command::Operator(settings) => operator(settings),
         Command::GpuAgent(args) => gpu_agent(args),
         Command::Run(args) => gradients::local::cli::main(args),
+        Command::Report(args) => gradients::local::cli::report(args),
         Command::Prepare {
             task_type,
             dataset,

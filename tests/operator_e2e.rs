@@ -15,6 +15,8 @@ mod chart;
 #[path = "operator_e2e/gpu_agent.rs"]
 mod gpu_agent;
 mod gpu_support;
+#[path = "operator_e2e/prometheus.rs"]
+mod prometheus;
 mod support;
 #[path = "operator_e2e/task_source.rs"]
 mod task_source;
@@ -69,6 +71,12 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
     cluster.helm_install_chart_for(&[&ns]);
     let mut operator = Operator::start(&cluster, "first");
     operator.wait_ready().await;
+    // A real Prometheus scrapes the operator and a GPU agent (recorded NVML readings: the
+    // stand-in for a GPU) throughout; the dashboard's queries are asked of it at the end.
+    let recording = gpu_support::recording();
+    let agent = gpu_support::Agent::start(&["--recorded", recording.to_str().unwrap(), "--node-name", "gpu-node-0"]);
+    let prometheus = prometheus::Prometheus::start();
+    prometheus.scrape(&[operator.address.clone(), agent.address.to_string()]);
 
     // An invalid Task is rejected by the API server, with the field named.
     let invalid = cluster.apply_yaml_expect_error(&task_yaml(&ns, "invalid", "hours: 0")).await;
@@ -135,6 +143,8 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
     operator.stop().await;
     let mut operator = Operator::start(&cluster, "second");
     operator.wait_ready().await;
+    prometheus.scrape(&[operator.address.clone(), agent.address.to_string()]);
+    prometheus.wait_scraped(2).await;
     let tasks: Api<Task> = Api::namespaced(cluster.client.clone(), &ns);
     let selected_before = tasks.get(TASK).await.unwrap().status.unwrap().selected_miners;
 
@@ -186,7 +196,7 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
         let spec = pod.spec.clone().unwrap();
         let args = spec.containers[0].args.clone().unwrap();
         let submission = args.iter().position(|a| a == "--submission").map(|i| args[i + 1].clone());
-        let expected = (*miner != "base-model").then(|| "s3://gradients-e2e/artifacts/tournaments".to_string());
+        let expected = (*miner != "base-model").then(|| "kwok://gradients-e2e/artifacts/tournaments".to_string());
         assert_eq!(
             submission.map(|s| s.contains("/sealed/") && s.ends_with("/model")),
             expected.map(|_| true),
@@ -272,6 +282,17 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
     assert!(metrics.contains("gradients_tasks{phase=\"Succeeded\"} 1"), "{metrics}");
     assert!(operator.get("/live").await.contains("ok"));
     tournament_metrics(&metrics, &ns);
+    // Every panel of the dashboard has data in Prometheus after the tournament.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut empty = Vec::new();
+    let queries = prometheus::dashboard_queries();
+    for (title, expr) in &queries {
+        if prometheus.query(expr).await.is_empty() {
+            empty.push(format!("{title}: {expr}"));
+        }
+    }
+    assert!(empty.is_empty(), "dashboard panels without data: {empty:#?}");
+    println!("all {} dashboard queries answered by Prometheus", queries.len());
 
     // No Pod was ever created twice for a Job (restart safety at the workload level too).
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
@@ -336,8 +357,8 @@ async fn too_few_miners_delay_an_organic_task() {
     assert!(events.contains("Delayed"), "{events}");
     // Issue 10: a Task may not read another task's held-out split (or anything the
     // configuration does not allow); it fails at once, naming the Task and the field.
-    let stolen = format!("s3://gradients-e2e/artifacts/tournaments/{ns}/lonely/data/heldout/test.jsonl");
-    let forbidden = task_yaml(&ns, "thief", "hours: 1").replace("s3://gradients-e2e/datasets/prefs.jsonl", &stolen);
+    let stolen = format!("kwok://gradients-e2e/artifacts/tournaments/{ns}/lonely/data/heldout/test.jsonl");
+    let forbidden = task_yaml(&ns, "thief", "hours: 1").replace("kwok://gradients-e2e/datasets/prefs.jsonl", &stolen);
     cluster.apply_yaml(&forbidden).await;
     wait_until("the thief task to fail", Duration::from_secs(60), || async {
         tasks.get("thief").await.map(|t| t.phase() == TaskPhase::Failed).unwrap_or(false)
@@ -358,8 +379,8 @@ kind: Task
 metadata: {{name: {name}, namespace: {ns}}}
 spec:
   taskType: Dpo
-  baseModel: {{uri: s3://gradients-e2e/models/qwen2.5-3b, paramsB: 3}}
-  dataset: {{uri: s3://gradients-e2e/datasets/prefs.jsonl, columns: {{prompt: q, chosen: good, rejected: bad}}}}
+  baseModel: {{uri: kwok://gradients-e2e/models/qwen2.5-3b, paramsB: 3}}
+  dataset: {{uri: kwok://gradients-e2e/datasets/prefs.jsonl, columns: {{prompt: q, chosen: good, rejected: bad}}}}
   seed: 11
   {timing}
 "

@@ -1,10 +1,10 @@
 //! End-to-end runs of `gradients run` with the real trainer and evaluator (slow: minutes on
 //! two cores). Ignored by a plain `cargo test`; `scripts/test` runs them with the Python
-//! environment and the examples' base models:
+//! environment, the examples' base models and Chromium (each run's report page is opened in it):
 //!
 //! ```sh
 //! GRADIENTS_PYTHON=$(trainer-image/setup-env | tail -1) GRADIENTS_BASE_MODELS=$(scripts/prepare-examples | tail -1) \
-//!   cargo test --test run_e2e -- --ignored --test-threads 1
+//!   GRADIENTS_CHROMIUM=$(scripts/ensure-chromium | tail -1) cargo test --test run_e2e -- --ignored --test-threads 1
 //! ```
 
 mod common;
@@ -63,7 +63,19 @@ fn example(kind: &str) -> serde_json::Value {
     }
     assert!(miners.iter().any(|r| r["rank"] == 1), "{kind}: a winner");
     assert_weights_reproduce(&run_dir(&report));
+    assert_report_page(&report);
     report
+}
+
+/// The run's report.html, opened in headless Chromium: a drawn loss curve for every entrant
+/// that trained, a leaderboard row for every entrant.
+fn assert_report_page(report: &serde_json::Value) {
+    let rows = report["rows"].as_array().unwrap();
+    let name = |r: &serde_json::Value| r["entrant"].as_str().unwrap().to_string();
+    let trained: Vec<String> =
+        rows.iter().filter(|r| r["role"] != "baseModel" && r["train_loss"].is_number()).map(name).collect();
+    let all: Vec<String> = rows.iter().map(name).collect();
+    browser::assert_report_renders(&run_dir(report).join("report.html"), &trained, &all);
 }
 
 #[test]

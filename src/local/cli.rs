@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 
 use super::executor::{Options, RunError, run};
+use super::page;
 use super::report::table;
+use super::rundir::RunDir;
 use crate::tournament::{Phase, TournamentConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -123,6 +125,33 @@ pub fn main(args: RunArgs) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Write a run's HTML report (`gradients run` writes it at the end of every run; this
+/// rewrites it, e.g. for a run that is still going or after more runs changed the store).
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run directory (`DATA_DIR/runs/NAME`, printed by `gradients run`).
+    pub run_dir: PathBuf,
+    /// The data directory whose leaderboard store the page shows (default: the one the run
+    /// directory is in, else GRADIENTS_DATA_DIR or the default data directory).
+    #[arg(long, env = "GRADIENTS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Exit codes: 0 written (its path on stdout); 2 RUN_DIR is not a run directory; 1 otherwise.
+pub fn report(args: ReportArgs) -> ExitCode {
+    let data_dir = args.data_dir.or_else(|| page::data_dir_of(&args.run_dir)).unwrap_or_else(default_data_dir);
+    match page::write(&RunDir::new(args.run_dir), &data_dir, &TournamentConfig::default()) {
+        Ok(path) => {
+            println!("{}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(if e.kind() == std::io::ErrorKind::NotFound { 2 } else { 1 })
         }
     }
 }

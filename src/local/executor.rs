@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::fsio;
 use super::manifest::{self, TaskFileError};
+use super::page;
 use super::preflight::{self, EnvironmentError};
 use super::process;
 use super::progress::{Live, Progress};
@@ -219,6 +220,12 @@ impl<'a> Executor<'a> {
             &self.options.config,
         );
         fsio::write_json(&self.run.report(), &report).map_err(io_err(&self.run.report()))?;
+        // The page is for people: a failure to draw it is reported, the run's result stands.
+        match page::write(&self.run, &self.options.data_dir, &self.options.config) {
+            Ok(path) if self.options.progress => eprintln!("report: {}", path.display()),
+            Ok(_) => {}
+            Err(e) => eprintln!("warning: cannot write {}: {e}", page::path(&self.run).display()),
+        }
         Ok(report)
     }
 

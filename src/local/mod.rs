@@ -9,12 +9,13 @@
 //!   groups, deadlines), [`workload`] the trainer/evaluator command lines and results;
 //! - [`preflight`]: the Python environment, base model and GPUs, checked before any workload;
 //! - [`rundir`], [`store`], [`fsio`]: crash-safe state (run directory, leaderboard store);
-//! - [`progress`], [`report`]: what the user sees.
+//! - [`progress`], [`report`], [`page`]: what the user sees (live view, table, HTML report).
 
 pub mod cli;
 pub mod executor;
 pub mod fsio;
 pub mod manifest;
+pub mod page;
 pub mod preflight;
 pub mod process;
 pub mod progress;

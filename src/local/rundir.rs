@@ -8,6 +8,7 @@
 //! RUN/records.json         `gradients score` input        RUN/weights.json  the leaderboard at the end
 //! RUN/weights-u16.json     the weights as `gradients score --expect` takes them
 //! RUN/report.json          the final report (`--output json`)
+//! RUN/report.html          the same for people, with plots (`gradients report RUN` rewrites it)
 //! ```
 
 use std::collections::BTreeMap;

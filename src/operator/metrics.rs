@@ -8,7 +8,10 @@ use prometheus::{
 };
 
 use super::telemetry::{self, Finished, Sample};
-use crate::tournament::Phase;
+use crate::tournament::{Phase, WorkKind};
+
+/// The `kind` label of workload durations.
+const WORKLOAD_KINDS: [&str; 5] = ["prepare", "synthesize", "train", "seal", "evaluate"];
 
 /// Buckets of tournament durations: a minute to two days.
 const LONG_BUCKETS: [f64; 12] =
@@ -102,10 +105,18 @@ impl Metrics {
         for collector in collectors {
             registry.register(collector).expect("unique metric names");
         }
-        // Counters the alert rules take `increase` of exist from the start, at 0: a series that
-        // appears at 1 has no increase.
+        // Counters and histograms that alerts and panels take `increase` of exist from the
+        // start, at 0: a series that appears at 1 has no increase. (A fixed 225 histogram series.)
         for result in [Phase::Succeeded, Phase::Failed] {
             tasks_finished.with_label_values(&[result.as_str()]);
+        }
+        for phase in Phase::ALL.into_iter().filter(|p| !p.is_terminal()) {
+            phase_durations.with_label_values(&[phase.as_str()]);
+        }
+        for kind in WORKLOAD_KINDS {
+            for result in ["succeeded", "failed"] {
+                workload_durations.with_label_values(&[kind, result]);
+            }
         }
         for result in ["pushed", "failed"] {
             weight_pushes.with_label_values(&["configmap", result]);
@@ -146,7 +157,13 @@ impl Metrics {
             self.phase_durations.with_label_values(&[phase.as_str()]).observe(seconds);
         }
         for work in finished {
-            let kind = work.kind.as_str();
+            let kind = match work.kind {
+                WorkKind::Prepare => WORKLOAD_KINDS[0],
+                WorkKind::Synthesize => WORKLOAD_KINDS[1],
+                WorkKind::Train => WORKLOAD_KINDS[2],
+                WorkKind::Seal => WORKLOAD_KINDS[3],
+                WorkKind::Evaluate => WORKLOAD_KINDS[4],
+            };
             let result = if work.succeeded { "succeeded" } else { "failed" };
             self.workload_durations.with_label_values(&[kind, result]).observe(work.seconds);
         }

@@ -1,6 +1,8 @@
 //! Helpers for the tests of `gradients run`: task files, datasets and running the binary.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,5 +1,7 @@
 //! The chart as a user installs it: two releases side by side on one cluster (release-prefixed
-//! names, their own Leases and RBAC), each serving its own namespace.
+//! names, their own Leases and RBAC), each serving its own namespace; the optional
+//! ServiceMonitor and PrometheusRule validated by the API server against the Prometheus
+//! Operator's own CRDs (e2e/crds/).
 
 use std::process::Command;
 
@@ -23,6 +25,10 @@ async fn two_releases_install_side_by_side() {
     let cluster = Cluster::connect().await;
     let chart = root().join("charts/gradients");
     let chart = chart.to_str().unwrap();
+    let crds = root().join("e2e/crds");
+    let crds = crds.to_str().unwrap();
+    cluster.kubectl(&["apply", "--server-side", "-f", crds]);
+    cluster.kubectl(&["wait", "--for=condition=established", "--timeout=60s", "-f", crds]);
     let mut installed = Vec::new();
     for release in ["team-a", "team-b"] {
         let ns = cluster.fresh_namespace(release).await;
@@ -41,6 +47,10 @@ async fn two_releases_install_side_by_side() {
             &format!(r#"watchNamespaces=["{ns}"]"#),
             "--set",
             "logFormat=json",
+            "--set",
+            "serviceMonitor.enabled=true",
+            "--set",
+            "prometheusRule.enabled=true",
         ]);
         assert!(notes.contains(&format!("installed as {release}-gradients-operator in namespace {ns}")), "{notes}");
         installed.push((release, ns));
@@ -56,6 +66,13 @@ async fn two_releases_install_side_by_side() {
         let binding = Api::<RoleBinding>::namespaced(cluster.client.clone(), ns).get(&name).await.unwrap();
         assert_eq!(binding.subjects.unwrap()[0].name, name, "its Role is bound to its own ServiceAccount");
         Api::<PodDisruptionBudget>::namespaced(cluster.client.clone(), ns).get(&name).await.unwrap();
+        // Accepted by the API server against the Prometheus Operator's schemas.
+        let monitors = cluster.kubectl(&["get", "servicemonitors,prometheusrules", "-n", ns, "-o", "name"]);
+        assert!(monitors.contains(&format!("servicemonitor.monitoring.coreos.com/{name}")), "{monitors}");
+        assert!(monitors.contains(&format!("prometheusrule.monitoring.coreos.com/{name}")), "{monitors}");
+        let path = "jsonpath={.spec.groups[0].rules[*].alert}";
+        let alerts = cluster.kubectl(&["get", "prometheusrule", &name, "-n", ns, "-o", path]);
+        assert!(alerts.contains("GradientsWeightsNotPushed") && alerts.contains("GradientsTaskFailed"), "{alerts}");
     }
     // A value the schema refuses never reaches the cluster.
     let refused = Command::new("helm")

@@ -71,8 +71,8 @@ kind: Task
 metadata: {{name: {TASK}, namespace: {ns}}}
 spec:
   taskType: Dpo
-  baseModel: {{uri: s3://gradients-e2e/models/qwen2.5-3b, paramsB: 3}}
-  dataset: {{uri: s3://gradients-e2e/datasets/prefs.jsonl}}
+  baseModel: {{uri: kwok://gradients-e2e/models/qwen2.5-3b, paramsB: 3}}
+  dataset: {{uri: kwok://gradients-e2e/datasets/prefs.jsonl}}
   hours: 1
   seed: 5
   baseline: false

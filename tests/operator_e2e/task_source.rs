@@ -32,17 +32,17 @@ spec:
   seed: 17
   catalog:
     models:
-    - {{uri: s3://gradients-e2e/models/qwen2.5-3b, paramsB: 3, taskTypes: [InstructText, Dpo, Grpo]}}
-    - {{uri: s3://gradients-e2e/models/llama-8b, paramsB: 8, taskTypes: [InstructText]}}
-    - {{uri: s3://gradients-e2e/models/sdxl, paramsB: 2.6, taskTypes: [Image]}}
+    - {{uri: kwok://gradients-e2e/models/qwen2.5-3b, paramsB: 3, taskTypes: [InstructText, Dpo, Grpo]}}
+    - {{uri: kwok://gradients-e2e/models/llama-8b, paramsB: 8, taskTypes: [InstructText]}}
+    - {{uri: kwok://gradients-e2e/models/sdxl, paramsB: 2.6, taskTypes: [Image]}}
     datasets:
-    - {{uri: s3://gradients-e2e/datasets/alpaca.jsonl, taskType: InstructText, rows: 30000, columns: {{instruction: q, output: a}}}}
-    - {{uri: s3://gradients-e2e/datasets/prefs.jsonl, taskType: Dpo, rows: 2400, columns: {{prompt: q, chosen: good, rejected: bad}}}}
-    - uri: s3://gradients-e2e/datasets/math.jsonl
+    - {{uri: kwok://gradients-e2e/datasets/alpaca.jsonl, taskType: InstructText, rows: 30000, columns: {{instruction: q, output: a}}}}
+    - {{uri: kwok://gradients-e2e/datasets/prefs.jsonl, taskType: Dpo, rows: 2400, columns: {{prompt: q, chosen: good, rejected: bad}}}}
+    - uri: kwok://gradients-e2e/datasets/math.jsonl
       taskType: Grpo
       rows: 120000
       rewardFunctions: [{{name: short, weight: 1.0, source: "def short(completions, **kw): return [0.0 for _ in completions]"}}]
-    - {{uri: s3://gradients-e2e/datasets/pets, taskType: Image, rows: 40}}
+    - {{uri: kwok://gradients-e2e/datasets/pets, taskType: Image, rows: 40}}
   taskTemplate:
     minersPerTask: 2
     minerSelector: {{pool: synthetic}}
@@ -240,8 +240,8 @@ kind: Task
 metadata: {{name: lonely, namespace: {ns}}}
 spec:
   taskType: Dpo
-  baseModel: {{uri: s3://gradients-e2e/models/qwen2.5-3b, paramsB: 3}}
-  dataset: {{uri: s3://gradients-e2e/datasets/prefs.jsonl, columns: {{prompt: q, chosen: good, rejected: bad}}}}
+  baseModel: {{uri: kwok://gradients-e2e/models/qwen2.5-3b, paramsB: 3}}
+  dataset: {{uri: kwok://gradients-e2e/datasets/prefs.jsonl, columns: {{prompt: q, chosen: good, rejected: bad}}}}
   hours: 2
   minerSelector: {{pool: nobody}}
 "
@@ -289,8 +289,8 @@ kind: Task
 metadata: {{name: huge, namespace: {ns}}}
 spec:
   taskType: InstructText
-  baseModel: {{uri: s3://gradients-e2e/models/llama-70b, paramsB: 70}}
-  dataset: {{uri: s3://gradients-e2e/datasets/alpaca.jsonl, columns: {{instruction: q, output: a}}}}
+  baseModel: {{uri: kwok://gradients-e2e/models/llama-70b, paramsB: 70}}
+  dataset: {{uri: kwok://gradients-e2e/datasets/alpaca.jsonl, columns: {{instruction: q, output: a}}}}
   hours: 2
   minersPerTask: 5
   minerSelector: {{pool: big}}

@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub const RELEASE_NAMESPACE: &str = "gradients-system";
 pub const SERVICE_ACCOUNT: &str = "system:serviceaccount:gradients-system:gradients-operator";
 /// Where the e2e Tasks' datasets and base models may be (`workloads.allowedSources`).
-pub const ALLOWED_SOURCES: &str = r#"["s3://gradients-e2e/datasets/","s3://gradients-e2e/models/"]"#;
+pub const ALLOWED_SOURCES: &str = r#"["kwok://gradients-e2e/datasets/","kwok://gradients-e2e/models/"]"#;
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -87,14 +87,16 @@ impl Cluster {
     }
 
     /// With no in-cluster replica (the test runs the operator itself) and values for the fake
-    /// cluster (nothing is really stored or pulled).
+    /// cluster: nothing is really stored or pulled, so the artifacts are a `kwok://` prefix the
+    /// operator passes through as it is (S3 is tested against a real server in `tests/s3/`, the
+    /// claim on the real node in `real_node_e2e`).
     fn helm_install(&self, values: &[&str]) {
         let tolerations = r#"[{"key":"nvidia.com/gpu","operator":"Exists","effect":"NoSchedule"}]"#;
         let status = Command::new("helm")
             .args(["upgrade", "--install", "gradients"])
             .arg(root().join("charts/gradients"))
             .args(["--namespace", RELEASE_NAMESPACE, "--create-namespace", "--wait", "--timeout", "60s"])
-            .args(["--set", "replicaCount=0", "--set", "workloads.artifacts=s3://gradients-e2e/artifacts"])
+            .args(["--set", "replicaCount=0", "--set", "workloads.artifacts=kwok://gradients-e2e/artifacts"])
             .args(["--set-json", &format!("workloads.prepare.tolerations={tolerations}")])
             .args(["--set-json", &format!("workloads.allowedSources={ALLOWED_SOURCES}")])
             .args(values)
