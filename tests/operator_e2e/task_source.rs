@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use gradients::api::task::{Origin, TaskPhase};
-use gradients::api::{Task, TaskSource};
+use gradients::api::{Task, TaskSource, TaskSourceStatus};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
@@ -67,6 +67,16 @@ async fn synthetic_tasks(cluster: &Cluster, ns: &str) -> BTreeMap<String, Task> 
     let tasks: Api<Task> = Api::namespaced(cluster.client.clone(), ns);
     let selector = ListParams::default().labels(&format!("gradients.io/task-source={SOURCE}"));
     tasks.list(&selector).await.unwrap().items.into_iter().map(|t| (t.name_any(), t)).collect()
+}
+
+/// The source's status once it has recorded `created` Tasks: it writes its status after it
+/// creates them, so a reader that saw the Tasks may still see the status before them.
+async fn recorded_status(sources: &Api<TaskSource>, created: usize) -> TaskSourceStatus {
+    wait_until(&format!("the source to record {created} Tasks"), Duration::from_secs(30), || async {
+        sources.get(SOURCE).await.ok().and_then(|s| s.status).is_some_and(|s| s.created as usize == created)
+    })
+    .await;
+    sources.get(SOURCE).await.unwrap().status.unwrap()
 }
 
 fn in_flight(tasks: &BTreeMap<String, Task>) -> usize {
@@ -199,7 +209,8 @@ async fn a_task_source_keeps_synthetic_tasks_in_flight_through_whole_tournaments
     })
     .await;
     let tasks = synthetic_tasks(&cluster, &ns).await;
-    let status = sources.get(SOURCE).await.unwrap().status.unwrap();
+    // The source creates its Tasks before it records them in its status.
+    let status = recorded_status(&sources, tasks.len()).await;
     assert_eq!(status.created as usize, tasks.len());
     assert_eq!(status.next_index as usize, tasks.len(), "indices 0..n, none skipped or reused");
     assert_eq!(status.types.iter().map(|t| t.created).sum::<u32>() as usize, tasks.len());
@@ -257,7 +268,7 @@ spec:
         synthetic_tasks(&cluster, &ns).await.len() == 2
     })
     .await;
-    let status = sources.get(SOURCE).await.unwrap().status.unwrap();
+    let status = recorded_status(&sources, 2).await;
     assert!(!status.paused && status.message.is_empty(), "{status:?}");
     let events =
         cluster.kubectl(&["get", "events", "-n", &ns, "--field-selector", &format!("involvedObject.name={SOURCE}")]);
