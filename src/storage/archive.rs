@@ -62,6 +62,10 @@ pub fn unpack(reader: impl Read, dir: &Path, limits: &Limits) -> Result<(u64, u6
         let mut entry = entry.map_err(|e| refused("the archive", &format!("unreadable: {e}")))?;
         let raw = entry.path_bytes().into_owned();
         let name = String::from_utf8_lossy(&raw).into_owned();
+        // `tar -C dir .` starts with the root itself.
+        if entry.header().entry_type() == tar::EntryType::Directory && matches!(name.as_str(), "." | "./") {
+            continue;
+        }
         let relative = clean_path(&raw).map_err(|why| refused(&name, why))?;
         let target = dir.join(&relative);
         match entry.header().entry_type() {

@@ -1,6 +1,7 @@
 //! `s3://` artifacts against a real S3-compatible server: s3s-fs (Apache-2.0), built into the
 //! cache by `e2e/build-s3-server` and started here on a free port with the operator's key pair.
 
+mod roundtrip;
 mod scoping;
 
 use std::path::Path;
@@ -60,6 +61,14 @@ impl S3Server {
         let url = self.signer().put(key, chrono::Utc::now(), Duration::from_secs(60));
         block_on(client::put_file(&url, path)).unwrap();
     }
+
+    /// Uploads every file below `dir` under `prefix/`.
+    pub fn put_tree(&self, prefix: &str, dir: &Path) {
+        for entry in walk(dir) {
+            let relative = entry.strip_prefix(dir).unwrap().to_str().unwrap().to_string();
+            self.put(&format!("{prefix}/{relative}"), &entry);
+        }
+    }
 }
 
 impl Drop for S3Server {
@@ -75,6 +84,16 @@ pub fn credentials() -> Credentials {
 
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
+    }
+    out.sort();
+    out
 }
 
 /// The status of a request with `method` to `url` (body `data` for PUT).

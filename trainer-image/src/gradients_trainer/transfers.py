@@ -105,9 +105,11 @@ def unpack(stream: IO[bytes], dest: Path, limits: Limits) -> None:
         for member in archive:
             name = member.name
             parts = PurePosixPath(name).parts
+            if member.isdir() and name in (".", "./"):
+                continue  # `tar -C dir .` starts with the root itself
             if name.startswith("/") or ".." in parts or not parts:
                 raise ArchiveRefused(f"archive entry {name!r}: the path steps out of the archive")
-            target = dest.joinpath(*[p for p in parts if p != "."])
+            target = dest.joinpath(*parts)
             if member.isdir():
                 target.mkdir(parents=True, exist_ok=True)
                 continue
