@@ -23,6 +23,8 @@ mod task_source;
 
 #[path = "operator_e2e/hostile.rs"]
 mod hostile;
+#[path = "operator_e2e/lease.rs"]
+mod lease;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -150,7 +150,8 @@ pub fn attribute(uids: &[String], known: &HashMap<String, PodRef>) -> PodRef {
 
 /// Serves /metrics (and /live) from the sampler's registry until the listener fails.
 pub async fn serve(listener: TcpListener, metrics: GpuMetrics) -> std::io::Result<()> {
-    http::serve_on(listener, Arc::new(http::Health::default()), move || metrics.render()).await
+    http::serve_on(listener, Arc::new(http::Health::default()), move || metrics.render(), http::Timeouts::default())
+        .await
 }
 
 pub async fn run(args: AgentArgs) -> Result<(), AgentError> {

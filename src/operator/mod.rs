@@ -179,8 +179,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         tokio::spawn(async move {
             let mut last_renewal = tokio::time::Instant::now();
             loop {
+                // client-go's retry period: renewals every 2 s, so one lost renewal is no loss.
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
                     _ = &mut stop => return,
                 }
                 let renewal = lease.try_acquire_or_renew().await;
@@ -193,7 +194,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                         let _ = sender.send(true);
                         return;
                     }
-                    Err(e) if last_renewal.elapsed() > lease.duration => {
+                    Err(e) if last_renewal.elapsed() > lease.renew_deadline() => {
                         tracing::error!(error = %e, "cannot renew the lease in time: stopping");
                         lost.store(true, Ordering::SeqCst);
                         let _ = sender.send(true);
