@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import dist
 from .data import PromptCompletion
 from .textrules import IGNORE, instruct_example, keep_within, window_of
 from .hf import BudgetCallback, RunState, common_args, quiet
@@ -92,6 +93,6 @@ def train_sft(ctx: TextTrainContext) -> RunState:
         callbacks=[BudgetCallback(ctx.budget, ctx.saver(), run)],
     )
     quiet(trainer).train()
-    run.tokens = collator.tokens
+    run.tokens = int(dist.sum_of(float(collator.tokens))[0])  # every process's share
     ctx.final_model = model
     return run
