@@ -244,9 +244,7 @@ impl Operator {
     pub async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if self.get("/ready").await.starts_with("ready")
-                && self.get("/metrics").await.contains("gradients_leader 1")
-            {
+            if self.get("/ready").await.starts_with("ready") && self.leads().await {
                 return;
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
@@ -290,8 +288,9 @@ impl Operator {
     }
 
     /// Whether this replica holds the lease and runs the controllers (its /metrics says so).
+    /// (The sample's own line: the gauge's HELP text begins "1 while this replica ...".)
     pub async fn leads(&self) -> bool {
-        self.get("/metrics").await.contains("gradients_leader 1")
+        self.get("/metrics").await.lines().any(|line| line == "gradients_leader 1")
     }
 
     /// SIGTERM, then wait for a graceful exit (it releases the Lease).
