@@ -15,8 +15,10 @@ from gradients_trainer import contract, synthgen
 from gradients_trainer.cli import build_parser
 
 CONTRACT = json.loads((Path(__file__).resolve().parent.parent / "workload-contract.json").read_text())
-# Options of ours that no executor renders: for people and tests.
-PYTHON_ONLY: dict[str, set[str]] = {"train": set(), "evaluate": set(), "synthesize-eval": set()}
+# Options of ours that no executor renders: for people and tests. ``--processes``: pods get one
+# process per GPU they see (the default), CPU tests ask for two.
+PYTHON_ONLY: dict[str, set[str]] = {"train": {"--processes"}, "evaluate": {"--processes"},
+                                    "synthesize-eval": set()}
 
 
 def _subparser(name: str) -> argparse.ArgumentParser:

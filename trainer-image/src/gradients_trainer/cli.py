@@ -37,6 +37,20 @@ def _digest(value: str) -> str:
     return value
 
 
+def _processes(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+PROCESSES_HELP = ("processes to run, one per device (default: one per visible GPU, else 1); "
+                  "more than one on CPU uses the gloo backend")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m gradients_trainer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -54,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--strategy-overrides", default=None,
                     help="JSON object of strategy fields to override (testing/tuning)")
     tr.add_argument("--seed", type=int, default=42)
+    tr.add_argument("--processes", type=_processes, default=None, help=PROCESSES_HELP)
 
     ev = sub.add_parser("evaluate", help="check and score a submission")
     ev.add_argument("--task-type", required=True, choices=TASK_TYPES)
@@ -73,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--termination-message-path", type=Path, default=None)
     ev.add_argument("--score-base", action="store_true",
                     help="score the base model itself (no submission checks): reference losses")
+    ev.add_argument("--processes", type=_processes, default=None, help=PROCESSES_HELP)
 
     mk = sub.add_parser("make-base-model", help="build a tiny local base model")
     mk.add_argument("--task-type", required=True, choices=TASK_TYPES)
@@ -109,10 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     force_offline()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     reserve_stdout()
     if args.command not in ("train", "evaluate"):
         return _run(args)
+    from . import dist
+
+    if dist.distributed():  # one of several processes (our launcher or torchrun)
+        return _run_worker(args)
     from . import transfers
 
     try:
@@ -122,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except transfers.TransferError as exc:
         sys.stderr.write(f"error: fetching artifacts: {exc}\n")
         return EXIT_FAILURE
-    code = _run(args)
+    code = _launch_or_run(args, argv)
     if staged is not None and args.command == "train" and code == EXIT_OK:
         try:
             transfers.store_all(staged)
@@ -130,6 +151,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(f"error: storing the output: {exc}\n")
             return EXIT_FAILURE
     return code
+
+
+def _launch_or_run(args: argparse.Namespace, argv: list[str]) -> int:
+    from . import launch
+
+    world = launch.process_count(args.command, TaskType(args.task_type), args.processes)
+    if world == 1:
+        return _run(args)
+    outcome = launch.run_workers(argv, world)
+    if args.command == "evaluate":
+        return launch.evaluation_outcome(outcome, args.termination_message_path)
+    return launch.training_outcome(outcome)
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    from . import dist
+    from .contract import reserve_stdout_fd
+
+    reserve_stdout_fd()
+    try:
+        dist.init()
+    except Exception as exc:  # noqa: BLE001 - the launcher reports which rank failed
+        sys.stderr.write(f"error: rank {dist.rank()}: joining the process group: {exc}\n")
+        return EXIT_FAILURE
+    try:
+        return _run(args)
+    finally:
+        dist.finish()
 
 
 def _run(args: argparse.Namespace) -> int:

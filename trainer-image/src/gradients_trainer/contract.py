@@ -82,9 +82,22 @@ def reserve_stdout() -> None:
         sys.stdout = sys.stderr
 
 
+def reserve_stdout_fd() -> None:
+    """Like ``reserve_stdout`` for native code too: file descriptor 1 becomes stderr and the
+    contract lines go to a private copy of the real stdout (gloo and NCCL print on fd 1)."""
+    global _STDOUT
+    sys.stdout.flush()
+    private = os.dup(1)
+    os.dup2(2, 1)
+    _STDOUT = os.fdopen(private, "w", buffering=1)
+    sys.stdout = sys.stderr
+
+
 def write_stdout(line: str) -> None:
-    _STDOUT.write(line.rstrip("\n") + "\n")
-    _STDOUT.flush()
+    """One contract line; only rank 0 of several processes has a say (the others log it)."""
+    out = _STDOUT if os.environ.get("RANK", "0") == "0" else sys.stderr
+    out.write(line.rstrip("\n") + "\n")
+    out.flush()
 
 
 def emit(event: str, **fields: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import dist
 from .data import Preference
 from .hf import BudgetCallback, RunState, common_args, quiet
 from .sft import sequence_limit
@@ -44,7 +45,8 @@ def train_dpo(ctx: TextTrainContext) -> RunState:
         + len(ctx.tokenizer(e.rejected)["input_ids"])
         for e in examples
     )
-    steps_per_epoch = max(1, -(-len(examples) // (ctx.strategy.batch_size * ctx.strategy.grad_accum)))
+    per_step = ctx.strategy.batch_size * ctx.strategy.grad_accum * dist.world_size()
+    steps_per_epoch = max(1, -(-len(examples) // per_step))
     run.tokens = int(per_epoch * run.steps / steps_per_epoch)
     ctx.final_model = model
     return run

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from transformers import TrainerCallback
 
+from . import dist
 from .deadline import Budget, progress
 from .modelio import device
 from .runstate import RunState
@@ -45,7 +46,11 @@ class BudgetCallback(TrainerCallback):  # type: ignore[misc]
         model = kwargs.get("model")
         stop = self.budget.should_stop() or self.budget.plan_exhausted(
             int(state.global_step), self.run.planned_steps, int(state.max_steps))
-        if model is not None and (self.budget.should_save() and not stop):
+        # Several processes stop at the same step: any one's reason (its deadline estimate,
+        # a SIGTERM) stops them all; one small all-reduce per optimiser step.
+        stop, by_deadline = dist.any_of(stop, self.budget.stopped_by_deadline)
+        self.budget.stopped_by_deadline = by_deadline
+        if model is not None and dist.is_main() and self.budget.should_save() and not stop:
             self.budget.note_save(self.saver(model))
         if stop:
             control.should_training_stop = True
@@ -95,6 +100,10 @@ def common_args(strategy: Strategy, output: Path, seed: int, epochs: float | Non
         use_cpu=not on_gpu,
         dataloader_num_workers=0,
         remove_unused_columns=False,
+        # Several processes: every trainable parameter gets a gradient (LoRA and full), so
+        # DDP need not search the graph for unused ones each step.
+        ddp_find_unused_parameters=False,
+        ddp_timeout=int(dist.timeout_s()),
         save_safetensors=True,
         # Non-reentrant checkpointing on GPU (memory); off on CPU. Reentrant checkpointing
         # silently drops LoRA gradients when the inputs do not require grad.

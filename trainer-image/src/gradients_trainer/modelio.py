@@ -47,7 +47,9 @@ def load_causal_lm(path: Path, quantize_4bit: bool = False) -> Any:
     )
     if device() == "cuda":
         kwargs["dtype"] = torch.bfloat16
-        kwargs["device_map"] = {"": 0}
+        from . import dist
+
+        kwargs["device_map"] = {"": dist.local_rank()}  # this process's device
         if quantize_4bit:
             from transformers import BitsAndBytesConfig
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import dist
 from .data import PromptCompletion
 from .textrules import IGNORE, instruct_example, keep_within, window_of
 from .hf import BudgetCallback, RunState, common_args, quiet
@@ -22,23 +23,31 @@ def sequence_limit(model_config: Any, wanted: int) -> int:
 
 
 def pack(examples: list[dict[str, list[int]]], block: int) -> list[dict[str, list[int]]]:
-    """Greedy packing of whole examples into blocks of at most ``block`` tokens."""
+    """Greedy packing of whole examples into blocks of at most ``block`` tokens.
+
+    Each block carries ``position_ids`` that restart at 0 for every example: given no
+    attention mask, transformers then builds a block-diagonal causal mask from them
+    (``masking_utils.find_packed_sequence_indices``), so no token attends to another example
+    and every example sees the positions it would see alone (tests/test_packing.py)."""
     packed: list[dict[str, list[int]]] = []
-    cur_ids: list[int] = []
-    cur_labels: list[int] = []
+    cur: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": []}
     for ex in examples:
-        if cur_ids and len(cur_ids) + len(ex["input_ids"]) > block:
-            packed.append({"input_ids": cur_ids, "labels": cur_labels})
-            cur_ids, cur_labels = [], []
-        cur_ids = cur_ids + ex["input_ids"]
-        cur_labels = cur_labels + ex["labels"]
-    if cur_ids:
-        packed.append({"input_ids": cur_ids, "labels": cur_labels})
+        if cur["input_ids"] and len(cur["input_ids"]) + len(ex["input_ids"]) > block:
+            packed.append(cur)
+            cur = {"input_ids": [], "labels": [], "position_ids": []}
+        cur["input_ids"] = cur["input_ids"] + ex["input_ids"]
+        cur["labels"] = cur["labels"] + ex["labels"]
+        cur["position_ids"] = cur["position_ids"] + list(range(len(ex["input_ids"])))
+    if cur["input_ids"]:
+        packed.append(cur)
     return packed
 
 
 class Collator:
-    """Right-pads a batch and counts the tokens it has seen."""
+    """Right-pads a batch and counts the tokens it has seen.
+
+    Packed blocks (with ``position_ids``) get no attention mask: the padding becomes one
+    more segment (positions from 0, labels ignored), isolated like every example."""
 
     def __init__(self, pad_id: int) -> None:
         self.pad_id = pad_id
@@ -51,12 +60,20 @@ class Collator:
         ids = torch.full((len(features), width), self.pad_id, dtype=torch.long)
         labels = torch.full((len(features), width), IGNORE, dtype=torch.long)
         mask = torch.zeros((len(features), width), dtype=torch.long)
+        packed = "position_ids" in features[0]
+        positions = torch.arange(width, dtype=torch.long).repeat(len(features), 1)
         for row, f in enumerate(features):
             n = len(f["input_ids"])
             ids[row, :n] = torch.tensor(f["input_ids"])
             labels[row, :n] = torch.tensor(f["labels"])
             mask[row, :n] = 1
+            if packed:
+                positions[row, :n] = torch.tensor(f["position_ids"])
+                positions[row, n:] = torch.arange(width - n)
             self.tokens += n
+        if packed:  # no cache: transformers reads packed positions only without one
+            return {"input_ids": ids, "position_ids": positions, "labels": labels,
+                    "use_cache": False}
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
@@ -92,6 +109,6 @@ def train_sft(ctx: TextTrainContext) -> RunState:
         callbacks=[BudgetCallback(ctx.budget, ctx.saver(), run)],
     )
     quiet(trainer).train()
-    run.tokens = collator.tokens
+    run.tokens = int(dist.sum_of(float(collator.tokens))[0])  # every process's share
     ctx.final_model = model
     return run

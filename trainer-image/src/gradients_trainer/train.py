@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import dist
 from .contract import MODEL_DIR, TRAINING_SUMMARY_FILE, InputError, TaskType, TrainingSummary, emit, log
 from .data import load_image_folder, load_text_split, parse_columns
 from .deadline import Budget, parse_deadline
+from .launch import STARTED_ENV
 from .runstate import RunState, final_loss
 from .modelio import check_model_dir
 from .sandbox import RewardSpec, load_reward_specs
@@ -32,7 +35,8 @@ class TrainRequest:
 
 
 def run_train(req: TrainRequest) -> TrainingSummary:
-    started = time.time()
+    # Several processes count from the launcher's start, so they share one deadline.
+    started = float(os.environ.get(STARTED_ENV, time.time())) if dist.distributed() else time.time()
     budget = Budget(parse_deadline(req.hours, started), start=started)
     previous = budget.install_sigterm()
     try:
@@ -69,8 +73,18 @@ def _run_train(req: TrainRequest, budget: Budget, started: float) -> TrainingSum
         run, method = result.run, result.method
     else:
         run, method = _train_text(req, budget, examples, specs)
+    if not dist.is_main():
+        return _summary(req, run, method, budget, started)
     shutil.rmtree(req.output / ".trainer", ignore_errors=True)
-    summary = TrainingSummary(
+    summary = _summary(req, run, method, budget, started)
+    (req.output / TRAINING_SUMMARY_FILE).write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+    emit("done", **summary.to_json())
+    return summary
+
+
+def _summary(req: TrainRequest, run: RunState, method: str, budget: Budget,
+             started: float) -> TrainingSummary:
+    return TrainingSummary(
         strategy=req.strategy.name,
         method=method,
         steps=run.steps,
@@ -82,9 +96,6 @@ def _run_train(req: TrainRequest, budget: Budget, started: float) -> TrainingSum
         total_steps=run.planned_steps,
         seed=req.seed,
     )
-    (req.output / TRAINING_SUMMARY_FILE).write_text(json.dumps(summary.to_json(), indent=2) + "\n")
-    emit("done", **summary.to_json())
-    return summary
 
 
 def _train_text(
@@ -117,6 +128,7 @@ def _train_text(
         from .grpo import train_grpo
 
         run = train_grpo(ctx)
-    log(f"training finished after {run.steps} steps; saving")
-    save_text_model(ctx.final_model, req.output / MODEL_DIR, tokenizer)
+    if dist.is_main():  # one writer: the ranks hold the same weights
+        log(f"training finished after {run.steps} steps; saving")
+        save_text_model(ctx.final_model, req.output / MODEL_DIR, tokenizer)
     return run, ctx.method

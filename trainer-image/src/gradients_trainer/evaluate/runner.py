@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from .. import dist
 from ..checks import CheckFailed, Submission, check_image_submission, check_text_submission, weights_sha256
 from ..contract import (
     EXIT_FAILURE,
@@ -40,6 +41,8 @@ def main_evaluate(args: argparse.Namespace) -> int:
         traceback.print_exc()
         result.fail(f"evaluation error: {type(exc).__name__}: {exc}")
     result.timings["total_s"] = round(time.time() - started, 3)
+    if not dist.is_main():  # rank 0 alone reports; the others computed their share
+        return EXIT_OK
     try:
         text = result.to_json()
         if args.termination_message_path is not None:
@@ -127,6 +130,10 @@ def evaluate(args: argparse.Namespace, result: EvalResult, started: float) -> No
     except SandboxError as exc:
         result.checks.append(Check("reward_functions", False, f"on the submission's completions: {exc}"))
         result.fail(f"reward_functions: {exc}")
+        return
+    except dist.CollectiveFailed as exc:
+        result.checks.append(Check("processes", False, str(exc)[:300]))
+        result.fail(f"processes: the evaluator's processes lost each other: {exc}", "evaluator")
         return
     except Exception as exc:  # noqa: BLE001 - classify resource failures, re-raise the rest
         if not is_out_of_memory(exc):

@@ -10,6 +10,7 @@ import math
 from contextlib import nullcontext
 from typing import Any, Callable, ContextManager
 
+from .. import dist
 from ..data import Preference, PromptCompletion
 from ..textrules import IGNORE, instruct_example, keep_within, preference_example
 
@@ -76,13 +77,21 @@ def instruct_loss(model: Any, tokenizer: Any, examples: list[PromptCompletion], 
     if not seqs:
         raise ValueError(f"no evaluation rows with completion tokens within {window} tokens")
     dev = next(model.parameters()).device
-    total, count = 0.0, 0
+    batches = _batches(seqs)
+
+    def sums(i: int) -> list[float]:
+        ids, mask, labels = _pad(batches[i], PAD_FILL, dev)
+        picked, valid = _token_logprobs(model, ids, mask, labels)
+        return [float(-picked.sum()), float(valid.sum())]
+
     with torch.no_grad():
-        for batch in _batches(seqs):
-            ids, mask, labels = _pad(batch, PAD_FILL, dev)
-            picked, valid = _token_logprobs(model, ids, mask, labels)
-            total += float(-picked.sum())
-            count += int(valid.sum())
+        # Sums (loss × tokens, tokens) per batch, never averages of averages; the batches are
+        # the one-process batches dealt over the processes, added up in the same order.
+        per_batch = dist.spread([2] * len(batches), sums)
+    total, count = 0.0, 0
+    for loss_sum, tokens in per_batch:
+        total += loss_sum
+        count += int(tokens)
     return total / max(1, count)
 
 
@@ -90,13 +99,16 @@ def _sequence_logps(model: Any, seqs: list[dict[str, list[int]]]) -> list[float]
     import torch
 
     dev = next(model.parameters()).device
-    out: list[float] = []
+    batches = _batches(seqs)
+
+    def logps(i: int) -> list[float]:
+        ids, mask, labels = _pad(batches[i], PAD_FILL, dev)
+        picked, _ = _token_logprobs(model, ids, mask, labels)
+        return [float(v) for v in picked.sum(-1)]
+
     with torch.no_grad():
-        for batch in _batches(seqs):
-            ids, mask, labels = _pad(batch, PAD_FILL, dev)
-            picked, _ = _token_logprobs(model, ids, mask, labels)
-            out.extend(float(v) for v in picked.sum(-1))
-    return out
+        per_batch = dist.spread([len(b) for b in batches], logps)
+    return [v for values in per_batch for v in values]
 
 
 def dpo_loss(

@@ -1,0 +1,284 @@
+"""Several processes (one per device; here two CPU processes on gloo): the launch, the
+stop on a deadline and on SIGTERM, the one writer, a dead process, the sharded evaluation.
+
+Real subprocesses of ``python -m gradients_trainer`` with ``--processes 2``: the launcher
+re-runs itself as two workers, exactly as a pod with two GPUs does (there NCCL instead of gloo).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from conftest import DPO_COLUMNS, INS_COLUMNS, Data, evaluate
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+# The sharded evaluation deals the one-process batches over the processes and adds the
+# per-batch sums in the same order: equal to the one-process loss up to float rounding of
+# the kernels (the same kernels here: bit-identical in practice).
+EVAL_RTOL = 1e-6
+
+
+def cli(*args: object) -> list[str]:
+    return [sys.executable, "-m", "gradients_trainer", *[str(a) for a in args]]
+
+
+def env(**extra: str) -> dict[str, str]:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(SRC)
+    e.update(extra)
+    return e
+
+
+def run(*args: object, timeout: float = 300, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cli(*args), capture_output=True, text=True, env=env(**extra),
+                          timeout=timeout)
+
+
+def events(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def train_args(data: Data, base: Path, out: Path, *extra: object, hours: str = "1") -> list[object]:
+    return ["train", "--task-type", "instruct", "--base-model", base, "--train-data",
+            data.ins_train, "--columns", INS_COLUMNS, "--hours", hours, "--output", out,
+            "--processes", "2", *extra]
+
+
+def endless_args(data: Data, base: Path, out: Path, hours: str = "1") -> list[object]:
+    """A run only a stop can end: 500 epochs would take hours."""
+    return train_args(data, base, out, "--strategy", "lora-long", "--strategy-overrides",
+                      '{"epochs": 500}', hours=hours)
+
+
+class Running:
+    """A launcher in the background: its stdout events as they come, its stderr in a file."""
+
+    def __init__(self, args: list[object], stderr: Path) -> None:
+        self.stderr_path = stderr
+        self._err = stderr.open("w")
+        self.proc = subprocess.Popen(cli(*args), stdout=subprocess.PIPE, stderr=self._err,
+                                     text=True, env=env())
+        self.seen: list[dict[str, Any]] = []
+
+    def until_step(self, step: int) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.seen.append(json.loads(line))
+            if self.seen[-1]["event"] == "progress" and self.seen[-1]["step"] >= step:
+                return
+        raise AssertionError(f"ended before step {step}: {self.stderr()[-2000:]}")
+
+    def finish(self, timeout: float = 120) -> int:
+        assert self.proc.stdout is not None
+        rest = self.proc.stdout.read()
+        self.seen += events(rest)
+        return self.proc.wait(timeout=timeout)
+
+    def worker_pids(self) -> dict[int, int]:
+        m = re.search(r"launched 2 processes: rank 0 pid (\d+), rank 1 pid (\d+)", self.stderr())
+        assert m, self.stderr()
+        return {0: int(m.group(1)), 1: int(m.group(2))}
+
+    def stderr(self) -> str:
+        self._err.flush()
+        return self.stderr_path.read_text()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._err.close()
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[Any]:
+    started: list[Running] = []
+
+    def start(args: list[object]) -> Running:
+        r = Running(args, tmp_path / f"stderr-{len(started)}.txt")
+        started.append(r)
+        return r
+
+    yield start
+    for r in started:
+        r.close()
+
+
+def only_rank0_wrote(out: Path, lines: list[dict[str, Any]]) -> None:
+    """One writer: one done line, each step reported once, no stray model copies."""
+    assert [e["event"] for e in lines].count("done") == 1 and lines[-1]["event"] == "done"
+    steps = [e["step"] for e in lines if e["event"] == "progress"]
+    assert steps == sorted(set(steps)), steps
+    assert sorted(p.name for p in out.iterdir()) == ["model", "training.json"]
+
+
+@pytest.fixture(scope="module")
+def lora_2p(data: Data, text_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("mp") / "lora"
+    proc = run(*train_args(data, text_base, out, "--strategy", "lora-fast",
+                           "--strategy-overrides", '{"epochs": 1}'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "launched 2 processes" in proc.stderr
+    lines = events(proc.stdout)
+    only_rank0_wrote(out, lines)
+    summary = json.loads((out / "training.json").read_text())
+    assert summary == {k: v for k, v in lines[-1].items() if k != "event"}
+    # Data-parallel: 48 rows, batch 4 per process, 2 processes: 6 optimiser steps, not 12.
+    assert summary["total_steps"] == 6 and summary["steps"] == 6, summary
+    assert summary["stopped_by_deadline"] is False
+    assert summary["tokens"] == dataset_tokens(data, text_base), "every process's tokens count"
+    return out / "model"
+
+
+def dataset_tokens(data: Data, base: Path) -> int:
+    from gradients_trainer.data import load_text_split, parse_columns
+    from gradients_trainer.contract import TaskType
+    from gradients_trainer.modelio import load_tokenizer
+    from gradients_trainer.textrules import instruct_example
+
+    tok = load_tokenizer(base)
+    rows = load_text_split(TaskType.INSTRUCT, data.ins_train,
+                           parse_columns(TaskType.INSTRUCT, INS_COLUMNS), "--train-data")
+    return sum(len(instruct_example(tok, r.prompt, r.completion)["input_ids"]) for r in rows)
+
+
+def ins_eval(data: Data, base: Path, sub: Path | None, *extra: str) -> dict[str, Any]:
+    return evaluate("instruct", base, sub, data.ins_test, data.ins_synth, "--columns",
+                    INS_COLUMNS, *extra)
+
+
+def eval_2p(task: str, base: Path, sub: Path, test: Path, synth: Path, columns: str,
+            termination: Path) -> dict[str, Any]:
+    proc = run("evaluate", "--task-type", task, "--base-model", base, "--submission", sub,
+               "--test-data", test, "--synth-data", synth, "--columns", columns,
+               "--termination-message-path", termination, "--processes", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1, "rank 0 alone reports"
+    result: dict[str, Any] = json.loads(lines[0])
+    assert json.loads(termination.read_text()) == result
+    return result
+
+
+def close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=EVAL_RTOL, abs_tol=0.0)
+
+
+def test_two_process_lora_loads_and_sharded_eval_equals_one_process(
+        data: Data, text_base: Path, lora_2p: Path, tmp_path: Path) -> None:
+    one = ins_eval(data, text_base, lora_2p)  # the checkpoint loader: checks, trusted dir
+    assert one["ok"] is True, one
+    assert one["test_loss"] < ins_eval(data, text_base, None)["test_loss"]
+    two = eval_2p("instruct", text_base, lora_2p, data.ins_test, data.ins_synth, INS_COLUMNS,
+                  tmp_path / "termination-log")
+    assert two["ok"] is True, two
+    assert close(two["test_loss"], one["test_loss"]), (two["test_loss"], one["test_loss"])
+    assert close(two["synth_loss"], one["synth_loss"]), (two["synth_loss"], one["synth_loss"])
+    assert two["model_digest"] == one["model_digest"]
+
+
+def test_two_process_dpo_trains_and_sharded_dpo_eval_equals_one_process(
+        data: Data, text_base: Path, tmp_path: Path) -> None:
+    out = tmp_path / "dpo"
+    proc = run("train", "--task-type", "dpo", "--base-model", text_base, "--train-data",
+               data.dpo_train, "--columns", DPO_COLUMNS, "--hours", "1", "--output", out,
+               "--strategy", "lora-fast", "--strategy-overrides", '{"epochs": 1}',
+               "--processes", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    only_rank0_wrote(out, events(proc.stdout))
+    # 32 pairs, batch 4 per process, 2 processes.
+    assert json.loads((out / "training.json").read_text())["steps"] == 4
+    one = evaluate("dpo", text_base, out / "model", data.dpo_test, data.dpo_synth,
+                   "--columns", DPO_COLUMNS)
+    assert one["ok"] is True and one["test_loss"] < math.log(2), one
+    two = eval_2p("dpo", text_base, out / "model", data.dpo_test, data.dpo_synth, DPO_COLUMNS,
+                  tmp_path / "termination-log")
+    assert close(two["test_loss"], one["test_loss"]) and close(two["synth_loss"], one["synth_loss"])
+
+
+def test_sigterm_stops_both_processes_at_one_step_and_rank0_saves(
+        data: Data, text_base: Path, tmp_path: Path, running: Any) -> None:
+    out = tmp_path / "sigterm"
+    r = running(endless_args(data, text_base, out))
+    r.until_step(2)
+    r.proc.send_signal(signal.SIGTERM)  # Kubernetes signals the container's main process
+    assert r.finish() == 0, r.stderr()[-3000:]
+    only_rank0_wrote(out, r.seen)
+    summary = json.loads((out / "training.json").read_text())
+    assert summary["stopped_by_deadline"] is True and summary["steps"] < summary["total_steps"]
+    assert (out / "model" / "adapter_model.safetensors").is_file()
+
+
+def test_deadline_stops_both_processes_and_the_save_loads(
+        data: Data, text_base: Path, tmp_path: Path) -> None:
+    out = tmp_path / "deadline"
+    budget_s = 30.0
+    proc = run(*endless_args(data, text_base, out, hours=str(budget_s / 3600)))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    only_rank0_wrote(out, events(proc.stdout))
+    summary = json.loads((out / "training.json").read_text())
+    assert summary["stopped_by_deadline"] is True and 1 <= summary["steps"] < summary["total_steps"]
+    # Loose on purpose (busy CI machines): the budget counts from the launcher's start.
+    assert summary["wall_s"] < budget_s + 30
+    assert ins_eval(data, text_base, out / "model")["ok"] is True
+
+
+def test_a_dead_process_fails_the_run_with_its_rank_instead_of_hanging(
+        data: Data, text_base: Path, tmp_path: Path, running: Any) -> None:
+    out = tmp_path / "dead"
+    r = running(endless_args(data, text_base, out))
+    r.until_step(1)
+    os.kill(r.worker_pids()[1], signal.SIGKILL)  # e.g. the kernel's OOM killer
+    started = time.time()
+    assert r.finish(timeout=90) == 1
+    assert time.time() - started < 60
+    err = r.stderr()
+    assert "error: training failed: process rank 1 of 2 was killed by SIGKILL" in err, err[-3000:]
+    assert not any(e["event"] == "done" for e in r.seen)
+
+
+def test_invalid_input_with_two_processes_exits_2_naming_the_column(
+        data: Data, text_base: Path, tmp_path: Path) -> None:
+    cols = json.dumps({"instruction": "task", "output": "answer_text"})
+    proc = run("train", "--task-type", "instruct", "--base-model", text_base, "--train-data",
+               data.ins_train, "--columns", cols, "--hours", "1", "--output", tmp_path / "o",
+               "--processes", "2")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "error: --columns: column 'answer_text'" in proc.stderr
+
+
+def test_processes_must_be_a_positive_count() -> None:
+    proc = run("train", "--task-type", "instruct", "--base-model", ".", "--train-data", "x",
+               "--hours", "1", "--output", "o", "--processes", "0", timeout=60)
+    assert proc.returncode == 2 and "--processes" in proc.stderr and "at least 1" in proc.stderr
+
+
+def test_a_failed_evaluation_process_reports_an_evaluator_failure(tmp_path: Path) -> None:
+    """When rank 0 dies the launcher writes the result: the operator retries (evaluator)."""
+    from gradients_trainer import contract
+    from gradients_trainer.launch import Outcome, evaluation_outcome
+
+    term = tmp_path / "termination-log"
+    saved = contract._STDOUT
+    import io
+
+    contract._STDOUT = buf = io.StringIO()
+    try:
+        assert evaluation_outcome(Outcome(codes=[-9, 0], first_failure=0, wall_s=3.5), term) == 0
+    finally:
+        contract._STDOUT = saved
+    result = json.loads(term.read_text())
+    assert json.loads(buf.getvalue()) == result
+    assert result["ok"] is False and result["category"] == "evaluator"
+    assert result["failure"] == "evaluator: process rank 0 of 2 was killed by SIGKILL"
+    assert result["timings"] == {"total_s": 3.5}
