@@ -170,6 +170,7 @@ impl Chain {
             "block": block.number,
             "block_hash": hex(&block.hash),
             "extrinsic_hash": hex(&included.extrinsic_hash),
+            "extrinsic": hex(bytes),
             "signer": ss58::encode(&tx.signer),
             "nonce": tx.nonce,
             "era": tx.era,
