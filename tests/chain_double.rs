@@ -202,3 +202,35 @@ fn the_double_refuses_forged_signatures_other_chains_stale_runtimes_and_the_rate
     assert_eq!(submit(&fresh.url, &extrinsic(&key, genesis, spec, 0)), Err((1010, "Transaction is outdated".into())));
     assert_eq!(fresh.accepted().len(), 1);
 }
+
+#[test]
+fn the_window_the_cli_waits_out_is_the_one_the_chain_enforces() {
+    // Head 1000, limit 100: the call lands in block 1001, which accepts LastUpdate ≤ 901.
+    for (last_update, outcome) in [(901, "ExtrinsicSuccess"), (902, "RateLimited")] {
+        let double = Double::start(&state(1000, last_update));
+        let key = key_file(double.dir.path(), &validator(), [9; 32]);
+        let (out, report) = push(&double, &key, &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(report["outcome"], outcome, "LastUpdate {last_update}: {report}");
+        assert_eq!(double.accepted().len(), usize::from(outcome == "ExtrinsicSuccess"));
+    }
+}
+
+#[test]
+fn commit_reveal_on_or_an_unregistered_validator_sends_nothing() {
+    let mut chain = state(1000, 0);
+    chain["subnets"][0]["CommitRevealWeightsEnabled"] = json!(true);
+    let double = Double::start(&chain);
+    let key = key_file(double.dir.path(), &validator(), [9; 32]);
+    let (out, _) = push(&double, &key, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("CommitRevealWeightsEnabled is true on netuid 56"), "{}", stderr(&out));
+
+    let mut chain = state(1000, 0);
+    chain["subnets"][0]["hotkeys"].as_array_mut().unwrap().pop();
+    let unregistered = Double::start(&chain);
+    let (out, report) = push(&unregistered, &key, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!((report["sent"].as_bool(), report["outcome"].as_str()), (Some(false), Some("NotRegistered")));
+    assert!(double.log().is_empty() && unregistered.log().is_empty());
+}
