@@ -102,7 +102,7 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         index: u64,
     },
-    /// Weights for the Bittensor chain (`weights push --dry-run` prints the call).
+    /// Weights for the Bittensor chain (`weights push --endpoint` signs and submits the call, `--dry-run` prints it).
     Weights(gradients::chain::cli::WeightsArgs),
     /// Write the CustomResourceDefinitions as YAML, one file per kind, into a folder.
     Crdgen {

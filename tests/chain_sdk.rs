@@ -5,6 +5,8 @@
 //! has it compute thousands of vectors and prints the file; `scripts/test` passes that path in
 //! `GRADIENTS_SDK_VECTORS`. Ignored by default (it needs the SDK); never skips when run.
 
+mod common;
+
 use gradients::chain::call_data::{self, FINNEY_METADATA};
 use gradients::chain::push::SetMechanismWeights;
 use gradients::chain::weights::sdk_u16;
@@ -156,8 +158,7 @@ fn bundled_metadata_as_v15() -> Vec<u8> {
 fn call_data_equals_the_reference_sdk() {
     use rand::{Rng, SeedableRng};
 
-    let python = std::env::var("GRADIENTS_SDK_PYTHON")
-        .expect("GRADIENTS_SDK_PYTHON must name the SDK venv's python (tests/chain/sdk-vectors --python)");
+    let python = sdk_python();
     let dir = tempfile::tempdir().unwrap();
     let v15 = dir.path().join("finney-v15.scale");
     std::fs::write(&v15, bundled_metadata_as_v15()).unwrap();
@@ -195,4 +196,63 @@ fn call_data_equals_the_reference_sdk() {
         assert_eq!(&ours, sdk, "case {i} ({} uids)", case.dests.len());
     }
     eprintln!("{} calls byte-identical to the SDK's compose_call", cases.len());
+}
+
+/// The SDK's python, from `GRADIENTS_SDK_PYTHON`.
+fn sdk_python() -> String {
+    std::env::var("GRADIENTS_SDK_PYTHON")
+        .expect("GRADIENTS_SDK_PYTHON must name the SDK venv's python (tests/chain/sdk-vectors --python)")
+}
+
+/// `tests/chain/sdk_extrinsic.py ARGS` in the SDK's venv: its JSON answer.
+fn sdk_extrinsic(args: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/chain/sdk_extrinsic.py");
+    let out = std::process::Command::new(sdk_python())
+        .arg(script)
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{script} {args:?} failed");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A hotkey the SDK's wallet wrote signs our push; the double accepts it; the SDK's decoder reads
+/// our signed extrinsic back: the wallet's address, the nonce, a 128-block era, the call.
+#[test]
+#[ignore = "needs the SDK: GRADIENTS_SDK_PYTHON=$(tests/chain/sdk-vectors --python | tail -n 1)"]
+fn the_sdk_wallet_key_signs_and_the_sdk_decodes_our_extrinsic() {
+    use common::double::{Double, push, state};
+    use serde_json::json;
+
+    let dir = tempfile::tempdir().unwrap();
+    let wallet = sdk_extrinsic(&["wallet".as_ref(), dir.path().as_os_str()]);
+    let ss58 = wallet["ss58"].as_str().unwrap();
+    let mut chain = state(1000, 0);
+    chain["subnets"][0]["hotkeys"][5] = json!(ss58);
+    let double = Double::start(&chain);
+    let (out, report) = push(&double, std::path::Path::new(wallet["path"].as_str().unwrap()), &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(report["validator"], ss58);
+    let accepted = double.accepted();
+    assert_eq!(accepted.len(), 1);
+
+    let v15 = dir.path().join("finney-v15.scale");
+    std::fs::write(&v15, bundled_metadata_as_v15()).unwrap();
+    let hex = accepted[0]["extrinsic"].as_str().unwrap();
+    let decoded = sdk_extrinsic(&["decode".as_ref(), v15.as_os_str(), hex.as_ref()]);
+    assert_eq!(decoded["address"], ss58, "{decoded}");
+    assert_eq!(
+        (decoded["module"].as_str(), decoded["function"].as_str()),
+        (Some("SubtensorModule"), Some("set_mechanism_weights"))
+    );
+    assert_eq!(decoded["nonce"], 0);
+    // Mortal for 128 blocks from block 1000, the double's head when it was signed: (period, phase).
+    assert_eq!(decoded["era"], json!([128, 1000 % 128]), "{decoded}");
+    let args = &report["plan"]["call"]["args"];
+    assert_eq!(decoded["args"]["netuid"], 56);
+    assert_eq!(decoded["args"]["dests"], args["dests"]);
+    assert_eq!(decoded["args"]["weights"], args["weights"]);
+    assert_eq!(decoded["args"]["version_key"], args["version_key"]);
+    eprintln!("the SDK decoded our extrinsic: {decoded}");
 }

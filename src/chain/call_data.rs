@@ -4,12 +4,54 @@
 //! committed by a public Rust client on 2026-04-22); it goes stale when the runtime upgrades.
 
 use subxt::dynamic::Value;
+use subxt::ext::codec::Decode;
 use subxt::metadata::{ArcMetadata, Metadata};
 
 use super::push::SetMechanismWeights;
 
 /// Bittensor mainnet ("finney") runtime metadata.
 pub const FINNEY_METADATA: &[u8] = include_bytes!("finney-metadata.scale");
+
+/// The runtime version the metadata describes (its `System::Version` constant): the node must
+/// report the same spec version, or the bundled metadata may no longer describe its calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeVersion {
+    pub spec_name: String,
+    pub spec_version: u32,
+    pub transaction_version: u32,
+    /// The constant's SCALE bytes (`Core_version` answers the same encoding).
+    pub encoded: Vec<u8>,
+}
+
+impl RuntimeVersion {
+    /// The same encoding with another spec version (the chain double's stale-runtime case).
+    pub fn encode_with_spec(&self, spec_version: u32) -> Vec<u8> {
+        let mut bytes = self.encoded.clone();
+        let at = self.spec_version_offset();
+        bytes[at..at + 4].copy_from_slice(&spec_version.to_le_bytes());
+        bytes
+    }
+
+    fn spec_version_offset(&self) -> usize {
+        // spec_name (compact-prefixed string), impl_name, authoring_version u32, then spec_version.
+        let input = &mut &self.encoded[..];
+        let _ = <(String, String, u32)>::decode(input);
+        self.encoded.len() - input.len()
+    }
+}
+
+/// Reads `System::Version` from the metadata.
+pub fn runtime_version(metadata: &Metadata) -> Result<RuntimeVersion, CallDataError> {
+    let bytes = metadata
+        .pallet_by_name("System")
+        .and_then(|p| p.constant_by_name("Version"))
+        .map(|c| c.value().to_vec())
+        .ok_or_else(|| CallDataError::Metadata("no System::Version constant".into()))?;
+    type Head = (String, String, u32, u32, u32, Vec<([u8; 8], u32)>, u32);
+    let (spec_name, _, _, spec_version, _, _, transaction_version) = Head::decode(&mut &bytes[..])
+        .map_err(|e| CallDataError::Metadata(format!("System::Version does not decode: {e}")))?;
+    Ok(RuntimeVersion { spec_name, spec_version, transaction_version, encoded: bytes })
+}
 
 /// Why subxt could not encode the call.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +124,17 @@ mod tests {
         ]
         .concat();
         assert_eq!(bytes, expected);
+    }
+
+    #[test]
+    fn runtime_version_comes_from_the_metadata() {
+        let md = metadata(FINNEY_METADATA).unwrap();
+        let version = runtime_version(&md).unwrap();
+        assert_eq!(version.spec_name, "node-subtensor");
+        assert!(version.spec_version > 200, "{version:?}");
+        let bumped = version.encode_with_spec(version.spec_version + 1);
+        assert_eq!(&bumped[..version.spec_version_offset()], &version.encoded[..version.spec_version_offset()]);
+        assert_ne!(bumped, version.encoded);
     }
 
     #[test]

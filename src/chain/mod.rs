@@ -1,8 +1,12 @@
-//! What the Bittensor chain takes from the Leaderboard. The subnet's parameters and the
-//! hotkey → uid map are inputs here; reading them from the chain and submitting are not built yet.
+//! What the Bittensor chain takes from the Leaderboard: the weight vector (`weights`), the call
+//! (`call_data`, `push`), the validator's hotkey (`keyfile`), and the node (`node`, `online`):
+//! `gradients weights push` (`cli`).
 
 pub mod call_data;
 pub mod cli;
+pub mod keyfile;
+pub mod node;
+pub mod online;
 pub mod push;
 pub mod ss58;
 pub mod weights;

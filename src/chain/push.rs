@@ -274,6 +274,17 @@ pub fn plan(
     })
 }
 
+/// Blocks after the next one before the chain takes weights from a uid that last set them at
+/// `last_update` (0: never), seen at block `now`; 0 means the next block. The pallet accepts
+/// when `block − LastUpdate >= WeightsSetRateLimit` in the block that includes the call, and no
+/// call is included before `now + 1`.
+pub fn blocks_until_allowed(last_update: u64, rate_limit: u64, now: u64) -> u64 {
+    if last_update == 0 {
+        return 0;
+    }
+    (last_update.saturating_add(rate_limit)).saturating_sub(now + 1)
+}
+
 #[cfg(test)]
 #[path = "push_tests.rs"]
 mod tests;

@@ -147,3 +147,15 @@ fn missing_parameters_root_netuid_and_commit_reveal_refuse_the_call() {
     let on = ChainParams { commit_reveal_weights_enabled: Some(true), ..params(4, 1, 65535) };
     assert_eq!(run(5, on), Err(PushError::CommitReveal { netuid: 5 }));
 }
+
+#[test]
+fn rate_limit_window_counts_from_the_block_that_would_include_the_call() {
+    // Never set: now. Set at 1000 with a limit of 100: block 1100 is the first that accepts,
+    // so at 1099 the next block is fine and at 1098 one more block must pass.
+    assert_eq!(blocks_until_allowed(0, 100, 5), 0);
+    assert_eq!(blocks_until_allowed(1000, 100, 1099), 0);
+    assert_eq!(blocks_until_allowed(1000, 100, 1098), 1);
+    assert_eq!(blocks_until_allowed(1000, 100, 1000), 99);
+    assert_eq!(blocks_until_allowed(1000, 0, 1000), 0);
+    assert_eq!(blocks_until_allowed(u64::MAX, u64::MAX, 0), u64::MAX - 1);
+}

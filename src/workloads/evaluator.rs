@@ -113,7 +113,8 @@ pub(crate) fn trusted_job(
     if let Some(queue) = &config.kueue_queue {
         job_labels.insert(labels::KUEUE_QUEUE.to_string(), queue.clone());
     }
-    let staged = view.finish(super::scratch_volume("100Gi"));
+    let mut staged = view.finish(super::scratch_volume("100Gi"));
+    super::add_shared_memory(&mut staged, run.gpus);
     Job {
         metadata: super::metadata(name, namespace, owner, job_labels),
         spec: Some(JobSpec {

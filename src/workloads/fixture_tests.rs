@@ -356,3 +356,17 @@ fn a_generator_outside_the_allowed_sources_is_refused_by_field() {
     let err = synthesize::synthesize_job(&task, 1, 42, 200, &config(), None).unwrap_err().to_string();
     assert!(err.contains("spec.dataset.generator.modelUri"), "{err}");
 }
+
+#[test]
+fn several_gpus_get_a_shared_memory_volume_and_one_gets_none() {
+    let mut submission: MinerSubmission = load("submission.yaml");
+    for (gpus, expected) in [(4, Some("4Gi")), (1, None)] {
+        submission.spec.gpus = gpus;
+        let pod = trainer::trainer_job(&submission, &config(), None).unwrap().spec.unwrap().template.spec.unwrap();
+        let shm = pod.volumes.unwrap_or_default().into_iter().find(|v| v.name == "dshm");
+        let size = shm.and_then(|v| v.empty_dir).and_then(|e| e.size_limit).map(|q| q.0);
+        assert_eq!(size.as_deref(), expected, "{gpus} GPUs");
+        let mounted = pod.containers[0].volume_mounts.iter().flatten().any(|m| m.mount_path == "/dev/shm");
+        assert_eq!(mounted, expected.is_some(), "{gpus} GPUs");
+    }
+}

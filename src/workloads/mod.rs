@@ -287,6 +287,28 @@ pub(crate) fn scratch_volume(size: &str) -> (Volume, VolumeMount) {
     )
 }
 
+/// Several GPUs mean one process each talking over NCCL, whose shared-memory segments outgrow
+/// the container runtime's 64 MiB `/dev/shm`: a memory-backed `emptyDir` of 1 GiB per GPU
+/// (counted against the pod's memory) replaces it. One GPU: nothing to add.
+pub(crate) fn add_shared_memory(staged: &mut view::Staged, gpus: u32) {
+    if gpus < 2 {
+        return;
+    }
+    staged.volumes.push(Volume {
+        name: "dshm".to_string(),
+        empty_dir: Some(k8s_openapi::api::core::v1::EmptyDirVolumeSource {
+            medium: Some("Memory".to_string()),
+            size_limit: Some(Quantity(format!("{gpus}Gi"))),
+        }),
+        ..Volume::default()
+    });
+    staged.mounts.push(VolumeMount {
+        name: "dshm".to_string(),
+        mount_path: "/dev/shm".to_string(),
+        ..VolumeMount::default()
+    });
+}
+
 /// The container environment: the contract's variables, then the executor's own (`HOME`).
 pub(crate) fn env(contract: Vec<(String, String)>) -> Vec<k8s_openapi::api::core::v1::EnvVar> {
     contract

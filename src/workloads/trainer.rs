@@ -64,7 +64,8 @@ pub fn trainer_job(
     if let Some(queue) = &config.kueue_queue {
         job_labels.insert(labels::KUEUE_QUEUE.to_string(), queue.clone());
     }
-    let staged = view.finish(super::scratch_volume("200Gi"));
+    let mut staged = view.finish(super::scratch_volume("200Gi"));
+    super::add_shared_memory(&mut staged, spec.gpus);
     Ok(Job {
         metadata: super::metadata(job_name(&name), namespace, owner, job_labels),
         spec: Some(JobSpec {

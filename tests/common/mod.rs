@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod double;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
