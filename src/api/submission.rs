@@ -128,6 +128,10 @@ pub struct MinerSubmissionStatus {
     /// The uid of the trainer Job the operator created: only that Job is this submission's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_uid: Option<String>,
+    /// Recorded before the trainer Job is created, until its uid is: `sha256:` of a random
+    /// token the Job carries, so a Job created just before a crash is adopted, not redone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_commitment: Option<String>,
     /// Copied from the Job's status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<DateTime<Utc>>,

@@ -283,6 +283,11 @@ pub struct TaskStatus {
     /// are the task's: an object of the same name that someone else made is never adopted.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub children: BTreeMap<String, String>,
+    /// What is recorded before each create, by `Kind/name`, until the uid is in `children`:
+    /// `sha256:` of a random token that the created object carries. After a crash between the
+    /// create and the record, the object with that token is adopted, not redone.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub creating: BTreeMap<String, String>,
 }
 
 /// The outcome in a few numbers; the per-submission detail lives in the `Evaluation`.

@@ -258,7 +258,7 @@ where
 /// Creates `object` by server-side apply unless it exists. For children whose spec is
 /// immutable once created: re-applying a spec that a newer configuration would build
 /// differently must not fail the reconcile forever. (The Task controller's children go through
-/// `ownership::claim` instead, which never adopts.)
+/// `ownership::claim` instead, which adopts only what it created.)
 pub async fn ensure<K>(client: &Client, object: &K) -> Result<K>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + Debug,

@@ -445,6 +445,7 @@ pub fn task_status(
         result,
         lifecycle: Some(state.clone()),
         children: previous.children.clone(),
+        creating: previous.creating.clone(),
     };
     status.conditions = conditions::merge(&previous.conditions, &observe_conditions(state), generation, now);
     status

@@ -3,8 +3,17 @@
 //! that we recorded when we created ours. So an object is ours only when its uid is the one
 //! recorded in its owner's status, and a termination message counts only from a pod that such
 //! a Job controls and that runs exactly the Job's container with the configured image.
+//!
+//! A uid exists only once the object does, so it is recorded after the create, and a crash in
+//! between would leave our own object looking foreign (its work redone under a new name: a
+//! duplicate). Before each create the owner's status therefore records a commitment, the
+//! SHA-256 of a fresh random token, and the object carries the token itself. Nobody else knows
+//! the token before our create (the status shows only its hash), and once our object exists
+//! the name is taken; so an unrecorded object whose token matches the commitment is ours,
+//! adopted and its uid recorded. Each new attempt to create commits a new token.
 
 use std::fmt::Debug;
+use std::future::Future;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodSpec, VolumeMount};
@@ -13,9 +22,13 @@ use kube::core::NamespaceResourceScope;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
 
 use super::context::FIELD_MANAGER;
 use super::error::Result;
+
+/// The annotation that carries an object's creation token.
+pub const CREATION_TOKEN: &str = "gradients.io/creation-token";
 
 /// What exists under a name the operator wants for one of its objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,16 +36,53 @@ pub enum Ownership {
     Absent,
     /// The object the operator created: its uid is the recorded one.
     Ours,
+    /// The object the operator created but whose uid it has not recorded yet (it crashed or
+    /// failed right after the create): its token matches the committed one. Record its uid.
+    Unrecorded,
     /// Someone else's object under our name: never adopted, read or changed.
     Foreign,
 }
 
-pub fn ownership(existing: Option<&ObjectMeta>, recorded: Option<&str>) -> Ownership {
-    match existing {
-        None => Ownership::Absent,
-        Some(meta) if meta.uid.is_some() && meta.uid.as_deref() == recorded => Ownership::Ours,
+/// What the owner's status says about one of its children.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// The uid recorded after the create.
+    pub uid: Option<&'a str>,
+    /// The commitment recorded before the create ([`commitment`] of the object's token).
+    pub commitment: Option<&'a str>,
+}
+
+pub fn ownership(existing: Option<&ObjectMeta>, record: Record<'_>) -> Ownership {
+    let Some(meta) = existing else { return Ownership::Absent };
+    match record.uid {
+        // Once a uid is recorded, only that object is ours.
+        Some(uid) if meta.uid.as_deref() == Some(uid) => Ownership::Ours,
         Some(_) => Ownership::Foreign,
+        None => {
+            let token = meta.annotations.as_ref().and_then(|a| a.get(CREATION_TOKEN));
+            match (token, record.commitment) {
+                (Some(token), Some(committed)) if meta.uid.is_some() && commitment(token) == committed => {
+                    Ownership::Unrecorded
+                }
+                _ => Ownership::Foreign,
+            }
+        }
     }
+}
+
+/// A fresh creation token: 128 random bits from the thread's CSPRNG (seeded by the OS).
+pub fn new_token() -> String {
+    let bytes: [u8; 16] = rand::random();
+    hex(&bytes)
+}
+
+/// What the owner's status records before the create: `sha256:` and the token's digest.
+pub fn commitment(token: &str) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(token.as_bytes())))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The key a child's uid is recorded under in its owner's status (`Job/t-prepare-1`).
@@ -133,31 +183,44 @@ pub fn trusted_pods<'a>(
 pub enum Claim<K> {
     /// It existed and is ours.
     Ours(K),
-    /// Just created: record its uid before anything relies on it.
-    Created(K),
+    /// Ours, its uid not recorded yet (just created, or created before a crash): record it
+    /// before anything relies on it.
+    Unrecorded(K),
     /// Someone else's object holds the name; it is left alone.
     Foreign(K),
 }
 
 /// Creates `object` unless an object of its name exists, and says whose that one is. A create,
 /// not an apply: an apply would silently take over an object someone placed under our name.
-pub async fn claim<K>(client: &Client, object: &K, recorded: Option<&str>) -> Result<Claim<K>>
+/// Before the create, `commit` records the commitment of the token the object will carry; an
+/// error there creates nothing.
+pub async fn claim<K, F, Fut>(client: &Client, object: &K, record: Record<'_>, commit: F) -> Result<Claim<K>>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + Debug,
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = Result<()>>,
 {
     let namespace = object.meta().namespace.clone().unwrap_or_default();
     let name = object.meta().name.clone().unwrap_or_default();
     let api: Api<K> = Api::namespaced(client.clone(), &namespace);
     if let Some(existing) = api.get_opt(&name).await? {
-        return Ok(match ownership(Some(existing.meta()), recorded) {
+        return Ok(match ownership(Some(existing.meta()), record) {
             Ownership::Ours => Claim::Ours(existing),
-            _ => Claim::Foreign(existing),
+            Ownership::Unrecorded => {
+                tracing::info!(object = %describe(&existing), "adopting an object created before its uid was recorded");
+                Claim::Unrecorded(existing)
+            }
+            Ownership::Absent | Ownership::Foreign => Claim::Foreign(existing),
         });
     }
+    let token = new_token();
+    commit(commitment(&token)).await?;
+    let mut object = object.clone();
+    object.meta_mut().annotations.get_or_insert_with(Default::default).insert(CREATION_TOKEN.to_string(), token);
     let params = PostParams { field_manager: Some(FIELD_MANAGER.to_string()), ..PostParams::default() };
-    match api.create(&params, object).await {
-        Ok(created) => Ok(Claim::Created(created)),
-        // Someone created it between our read and our create.
+    match api.create(&params, &object).await {
+        Ok(created) => Ok(Claim::Unrecorded(created)),
+        // Someone created it between our read and our create (without our new token).
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(Claim::Foreign(api.get(&name).await?)),
         Err(e) => Err(e.into()),
     }

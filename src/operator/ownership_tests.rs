@@ -134,12 +134,53 @@ fn trusted_pods_keeps_only_the_real_one_and_says_why_for_the_rest() {
 #[test]
 fn only_the_recorded_uid_is_ours() {
     let meta = |uid: Option<&str>| ObjectMeta { uid: uid.map(str::to_string), ..ObjectMeta::default() };
-    assert_eq!(ownership(None, Some("u1")), Ownership::Absent);
-    assert_eq!(ownership(Some(&meta(Some("u1"))), Some("u1")), Ownership::Ours);
+    let uid = |uid| Record { uid: Some(uid), commitment: None };
+    assert_eq!(ownership(None, uid("u1")), Ownership::Absent);
+    assert_eq!(ownership(Some(&meta(Some("u1"))), uid("u1")), Ownership::Ours);
     // A squatter created before we recorded anything, or after ours was deleted.
-    assert_eq!(ownership(Some(&meta(Some("u2"))), None), Ownership::Foreign);
-    assert_eq!(ownership(Some(&meta(Some("u2"))), Some("u1")), Ownership::Foreign);
-    assert_eq!(ownership(Some(&meta(None)), None), Ownership::Foreign);
+    assert_eq!(ownership(Some(&meta(Some("u2"))), Record::default()), Ownership::Foreign);
+    assert_eq!(ownership(Some(&meta(Some("u2"))), uid("u1")), Ownership::Foreign);
+    assert_eq!(ownership(Some(&meta(None)), Record::default()), Ownership::Foreign);
+}
+
+/// An object as the API server returns it, carrying `token` (if any).
+fn created(uid: &str, token: Option<&str>) -> ObjectMeta {
+    ObjectMeta {
+        uid: Some(uid.to_string()),
+        annotations: token.map(|t| [(CREATION_TOKEN.to_string(), t.to_string())].into()),
+        ..ObjectMeta::default()
+    }
+}
+
+#[test]
+fn an_object_created_before_a_crash_is_adopted_by_its_token() {
+    let token = new_token();
+    let committed = commitment(&token);
+    assert!(committed.starts_with("sha256:") && !committed.contains(&token), "only the hash is recorded: {committed}");
+    let pending = Record { uid: None, commitment: Some(&committed) };
+    // Created, then the operator died before recording the uid: the restart adopts it.
+    assert_eq!(ownership(Some(&created("u1", Some(&token))), pending), Ownership::Unrecorded);
+    // Once the uid is recorded, the commitment no longer matters.
+    let recorded = Record { uid: Some("u1"), commitment: Some(&committed) };
+    assert_eq!(ownership(Some(&created("u1", Some(&token))), recorded), Ownership::Ours);
+    assert_eq!(ownership(Some(&created("u2", Some(&token))), recorded), Ownership::Foreign);
+}
+
+#[test]
+fn a_squatter_cannot_pass_for_an_unrecorded_object() {
+    let token = new_token();
+    let committed = commitment(&token);
+    let pending = Record { uid: None, commitment: Some(&committed) };
+    // What a squatter can read is the commitment, not the token; guesses and copies fail.
+    for forged in [None, Some(committed.as_str()), Some(committed.trim_start_matches("sha256:")), Some("")] {
+        assert_eq!(ownership(Some(&created("u9", forged)), pending), Ownership::Foreign, "{forged:?}");
+    }
+    assert_eq!(ownership(Some(&created("u9", Some(&new_token()))), pending), Ownership::Foreign);
+    // A token with nothing committed (an older attempt's, or one copied from elsewhere).
+    assert_eq!(ownership(Some(&created("u9", Some(&token))), Record::default()), Ownership::Foreign);
+    // Tokens are fresh each time.
+    assert_ne!(new_token(), new_token());
+    assert_eq!(new_token().len(), 32);
 }
 
 #[test]

@@ -11,12 +11,12 @@ use kube::core::DeserializeGuard;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 
 use super::context::{Context, apply_status, log_stream_errors, object_key, scoped};
 use super::error::Result;
 use super::lifecycle;
-use super::ownership::{self, Claim};
+use super::ownership::{self, Claim, Ownership, Record};
 use crate::api::conditions::{self, Observed};
 use crate::api::submission::{MinerSubmissionStatus, SubmissionPhase};
 use crate::api::{MinerSubmission, Task};
@@ -66,7 +66,7 @@ async fn reconcile_submission(guarded: Arc<DeserializeGuard<MinerSubmission>>, c
         Some(owner) => Api::<Task>::namespaced(ctx.client.clone(), &namespace).get_opt(&owner.name).await?,
         None => None,
     };
-    match trust(&submission, owner.as_ref(), Utc::now()) {
+    match trust(&submission, owner.as_ref()) {
         Trust::Recorded => {}
         Trust::NotYet => return Ok(Action::requeue(Duration::from_secs(2))),
         Trust::Foreign(why) => {
@@ -92,8 +92,14 @@ async fn reconcile_submission(guarded: Arc<DeserializeGuard<MinerSubmission>>, c
             }
             Err(e) => return Err(e.into()),
         };
-        match ownership::claim(&ctx.client, &job, previous.job_uid.as_deref()).await? {
-            Claim::Ours(job) | Claim::Created(job) => next_status(&previous, Some(&job), generation, Utc::now()),
+        let record = Record { uid: previous.job_uid.as_deref(), commitment: previous.job_commitment.as_deref() };
+        let commit = |commitment: String| {
+            let committed = MinerSubmissionStatus { job_commitment: Some(commitment), ..previous.clone() };
+            let (client, submission) = (&ctx.client, &submission);
+            async move { apply_status(client, submission, &committed).await }
+        };
+        match ownership::claim(&ctx.client, &job, record, commit).await? {
+            Claim::Ours(job) | Claim::Unrecorded(job) => next_status(&previous, Some(&job), generation, Utc::now()),
             Claim::Foreign(job) => not_adopted(&previous, &ownership::describe(&job), generation, Utc::now()),
         }
     };
@@ -115,16 +121,14 @@ async fn reconcile_submission(guarded: Arc<DeserializeGuard<MinerSubmission>>, c
 pub enum Trust {
     /// Its controlling Task recorded its uid.
     Recorded,
-    /// Just created: the Task's reconcile records it right after creating it.
+    /// Just created (its token matches the Task's commitment): the Task's reconcile records
+    /// its uid right after creating it, or adopts it after a crash.
     NotYet,
     /// Not created by the operator, with why.
     Foreign(String),
 }
 
-/// How long a new submission may wait for its Task to record it.
-const RECORD_GRACE: chrono::Duration = chrono::Duration::seconds(60);
-
-pub fn trust(submission: &MinerSubmission, owner: Option<&Task>, now: DateTime<Utc>) -> Trust {
+pub fn trust(submission: &MinerSubmission, owner: Option<&Task>) -> Trust {
     let name = submission.name_any();
     let controller = submission.owner_references().iter().find(|o| o.controller == Some(true) && o.kind == "Task");
     let Some(reference) = controller else {
@@ -136,12 +140,16 @@ pub fn trust(submission: &MinerSubmission, owner: Option<&Task>, now: DateTime<U
             reference.name, reference.uid
         ));
     };
-    let recorded = task.status.as_ref().and_then(|s| s.children.get(&ownership::key::<MinerSubmission>(&name)));
-    let created = submission.metadata.creation_timestamp.as_ref().and_then(conditions::from_time);
-    match recorded {
-        Some(uid) if submission.uid().as_ref() == Some(uid) => Trust::Recorded,
-        None if created.is_some_and(|at| now - at < RECORD_GRACE) => Trust::NotYet,
-        _ => Trust::Foreign(format!(
+    let key = ownership::key::<MinerSubmission>(&name);
+    let status = task.status.as_ref();
+    let record = Record {
+        uid: status.and_then(|s| s.children.get(&key)).map(String::as_str),
+        commitment: status.and_then(|s| s.creating.get(&key)).map(String::as_str),
+    };
+    match ownership::ownership(Some(submission.meta()), record) {
+        Ownership::Ours => Trust::Recorded,
+        Ownership::Unrecorded => Trust::NotYet,
+        Ownership::Absent | Ownership::Foreign => Trust::Foreign(format!(
             "MinerSubmission {name} was not created by the operator for Task {} (uid {}, written by {})",
             reference.name,
             submission.uid().unwrap_or_default(),
@@ -202,6 +210,7 @@ pub fn next_status(
     if let Some(job) = job.filter(|_| !previous.phase.is_terminal()) {
         status.job = job.metadata.name.clone();
         status.job_uid = job.metadata.uid.clone();
+        status.job_commitment = None;
         let job_status = job.status.clone().unwrap_or_default();
         let time = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
             t.as_ref().and_then(conditions::from_time)
@@ -274,52 +283,65 @@ mod tests {
         assert_eq!(next_status(&succeeded, Some(&done), Some(1), now() + chrono::Duration::hours(1)), succeeded);
     }
 
-    fn submission(owner_uid: Option<&str>, created: &str) -> MinerSubmission {
+    fn submission(owner_uid: Option<&str>, token: Option<&str>) -> MinerSubmission {
         let owners = owner_uid.map(|uid| {
             serde_json::json!([{"apiVersion": "gradients.io/v1alpha1", "kind": "Task", "name": "t", "uid": uid,
                 "controller": true}])
         });
+        let annotations = token.map(|t| serde_json::json!({ownership::CREATION_TOKEN: t}));
         serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "t-m-1", "namespace": "ns", "uid": "s-1", "creationTimestamp": created,
-                "ownerReferences": owners},
+            "metadata": {"name": "t-m-1", "namespace": "ns", "uid": "s-1", "creationTimestamp": "2026-11-26T11:00:00Z",
+                "ownerReferences": owners, "annotations": annotations},
             "spec": {"task": "t", "miner": "m", "taskType": "Dpo", "baseModelUri": "/m", "baseModelParamsB": 3,
                 "dataUri": "/d", "artifactUri": "/a", "hours": 1, "gpus": 1, "gpuClass": "h100", "seed": 1},
         }))
         .unwrap()
     }
 
-    fn task(uid: &str, recorded: Option<&str>) -> Task {
-        let children: serde_json::Map<String, serde_json::Value> =
-            recorded.map(|uid| ("MinerSubmission/t-m-1".to_string(), serde_json::json!(uid))).into_iter().collect();
+    /// Task `t` that recorded `recorded` as the uid of submission t-m-1, or `committed` before
+    /// creating it.
+    fn task(uid: &str, recorded: Option<&str>, committed: Option<&str>) -> Task {
+        let entry = |value: Option<&str>| -> serde_json::Map<String, serde_json::Value> {
+            value.map(|v| ("MinerSubmission/t-m-1".to_string(), serde_json::json!(v))).into_iter().collect()
+        };
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": "t", "namespace": "ns", "uid": uid},
             "spec": {"taskType": "Dpo", "baseModel": {"uri": "/m", "paramsB": 3}, "dataset": {"uri": "/d"}, "hours": 1},
-            "status": {"children": children},
+            "status": {"children": entry(recorded), "creating": entry(committed)},
         }))
         .unwrap()
     }
 
     #[test]
     fn only_a_submission_its_task_recorded_runs_a_trainer() {
-        let old = "2026-11-26T11:00:00Z";
-        let fresh = "2026-11-26T11:59:30Z";
-        let recorded = task("t-uid", Some("s-1"));
-        assert_eq!(trust(&submission(Some("t-uid"), old), Some(&recorded), now()), Trust::Recorded);
+        let recorded = task("t-uid", Some("s-1"), None);
+        assert_eq!(trust(&submission(Some("t-uid"), None), Some(&recorded)), Trust::Recorded);
         // Made by a user: no owner, or an owner reference copied onto it, or a stale Task's.
-        assert!(matches!(trust(&submission(None, fresh), Some(&recorded), now()), Trust::Foreign(_)));
-        let unrecorded = task("t-uid", None);
-        match trust(&submission(Some("t-uid"), old), Some(&unrecorded), now()) {
+        assert!(matches!(trust(&submission(None, None), Some(&recorded)), Trust::Foreign(_)));
+        let unrecorded = task("t-uid", None, None);
+        match trust(&submission(Some("t-uid"), None), Some(&unrecorded)) {
             Trust::Foreign(why) => {
                 assert!(why.contains("t-m-1") && why.contains("not created by the operator"), "{why}")
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(trust(&submission(Some("old-uid"), old), Some(&recorded), now()), Trust::Foreign(_)));
-        assert!(matches!(trust(&submission(Some("t-uid"), old), None, now()), Trust::Foreign(_)));
-        let other = task("t-uid", Some("s-2"));
-        assert!(matches!(trust(&submission(Some("t-uid"), fresh), Some(&other), now()), Trust::Foreign(_)));
-        // The Task's reconcile records a new submission right after creating it.
-        assert_eq!(trust(&submission(Some("t-uid"), fresh), Some(&unrecorded), now()), Trust::NotYet);
+        assert!(matches!(trust(&submission(Some("old-uid"), None), Some(&recorded)), Trust::Foreign(_)));
+        assert!(matches!(trust(&submission(Some("t-uid"), None), None), Trust::Foreign(_)));
+        let other = task("t-uid", Some("s-2"), None);
+        assert!(matches!(trust(&submission(Some("t-uid"), None), Some(&other)), Trust::Foreign(_)));
+    }
+
+    #[test]
+    fn a_submission_created_before_its_uid_was_recorded_waits_for_its_task() {
+        let token = ownership::new_token();
+        let committed = task("t-uid", None, Some(&ownership::commitment(&token)));
+        // However long the operator was down: the token, not the age, says whose it is.
+        assert_eq!(trust(&submission(Some("t-uid"), Some(&token)), Some(&committed)), Trust::NotYet);
+        // A copy of the commitment, or another token, is not the token.
+        let copied = ownership::commitment(&token);
+        assert!(matches!(trust(&submission(Some("t-uid"), Some(&copied)), Some(&committed)), Trust::Foreign(_)));
+        let other = ownership::new_token();
+        assert!(matches!(trust(&submission(Some("t-uid"), Some(&other)), Some(&committed)), Trust::Foreign(_)));
     }
 
     #[test]
@@ -327,7 +349,7 @@ mod tests {
         let status = not_adopted(&Default::default(), "Job ns/t-m-1-train (uid x, written by kubectl)", Some(1), now());
         assert_eq!(status.phase, SubmissionPhase::Failed);
         assert!(status.failure_reason.as_deref().unwrap().contains("kubectl"));
-        let mut submission = submission(Some("t-uid"), "2026-11-26T11:00:00Z");
+        let mut submission = submission(Some("t-uid"), None);
         submission.status = Some(status);
         assert!(matches!(
             lifecycle::training_state(&submission),

@@ -23,7 +23,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use super::context::{Context, apply, apply_status, list_all, log_stream_errors, object_key, scoped};
 use super::error::Result;
 use super::lifecycle;
-use super::ownership::{self, Claim, Ownership};
+use super::ownership::{self, Claim, Ownership, Record};
 use super::telemetry;
 use crate::api::conditions::{self, Observed};
 use crate::api::evaluation::EvaluationPhase;
@@ -84,25 +84,38 @@ async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>)
     {
         return fail_task(&ctx, &task, format!("Task {namespace}/{name}: {refused}"), now).await;
     }
-    let previous = task.status.clone().unwrap_or_default();
+    let mut previous = task.status.clone().unwrap_or_default();
     let state = previous.lifecycle.clone().unwrap_or_default();
     let mut findings = Vec::new();
+    let mut unrecorded = BTreeMap::new();
     let miners = miners(client, &task).await?;
     let evaluation = match Api::<Evaluation>::namespaced(client.clone(), &namespace).get_opt(&name).await? {
-        Some(found) => match ownership::ownership(Some(&found.metadata), recorded::<Evaluation>(&previous, &name)) {
-            Ownership::Ours => Some(found),
-            _ => {
-                findings.push(Finding::not_adopted(&found, "record"));
-                None
-            }
-        },
+        Some(found) if is_ours(&found, &previous, &mut unrecorded) => Some(found),
+        Some(found) => {
+            findings.push(Finding::not_adopted(&found, "record"));
+            None
+        }
         None => None,
     };
     let submissions = children::<MinerSubmission>(client, &namespace, &name).await?;
+    let workloads =
+        observe_workloads(&ctx, &task, &state, &previous, &submissions, &mut findings, &mut unrecorded).await?;
+    // Our objects created just before a crash: their uids go into the status before anything
+    // relies on them (a trainer runs only for a recorded MinerSubmission).
+    if !unrecorded.is_empty() {
+        for key in unrecorded.keys() {
+            tracing::info!(task = %name, object = %key, "adopting an object created before its uid was recorded");
+        }
+        record_children(client, &task, &unrecorded).await?;
+        for (key, uid) in unrecorded {
+            previous.creating.remove(&key);
+            previous.children.insert(key, uid);
+        }
+    }
     let observation = Observation {
         now,
         pool: pool(&task, &miners),
-        workloads: observe_workloads(&ctx, &task, &state, &previous, &submissions, &mut findings).await?,
+        workloads,
         recorded: evaluation
             .as_ref()
             .and_then(|e| e.status.as_ref())
@@ -144,7 +157,7 @@ async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>)
             apply(client, &policy).await?;
         }
     }
-    let mut children = Children { task: &task, recorded: status.children.clone() };
+    let mut children = Children { task: &task, recorded: status.children.clone(), creating: status.creating.clone() };
     for action in &decision.actions {
         execute(&ctx, &mut children, &decision.state, action, &miners, &submissions).await?;
     }
@@ -199,15 +212,51 @@ fn foreign_objects_condition(
     conditions::merge(&previous.conditions, &[observed], generation, now)
 }
 
-fn recorded<'a, K: kube::Resource<DynamicType = ()>>(status: &'a TaskStatus, name: &str) -> Option<&'a str> {
-    status.children.get(&ownership::key::<K>(name)).map(String::as_str)
+/// What the task's status says of its child `K/name`.
+fn record<'a, K: kube::Resource<DynamicType = ()>>(status: &'a TaskStatus, name: &str) -> Record<'a> {
+    let key = ownership::key::<K>(name);
+    Record {
+        uid: status.children.get(&key).map(String::as_str),
+        commitment: status.creating.get(&key).map(String::as_str),
+    }
+}
+
+/// Whether `object`, a child of the task, is ours. One created before a crash, whose uid is
+/// not recorded yet, goes into `unrecorded`, to be recorded before anything relies on it.
+fn is_ours<K: kube::Resource<DynamicType = ()>>(
+    object: &K,
+    status: &TaskStatus,
+    unrecorded: &mut BTreeMap<String, String>,
+) -> bool {
+    let name = object.meta().name.clone().unwrap_or_default();
+    match ownership::ownership(Some(object.meta()), record::<K>(status, &name)) {
+        Ownership::Ours => true,
+        Ownership::Unrecorded => {
+            unrecorded.insert(ownership::key::<K>(&name), object.meta().uid.clone().unwrap_or_default());
+            true
+        }
+        Ownership::Absent | Ownership::Foreign => false,
+    }
+}
+
+/// Records the uids of children (by key) in the task's status, and drops their commitments.
+async fn record_children(client: &Client, task: &Task, uids: &BTreeMap<String, String>) -> Result<()> {
+    let creating: serde_json::Map<String, serde_json::Value> =
+        uids.keys().map(|key| (key.clone(), serde_json::Value::Null)).collect();
+    let patch = serde_json::json!({"status": {"children": uids, "creating": creating}});
+    Api::<Task>::namespaced(client.clone(), &task.namespace().unwrap_or_default())
+        .patch_status(&task.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
 }
 
 /// The task's children as the operator created them: each new one's uid is recorded in the
-/// Task's status right after its creation, before anything relies on it.
+/// Task's status right after its creation, before anything relies on it, and a commitment to
+/// its token right before (see [`ownership`]).
 struct Children<'a> {
     task: &'a Task,
     recorded: BTreeMap<String, String>,
+    creating: BTreeMap<String, String>,
 }
 
 impl Children<'_> {
@@ -221,14 +270,25 @@ impl Children<'_> {
             + std::fmt::Debug,
     {
         let key = ownership::key::<K>(&object.name_any());
-        match ownership::claim(client, object, self.recorded.get(&key).map(String::as_str)).await? {
+        let record = Record {
+            uid: self.recorded.get(&key).map(String::as_str),
+            commitment: self.creating.get(&key).map(String::as_str),
+        };
+        let tasks = Api::<Task>::namespaced(client.clone(), &self.task.namespace().unwrap_or_default());
+        let commit = |commitment: String| {
+            let patch = serde_json::json!({"status": {"creating": {&key: commitment}}});
+            let (tasks, name) = (&tasks, self.task.name_any());
+            async move {
+                tasks.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+                Ok(())
+            }
+        };
+        match ownership::claim(client, object, record, commit).await? {
             Claim::Ours(existing) => Ok(Some(existing)),
-            Claim::Created(created) => {
+            Claim::Unrecorded(created) => {
                 let uid = created.uid().unwrap_or_default();
-                let patch = serde_json::json!({"status": {"children": {&key: &uid}}});
-                Api::<Task>::namespaced(client.clone(), &self.task.namespace().unwrap_or_default())
-                    .patch_status(&self.task.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-                    .await?;
+                record_children(client, self.task, &BTreeMap::from([(key.clone(), uid.clone())])).await?;
+                self.creating.remove(&key);
                 self.recorded.insert(key, uid);
                 Ok(Some(created))
             }
@@ -466,9 +526,10 @@ where
 }
 
 /// Every workload the state waits for that exists, by id: the objects the operator created
-/// (recorded uid), with results only from their own pods. An object of a workload's name that
-/// the operator did not create fails that attempt (retried under a new name); a pod that
-/// merely looks like a Job's is ignored. Each is reported as a finding.
+/// (recorded uid, or committed token: those go into `unrecorded`), with results only from their
+/// own pods. An object of a workload's name that the operator did not create fails that
+/// attempt (retried under a new name); a pod that merely looks like a Job's is ignored. Each
+/// is reported as a finding.
 async fn observe_workloads(
     ctx: &Context,
     task: &Task,
@@ -476,6 +537,7 @@ async fn observe_workloads(
     status: &TaskStatus,
     submissions: &[MinerSubmission],
     findings: &mut Vec<Finding>,
+    unrecorded: &mut BTreeMap<String, String>,
 ) -> Result<BTreeMap<WorkloadId, WorkloadState>> {
     let client = &ctx.client;
     let namespace = task.namespace().unwrap_or_default();
@@ -496,9 +558,7 @@ async fn observe_workloads(
                 None => Api::<MinerSubmission>::namespaced(client.clone(), &namespace).get_opt(&object).await?,
             };
             let Some(found) = found else { continue };
-            if ownership::ownership(Some(&found.metadata), recorded::<MinerSubmission>(status, &object))
-                == Ownership::Ours
-            {
+            if is_ours(&found, status, unrecorded) {
                 workloads.insert(id, lifecycle::training_state(&found));
             } else {
                 findings.push(Finding::not_adopted(&found, &id.to_string()));
@@ -525,7 +585,7 @@ async fn observe_workloads(
             None => Api::<Job>::namespaced(client.clone(), &namespace).get_opt(&object).await?,
         };
         let Some(job) = found else { continue };
-        if ownership::ownership(Some(&job.metadata), recorded::<Job>(status, &object)) != Ownership::Ours {
+        if !is_ours(&job, status, unrecorded) {
             findings.push(Finding::not_adopted(&job, &id.to_string()));
             workloads.insert(id, lifecycle::not_adopted(now, &ownership::describe(&job)));
             continue;

@@ -6,10 +6,10 @@
 //! rewrite nothing (every resourceVersion stays).
 //!
 //! The kill run is seeded (`GRADIENTS_FAULT_SEED`, printed) and sized by
-//! `GRADIENTS_FAULT_KILLS` and `GRADIENTS_FAULT_TASKS` (3 per wave); the long run is
+//! `GRADIENTS_FAULT_KILLS` (CI: 6) and `GRADIENTS_FAULT_TASKS` (3 per wave); the long run is
 //! `GRADIENTS_FAULT_KILLS=100 e2e/test --no-proof -- cargo test --test operator_e2e faults --
-//! --ignored --test-threads=1 --nocapture`. Both kill runs are off unless asked for (see
-//! [`kill_runs_enabled`]); the deletion test, with its no-op restart, runs in CI.
+//! --ignored --test-threads=1 --nocapture`. The failover run is sized by
+//! `GRADIENTS_FAILOVER_KILLS` (CI: 3).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -35,17 +35,14 @@ fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// The kill runs are off by default (so off in CI) until the crash window they find is closed:
-/// a kill between creating a child (a MinerSubmission, a Job) and recording its uid in the
-/// parent's status leaves an object the restarted operator refuses to adopt (it cannot tell
-/// it from a squatter's), so the attempt is retried under a new name: duplicated work.
-/// Seen 4 times in 10 kills (seed 1796103965). Set `variable` to run them.
-fn kill_runs_enabled(variable: &str) -> bool {
-    let enabled = std::env::var(variable).is_ok();
-    if !enabled {
-        println!("skipped: set {variable} to run (the create-then-record crash window duplicates work; issue 13)");
-    }
-    enabled
+/// How many times the operator, or the restarted operator, adopted an object it had created
+/// just before being killed (the create-then-record window), from its logs.
+fn adoptions(operators: &[std::path::PathBuf]) -> usize {
+    operators
+        .iter()
+        .filter_map(|log| std::fs::read_to_string(log).ok())
+        .map(|text| text.matches("adopting an object created before its uid was recorded").count())
+        .sum()
 }
 
 /// A small tournament: a 3B DPO task of the pool's two miners, no reference rows.
@@ -178,6 +175,9 @@ async fn audit(cluster: &Cluster, ns: &str) -> Audit {
             if job.is_none() {
                 audit.lost.push(format!("the trainer Job of {} (uid {recorded:?})", submission.name_any()));
             }
+            if submission.status.as_ref().is_some_and(|s| s.job_commitment.is_some()) {
+                audit.lost.push(format!("{} committed to a trainer Job it never recorded", submission.name_any()));
+            }
         }
         match evaluations.iter().find(|e| e.name_any() == name) {
             Some(evaluation) => {
@@ -209,6 +209,10 @@ async fn audit(cluster: &Cluster, ns: &str) -> Audit {
         }
         for key in live.keys().filter(|k| !status.children.contains_key(*k)) {
             audit.duplicates.push(format!("{key} exists but Task {name} never recorded it"));
+        }
+        // Every create committed to was made and recorded (a kill before the create is retried).
+        for key in status.creating.keys() {
+            audit.lost.push(format!("{key}: Task {name} committed to creating it and never recorded it"));
         }
     }
     // One pod per Job: a workload never ran twice.
@@ -317,10 +321,7 @@ async fn restart_rewrites_nothing(cluster: &Cluster, ns: &str, operator: &mut Op
 #[tokio::test]
 #[ignore = "needs the e2e cluster: e2e/test -- cargo test --test operator_e2e -- --ignored"]
 async fn tournaments_survive_the_operator_killed_at_random_moments() {
-    if !kill_runs_enabled("GRADIENTS_FAULT_KILLS") {
-        return;
-    }
-    let kills = env_or("GRADIENTS_FAULT_KILLS", 10);
+    let kills = env_or("GRADIENTS_FAULT_KILLS", 6);
     let wave = env_or("GRADIENTS_FAULT_TASKS", 3);
     let seed = env_or("GRADIENTS_FAULT_SEED", u64::from(std::process::id()) ^ chrono::Utc::now().timestamp() as u64);
     println!("fault run: seed {seed} (GRADIENTS_FAULT_SEED={seed} repeats it), {kills} kills, waves of {wave} Tasks");
@@ -334,6 +335,7 @@ async fn tournaments_survive_the_operator_killed_at_random_moments() {
     let (mut applied, mut restarts) = (0u64, 0u64);
     // The same replica identity each time: a crashed pod comes back under its own name.
     let mut operator = Operator::start_as(&cluster, "kills-0", "e2e-kills", &[], "");
+    let mut logs = vec![operator.log.clone()];
     for kill in 1..=kills {
         // A new wave of Tasks whenever the last one is done, so kills land mid-tournament.
         if tasks(&cluster, &ns).await.iter().all(|t| t.phase().is_terminal()) {
@@ -350,13 +352,14 @@ async fn tournaments_survive_the_operator_killed_at_random_moments() {
         // The kubelet goes on while the operator is down.
         play_kubelet(&cluster, &ns, Duration::from_millis(rng.random_range(0..1000))).await;
         operator = Operator::start_as(&cluster, &format!("kills-{kill}"), "e2e-kills", &[], "");
+        logs.push(operator.log.clone());
         restarts += 1;
     }
     operator.wait_ready().await;
     finish_all(&cluster, &ns, Duration::from_secs(60 + 20 * applied)).await;
     let audit = audit(&cluster, &ns).await;
     println!(
-        "fault run (seed {seed}): {kills} kills, {restarts} restarts, {} of {} tasks completed in {:?}; {} Jobs, {} pods, {} MinerSubmissions, {} Evaluations; duplicates {}, records lost {}",
+        "fault run (seed {seed}): {kills} kills, {restarts} restarts, {} of {} tasks completed in {:?}; {} Jobs, {} pods, {} MinerSubmissions, {} Evaluations; {} adopted after a kill; duplicates {}, records lost {}",
         audit.succeeded,
         audit.tasks,
         started.elapsed(),
@@ -364,6 +367,7 @@ async fn tournaments_survive_the_operator_killed_at_random_moments() {
         audit.pods,
         audit.submissions,
         audit.evaluations,
+        adoptions(&logs),
         audit.duplicates.len(),
         audit.lost.len()
     );
@@ -376,9 +380,6 @@ async fn tournaments_survive_the_operator_killed_at_random_moments() {
 #[tokio::test]
 #[ignore = "needs the e2e cluster: e2e/test -- cargo test --test operator_e2e -- --ignored"]
 async fn a_standby_takes_over_each_time_the_leader_is_killed() {
-    if !kill_runs_enabled("GRADIENTS_FAILOVER_KILLS") {
-        return;
-    }
     let kills = env_or("GRADIENTS_FAILOVER_KILLS", 3);
     let seed = env_or("GRADIENTS_FAULT_SEED", u64::from(std::process::id()));
     println!("failover run: seed {seed}, {kills} leader kills");
@@ -396,6 +397,7 @@ async fn a_standby_takes_over_each_time_the_leader_is_killed() {
     for i in 0..3 {
         cluster.apply_yaml(&task_yaml(&ns, &format!("f{i}"))).await;
     }
+    let mut logs: Vec<_> = replicas.iter().map(|r| r.log.clone()).collect();
     let mut takeovers = Vec::new();
     for kill in 1..=kills {
         let leader = leader_of(&replicas, Duration::from_secs(60), None).await;
@@ -410,6 +412,7 @@ async fn a_standby_takes_over_each_time_the_leader_is_killed() {
             &lease,
             "",
         );
+        logs.push(replicas[leader].log.clone());
         let next = leader_of(&replicas, Duration::from_secs(60), Some((&cluster, &ns))).await;
         takeovers.push(killed_at.elapsed());
         println!("kill {kill}/{kills}: replica {next} took over after {:?}", killed_at.elapsed());
@@ -417,9 +420,10 @@ async fn a_standby_takes_over_each_time_the_leader_is_killed() {
     finish_all(&cluster, &ns, Duration::from_secs(120)).await;
     let audit = audit(&cluster, &ns).await;
     println!(
-        "failover run: {kills} leader kills, takeovers after {takeovers:?}; {} of {} tasks completed; duplicates {}, records lost {}",
+        "failover run: {kills} leader kills, takeovers after {takeovers:?}; {} of {} tasks completed; {} adopted after a kill; duplicates {}, records lost {}",
         audit.succeeded,
         audit.tasks,
+        adoptions(&logs),
         audit.duplicates.len(),
         audit.lost.len()
     );
