@@ -9,7 +9,8 @@
 //! `GRADIENTS_FAULT_KILLS` (CI: 6) and `GRADIENTS_FAULT_TASKS` (3 per wave); the long run is
 //! `GRADIENTS_FAULT_KILLS=100 e2e/test --no-proof -- cargo test --test operator_e2e faults --
 //! --ignored --test-threads=1 --nocapture`. The failover run is sized by
-//! `GRADIENTS_FAILOVER_KILLS` (CI: 3).
+//! `GRADIENTS_FAILOVER_KILLS` (CI: 3). The control-plane restart run is opt-in (see
+//! [`tournaments_survive_the_control_plane_restarted`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -532,4 +533,64 @@ async fn gpus_requested(cluster: &Cluster, ns: &str) -> u64 {
             c.resources.as_ref()?.limits.as_ref()?.get("nvidia.com/gpu").map(|q| q.0.parse::<u64>().unwrap())
         })
         .sum()
+}
+
+/// etcd, the API server and the rest of the control plane stopped and started again (kwokctl)
+/// mid-tournament, the operator left running. Opt-in (`GRADIENTS_FAULT_CONTROL_PLANE`, KWOK-only
+/// clusters): it does not pass yet. In its first run the API server answered the operator 403
+/// for ~35 s after the second restart (RBAC not yet loaded), and from then on no Task was
+/// reconciled again (prepare Jobs complete, Tasks still Preparing after 3 minutes) although
+/// the watches re-listed; why is not known yet.
+#[tokio::test]
+#[ignore = "needs the e2e cluster: e2e/test -- cargo test --test operator_e2e -- --ignored"]
+async fn tournaments_survive_the_control_plane_restarted() {
+    if std::env::var("GRADIENTS_FAULT_CONTROL_PLANE").is_err() {
+        println!(
+            "skipped: set GRADIENTS_FAULT_CONTROL_PLANE to run (the operator stalls after a restart; see the test)"
+        );
+        return;
+    }
+    let cluster = Cluster::connect().await;
+    let restarts = env_or("GRADIENTS_FAULT_CONTROL_PLANE_RESTARTS", 2);
+    let ns = cluster.fresh_namespace("e2e-apiserver").await;
+    cluster.helm_install_chart_for(&[&ns]);
+    apply_pool(&cluster, &ns).await;
+    let mut operator = Operator::start_as(&cluster, "apiserver-0", "e2e-apiserver", &[], "");
+    let mut logs = vec![operator.log.clone()];
+    operator.wait_ready().await;
+    for i in 0..3 {
+        cluster.apply_yaml(&task_yaml(&ns, &format!("a{i}"))).await;
+    }
+    let started = Instant::now();
+    let mut operator_restarts = 0;
+    for restart in 1..=restarts {
+        play_kubelet(&cluster, &ns, Duration::from_secs(2)).await;
+        println!("control plane restart {restart}/{restarts}: {:?}", phases(&tasks(&cluster, &ns).await));
+        let began = Instant::now();
+        let status = std::process::Command::new(root().join("e2e/cluster")).arg("restart").status().unwrap();
+        assert!(status.success(), "e2e/cluster restart failed");
+        println!("control plane back after {:?}", began.elapsed());
+        // An operator that lost its lease while the API server was away exits (its pod would be
+        // restarted): start it again, as the kubelet would.
+        if !operator.running() {
+            operator_restarts += 1;
+            operator = Operator::start_as(&cluster, &format!("apiserver-{restart}"), "e2e-apiserver", &[], "");
+            logs.push(operator.log.clone());
+        }
+        operator.wait_ready().await;
+    }
+    finish_all(&cluster, &ns, Duration::from_secs(180)).await;
+    let audit = audit(&cluster, &ns).await;
+    println!(
+        "control-plane run: {restarts} restarts of etcd and the API server, {operator_restarts} operator restarts, {} of {} tasks completed in {:?}; {} adopted; duplicates {}, records lost {}",
+        audit.succeeded,
+        audit.tasks,
+        started.elapsed(),
+        adoptions(&logs),
+        audit.duplicates.len(),
+        audit.lost.len()
+    );
+    assert_clean(&audit);
+    operator.stop().await;
+    cluster.delete_namespace(&ns).await;
 }

@@ -282,6 +282,11 @@ impl Operator {
         }
     }
 
+    /// Whether the process still runs (it exits by itself when it loses the lease).
+    pub fn running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
