@@ -61,10 +61,16 @@ class Record:
 
 
 def _gpus() -> int:
+    """GPUs this process may use: `QBENCH_GPUS` (0 when the budget is in CPU-seconds), or fewer
+    when `gradients run` gave the workload its own (`CUDA_VISIBLE_DEVICES`)."""
     try:
-        return int(os.environ.get(GPUS_ENV, "0"))
+        total = int(os.environ.get(GPUS_ENV, "0"))
     except ValueError:
         return 0
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if total and visible is not None:
+        return min(total, len([d for d in visible.split(",") if d.strip()]))
+    return total
 
 
 def _write(record: Record, directory: Path) -> None:

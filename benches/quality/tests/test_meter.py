@@ -35,3 +35,13 @@ def test_kind_comes_from_the_trainers_argv():
     assert rec("-m", "gradients_trainer", "evaluate").kind == "evaluate"
     assert rec("-m", "gradients_trainer.preflight").kind == "preflight"
     assert rec("-m", "gradients_trainer", "train").cost("gpu") == 4 and rec().cost("cpu") == 1
+
+
+def test_gpu_seconds_count_the_gpus_the_runner_gave_the_workload(monkeypatch):
+    monkeypatch.setenv(meter.GPUS_ENV, "8")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert meter._gpus() == 8
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-a,GPU-b")
+    assert meter._gpus() == 2
+    monkeypatch.setenv(meter.GPUS_ENV, "0")
+    assert meter._gpus() == 0
