@@ -491,10 +491,9 @@ fn success(status: ChainSinkStatus, plan: &Plan, digest: &str, receipt: Receipt,
 /// Miner name → its `spec.hotkey` (None without one), for the namespace's Miners.
 async fn miner_hotkeys(ctx: &Context, namespace: &str) -> Result<BTreeMap<String, Option<String>>, Error> {
     use kube::core::DeserializeGuard;
-    let miners = Api::<DeserializeGuard<crate::api::Miner>>::namespaced(ctx.client.clone(), namespace)
-        .list(&kube::api::ListParams::default())
-        .await?;
-    Ok(miners.items.into_iter().filter_map(|m| m.0.ok()).map(|m| (m.name_any(), m.spec.hotkey.clone())).collect())
+    let api = Api::<DeserializeGuard<crate::api::Miner>>::namespaced(ctx.client.clone(), namespace);
+    let miners = super::context::list_all(&api, &kube::api::ListParams::default()).await?;
+    Ok(miners.into_iter().filter_map(|m| m.0.ok()).map(|m| (m.name_any(), m.spec.hotkey.clone())).collect())
 }
 
 /// The condition's message once the chain holds the weights: the same on every reconcile.

@@ -18,7 +18,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
 use super::chain_sink;
-use super::context::{Context, apply_status, log_stream_errors, object_key, scoped};
+use super::context::{Context, apply_status, list_all, log_stream_errors, object_key, scoped};
 use super::error::Result;
 use super::results;
 use super::sink::{self, Weights};
@@ -52,8 +52,8 @@ pub fn controller(
             .graceful_shutdown_on(shutdown);
     let store = controller.store();
     let run = controller
-        .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object_key(object.as_ref()), error), ctx)
-        .for_each(log_stream_errors(NAME))
+        .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object_key(object.as_ref()), error), ctx.clone())
+        .for_each(log_stream_errors(NAME, ctx))
         .boxed();
     (store, run)
 }
@@ -68,11 +68,13 @@ async fn reconcile_leaderboard(guarded: Arc<DeserializeGuard<Leaderboard>>, ctx:
     let namespace = cached.namespace().unwrap_or_default();
     let api = Api::<Leaderboard>::namespaced(ctx.client.clone(), &namespace);
     let Some(board) = api.get_opt(&cached.name_any()).await? else { return Ok(Action::await_change()) };
-    let evaluations = Api::<DeserializeGuard<Evaluation>>::namespaced(ctx.client.clone(), &namespace)
-        .list(&ListParams::default())
-        .await?;
+    let evaluations = list_all(
+        &Api::<DeserializeGuard<Evaluation>>::namespaced(ctx.client.clone(), &namespace),
+        &ListParams::default(),
+    )
+    .await?;
     let records: Vec<TaskRecord> =
-        evaluations.items.into_iter().filter_map(|e| e.0.ok()).filter_map(|e| results::complete_record(&e)).collect();
+        evaluations.into_iter().filter_map(|e| e.0.ok()).filter_map(|e| results::complete_record(&e)).collect();
     let now = Utc::now();
     let previous = board.status.clone().unwrap_or_default();
     let mut status = standings(ctx.mechanism(), &records, now, &previous, board.metadata.generation);
@@ -187,8 +189,9 @@ pub fn standings(
 async fn update_miners(ctx: &Context, namespace: &str, standings: &[Standing]) -> Result<()> {
     let by_miner: BTreeMap<&str, &Standing> = standings.iter().map(|s| (s.miner.as_str(), s)).collect();
     let miners =
-        Api::<DeserializeGuard<Miner>>::namespaced(ctx.client.clone(), namespace).list(&ListParams::default()).await?;
-    for miner in miners.items.into_iter().filter_map(|m| m.0.ok()) {
+        list_all(&Api::<DeserializeGuard<Miner>>::namespaced(ctx.client.clone(), namespace), &ListParams::default())
+            .await?;
+    for miner in miners.into_iter().filter_map(|m| m.0.ok()) {
         let standing = by_miner.get(miner.name_any().as_str());
         let status = MinerStatus {
             tasks_in_window: standing.map(|s| s.tasks).unwrap_or(0),
