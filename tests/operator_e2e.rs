@@ -10,8 +10,12 @@
 //! `e2e/finish-pod`; restart the operator mid-tournament; check the result, the weights against
 //! `gradients score`, the rejection of an invalid Task and a malformed evaluator message.
 
+#[path = "operator_e2e/bench.rs"]
+mod bench;
 #[path = "operator_e2e/chart.rs"]
 mod chart;
+#[path = "operator_e2e/faults.rs"]
+mod faults;
 #[path = "operator_e2e/gpu_agent.rs"]
 mod gpu_agent;
 mod gpu_support;
@@ -374,7 +378,7 @@ async fn too_few_miners_delay_an_organic_task() {
     cluster.delete_namespace(&ns).await;
 }
 
-fn task_yaml(ns: &str, name: &str, timing: &str) -> String {
+pub fn task_yaml(ns: &str, name: &str, timing: &str) -> String {
     format!(
         "apiVersion: gradients.io/v1alpha1
 kind: Task
@@ -436,7 +440,7 @@ async fn only_the_lease_holder_runs_controllers_and_a_standby_takes_over() {
     // The leader stops gracefully and releases the lease; the standby takes over at once.
     leader.stop().await;
     standby.wait_ready().await;
-    assert!(standby.get("/metrics").await.contains("gradients_leader 1"));
+    assert!(standby.leads().await);
     standby.stop().await;
     cluster.delete_namespace(&ns).await;
 }

@@ -188,6 +188,12 @@ impl Operator {
 
     /// As [`Operator::start`], with `extra` appended to the configuration (e.g. a `lifecycle:`).
     pub fn start_with(cluster: &Cluster, name: &str, extra: &str) -> Operator {
+        Operator::start_as(cluster, name, &format!("e2e-{name}"), &[], extra)
+    }
+
+    /// As [`Operator::start`], as replica `identity` (a restarted pod keeps its name, a new
+    /// replica has its own) with `env` added (e.g. the lease's name and duration).
+    pub fn start_as(cluster: &Cluster, name: &str, identity: &str, env: &[(&str, &str)], extra: &str) -> Operator {
         let dir = tempfile::tempdir().unwrap();
         let config = cluster.kubectl(&[
             "get",
@@ -219,12 +225,13 @@ impl Operator {
             .arg("operator")
             .arg("--config")
             .arg(&config_path)
-            .args(["--http-address", &address, "--identity", &format!("e2e-{name}")])
+            .args(["--http-address", &address, "--identity", identity])
             .args(["--lease-namespace", RELEASE_NAMESPACE, "--as", SERVICE_ACCOUNT])
             .arg("--weights-file")
             .arg(&weights_file)
             .env("GRADIENTS_WATCH_NAMESPACES", namespaces.trim())
             .env("RUST_LOG", "info,kube=warn,gradients=debug")
+            .envs(env.iter().copied())
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file)
             .spawn()
@@ -237,9 +244,7 @@ impl Operator {
     pub async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if self.get("/ready").await.starts_with("ready")
-                && self.get("/metrics").await.contains("gradients_leader 1")
-            {
+            if self.get("/ready").await.starts_with("ready") && self.leads().await {
                 return;
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
@@ -267,6 +272,25 @@ impl Operator {
             Some((head, body)) if head.starts_with("HTTP/1.1 200") => body.to_string(),
             _ => String::new(),
         }
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would: no release of anything; waits for the exit.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether this replica holds the lease and runs the controllers (its /metrics says so).
+    /// (The sample's own line: the gauge's HELP text begins "1 while this replica ...".)
+    pub async fn leads(&self) -> bool {
+        self.get("/metrics").await.lines().any(|line| line == "gradients_leader 1")
     }
 
     /// SIGTERM, then wait for a graceful exit (it releases the Lease).
