@@ -191,7 +191,9 @@ func build() (dashboard.Dashboard, error) {
 			"histogram_quantile(0.95, sum by (controller, le) (rate(gradients_reconcile_duration_seconds_bucket[5m])))",
 			"{{controller}}", units.Seconds, 12, 8)).
 		WithPanel(series("Weight pushes (1 h)", "Pushes to the sinks and failed pushes.",
-			"sum by (sink, result) (increase(gradients_weight_pushes_total[1h]))", "{{sink}} {{result}}", "", 12, 8))
+			"sum by (sink, result) (increase(gradients_weight_pushes_total[1h]))", "{{sink}} {{result}}", "", 12, 8)).
+		WithPanel(series("Chain sink decisions (1 h)", "What the chain sink did while a push was due, by outcome.",
+			"sum by (outcome) (increase(gradients_chain_push_total[1h]))", "{{outcome}}", "", 12, 8))
 
 	built, err := d.Build()
 	if err != nil {

@@ -174,7 +174,8 @@ fn a_1000_task_week_is_under_5000_series_on_the_operators_metrics() {
     metrics.leader.set(1);
     let all = metrics.render().lines().filter(|l| !l.starts_with('#')).count();
     let histograms = (7 + 5 * 2) * (12 + 3); // phases left and kind × result, 12 buckets + +Inf, sum, count
-    let counters = 2 + 2; // tasks finished by result, configmap pushes by result
+    // Tasks finished by result, ConfigMap pushes by result, the chain sink's decisions by outcome.
+    let counters = 2 + 2 + crate::operator::chain_sink::OUTCOMES.len();
     let health = 5 + 5 * (10 + 3) + 9 + 4 + 1; // reconciles and their durations, tasks, submissions, leader
     assert_eq!(all, 4_358 + histograms + counters + health);
     println!("series on /metrics after a 1,000-task week with 256 miners: {all} (histograms {histograms})");
