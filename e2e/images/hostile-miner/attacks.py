@@ -173,7 +173,10 @@ def heldout_by_env(t: Trainer) -> Outcome:
     out = Outcome()
     text = json.dumps(dict(os.environ)) + json.dumps(sys.argv)
     for pattern in ("heldout", "sealed", "test.jsonl", "synth.jsonl", "/models/"):
-        (out.escaped if pattern in text else out.blocked).append(f"{pattern!r} in env/argv")
+        if pattern in text:
+            out.escaped.append(f"{pattern!r} in env/argv")
+        else:
+            out.blocked.append(f"no {pattern!r} in env/argv")
     transfers = os.environ.get("GRADIENTS_TRANSFERS")
     out.blocked.append(f"GRADIENTS_TRANSFERS {'present' if transfers else 'absent'}")
     return out
@@ -185,13 +188,13 @@ def rename_and_back(path: Path, other: Path) -> None:
 
 
 def write_everywhere(t: Trainer) -> Outcome:
-    """Create, rename, symlink, FIFO and unlink in every claim location that is not our output
-    (the training data every rival reads, the base model), and in guessed rivals' and the
-    evaluation's locations beside ours."""
+    """Create, rename, symlink, FIFO, truncate and chmod in every claim location that is not our
+    output (the training data every rival reads, the base model), and beside our output where
+    rivals' outputs and the sealed area would be."""
     out = Outcome()
-    targets = [Path(m.point) for m in t.claim_mounts() if m.point != str(t.output)]
-    targets += [t.output / ".." / "rival", t.output / ".." / ".." / "sealed", t.output / ".." / ".." / "data"]
-    for d in targets:
+    claim = [Path(m.point) for m in t.claim_mounts() if m.point != str(t.output)]
+    guesses = [t.output / ".." / "rival", t.output / ".." / ".." / "sealed", t.output / ".." / ".." / "data"]
+    for d in claim + guesses:
         victim = next((p for p in walk(d, 50) if p.is_file()), None)
         tries: list[tuple[str, Callable[[], object]]] = [
             ("create", lambda: (d / f"{MARK}create").write_text("x")),
@@ -209,9 +212,12 @@ def write_everywhere(t: Trainer) -> Outcome:
             except OSError as e:
                 out.blocked.append(f"{name} {d}: {errno.errorcode.get(e.errno or 0, e)}")
                 continue
-            # The container's own root file system is private: not an escape, but say so.
-            private = os.stat(d if d.exists() else d.parent).st_dev == os.stat("/").st_dev
-            (out.blocked if private else out.escaped).append(f"{name} {d}" + (" (the container's own root)" if private else ""))
+            # A guessed path that lands on the container's own root file system is private.
+            on_claim = any(os.path.realpath(d).startswith(os.path.realpath(c)) for c in claim) or d in claim
+            if on_claim:
+                out.escaped.append(f"{name} {d}")
+            else:
+                out.blocked.append(f"{name} {d}: only the container's own file system")
     return out
 
 
@@ -281,7 +287,7 @@ def routes() -> list[str]:
 
 def kubelet(t: Trainer) -> Outcome:
     """The node's kubelet API lists every pod's spec (and S3 URLs in their environment)."""
-    out = Outcome()
+    out = Outcome(blocked=["routes to: " + ", ".join(routes())])
     for host in routes():
         for port, tls in ((10250, True), (10255, False)):
             status = http(host, port, "/pods", tls=tls)
