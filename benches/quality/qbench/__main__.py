@@ -103,7 +103,7 @@ def _loss(contender: dict[str, Any]) -> float:
 def _check_settings(settings: contenders.Settings) -> None:
     """A re-run must use the settings the output directory was made with (or it would mix runs)."""
     path = settings.out / "settings.json"
-    current = {k: str(v) for k, v in dataclasses.asdict(settings).items() if k not in ("python", "gradients")}
+    current = {k: str(v) for k, v in dataclasses.asdict(settings).items() if k not in ("out", "python", "gradients")}
     if path.is_file():
         previous = json.loads(path.read_text())
         if previous != current:
