@@ -17,6 +17,7 @@ use kube::runtime::reflector::Store;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
+use super::chain_sink;
 use super::context::{Context, apply_status, list_all, log_stream_errors, object_key, scoped};
 use super::error::Result;
 use super::results;
@@ -100,12 +101,46 @@ async fn reconcile_leaderboard(guarded: Arc<DeserializeGuard<Leaderboard>>, ctx:
     }
     let pushed = Observed::new("WeightsPushed", Some(status.last_weight_push.is_some()), "Pushed", "");
     let computed = Observed::new("Computed", Some(true), "Computed", format!("{} tasks in the window", status.tasks));
-    status.conditions = conditions::merge(&previous.conditions, &[computed, pushed], board.metadata.generation, now);
+    let mut observed = vec![computed, pushed];
+    let mut requeue = RESYNC;
+    let mut chain_error = None;
+    match board.spec.sinks.as_ref().and_then(|s| s.chain.as_ref()) {
+        Some(sink) => {
+            let before = previous.chain.clone().unwrap_or_default();
+            let outcome = chain_sink::push(&ctx, &board, sink, &status.standings, &before, now).await;
+            if let Some(label) = outcome.metric {
+                ctx.metrics.chain_pushes.with_label_values(&[label]).inc();
+            }
+            if let Some(at) = chain_sink::last_success(&outcome.status) {
+                let name = board.name_any();
+                ctx.metrics.chain_last_push.with_label_values(&[&namespace, &name]).set(at.timestamp() as f64);
+            }
+            // An Event per push, and per change of the sink's state (not per look while it waits).
+            let was = previous.conditions.iter().find(|c| c.type_ == chain_sink::CONDITION).map(|c| c.reason.as_str());
+            let pushed = outcome.status.pushes.first() != before.pushes.first();
+            if let Some((warning, reason, note)) =
+                outcome.event.filter(|_| pushed || was != Some(outcome.condition.reason))
+            {
+                ctx.event(&board, warning, reason, note).await;
+            }
+            requeue = outcome.requeue.map_or(requeue, |r| r.min(requeue));
+            chain_error = outcome.error;
+            observed.push(outcome.condition);
+            status.chain = Some(outcome.status);
+        }
+        None => status.chain = None,
+    }
+    status.conditions = conditions::merge(&previous.conditions, &observed, board.metadata.generation, now);
     if status != previous {
         apply_status(&ctx.client, &board, &status).await?;
     }
     update_miners(&ctx, &namespace, &status.standings).await?;
-    Ok(Action::requeue(RESYNC))
+    // A transient chain error is retried with the controller's backoff, after the status
+    // (with the condition saying so) is written.
+    if let Some(error) = chain_error {
+        return Err(error);
+    }
+    Ok(Action::requeue(requeue))
 }
 
 /// Pure: the standings at `now` from the records, keeping the last push.
@@ -146,6 +181,7 @@ pub fn standings(
         leader,
         standings,
         last_weight_push: previous.last_weight_push.clone(),
+        chain: previous.chain.clone(),
     }
 }
 

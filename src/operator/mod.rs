@@ -4,6 +4,7 @@
 //! [`leaderboard`], [`task_source`]), each a thin reconciler over a pure core ([`lifecycle`], [`results`],
 //! the workload builders). Only the replica holding the leader Lease runs them.
 
+pub mod chain_sink;
 pub mod context;
 pub mod error;
 pub mod evaluation;

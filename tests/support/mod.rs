@@ -82,8 +82,16 @@ impl Cluster {
     /// `helm upgrade --install` of charts/gradients serving only `namespaces` (namespaced Roles
     /// there, the default mode); they must exist.
     pub fn helm_install_chart_for(&self, namespaces: &[&str]) {
+        self.helm_install_chart_for_with(namespaces, &[]);
+    }
+
+    /// As [`Cluster::helm_install_chart_for`], with more `--set`/`--set-json` arguments.
+    pub fn helm_install_chart_for_with(&self, namespaces: &[&str], values: &[&str]) {
         let list = serde_json::to_string(namespaces).unwrap();
-        self.helm_install(&["--set", "clusterWide=false", "--set-json", &format!("watchNamespaces={list}")]);
+        let watch = format!("watchNamespaces={list}");
+        let mut all = vec!["--set", "clusterWide=false", "--set-json", &watch];
+        all.extend(values);
+        self.helm_install(&all);
     }
 
     /// With no in-cluster replica (the test runs the operator itself) and values for the fake
@@ -168,6 +176,64 @@ impl Cluster {
         let api: Api<NetworkPolicy> = Api::namespaced(self.client.clone(), ns);
         api.list(&ListParams::default()).await.unwrap().items.iter().map(|p| p.name_any()).collect()
     }
+}
+
+/// An Evaluation as the Task controller writes it, complete, finished at `finished_at`, with
+/// one evaluated submission per (miner, test and synthetic loss).
+pub async fn complete_evaluation(
+    cluster: &Cluster,
+    ns: &str,
+    name: &str,
+    finished_at: DateTime<Utc>,
+    losses: &[(&str, f64)],
+) {
+    use gradients::api::evaluation::{EvaluationPhase, EvaluationStatus, SubmissionResult};
+    use kube::api::{Patch, PatchParams};
+    let submitted = finished_at.to_rfc3339();
+    let submissions: String = losses
+        .iter()
+        .map(|(m, _)| {
+            format!("  - {{miner: {m}, submission: {name}-{m}-1, artifactUri: /a, submittedAt: \"{submitted}\"}}\n")
+        })
+        .collect();
+    cluster
+        .apply_yaml(&format!(
+            "apiVersion: gradients.io/v1alpha1
+kind: Evaluation
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  task: {name}
+  taskType: InstructText
+  origin: Organic
+  baseModelUri: /m
+  baseModelParamsB: 3
+  hours: 1
+  dataUri: /d
+  gpuClass: h100
+  submissions:
+{submissions}"
+        ))
+        .await;
+    let results = losses
+        .iter()
+        .map(|(miner, loss)| SubmissionResult {
+            miner: miner.to_string(),
+            state: ResultState::Evaluated,
+            test_loss: Some(*loss),
+            synth_loss: Some(*loss),
+            weights_sha256: Some(format!("{name}-{miner}")),
+            ..SubmissionResult::default()
+        })
+        .collect();
+    let status = EvaluationStatus {
+        phase: EvaluationPhase::Complete,
+        finished_at: Some(finished_at),
+        results,
+        ..EvaluationStatus::default()
+    };
+    let patch = serde_json::json!({"apiVersion": "gradients.io/v1alpha1", "kind": "Evaluation", "status": status});
+    let api: Api<Evaluation> = Api::namespaced(cluster.client.clone(), ns);
+    api.patch_status(name, &PatchParams::apply("e2e-test"), &Patch::Apply(&patch)).await.unwrap();
 }
 
 /// The operator binary as a child process, run as the chart's ServiceAccount.
