@@ -10,8 +10,15 @@
 //! `e2e/finish-pod`; restart the operator mid-tournament; check the result, the weights against
 //! `gradients score`, the rejection of an invalid Task and a malformed evaluator message.
 
+#[path = "operator_e2e/bench.rs"]
+mod bench;
+#[path = "operator_e2e/chain_sink.rs"]
+mod chain_sink;
 #[path = "operator_e2e/chart.rs"]
 mod chart;
+mod common;
+#[path = "operator_e2e/faults.rs"]
+mod faults;
 #[path = "operator_e2e/gpu_agent.rs"]
 mod gpu_agent;
 mod gpu_support;
@@ -374,7 +381,7 @@ async fn too_few_miners_delay_an_organic_task() {
     cluster.delete_namespace(&ns).await;
 }
 
-fn task_yaml(ns: &str, name: &str, timing: &str) -> String {
+pub fn task_yaml(ns: &str, name: &str, timing: &str) -> String {
     format!(
         "apiVersion: gradients.io/v1alpha1
 kind: Task
@@ -436,7 +443,7 @@ async fn only_the_lease_holder_runs_controllers_and_a_standby_takes_over() {
     // The leader stops gracefully and releases the lease; the standby takes over at once.
     leader.stop().await;
     standby.wait_ready().await;
-    assert!(standby.get("/metrics").await.contains("gradients_leader 1"));
+    assert!(standby.leads().await);
     standby.stop().await;
     cluster.delete_namespace(&ns).await;
 }
@@ -444,9 +451,6 @@ async fn only_the_lease_holder_runs_controllers_and_a_standby_takes_over() {
 #[tokio::test]
 #[ignore = "needs the e2e cluster: e2e/test -- cargo test --test operator_e2e -- --ignored"]
 async fn records_leave_the_leaderboard_after_the_window_and_miners_learn_their_quality() {
-    use gradients::api::evaluation::{EvaluationPhase, EvaluationStatus, SubmissionResult};
-    use kube::api::{Patch, PatchParams};
-
     let cluster = Cluster::connect().await;
     let ns = cluster.fresh_namespace("e2e-window").await;
     cluster.helm_install_chart_for(&[&ns]);
@@ -466,40 +470,7 @@ async fn records_leave_the_leaderboard_after_the_window_and_miners_learn_their_q
     let evaluations: Api<Evaluation> = Api::namespaced(cluster.client.clone(), &ns);
     for (name, miner, age_days) in [("old", "gone", 8), ("recent", "fresh", 0)] {
         let finished_at = chrono::Utc::now() - chrono::Duration::days(age_days) - chrono::Duration::minutes(1);
-        cluster
-            .apply_yaml(&format!(
-                "apiVersion: gradients.io/v1alpha1
-kind: Evaluation
-metadata: {{name: {name}, namespace: {ns}}}
-spec:
-  task: {name}
-  taskType: InstructText
-  origin: Organic
-  baseModelUri: /m
-  baseModelParamsB: 3
-  hours: 1
-  dataUri: /d
-  gpuClass: h100
-  submissions:
-  - {{miner: {miner}, submission: {name}-{miner}-1, artifactUri: /a, submittedAt: \"{}\"}}
-",
-                finished_at.to_rfc3339()
-            ))
-            .await;
-        let status = EvaluationStatus {
-            phase: EvaluationPhase::Complete,
-            finished_at: Some(finished_at),
-            results: vec![SubmissionResult {
-                miner: miner.to_string(),
-                state: ResultState::Evaluated,
-                test_loss: Some(1.0),
-                synth_loss: Some(1.0),
-                ..SubmissionResult::default()
-            }],
-            ..EvaluationStatus::default()
-        };
-        let patch = serde_json::json!({"apiVersion": "gradients.io/v1alpha1", "kind": "Evaluation", "status": status});
-        evaluations.patch_status(name, &PatchParams::apply("e2e-test"), &Patch::Apply(&patch)).await.unwrap();
+        complete_evaluation(&cluster, &ns, name, finished_at, &[(miner, 1.0)]).await;
     }
     wait_until("the 8-day-old record to be deleted", Duration::from_secs(30), || async {
         evaluations.get_opt("old").await.map(|e| e.is_none()).unwrap_or(false)

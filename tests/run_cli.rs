@@ -243,3 +243,62 @@ fn a_trusted_command_cannot_leave_a_daemon_behind_to_forge_results() {
     std::thread::sleep(std::time::Duration::from_millis(600));
     assert_eq!(beat(), before, "the daemon outlived the run");
 }
+
+/// On a machine with GPUs (two recorded H100s standing in for NVML), parallel workloads never
+/// share a GPU: each training and evaluation starts with its own `CUDA_VISIBLE_DEVICES`, a
+/// third waits for a free one, and the report says what each used.
+#[test]
+fn parallel_workloads_get_their_own_gpus_and_the_report_says_what_each_used() {
+    let ws = workspace(20);
+    let log = ws.path().join("gpu.log");
+    let fake = fake_python(ws.path());
+    let wrapper = format!(
+        "#!/bin/sh\nif [ \"$3\" = train ] || [ \"$3\" = evaluate ]; then\n  \
+         echo \"$3 start $(date +%s%N) ${{CUDA_VISIBLE_DEVICES-unset}}\" >> {log}\n  sleep 1\n  \
+         echo \"$3 end $(date +%s%N) ${{CUDA_VISIBLE_DEVICES-unset}}\" >> {log}\nfi\nexec {fake} \"$@\"\n",
+        log = log.display()
+    );
+    let python = write_executable(ws.path(), "gpu-python", &wrapper);
+    let miners = "    - {name: a, strategy: s1}\n    - {name: b, strategy: s2}\n    - {name: c, strategy: s3}\n";
+    let task = write(ws.path(), "task.yaml", &task_yaml(miners, "  baseline: false\n  evaluateBase: false\n"));
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/gpu/h100x2.json");
+    let out =
+        run(&task, &ws.path().join("data-dir"), &["--python", &python, "--parallel", "3", "--recorded-nvml", fixture]);
+    let report = report(&out);
+    assert_eq!(report["phase"], "Succeeded", "{}", String::from_utf8_lossy(&out.stderr));
+
+    // (kind, start, end, devices) per workload, from the log the workloads wrote.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut spans: Vec<(String, u128, u128, String)> = Vec::new();
+    for line in text.lines() {
+        let [kind, edge, at, devices] = line.split(' ').collect::<Vec<_>>()[..] else { panic!("{line}") };
+        let at: u128 = at.parse().unwrap();
+        match edge {
+            "start" => spans.push((kind.into(), at, u128::MAX, devices.into())),
+            _ => {
+                let open = spans.iter_mut().find(|s| s.2 == u128::MAX && s.3 == devices).expect(line);
+                open.2 = at;
+            }
+        }
+    }
+    assert_eq!(spans.len(), 6, "three trainings and three evaluations: {text}");
+    for (i, a) in spans.iter().enumerate() {
+        assert!(a.3.starts_with("GPU-") && !a.3.contains(','), "one recorded GPU each: {text}");
+        for b in &spans[i + 1..] {
+            let overlap = a.1 < b.2 && b.1 < a.2;
+            assert!(!(overlap && a.3 == b.3), "two workloads shared {} at once: {text}", a.3);
+        }
+    }
+    let most_at_once = spans.iter().map(|a| spans.iter().filter(|b| b.1 <= a.1 && a.1 < b.2).count()).max();
+    assert_eq!(most_at_once, Some(2), "two GPUs: at most two GPU workloads at once, though --parallel is 3");
+
+    let used = report["gpus"].as_array().expect("the report lists GPU use");
+    assert_eq!(used.len(), 6, "{used:?}");
+    for workload in used {
+        let devices = workload["devices"].as_array().unwrap();
+        assert_eq!(devices.len(), 1);
+        assert!(devices[0].as_str().unwrap().starts_with("NVIDIA H100 80GB HBM3 (GPU-"), "{workload}");
+        assert!(workload["gpu_seconds"].as_f64().unwrap() >= 1.0, "held for its 1 s sleep at least: {workload}");
+        assert!(workload["peak_memory_bytes"].as_u64().is_some(), "{workload}");
+    }
+}

@@ -64,6 +64,10 @@ pub struct RunArgs {
     /// file with an inline command is refused.
     #[arg(long)]
     pub trust_local_commands: bool,
+    /// Recorded NVML readings (JSON, as tests/fixtures/gpu/) in place of the machine's NVML:
+    /// a stand-in that lets tests on machines without a GPU exercise the GPU assignment.
+    #[arg(long, hide = true)]
+    pub recorded_nvml: Option<PathBuf>,
 }
 
 /// `$GRADIENTS_CACHE/data`, else `~/.cache/gradients/data`.
@@ -98,6 +102,7 @@ pub fn main(args: RunArgs) -> ExitCode {
         config,
         progress: !args.quiet,
         trust_local_commands: args.trust_local_commands,
+        recorded_nvml: args.recorded_nvml.clone(),
     };
     // Orphans of the workloads come back to this process, to be killed (see process.rs).
     if let Err(e) = super::process::become_subreaper() {

@@ -8,6 +8,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
 
+use super::devices::{self, LocalGpus};
 use super::fsio;
 use super::manifest::{self, TaskFileError};
 use super::page;
@@ -45,6 +46,8 @@ pub struct Options {
     pub progress: bool,
     /// Run inline miner commands (trusted code); refused otherwise.
     pub trust_local_commands: bool,
+    /// Recorded NVML readings in place of NVML (the stand-in for tests on machines without a GPU).
+    pub recorded_nvml: Option<PathBuf>,
 }
 
 /// Why a run could not be carried out (a miner's failure is not one: it is in the report).
@@ -94,9 +97,13 @@ pub fn run(options: &Options) -> Result<RunReport, RunError> {
         ..options.clone()
     };
     preflight::check(&options.python, &valid.file.spec, preflight::requested_gpus())?;
+    let cuda_visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+    let gpus = LocalGpus::discover(options.recorded_nvml.as_deref(), cuda_visible.as_deref()).map_err(|e| {
+        EnvironmentError { what: "the GPUs of this machine cannot be read".into(), cause: e.to_string() }
+    })?;
     let run = rundir::choose(&options.data_dir, &valid.file.name, options.run_dir.as_deref())
         .map_err(io_err(&options.data_dir))?;
-    Executor::open(options, valid, run)?.drive()
+    Executor::open(options, valid, run, gpus)?.drive()
 }
 
 struct Executor<'a> {
@@ -113,10 +120,11 @@ struct Executor<'a> {
     running: Vec<Running>,
     recorded: bool,
     progress: Progress,
+    gpus: LocalGpus,
 }
 
 impl<'a> Executor<'a> {
-    fn open(options: &'a Options, task: ValidTask, run: RunDir) -> Result<Self, RunError> {
+    fn open(options: &'a Options, task: ValidTask, run: RunDir, gpus: LocalGpus) -> Result<Self, RunError> {
         let root = run.root.clone();
         std::fs::create_dir_all(&root).map_err(io_err(&root))?;
         let spec_json = serde_json::to_value(&task.file.spec).map_err(|e| RunError::Conflict(e.to_string()))?;
@@ -175,8 +183,15 @@ impl<'a> Executor<'a> {
             queue: VecDeque::new(),
             running: Vec::new(),
             recorded,
+            gpus,
         };
         executor.results = executor.run.recover();
+        if !executor.gpus.devices().is_empty() {
+            let names: Vec<String> =
+                executor.gpus.devices().iter().map(|d| format!("{} {}", d.index, d.name)).collect();
+            let message = format!("{} GPU(s), one set per workload: {}", names.len(), names.join(", "));
+            executor.progress.event("Gpus", &message);
+        }
         Ok(executor)
     }
 
@@ -187,6 +202,7 @@ impl<'a> Executor<'a> {
                 return Err(e);
             }
             self.sweep();
+            self.gpus.sample();
             self.launch()?;
             let now = Utc::now();
             let observation = self.observe(now);
@@ -218,6 +234,7 @@ impl<'a> Executor<'a> {
             weights.as_ref(),
             &self.run.root,
             &self.options.config,
+            devices::collect(&self.run.work_root()),
         );
         fsio::write_json(&self.run.report(), &report).map_err(io_err(&self.run.report()))?;
         // The page is for people: a failure to draw it is reported, the run's result stands.
@@ -381,6 +398,10 @@ impl<'a> Executor<'a> {
 
     fn launch(&mut self) -> Result<(), RunError> {
         while self.running.len() < self.options.parallel.max(1) {
+            let Some((id, _)) = self.queue.front() else { break };
+            // The queue's order holds: nothing starts before the first in line has its GPUs.
+            let asked = self.gpus.asks(id.kind, &self.task.file.spec);
+            let Some(visible_devices) = self.gpus.take(&id.to_string(), asked) else { break };
             let Some((id, launch)) = self.queue.pop_front() else { break };
             let dir = self.run.work(&id);
             // A directory without a result is a start that never got recorded: start afresh.
@@ -405,11 +426,16 @@ impl<'a> Executor<'a> {
                 Launch::Synthesize { seed, rows } => match self.contract.synthesis(*seed, *rows) {
                     Some(spec) => spec,
                     None => {
+                        self.free_gpus(&id)?;
                         self.finish(id, not_started(now, "the task has no generator (spec.dataset.generator)".into()))?;
                         continue;
                     }
                 },
             };
+            let mut spec = spec;
+            if !self.gpus.devices().is_empty() {
+                spec.env.push(("CUDA_VISIBLE_DEVICES".into(), visible_devices));
+            }
             fsio::write_json(
                 &dir.join("command.json"),
                 &serde_json::json!({"program": spec.program, "args": spec.args}),
@@ -423,7 +449,10 @@ impl<'a> Executor<'a> {
                         .map_err(io_err(&dir))?;
                     self.running.push(Running { id, child, started_at: now, by_validator });
                 }
-                Err(e) => self.finish(id, not_started(now, format!("cannot start {}: {e}", spec.program)))?,
+                Err(e) => {
+                    self.free_gpus(&id)?;
+                    self.finish(id, not_started(now, format!("cannot start {}: {e}", spec.program)))?
+                }
             }
         }
         Ok(())
@@ -451,6 +480,7 @@ impl<'a> Executor<'a> {
             let running = self.running.swap_remove(i);
             // Its leftovers die before its outputs are read.
             self.sweep();
+            self.free_gpus(&running.id)?;
             let dir = self.run.work(&running.id);
             let finished_at = Utc::now();
             let state = match running.id.kind {
@@ -486,6 +516,7 @@ impl<'a> Executor<'a> {
             process::kill_group(running.child.id());
             let _ = running.child.wait();
             self.sweep();
+            self.free_gpus(id)?;
             let log_tail = fsio::tail(&self.run.work(id).join("stderr.log"), 15, 8192);
             let failed = WorkloadState::Failed {
                 started_at: Some(running.started_at),
@@ -497,6 +528,17 @@ impl<'a> Executor<'a> {
             self.finish(id.clone(), failed)?;
         }
         Ok(())
+    }
+
+    /// Frees a workload's GPUs and writes what it used beside its outputs (`gpus.json`).
+    fn free_gpus(&mut self, id: &WorkloadId) -> Result<(), RunError> {
+        match self.gpus.release(&id.to_string()) {
+            Some(used) => {
+                let path = self.run.work(id).join("gpus.json");
+                fsio::write_json(&path, &used).map_err(io_err(&path))
+            }
+            None => Ok(()),
+        }
     }
 
     /// The leaderboard over the store at the task's end, and its input as `records.json`.

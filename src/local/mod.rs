@@ -8,10 +8,12 @@
 //! - [`executor`]: the observe → decide → apply loop; [`process`] its children (process
 //!   groups, deadlines), [`workload`] the trainer/evaluator command lines and results;
 //! - [`preflight`]: the Python environment, base model and GPUs, checked before any workload;
+//!   [`devices`]: which GPUs each parallel workload gets, and what it used;
 //! - [`rundir`], [`store`], [`fsio`]: crash-safe state (run directory, leaderboard store);
 //! - [`progress`], [`report`], [`page`]: what the user sees (live view, table, HTML report).
 
 pub mod cli;
+pub mod devices;
 pub mod executor;
 pub mod fsio;
 pub mod manifest;

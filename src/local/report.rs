@@ -6,6 +6,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::devices::GpuUse;
+
 use crate::api::task::TaskSpec;
 use crate::mechanism::scoring::{SubmissionStatus, score_task, weighted_loss};
 use crate::tournament::{Phase, Role, TaskState, TournamentConfig, outcome, task_record};
@@ -27,6 +29,9 @@ pub struct RunReport {
     pub winner_beats_base_model_pct: Option<f64>,
     /// Leaderboard weights of this task's miners, over every run in the data directory.
     pub weights: Vec<Weight>,
+    /// The GPUs each workload was given and what it used (none on a machine without a GPU).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<GpuUse>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,6 +74,7 @@ pub fn build(
     weights: Option<&serde_json::Value>,
     run_dir: &Path,
     config: &TournamentConfig,
+    gpus: Vec<GpuUse>,
 ) -> RunReport {
     let scored = task_record(id, spec, state).map(|r| score_task(&config.mechanism, &r));
     let mut rows: Vec<Row> = state
@@ -154,6 +160,7 @@ pub fn build(
         winner_beats_base_model_pct: beats(loss_of(Role::BaseModel)),
         rows,
         weights,
+        gpus,
     }
 }
 
@@ -223,6 +230,23 @@ pub fn table(report: &RunReport, text_type: bool) -> String {
     let _ = writeln!(out, "\nweights (leaderboard over every run in the data directory):");
     for w in &report.weights {
         let _ = writeln!(out, "  {:<14} {:.6}  ({})", w.miner, w.weight, w.weight_u16);
+    }
+    if !report.gpus.is_empty() {
+        let _ = writeln!(out, "\nGPUs (per workload: GPU-seconds, mean utilisation, peak memory):");
+        for used in &report.gpus {
+            let utilization = used.mean_utilization.map_or_else(|| "-".into(), |u| format!("{:.0} %", u * 100.0));
+            let memory =
+                used.peak_memory_bytes.map_or_else(|| "-".into(), |b| format!("{:.1} GiB", b as f64 / 1024f64.powi(3)));
+            let _ = writeln!(
+                out,
+                "  {:<24} {:>8.1} s {:>6} {:>10}  {}",
+                used.workload,
+                used.gpu_seconds,
+                utilization,
+                memory,
+                used.devices.join(", ")
+            );
+        }
     }
     let _ = writeln!(out, "\nrun directory: {}", report.run_dir);
     let _ = writeln!(out, "audit: gradients score --input {}/records.json", report.run_dir);

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kube::api::{Patch, PatchParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::core::NamespaceResourceScope;
 use kube::runtime::controller::Action;
@@ -174,6 +174,11 @@ impl Backoffs {
     fn succeeded(&mut self, key: &str) {
         self.failures.remove(key);
     }
+
+    /// The object is gone: nothing will retry it.
+    fn forget(&mut self, key: &str) {
+        self.failures.remove(key);
+    }
 }
 
 /// The delay after the `failures`-th failure in a row: 2 s, 4 s, 8 s, … up to 5 minutes.
@@ -195,6 +200,46 @@ where
     match namespace {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
+    }
+}
+
+/// Objects per page of a list: an unbounded set (Evaluations, Tasks, Miners of a namespace) is
+/// read a page at a time, as client-go's pager does, never in one response of any size.
+pub const PAGE: u32 = 500;
+
+/// Every object of `api` that `params` selects, [`PAGE`] at a time.
+pub async fn list_all<K>(api: &Api<K>, params: &ListParams) -> Result<Vec<K>>
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    paged(|token| {
+        let mut page = params.clone().limit(PAGE);
+        if let Some(token) = token {
+            page = page.continue_token(&token);
+        }
+        async move {
+            let list = api.list(&page).await?;
+            Ok((list.items, list.metadata.continue_))
+        }
+    })
+    .await
+}
+
+/// Follows the continue tokens of `fetch` (called with `None` first) until a page has none.
+async fn paged<T, F, Fut>(mut fetch: F) -> Result<Vec<T>>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, Option<String>)>>,
+{
+    let mut items = Vec::new();
+    let mut token = None;
+    loop {
+        let (page, next) = fetch(token).await?;
+        items.extend(page);
+        match next {
+            Some(next) if !next.is_empty() => token = Some(next),
+            _ => return Ok(items),
+        }
     }
 }
 
@@ -243,16 +288,38 @@ where
     Ok(())
 }
 
-/// Logs what a controller's stream yields besides reconcile results (watch errors and the like);
-/// reconcile errors themselves are counted and reported by [`Context::error_policy`].
-pub fn log_stream_errors<T, E: std::fmt::Display>(
+/// Logs what a controller's stream yields besides reconcile results (watch errors and the like),
+/// and forgets the backoff of an object found gone: a failed object's retry is scheduled, so
+/// its deletion always comes back here as `ObjectNotFound` (the reconciler never sees it).
+/// Reconcile errors themselves are counted and reported by [`Context::error_policy`].
+pub fn log_stream_errors<T, R, Q>(
     controller: &'static str,
-) -> impl FnMut(std::result::Result<T, E>) -> futures::future::Ready<()> {
+    ctx: Arc<Context>,
+) -> impl FnMut(std::result::Result<T, kube::runtime::controller::Error<R, Q>>) -> futures::future::Ready<()>
+where
+    R: std::error::Error + 'static,
+    Q: std::error::Error + 'static,
+{
     move |result| {
         if let Err(error) = result {
-            tracing::warn!(controller, %error, "controller stream error");
+            match gone(&error) {
+                Some(key) => {
+                    ctx.backoff.lock().map(|mut b| b.forget(&key)).ok();
+                }
+                None => tracing::warn!(controller, %error, "controller stream error"),
+            }
         }
         futures::future::ready(())
+    }
+}
+
+/// The key of the object a scheduled reconcile found deleted.
+fn gone<R, Q>(error: &kube::runtime::controller::Error<R, Q>) -> Option<String> {
+    match error {
+        kube::runtime::controller::Error::ObjectNotFound(object) => {
+            Some(format!("{}/{}", object.namespace.as_deref().unwrap_or_default(), object.name))
+        }
+        _ => None,
     }
 }
 
@@ -274,6 +341,53 @@ mod tests {
         assert_eq!(b.failed("ns/a", start + Duration::from_secs(700)), 3);
         assert!(!b.failures.contains_key("ns/gone"), "{:?}", b.failures);
         assert_eq!(b.failures.len(), 1);
+    }
+
+    #[test]
+    fn deleted_objects_leave_no_backoff_behind() {
+        use kube::runtime::controller::Error as ControllerError;
+        use kube::runtime::reflector::ObjectRef;
+
+        let now = Instant::now();
+        let mut b = Backoffs::default();
+        // A thousand Tasks fail once, then are deleted before their retry: each retry finds
+        // its object gone (the controller's `ObjectNotFound`), and nothing else fails later.
+        for i in 0..1000 {
+            b.failed(&format!("ns/task-{i}"), now);
+        }
+        for i in 0..1000 {
+            let object = ObjectRef::<crate::api::Task>::new(&format!("task-{i}")).within("ns").erase();
+            let error = ControllerError::<std::io::Error, std::io::Error>::ObjectNotFound(Box::new(object));
+            b.forget(&gone(&error).expect("a deleted object's key"));
+        }
+        assert_eq!(
+            b.failures.len(),
+            0,
+            "entries of deleted objects stay: {:?}",
+            b.failures.keys().take(3).collect::<Vec<_>>()
+        );
+        let other = ControllerError::<std::io::Error, std::io::Error>::QueueError(std::io::Error::other("watch"));
+        assert_eq!(gone(&other), None);
+    }
+
+    #[tokio::test]
+    async fn lists_follow_continue_tokens_to_the_last_page() {
+        let pages = [(vec![1, 2], Some("a")), (vec![3, 4], Some("b")), (vec![5], Some(""))];
+        let mut asked = Vec::new();
+        let items = paged(|token| {
+            asked.push(token.clone());
+            let index = match token.as_deref() {
+                None => 0,
+                Some("a") => 1,
+                _ => 2,
+            };
+            let (items, next) = pages[index].clone();
+            async move { Ok((items, next.map(str::to_string))) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(items, vec![1, 2, 3, 4, 5]);
+        assert_eq!(asked, vec![None, Some("a".to_string()), Some("b".to_string())]);
     }
 
     #[test]

@@ -17,7 +17,8 @@ use kube::runtime::reflector::Store;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
-use super::context::{Context, apply_status, log_stream_errors, object_key, scoped};
+use super::chain_sink;
+use super::context::{Context, apply_status, list_all, log_stream_errors, object_key, scoped};
 use super::error::Result;
 use super::results;
 use super::sink::{self, Weights};
@@ -51,8 +52,8 @@ pub fn controller(
             .graceful_shutdown_on(shutdown);
     let store = controller.store();
     let run = controller
-        .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object_key(object.as_ref()), error), ctx)
-        .for_each(log_stream_errors(NAME))
+        .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object_key(object.as_ref()), error), ctx.clone())
+        .for_each(log_stream_errors(NAME, ctx))
         .boxed();
     (store, run)
 }
@@ -67,11 +68,13 @@ async fn reconcile_leaderboard(guarded: Arc<DeserializeGuard<Leaderboard>>, ctx:
     let namespace = cached.namespace().unwrap_or_default();
     let api = Api::<Leaderboard>::namespaced(ctx.client.clone(), &namespace);
     let Some(board) = api.get_opt(&cached.name_any()).await? else { return Ok(Action::await_change()) };
-    let evaluations = Api::<DeserializeGuard<Evaluation>>::namespaced(ctx.client.clone(), &namespace)
-        .list(&ListParams::default())
-        .await?;
+    let evaluations = list_all(
+        &Api::<DeserializeGuard<Evaluation>>::namespaced(ctx.client.clone(), &namespace),
+        &ListParams::default(),
+    )
+    .await?;
     let records: Vec<TaskRecord> =
-        evaluations.items.into_iter().filter_map(|e| e.0.ok()).filter_map(|e| results::complete_record(&e)).collect();
+        evaluations.into_iter().filter_map(|e| e.0.ok()).filter_map(|e| results::complete_record(&e)).collect();
     let now = Utc::now();
     let previous = board.status.clone().unwrap_or_default();
     let mut status = standings(ctx.mechanism(), &records, now, &previous, board.metadata.generation);
@@ -98,12 +101,46 @@ async fn reconcile_leaderboard(guarded: Arc<DeserializeGuard<Leaderboard>>, ctx:
     }
     let pushed = Observed::new("WeightsPushed", Some(status.last_weight_push.is_some()), "Pushed", "");
     let computed = Observed::new("Computed", Some(true), "Computed", format!("{} tasks in the window", status.tasks));
-    status.conditions = conditions::merge(&previous.conditions, &[computed, pushed], board.metadata.generation, now);
+    let mut observed = vec![computed, pushed];
+    let mut requeue = RESYNC;
+    let mut chain_error = None;
+    match board.spec.sinks.as_ref().and_then(|s| s.chain.as_ref()) {
+        Some(sink) => {
+            let before = previous.chain.clone().unwrap_or_default();
+            let outcome = chain_sink::push(&ctx, &board, sink, &status.standings, &before, now).await;
+            if let Some(label) = outcome.metric {
+                ctx.metrics.chain_pushes.with_label_values(&[label]).inc();
+            }
+            if let Some(at) = chain_sink::last_success(&outcome.status) {
+                let name = board.name_any();
+                ctx.metrics.chain_last_push.with_label_values(&[&namespace, &name]).set(at.timestamp() as f64);
+            }
+            // An Event per push, and per change of the sink's state (not per look while it waits).
+            let was = previous.conditions.iter().find(|c| c.type_ == chain_sink::CONDITION).map(|c| c.reason.as_str());
+            let pushed = outcome.status.pushes.first() != before.pushes.first();
+            if let Some((warning, reason, note)) =
+                outcome.event.filter(|_| pushed || was != Some(outcome.condition.reason))
+            {
+                ctx.event(&board, warning, reason, note).await;
+            }
+            requeue = outcome.requeue.map_or(requeue, |r| r.min(requeue));
+            chain_error = outcome.error;
+            observed.push(outcome.condition);
+            status.chain = Some(outcome.status);
+        }
+        None => status.chain = None,
+    }
+    status.conditions = conditions::merge(&previous.conditions, &observed, board.metadata.generation, now);
     if status != previous {
         apply_status(&ctx.client, &board, &status).await?;
     }
     update_miners(&ctx, &namespace, &status.standings).await?;
-    Ok(Action::requeue(RESYNC))
+    // A transient chain error is retried with the controller's backoff, after the status
+    // (with the condition saying so) is written.
+    if let Some(error) = chain_error {
+        return Err(error);
+    }
+    Ok(Action::requeue(requeue))
 }
 
 /// Pure: the standings at `now` from the records, keeping the last push.
@@ -144,6 +181,7 @@ pub fn standings(
         leader,
         standings,
         last_weight_push: previous.last_weight_push.clone(),
+        chain: previous.chain.clone(),
     }
 }
 
@@ -151,8 +189,9 @@ pub fn standings(
 async fn update_miners(ctx: &Context, namespace: &str, standings: &[Standing]) -> Result<()> {
     let by_miner: BTreeMap<&str, &Standing> = standings.iter().map(|s| (s.miner.as_str(), s)).collect();
     let miners =
-        Api::<DeserializeGuard<Miner>>::namespaced(ctx.client.clone(), namespace).list(&ListParams::default()).await?;
-    for miner in miners.items.into_iter().filter_map(|m| m.0.ok()) {
+        list_all(&Api::<DeserializeGuard<Miner>>::namespaced(ctx.client.clone(), namespace), &ListParams::default())
+            .await?;
+    for miner in miners.into_iter().filter_map(|m| m.0.ok()) {
         let standing = by_miner.get(miner.name_any().as_str());
         let status = MinerStatus {
             tasks_in_window: standing.map(|s| s.tasks).unwrap_or(0),

@@ -34,6 +34,10 @@ pub struct Metrics {
     pub tasks_finished: IntCounterVec,
     /// Weight pushes by sink kind and result.
     pub weight_pushes: IntCounterVec,
+    /// The chain sink's decisions while a push is due, by outcome (`chain_sink::OUTCOMES`).
+    pub chain_pushes: IntCounterVec,
+    /// When each Leaderboard's weights were last accepted by the chain.
+    pub chain_last_push: GaugeVec,
     /// The gauges of [`telemetry::GAUGES`], by name.
     tournament: BTreeMap<&'static str, GaugeVec>,
 }
@@ -85,6 +89,23 @@ impl Metrics {
             &["sink", "result"],
         )
         .unwrap();
+        let chain_pushes = IntCounterVec::new(
+            Opts::new(
+                "chain_push_total",
+                "Chain sink decisions while a push is due, by outcome (success, dispatch_failed, pool_refused, \
+                 node_error, rate_limited, key_unavailable, blocked, dry_run)",
+            ),
+            &["outcome"],
+        )
+        .unwrap();
+        let chain_last_push = GaugeVec::new(
+            Opts::new(
+                "chain_last_push_timestamp_seconds",
+                "Unix time of the newest push the chain accepted, by Leaderboard",
+            ),
+            &["namespace", "leaderboard"],
+        )
+        .unwrap();
         let tournament: BTreeMap<&'static str, GaugeVec> = telemetry::GAUGES
             .iter()
             .map(|g| (g.name, GaugeVec::new(Opts::new(g.name, g.help), g.labels).expect("valid gauge")))
@@ -100,13 +121,15 @@ impl Metrics {
             Box::new(workload_durations.clone()),
             Box::new(tasks_finished.clone()),
             Box::new(weight_pushes.clone()),
+            Box::new(chain_pushes.clone()),
+            Box::new(chain_last_push.clone()),
         ];
         collectors.extend(tournament.values().map(|g| Box::new(g.clone()) as Box<dyn prometheus::core::Collector>));
         for collector in collectors {
             registry.register(collector).expect("unique metric names");
         }
         // Counters and histograms that alerts and panels take `increase` of exist from the
-        // start, at 0: a series that appears at 1 has no increase. (A fixed 225 histogram series.)
+        // start, at 0: a series that appears at 1 has no increase. (A fixed 255 histogram series: 17 label sets × 15.)
         for result in [Phase::Succeeded, Phase::Failed] {
             tasks_finished.with_label_values(&[result.as_str()]);
         }
@@ -121,6 +144,9 @@ impl Metrics {
         for result in ["pushed", "failed"] {
             weight_pushes.with_label_values(&["configmap", result]);
         }
+        for outcome in super::chain_sink::OUTCOMES {
+            chain_pushes.with_label_values(&[outcome]);
+        }
         Metrics {
             registry,
             reconciles,
@@ -133,6 +159,8 @@ impl Metrics {
             workload_durations,
             tasks_finished,
             weight_pushes,
+            chain_pushes,
+            chain_last_push,
             tournament,
         }
     }

@@ -4,6 +4,7 @@
 //! [`leaderboard`], [`task_source`]), each a thin reconciler over a pure core ([`lifecycle`], [`results`],
 //! the workload builders). Only the replica holding the leader Lease runs them.
 
+pub mod chain_sink;
 pub mod context;
 pub mod error;
 pub mod evaluation;
@@ -56,6 +57,10 @@ pub struct Settings {
     pub lease_namespace: String,
     #[arg(long, env = "GRADIENTS_LEASE_NAME", default_value = "gradients-operator")]
     pub lease_name: String,
+    /// Seconds a leader's claim lasts unrenewed before a standby takes over (client-go's 15 s;
+    /// renewals come every 2 s, so at least 4).
+    #[arg(long, env = "GRADIENTS_LEASE_DURATION_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(4..))]
+    pub lease_duration_seconds: u64,
     /// Also write the weights to this file.
     #[arg(long, env = "GRADIENTS_WEIGHTS_FILE")]
     pub weights_file: Option<PathBuf>,
@@ -147,7 +152,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         &settings.lease_namespace,
         &settings.lease_name,
         &settings.identity,
-        Duration::from_secs(15),
+        Duration::from_secs(settings.lease_duration_seconds),
     );
     tracing::info!(identity = %settings.identity, lease = %settings.lease_name, "waiting for the leader lease");
     loop {

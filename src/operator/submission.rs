@@ -41,8 +41,8 @@ pub fn controller(
             .graceful_shutdown_on(shutdown);
     let store = controller.store();
     let run = controller
-        .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object_key(object.as_ref()), error), ctx)
-        .for_each(log_stream_errors(NAME))
+        .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object_key(object.as_ref()), error), ctx.clone())
+        .for_each(log_stream_errors(NAME, ctx))
         .boxed();
     (store, run)
 }

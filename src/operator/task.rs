@@ -20,7 +20,7 @@ use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 
-use super::context::{Context, apply, apply_status, log_stream_errors, object_key, scoped};
+use super::context::{Context, apply, apply_status, list_all, log_stream_errors, object_key, scoped};
 use super::error::Result;
 use super::lifecycle;
 use super::ownership::{self, Claim, Ownership};
@@ -54,8 +54,8 @@ pub fn controller(
         .graceful_shutdown_on(shutdown);
     let store = controller.store();
     let run = controller
-        .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object_key(object.as_ref()), error), ctx)
-        .for_each(log_stream_errors(NAME))
+        .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object_key(object.as_ref()), error), ctx.clone())
+        .for_each(log_stream_errors(NAME, ctx))
         .boxed();
     (store, run)
 }
@@ -428,8 +428,8 @@ async fn miners(client: &Client, task: &Task) -> Result<BTreeMap<String, Miner>>
     let selector =
         task.spec.miner_selector.iter().flatten().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
     let api = Api::<DeserializeGuard<Miner>>::namespaced(client.clone(), &task.namespace().unwrap_or_default());
-    let list = api.list(&ListParams::default().labels(&selector)).await?;
-    Ok(list.items.into_iter().filter_map(|m| m.0.ok()).filter(|m| m.spec.enabled).map(|m| (m.name_any(), m)).collect())
+    let list = list_all(&api, &ListParams::default().labels(&selector)).await?;
+    Ok(list.into_iter().filter_map(|m| m.0.ok()).filter(|m| m.spec.enabled).map(|m| (m.name_any(), m)).collect())
 }
 
 /// The pool: the task's inline miners, then the matching Miner objects, with the day's quality
@@ -462,7 +462,7 @@ where
 {
     let api = Api::<DeserializeGuard<K>>::namespaced(client.clone(), namespace);
     let selector = format!("{}={}", labels::TASK, crate::workloads::label_value(task));
-    Ok(api.list(&ListParams::default().labels(&selector)).await?.items.into_iter().filter_map(|k| k.0.ok()).collect())
+    Ok(list_all(&api, &ListParams::default().labels(&selector)).await?.into_iter().filter_map(|k| k.0.ok()).collect())
 }
 
 /// Every workload the state waits for that exists, by id: the objects the operator created

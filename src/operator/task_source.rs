@@ -15,7 +15,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 
-use super::context::{Context, apply_status, ensure, log_stream_errors, object_key, scoped};
+use super::context::{Context, apply_status, ensure, list_all, log_stream_errors, object_key, scoped};
 use super::error::{Error, Result};
 use crate::api::submission::SubmissionPhase;
 use crate::api::task::Origin;
@@ -55,8 +55,8 @@ pub fn controller(
         )
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object_key(object.as_ref()), error), ctx)
-        .for_each(log_stream_errors(NAME))
+        .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object_key(object.as_ref()), error), ctx.clone())
+        .for_each(log_stream_errors(NAME, ctx))
         .boxed()
 }
 
@@ -173,5 +173,5 @@ async fn readable<K>(api: Api<DeserializeGuard<K>>) -> Result<Vec<K>>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    Ok(api.list(&ListParams::default()).await?.items.into_iter().filter_map(|k| k.0.ok()).collect())
+    Ok(list_all(&api, &ListParams::default()).await?.into_iter().filter_map(|k| k.0.ok()).collect())
 }

@@ -118,39 +118,67 @@ fn standings_trainings_and_losses_become_gauges_labelled_by_miner_never_by_task(
     );
 }
 
+/// The metrics after a week of `tasks` tasks: `miners` miners, 8 per task, every task evaluated
+/// and its trainers reported, one Leaderboard.
+fn week(tasks: usize, miners: usize) -> Metrics {
+    let name = |i: usize| format!("miner-{i:04}");
+    let mut submissions = Vec::new();
+    let mut evaluations = Vec::new();
+    for t in 0..tasks {
+        let entrants: Vec<String> = (0..8).map(|k| name((t * 8 + k) % miners)).collect();
+        let report = json!({"steps": 10, "tokens": 100, "tokensPerSecond": 1.0, "finalTrainLoss": 1.0,
+            "wallSeconds": 100.0, "gpuSeconds": 200.0});
+        for m in &entrants {
+            submissions.push(submission("ns", &format!("t{t}"), m, t as i64, Some(report.clone())));
+        }
+        let results: Vec<(&str, f64, u32)> =
+            entrants.iter().enumerate().map(|(k, m)| (m.as_str(), 1.0 + k as f64, k as u32 + 1)).collect();
+        evaluations.push(evaluation("ns", &format!("t{t}"), t as i64, &results));
+    }
+    let standings: Vec<(String, f64, u16)> = (0..miners).map(|i| (name(i), 1.0 / miners as f64, 1)).collect();
+    let standings: Vec<(&str, f64, u16)> = standings.iter().map(|(m, w, u)| (m.as_str(), *w, *u)).collect();
+    let boards = [leaderboard("ns", "main", &standings, true)];
+    let metrics = Metrics::new();
+    metrics.set_tournament(&snapshot(&boards, &submissions, &evaluations));
+    metrics
+}
+
 #[test]
 fn series_do_not_grow_with_tasks_and_miners_are_capped() {
-    // A 1,000-task week: 256 miners, 8 per task, every task evaluated and its trainers reported.
-    let week = |tasks: usize, miners: usize| {
-        let name = |i: usize| format!("miner-{i:04}");
-        let mut submissions = Vec::new();
-        let mut evaluations = Vec::new();
-        for t in 0..tasks {
-            let entrants: Vec<String> = (0..8).map(|k| name((t * 8 + k) % miners)).collect();
-            let report = json!({"steps": 10, "tokens": 100, "tokensPerSecond": 1.0, "finalTrainLoss": 1.0,
-                "wallSeconds": 100.0, "gpuSeconds": 200.0});
-            for m in &entrants {
-                submissions.push(submission("ns", &format!("t{t}"), m, t as i64, Some(report.clone())));
-            }
-            let results: Vec<(&str, f64, u32)> =
-                entrants.iter().enumerate().map(|(k, m)| (m.as_str(), 1.0 + k as f64, k as u32 + 1)).collect();
-            evaluations.push(evaluation("ns", &format!("t{t}"), t as i64, &results));
-        }
-        let standings: Vec<(String, f64, u16)> = (0..miners).map(|i| (name(i), 1.0 / miners as f64, 1)).collect();
-        let standings: Vec<(&str, f64, u16)> = standings.iter().map(|(m, w, u)| (m.as_str(), *w, *u)).collect();
-        let boards = [leaderboard("ns", "main", &standings, true)];
-        let metrics = Metrics::new();
-        metrics.set_tournament(&snapshot(&boards, &submissions, &evaluations));
-        series(&metrics).len()
-    };
-    let thousand = week(1000, 256);
-    assert_eq!(thousand, week(100, 256), "tasks add no series");
+    let thousand = series(&week(1000, 256)).len();
+    assert_eq!(thousand, series(&week(100, 256)).len(), "tasks add no series");
     // Per miner: 3 on the leaderboard (4 with a score today), 4 phases, 6 trainer figures, 3
     // losses and a rank; per leaderboard 5; one count per scoring status.
     assert_eq!(thousand, 256 * (3 + 4 + 6 + 3 + 1) + 5 + 1);
     println!("series for a 1,000-task week with 256 miners: {thousand}");
-    let crowd = week(1000, 4000);
+    let crowd = series(&week(1000, 4000)).len();
     assert_eq!(crowd, MAX_MINERS * (3 + 4 + 6 + 3 + 1) + 5 + 1, "miners beyond the cap get no series");
+}
+
+#[test]
+fn a_1000_task_week_is_under_5000_series_on_the_operators_metrics() {
+    // Everything one scrape of the leader's /metrics holds after the week: the tournament's
+    // gauges, the histograms and counters created at 0, and the operator's own series once its
+    // five controllers have reconciled and the phases have been counted (no reconcile errors).
+    let metrics = week(1000, 256);
+    for controller in ["task", "submission", "evaluation", "leaderboard", "tasksource"] {
+        metrics.reconciles.with_label_values(&[controller]).inc();
+        metrics.durations.with_label_values(&[controller]).observe(0.01);
+    }
+    for phase in Phase::ALL {
+        metrics.tasks.with_label_values(&[phase.as_str()]).set(0);
+    }
+    for phase in crate::api::submission::SubmissionPhase::ALL {
+        metrics.submissions.with_label_values(&[phase.as_str()]).set(0);
+    }
+    metrics.leader.set(1);
+    let all = metrics.render().lines().filter(|l| !l.starts_with('#')).count();
+    let histograms = (7 + 5 * 2) * (12 + 3); // phases left and kind × result, 12 buckets + +Inf, sum, count
+    // Tasks finished by result, ConfigMap pushes by result, the chain sink's decisions by outcome.
+    let counters = 2 + 2 + crate::operator::chain_sink::OUTCOMES.len();
+    let health = 5 + 5 * (10 + 3) + 9 + 4 + 1; // reconciles and their durations, tasks, submissions, leader
+    assert_eq!(all, 4_358 + histograms + counters + health);
+    println!("series on /metrics after a 1,000-task week with 256 miners: {all} (histograms {histograms})");
 }
 
 #[test]

@@ -53,6 +53,7 @@ async fn two_releases_install_side_by_side() {
             "prometheusRule.enabled=true",
         ]);
         assert!(notes.contains(&format!("installed as {release}-gradients-operator in namespace {ns}")), "{notes}");
+        assert!(notes.contains(&format!("ConfigMap {release}-gradients-operator-dashboard holds")), "{notes}");
         installed.push((release, ns));
     }
     for (release, ns) in &installed {

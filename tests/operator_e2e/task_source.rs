@@ -85,7 +85,7 @@ fn in_flight(tasks: &BTreeMap<String, Task>) -> usize {
 
 /// Plays the kubelet for one pass: every running workload pod of the namespace ends as its
 /// role's container would (split sizes, a trained model, its seal, an evaluation result).
-async fn finish_running_pods(cluster: &Cluster, ns: &str) {
+pub async fn finish_running_pods(cluster: &Cluster, ns: &str) {
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
     for pod in pods.list(&ListParams::default()).await.unwrap().items {
         let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");

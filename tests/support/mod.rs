@@ -82,8 +82,16 @@ impl Cluster {
     /// `helm upgrade --install` of charts/gradients serving only `namespaces` (namespaced Roles
     /// there, the default mode); they must exist.
     pub fn helm_install_chart_for(&self, namespaces: &[&str]) {
+        self.helm_install_chart_for_with(namespaces, &[]);
+    }
+
+    /// As [`Cluster::helm_install_chart_for`], with more `--set`/`--set-json` arguments.
+    pub fn helm_install_chart_for_with(&self, namespaces: &[&str], values: &[&str]) {
         let list = serde_json::to_string(namespaces).unwrap();
-        self.helm_install(&["--set", "clusterWide=false", "--set-json", &format!("watchNamespaces={list}")]);
+        let watch = format!("watchNamespaces={list}");
+        let mut all = vec!["--set", "clusterWide=false", "--set-json", &watch];
+        all.extend(values);
+        self.helm_install(&all);
     }
 
     /// With no in-cluster replica (the test runs the operator itself) and values for the fake
@@ -170,6 +178,64 @@ impl Cluster {
     }
 }
 
+/// An Evaluation as the Task controller writes it, complete, finished at `finished_at`, with
+/// one evaluated submission per (miner, test and synthetic loss).
+pub async fn complete_evaluation(
+    cluster: &Cluster,
+    ns: &str,
+    name: &str,
+    finished_at: DateTime<Utc>,
+    losses: &[(&str, f64)],
+) {
+    use gradients::api::evaluation::{EvaluationPhase, EvaluationStatus, SubmissionResult};
+    use kube::api::{Patch, PatchParams};
+    let submitted = finished_at.to_rfc3339();
+    let submissions: String = losses
+        .iter()
+        .map(|(m, _)| {
+            format!("  - {{miner: {m}, submission: {name}-{m}-1, artifactUri: /a, submittedAt: \"{submitted}\"}}\n")
+        })
+        .collect();
+    cluster
+        .apply_yaml(&format!(
+            "apiVersion: gradients.io/v1alpha1
+kind: Evaluation
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  task: {name}
+  taskType: InstructText
+  origin: Organic
+  baseModelUri: /m
+  baseModelParamsB: 3
+  hours: 1
+  dataUri: /d
+  gpuClass: h100
+  submissions:
+{submissions}"
+        ))
+        .await;
+    let results = losses
+        .iter()
+        .map(|(miner, loss)| SubmissionResult {
+            miner: miner.to_string(),
+            state: ResultState::Evaluated,
+            test_loss: Some(*loss),
+            synth_loss: Some(*loss),
+            weights_sha256: Some(format!("{name}-{miner}")),
+            ..SubmissionResult::default()
+        })
+        .collect();
+    let status = EvaluationStatus {
+        phase: EvaluationPhase::Complete,
+        finished_at: Some(finished_at),
+        results,
+        ..EvaluationStatus::default()
+    };
+    let patch = serde_json::json!({"apiVersion": "gradients.io/v1alpha1", "kind": "Evaluation", "status": status});
+    let api: Api<Evaluation> = Api::namespaced(cluster.client.clone(), ns);
+    api.patch_status(name, &PatchParams::apply("e2e-test"), &Patch::Apply(&patch)).await.unwrap();
+}
+
 /// The operator binary as a child process, run as the chart's ServiceAccount.
 pub struct Operator {
     child: Option<Child>,
@@ -188,6 +254,12 @@ impl Operator {
 
     /// As [`Operator::start`], with `extra` appended to the configuration (e.g. a `lifecycle:`).
     pub fn start_with(cluster: &Cluster, name: &str, extra: &str) -> Operator {
+        Operator::start_as(cluster, name, &format!("e2e-{name}"), &[], extra)
+    }
+
+    /// As [`Operator::start`], as replica `identity` (a restarted pod keeps its name, a new
+    /// replica has its own) with `env` added (e.g. the lease's name and duration).
+    pub fn start_as(cluster: &Cluster, name: &str, identity: &str, env: &[(&str, &str)], extra: &str) -> Operator {
         let dir = tempfile::tempdir().unwrap();
         let config = cluster.kubectl(&[
             "get",
@@ -219,12 +291,13 @@ impl Operator {
             .arg("operator")
             .arg("--config")
             .arg(&config_path)
-            .args(["--http-address", &address, "--identity", &format!("e2e-{name}")])
+            .args(["--http-address", &address, "--identity", identity])
             .args(["--lease-namespace", RELEASE_NAMESPACE, "--as", SERVICE_ACCOUNT])
             .arg("--weights-file")
             .arg(&weights_file)
             .env("GRADIENTS_WATCH_NAMESPACES", namespaces.trim())
             .env("RUST_LOG", "info,kube=warn,gradients=debug")
+            .envs(env.iter().copied())
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file)
             .spawn()
@@ -237,9 +310,7 @@ impl Operator {
     pub async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if self.get("/ready").await.starts_with("ready")
-                && self.get("/metrics").await.contains("gradients_leader 1")
-            {
+            if self.get("/ready").await.starts_with("ready") && self.leads().await {
                 return;
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
@@ -267,6 +338,25 @@ impl Operator {
             Some((head, body)) if head.starts_with("HTTP/1.1 200") => body.to_string(),
             _ => String::new(),
         }
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would: no release of anything; waits for the exit.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether this replica holds the lease and runs the controllers (its /metrics says so).
+    /// (The sample's own line: the gauge's HELP text begins "1 while this replica ...".)
+    pub async fn leads(&self) -> bool {
+        self.get("/metrics").await.lines().any(|line| line == "gradients_leader 1")
     }
 
     /// SIGTERM, then wait for a graceful exit (it releases the Lease).

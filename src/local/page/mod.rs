@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::devices;
 use super::fsio;
 use super::report::{self, RunReport};
 use super::rundir::{ResultFile, RunDir};
@@ -45,7 +46,8 @@ pub fn read(run: &RunDir, data_dir: &Path, config: &TournamentConfig) -> io::Res
         None => {
             let spec: TaskSpec = fsio::read_json(&run.spec())?.ok_or_else(|| missing(&run.spec()))?;
             let weights = fsio::read_json(&run.weights())?;
-            report::build(&run.task_id(), &spec, &state, weights.as_ref(), &run.root, config)
+            let gpus = devices::collect(&run.work_root());
+            report::build(&run.task_id(), &spec, &state, weights.as_ref(), &run.root, config, gpus)
         }
     };
     let (mut train_logs, mut train_spans) = (BTreeMap::new(), BTreeMap::new());

@@ -79,6 +79,7 @@ fn contents() -> RunContents {
             Weight { miner: "alice".into(), weight: 1.0, weight_u16: 65535 },
             Weight { miner: "bob".into(), weight: 0.0, weight_u16: 0 },
         ],
+        gpus: vec![],
     };
     let train_logs = BTreeMap::from([
         // Out of order, with noise and other events between the progress lines.

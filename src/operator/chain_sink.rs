@@ -1,0 +1,518 @@
+//! The Leaderboard's chain sink (`spec.sinks.chain`): its weights to a Bittensor subnet as the
+//! validator's `set_mechanism_weights`, through the code `gradients weights push --endpoint`
+//! uses (`crate::chain`). Deciding is pure (`prepare`, `due`, `decide`, `record`); `push` is
+//! the I/O: the key Secret, the node, the submission.
+//!
+//! The chain is the only memory of when weights were last set: every decision to send reads
+//! `LastUpdate` and `WeightsSetRateLimit` first, so a restarted operator or a new leader
+//! inside the window sends nothing.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::context::Context;
+use super::error::Error;
+use crate::api::Leaderboard;
+use crate::api::conditions::Observed;
+use crate::api::leaderboard::{ChainMode, ChainPush, ChainSink, ChainSinkStatus, Standing, UnpaidMiner};
+use crate::chain::keyfile::{self, Hotkey};
+use crate::chain::node::{Node, NodeError, Receipt, Snapshot};
+use crate::chain::push::{self, ChainParams, Plan};
+use crate::chain::ss58;
+
+/// The condition this sink owns.
+pub const CONDITION: &str = "ChainSynced";
+/// Pushes kept in status.
+pub const HISTORY: usize = 5;
+/// Subtensor's target block time.
+pub const BLOCK_TIME: Duration = Duration::from_secs(12);
+/// After the pool refused a push (nothing included, nothing paid): try again this much later.
+pub const RETRY_REFUSED: Duration = Duration::from_secs(60);
+/// After an included call failed (fees paid, e.g. no validator permit): this much later.
+pub const RETRY_FAILED: Duration = Duration::from_secs(3600);
+/// A key Secret that is missing or malformed is read again this often (Secrets are not watched).
+pub const RETRY_KEY: Duration = Duration::from_secs(60);
+/// What the chain refuses for a reason the operator cannot fix (the validator not registered,
+/// commit-reveal on) is looked at again this often.
+pub const RETRY_BLOCKED: Duration = Duration::from_secs(300);
+/// Connecting and reading the subnet.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Submitting and waiting for finality (a few blocks on a live chain).
+const SUBMIT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The `outcome` label of `gradients_chain_push_total`: every decision taken while a push is
+/// due, bounded to these.
+pub const OUTCOMES: [&str; 8] = [
+    "success",
+    "dispatch_failed",
+    "pool_refused",
+    "node_error",
+    "rate_limited",
+    "key_unavailable",
+    "blocked",
+    "dry_run",
+];
+
+/// What the sink is asked to put on the chain, before the chain is read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    /// (miner, leaderboard weight) of the miners with a usable hotkey and of the rest (they
+    /// get no weight: `push::plan` leaves miners without a hotkey out).
+    pub standings: Vec<(String, f64)>,
+    /// Miner → SS58 hotkey, for usable hotkeys only.
+    pub hotkeys: BTreeMap<String, String>,
+    /// Miners without a usable hotkey.
+    pub unpaid: Vec<UnpaidMiner>,
+    /// Changes when anything the chain would get changes.
+    pub digest: String,
+}
+
+fn unpaid(miner: &str, hotkey: Option<&str>, reason: &str) -> UnpaidMiner {
+    UnpaidMiner { miner: miner.to_string(), hotkey: hotkey.map(str::to_string), reason: reason.to_string() }
+}
+
+/// From the standings and the Miners' `spec.hotkey` (miner name → hotkey, absent when the
+/// Miner has none or does not exist). A hotkey that is not SS58, or that two miners share,
+/// pays neither: it would split or steal a uid's weight.
+pub fn prepare(standings: &[Standing], hotkeys: &BTreeMap<String, Option<String>>, sink: &ChainSink) -> Desired {
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for standing in standings {
+        if let Some(Some(hotkey)) = hotkeys.get(&standing.miner) {
+            *count.entry(hotkey.as_str()).or_default() += 1;
+        }
+    }
+    let mut usable = BTreeMap::new();
+    let mut without = Vec::new();
+    for standing in standings {
+        let miner = standing.miner.as_str();
+        match hotkeys.get(miner).cloned().flatten() {
+            None => without.push(unpaid(miner, None, "NoHotkey")),
+            Some(hotkey) if ss58::check(&hotkey).is_err() => {
+                without.push(unpaid(miner, Some(&hotkey), "InvalidHotkey"))
+            }
+            Some(hotkey) if count.get(hotkey.as_str()).copied().unwrap_or(0) > 1 => {
+                without.push(unpaid(miner, Some(&hotkey), "SharedHotkey"))
+            }
+            Some(hotkey) => {
+                usable.insert(miner.to_string(), hotkey);
+            }
+        }
+    }
+    let target = json!({
+        "netuid": sink.netuid,
+        "mechanismId": sink.mechanism_id,
+        "versionKey": sink.version_key,
+        "mode": sink.mode.as_str(),
+        "miners": standings.iter().map(|s| json!([s.miner, s.weight_u16, usable.get(&s.miner)])).collect::<Vec<_>>(),
+    });
+    let digest = Sha256::digest(target.to_string().as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    Desired {
+        standings: standings.iter().map(|s| (s.miner.clone(), s.weight)).collect(),
+        hotkeys: usable,
+        unpaid: without,
+        digest,
+    }
+}
+
+/// Whether the chain must be asked at all.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Due {
+    /// The chain already has it.
+    UpToDate,
+    /// The last push of the same weights was refused or failed: not before `until`, `retry`
+    /// from now.
+    Hold {
+        until: DateTime<Utc>,
+        retry: Duration,
+        outcome: String,
+    },
+    /// Refused without reading the chain (the mode cannot be served).
+    Blocked {
+        reason: &'static str,
+        message: String,
+    },
+    Push,
+}
+
+/// Pure: is a push due at `now`?
+pub fn due(previous: &ChainSinkStatus, desired: &Desired, mode: ChainMode, now: DateTime<Utc>) -> Due {
+    if mode == ChainMode::CommitReveal {
+        return Due::Blocked { reason: "CommitRevealNotBuilt", message: COMMIT_REVEAL_NOT_BUILT.to_string() };
+    }
+    if previous.synced_digest.as_deref() == Some(desired.digest.as_str()) {
+        return Due::UpToDate;
+    }
+    if let Some(last) = previous.pushes.first().filter(|p| p.digest == desired.digest) {
+        let wait = if last.outcome.starts_with("Refused") {
+            Some(RETRY_REFUSED)
+        } else if last.outcome.starts_with("Failed") {
+            Some(RETRY_FAILED)
+        } else {
+            None
+        };
+        if let Some(wait) = wait {
+            let since = (now - last.at).to_std().unwrap_or_default();
+            if since < wait {
+                let until = last.at + chrono::Duration::from_std(wait).unwrap_or_default();
+                return Due::Hold { until, retry: wait - since, outcome: last.outcome.clone() };
+            }
+        }
+    }
+    Due::Push
+}
+
+const COMMIT_REVEAL_NOT_BUILT: &str = "the timelocked commit (commit_timelocked_mechanism_weights: drand tlock over \
+     BLS12-381, AES-GCM) is not built in this operator: nothing is sent in mode commit-reveal";
+
+const DRY_RUN: &str = "dry run: the call is in status.chain.pushes, nothing was sent";
+
+/// What to do once the chain is read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    Send(Box<Plan>),
+    DryRun(Box<Plan>),
+    /// Inside the rate-limit window: the chain accepts from block `from` (`blocks` after the next).
+    Wait {
+        from: u64,
+        blocks: u64,
+    },
+    Blocked {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+/// Pure: from the chain's state to the step, and every miner the chain pays nothing.
+pub fn decide(sink: &ChainSink, desired: &Desired, chain: &Snapshot, validator: &str) -> (Step, Vec<UnpaidMiner>) {
+    let mut without = desired.unpaid.clone();
+    let commit_reveal = chain.params.commit_reveal_weights_enabled == Some(true);
+    let params = ChainParams {
+        weights_version_key: sink.version_key.or(chain.params.weights_version_key),
+        // Commit-reveal is decided here, by mode: the plan is the same vector either way.
+        commit_reveal_weights_enabled: Some(false),
+        ..chain.params
+    };
+    let plan =
+        match push::plan(&desired.standings, &desired.hotkeys, &chain.uids, sink.netuid, sink.mechanism_id, params) {
+            Ok(plan) => plan,
+            Err(e) => return (Step::Blocked { reason: "InvalidPlan", message: e.to_string() }, without),
+        };
+    for miner in &plan.unregistered {
+        without.push(unpaid(miner, desired.hotkeys.get(miner).map(String::as_str), "NotRegistered"));
+    }
+    without.sort();
+    let step = if sink.mode == ChainMode::DryRun {
+        Step::DryRun(Box::new(plan))
+    } else if chain.validator_uid.is_none() {
+        let message = format!("the validator's hotkey {validator} is not registered on netuid {}", sink.netuid);
+        Step::Blocked { reason: "ValidatorNotRegistered", message }
+    } else if commit_reveal {
+        let message = format!(
+            "CommitRevealWeightsEnabled is true on netuid {}: the chain refuses a plain set there, and {COMMIT_REVEAL_NOT_BUILT}",
+            sink.netuid
+        );
+        Step::Blocked { reason: "CommitRevealNotBuilt", message }
+    } else {
+        match push::blocks_until_allowed(chain.last_update, chain.weights_set_rate_limit, chain.block) {
+            0 => Step::Send(Box::new(plan)),
+            blocks => Step::Wait { from: chain.last_update + chain.weights_set_rate_limit, blocks },
+        }
+    };
+    (step, without)
+}
+
+/// When to look again while waiting `blocks` after the next block.
+pub fn wait_time(blocks: u64) -> Duration {
+    BLOCK_TIME * u32::try_from(blocks.saturating_add(1)).unwrap_or(u32::MAX)
+}
+
+/// A push as status records it.
+pub fn push_record(
+    plan: &Plan,
+    digest: &str,
+    at: DateTime<Utc>,
+    outcome: String,
+    message: Option<String>,
+) -> ChainPush {
+    let args = &plan.call.args;
+    ChainPush {
+        at,
+        digest: digest.to_string(),
+        outcome,
+        message,
+        extrinsic_hash: None,
+        block: None,
+        block_hash: None,
+        netuid: args.netuid,
+        mechanism_id: args.mecid,
+        version_key: args.version_key,
+        dests: args.dests.clone(),
+        weights: args.weights.clone(),
+    }
+}
+
+/// Pure: `previous` with `push` added (newest first, at most [`HISTORY`]), and the digest the
+/// chain now holds when it was accepted (or, in dry-run mode, computed).
+pub fn record(previous: &ChainSinkStatus, push: ChainPush) -> ChainSinkStatus {
+    let mut status = previous.clone();
+    if push.outcome == "ExtrinsicSuccess" || push.outcome == "DryRun" {
+        status.synced_digest = Some(push.digest.clone());
+    }
+    status.pushes.insert(0, push);
+    status.pushes.truncate(HISTORY);
+    status
+}
+
+/// What one reconcile of the sink yields for the Leaderboard controller.
+#[derive(Debug)]
+pub struct Outcome {
+    pub status: ChainSinkStatus,
+    pub condition: Observed,
+    /// Look again within this (the controller requeues at the earliest of its sinks).
+    pub requeue: Option<Duration>,
+    /// A transient error (the node unreachable, an answer lost): retried with the controller's
+    /// backoff once the status is written.
+    pub error: Option<Error>,
+    /// (warning, reason, note) for an Event, when something happened worth one.
+    pub event: Option<(bool, &'static str, String)>,
+    /// The label of `gradients_chain_push_total`, when a push was due.
+    pub metric: Option<&'static str>,
+}
+
+impl Outcome {
+    fn new(status: ChainSinkStatus, condition: Observed) -> Outcome {
+        Outcome { status, condition, requeue: None, error: None, event: None, metric: None }
+    }
+}
+
+fn synced(status: bool, reason: &'static str, message: impl Into<String>) -> Observed {
+    Observed::new(CONDITION, Some(status), reason, message)
+}
+
+/// Reads the sink's key Secret: `Secret NS/NAME key KEY` names it in every error (never its bytes).
+async fn hotkey(ctx: &Context, namespace: &str, sink: &ChainSink) -> Result<Hotkey, String> {
+    let reference = &sink.hotkey_secret_ref;
+    let named = format!("Secret {namespace}/{} key {:?}", reference.name, reference.key);
+    let secret = match Api::<Secret>::namespaced(ctx.client.clone(), namespace).get_opt(&reference.name).await {
+        Ok(Some(secret)) => secret,
+        Ok(None) => return Err(format!("{named}: the Secret does not exist")),
+        Err(kube::Error::Api(status)) if status.code == 403 => {
+            return Err(format!(
+                "{named}: the operator may not read it (list it in the chart's chainSink.hotkeySecrets): {}",
+                status.message
+            ));
+        }
+        Err(e) => return Err(format!("{named}: cannot read it: {e}")),
+    };
+    let bytes =
+        secret.data.as_ref().and_then(|d| d.get(&reference.key)).map(|b| b.0.clone()).or_else(|| {
+            secret.string_data.as_ref().and_then(|d| d.get(&reference.key)).map(|s| s.clone().into_bytes())
+        });
+    let Some(bytes) = bytes else {
+        return Err(format!("{named}: the Secret has no such key"));
+    };
+    keyfile::parse(&named, &bytes).map_err(|e| e.to_string())
+}
+
+/// One reconcile of the chain sink for `board`, whose standings are `standings`.
+pub async fn push(
+    ctx: &Context,
+    board: &Leaderboard,
+    sink: &ChainSink,
+    standings: &[Standing],
+    previous: &ChainSinkStatus,
+    now: DateTime<Utc>,
+) -> Outcome {
+    let namespace = board.namespace().unwrap_or_default();
+    if standings.is_empty() {
+        return Outcome::new(
+            previous.clone(),
+            Observed::new(CONDITION, None, "NoWeights", "no miner has a standing yet"),
+        );
+    }
+    let hotkeys = match miner_hotkeys(ctx, &namespace).await {
+        Ok(hotkeys) => hotkeys,
+        Err(e) => {
+            let mut outcome = Outcome::new(previous.clone(), synced(false, "KubernetesError", e.to_string()));
+            outcome.error = Some(e);
+            return outcome;
+        }
+    };
+    let desired = prepare(standings, &hotkeys, sink);
+    match due(previous, &desired, sink.mode, now) {
+        Due::UpToDate => {
+            let (reason, message) = match sink.mode {
+                ChainMode::DryRun => ("DryRun", DRY_RUN.to_string()),
+                _ => ("Pushed", pushed_message(previous)),
+            };
+            return Outcome::new(previous.clone(), synced(sink.mode != ChainMode::DryRun, reason, message));
+        }
+        Due::Hold { until, retry, outcome } => {
+            // No clock in the message: a status that changes by itself would wake the controller.
+            let message = format!("the last push of these weights: {outcome}; trying again at {}", until.to_rfc3339());
+            let mut held = Outcome::new(previous.clone(), synced(false, "RetryLater", message));
+            held.requeue = Some(retry);
+            return held;
+        }
+        Due::Blocked { reason, message } => {
+            let mut blocked = Outcome::new(previous.clone(), synced(false, reason, message.clone()));
+            blocked.requeue = Some(RETRY_BLOCKED);
+            blocked.metric = Some("blocked");
+            blocked.event = Some((true, reason, message));
+            return blocked;
+        }
+        Due::Push => {}
+    }
+    // The key before the chain: a missing or malformed Secret sends nothing and reads nothing.
+    let key = match hotkey(ctx, &namespace, sink).await {
+        Ok(key) => key,
+        Err(message) => {
+            let mut outcome = Outcome::new(previous.clone(), synced(false, "KeyUnavailable", message.clone()));
+            outcome.requeue = Some(RETRY_KEY);
+            outcome.metric = Some("key_unavailable");
+            outcome.event = Some((true, "ChainKeyUnavailable", message));
+            return outcome;
+        }
+    };
+    let mut status = ChainSinkStatus { validator: Some(key.ss58.clone()), ..previous.clone() };
+    let node_error = |status: ChainSinkStatus, e: NodeError| {
+        let message = format!("{}: {e}; nothing sent, retrying", sink.endpoint);
+        let mut outcome = Outcome::new(status, synced(false, "NodeError", message.clone()));
+        outcome.metric = Some("node_error");
+        outcome.error = Some(Error::Sink { sink: "chain".into(), message });
+        outcome
+    };
+    let read = async {
+        let node = Node::connect(&sink.endpoint).await?;
+        let miners: Vec<String> = desired.hotkeys.values().cloned().collect();
+        let snapshot = node.snapshot(sink.netuid, sink.mechanism_id, &key.ss58, &miners).await?;
+        Ok::<_, NodeError>((node, snapshot))
+    };
+    let (node, snapshot) = match tokio::time::timeout(READ_TIMEOUT, read).await {
+        Ok(Ok(read)) => read,
+        Ok(Err(e)) => return node_error(status, e),
+        Err(_) => return node_error(status, timed_out(&sink.endpoint, READ_TIMEOUT)),
+    };
+    let (step, without) = decide(sink, &desired, &snapshot, &key.ss58);
+    status.unpaid = without;
+    let plan = match step {
+        Step::Blocked { reason, message } => {
+            let mut outcome = Outcome::new(status, synced(false, reason, message.clone()));
+            outcome.requeue = Some(RETRY_BLOCKED);
+            outcome.metric = Some("blocked");
+            outcome.event = Some((true, reason, message));
+            return outcome;
+        }
+        Step::Wait { from, blocks, .. } => {
+            // Not the head block: the message must not change while the chain advances.
+            let message = format!(
+                "weights were last set at block {}, the rate limit is {} blocks: nothing sent before block {from}",
+                snapshot.last_update, snapshot.weights_set_rate_limit
+            );
+            let mut outcome = Outcome::new(status, synced(false, "RateLimited", message));
+            outcome.requeue = Some(wait_time(blocks));
+            outcome.metric = Some("rate_limited");
+            return outcome;
+        }
+        Step::DryRun(plan) => {
+            let entry = push_record(&plan, &desired.digest, now, "DryRun".into(), None);
+            let mut outcome = Outcome::new(record(&status, entry), synced(false, "DryRun", DRY_RUN));
+            outcome.metric = Some("dry_run");
+            outcome.event = Some((false, "ChainDryRun", summary(&plan, "computed, not sent")));
+            return outcome;
+        }
+        Step::Send(plan) => plan,
+    };
+    let sent = tokio::time::timeout(SUBMIT_TIMEOUT, node.set_mechanism_weights(&key, &plan.call.args)).await;
+    let result = match sent {
+        Ok(result) => result,
+        Err(_) => Err(timed_out(&sink.endpoint, SUBMIT_TIMEOUT)),
+    };
+    match result {
+        Ok(receipt) => success(status, &plan, &desired.digest, receipt, now),
+        Err(NodeError::Refused { name, detail, .. }) => {
+            let entry = push_record(&plan, &desired.digest, now, format!("Refused: {name}"), Some(detail.clone()));
+            let message = format!("the node refused the extrinsic: {name} ({detail}); trying again later");
+            let mut outcome = Outcome::new(record(&status, entry), synced(false, "Refused", message.clone()));
+            outcome.requeue = Some(RETRY_REFUSED);
+            outcome.metric = Some("pool_refused");
+            outcome.event = Some((true, "ChainPushRefused", message));
+            outcome
+        }
+        Err(NodeError::Failed { block, error }) => {
+            let message = format!("the extrinsic was included in block {block} but failed: {error}");
+            let mut entry = push_record(&plan, &desired.digest, now, format!("Failed: {error}"), None);
+            entry.block = Some(block);
+            let mut outcome = Outcome::new(record(&status, entry), synced(false, "DispatchFailed", message.clone()));
+            outcome.requeue = Some(RETRY_FAILED);
+            outcome.metric = Some("dispatch_failed");
+            outcome.event = Some((true, "ChainPushFailed", message));
+            outcome
+        }
+        Err(e) => node_error(status, e),
+    }
+}
+
+fn timed_out(endpoint: &str, limit: Duration) -> NodeError {
+    NodeError::Connect { endpoint: endpoint.to_string(), message: format!("no answer within {}s", limit.as_secs()) }
+}
+
+fn summary(plan: &Plan, what: &str) -> String {
+    let args = &plan.call.args;
+    format!(
+        "set_mechanism_weights netuid {} mechanism {} version key {}: {} uids {what}",
+        args.netuid,
+        args.mecid,
+        args.version_key,
+        args.dests.len()
+    )
+}
+
+fn success(status: ChainSinkStatus, plan: &Plan, digest: &str, receipt: Receipt, now: DateTime<Utc>) -> Outcome {
+    let mut entry = push_record(plan, digest, now, "ExtrinsicSuccess".into(), None);
+    entry.extrinsic_hash = Some(receipt.extrinsic_hash.clone());
+    entry.block = Some(receipt.block);
+    entry.block_hash = Some(receipt.block_hash.clone());
+    let note = format!("{} in block {} ({})", summary(plan, "set"), receipt.block, receipt.extrinsic_hash);
+    let status = record(&status, entry);
+    let message = pushed_message(&status);
+    let mut outcome = Outcome::new(status, synced(true, "Pushed", message));
+    outcome.metric = Some("success");
+    outcome.event = Some((false, "ChainWeightsSet", note));
+    outcome
+}
+
+/// Miner name → its `spec.hotkey` (None without one), for the namespace's Miners.
+async fn miner_hotkeys(ctx: &Context, namespace: &str) -> Result<BTreeMap<String, Option<String>>, Error> {
+    use kube::core::DeserializeGuard;
+    let api = Api::<DeserializeGuard<crate::api::Miner>>::namespaced(ctx.client.clone(), namespace);
+    let miners = super::context::list_all(&api, &kube::api::ListParams::default()).await?;
+    Ok(miners.into_iter().filter_map(|m| m.0.ok()).map(|m| (m.name_any(), m.spec.hotkey.clone())).collect())
+}
+
+/// The condition's message once the chain holds the weights: the same on every reconcile.
+fn pushed_message(status: &ChainSinkStatus) -> String {
+    match status
+        .pushes
+        .iter()
+        .find(|p| p.outcome == "ExtrinsicSuccess" && Some(&p.digest) == status.synced_digest.as_ref())
+    {
+        Some(p) => format!("the chain holds the current weights: ExtrinsicSuccess in block {}", p.block.unwrap_or(0)),
+        None => "the chain holds the current weights".to_string(),
+    }
+}
+
+/// The timestamp of the newest accepted push (for the last-push gauge).
+pub fn last_success(status: &ChainSinkStatus) -> Option<DateTime<Utc>> {
+    status.pushes.iter().find(|p| p.outcome == "ExtrinsicSuccess").map(|p| p.at)
+}
+
+#[cfg(test)]
+#[path = "chain_sink_tests.rs"]
+mod tests;

@@ -1,0 +1,194 @@
+//! The scale benchmark (issue 13), run by `e2e/bench-scale TASKS MINERS`: TASKS Tasks of
+//! MINERS miners applied at once to the KWOK fake GPU nodes, the kubelet played for every pod,
+//! and the figures printed: time from apply to every trainer pod bound and to every Task
+//! Succeeded, the operator's peak RSS and CPU time, the API requests per Task by verb and
+//! resource (the API server's own `apiserver_request_total`, every client: the operator, the
+//! Job controller, the scheduler, KWOK and this test), and the reconcile latency p50/p99 from
+//! the operator's histogram. In CI it runs tiny (2 Tasks of 2 miners) so that it keeps working;
+//! its figures are measured, never asserted.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use gradients::api::task::TaskPhase;
+use gradients::workloads::labels;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use kube::{Api, ResourceExt};
+
+use crate::support::*;
+use crate::task_source::finish_running_pods;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// `apiserver_request_total` summed by (verb, resource/subresource) for the operator's kinds.
+fn api_requests(cluster: &Cluster) -> BTreeMap<String, f64> {
+    let metrics = cluster.kubectl(&["get", "--raw", "/metrics"]);
+    let mut counts = BTreeMap::new();
+    for line in metrics.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+        let Some((labels, value)) = line.rsplit_once(' ') else { continue };
+        let label = |name: &str| {
+            labels.split(&format!("{name}=\"")).nth(1).and_then(|rest| rest.split('"').next()).unwrap_or_default()
+        };
+        let resource = label("resource");
+        let kinds = ["tasks", "minersubmissions", "evaluations", "leaderboards", "miners", "jobs", "pods", "leases"];
+        if !kinds.contains(&resource) {
+            continue;
+        }
+        let subresource = label("subresource");
+        let key = match subresource {
+            "" => format!("{} {resource}", label("verb")),
+            sub => format!("{} {resource}/{sub}", label("verb")),
+        };
+        *counts.entry(key).or_default() += value.parse::<f64>().unwrap_or(0.0);
+    }
+    counts
+}
+
+/// The `q` quantile of a Prometheus histogram's cumulative buckets, interpolated linearly
+/// within the bucket as `histogram_quantile` does.
+fn quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
+    let Some(&(_, total)) = buckets.last() else { return f64::NAN };
+    let rank = q * total;
+    let mut previous = (0.0, 0.0);
+    for &(le, count) in buckets {
+        if count >= rank {
+            if le.is_infinite() {
+                return previous.0;
+            }
+            let within = if count > previous.1 { (rank - previous.1) / (count - previous.1) } else { 0.0 };
+            return previous.0 + (le - previous.0) * within;
+        }
+        previous = (le, count);
+    }
+    previous.0
+}
+
+/// The task controller's reconcile-duration buckets from the operator's /metrics.
+fn reconcile_buckets(metrics: &str) -> Vec<(f64, f64)> {
+    let prefix = "gradients_reconcile_duration_seconds_bucket{controller=\"task\",le=\"";
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix(prefix))
+        .filter_map(|rest| {
+            let (le, value) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Peak resident set (kB) and CPU seconds of a process, from /proc.
+fn process_figures(pid: u32) -> (u64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let peak = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (peak, ticks as f64 / 100.0)
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e cluster: e2e/bench-scale, or e2e/test -- cargo test --test operator_e2e -- --ignored"]
+async fn bench_scale() {
+    let count = env_or("GRADIENTS_BENCH_TASKS", 2);
+    let miners = env_or("GRADIENTS_BENCH_MINERS", 2);
+    let cluster = Cluster::connect().await;
+    let ns = cluster.fresh_namespace("e2e-bench").await;
+    cluster.helm_install_chart_for(&[&ns]);
+    let pool: String = (0..miners)
+        .map(|m| {
+            format!(
+                "apiVersion: gradients.io/v1alpha1\nkind: Miner\nmetadata: {{name: m{m}, namespace: {ns}, labels: {{pool: bench}}}}\nspec: {{strategy: lora-fast}}\n---\n"
+            )
+        })
+        .collect();
+    cluster.apply_yaml(&pool).await;
+    cluster
+        .apply_yaml(&format!(
+            "apiVersion: gradients.io/v1alpha1\nkind: Leaderboard\nmetadata: {{name: main, namespace: {ns}}}\nspec: {{}}\n"
+        ))
+        .await;
+    let mut operator = Operator::start(&cluster, "bench");
+    operator.wait_ready().await;
+    let before = api_requests(&cluster);
+
+    // Small models (1 GPU per trainer), so that the fake nodes' GPUs bound how many run at once.
+    let timing = format!(
+        "hours: 1\n  minersPerTask: {miners}\n  minerSelector: {{pool: bench}}\n  baseline: false\n  evaluateBase: false"
+    );
+    let tasks: String = (0..count)
+        .map(|i| format!("{}---\n", crate::task_yaml(&ns, &format!("b{i}"), &timing)))
+        .collect::<String>()
+        .replace("qwen2.5-3b, paramsB: 3", "qwen2.5-0.5b, paramsB: 0.5");
+    let applied = Instant::now();
+    cluster.apply_yaml(&tasks).await;
+
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
+    let trainers = ListParams::default().labels(&format!("{}={}", labels::ROLE, labels::ROLE_TRAINER));
+    let task_api: Api<gradients::api::Task> = Api::namespaced(cluster.client.clone(), &ns);
+    let (mut bound_at, mut succeeded_at) = (None, None);
+    let limit = Duration::from_secs(120 + 2 * count * miners);
+    while succeeded_at.is_none() {
+        assert!(applied.elapsed() < limit, "the benchmark did not finish within {limit:?}");
+        finish_running_pods(&cluster, &ns).await;
+        if bound_at.is_none() {
+            let listed = pods.list(&trainers).await.unwrap().items;
+            if listed.len() as u64 == count * miners
+                && listed.iter().all(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some())
+            {
+                bound_at = Some(applied.elapsed());
+            }
+        }
+        let all = task_api.list(&ListParams::default()).await.unwrap().items;
+        let failed: Vec<String> = all.iter().filter(|t| t.phase() == TaskPhase::Failed).map(|t| t.name_any()).collect();
+        assert!(failed.is_empty(), "Tasks failed: {failed:?}");
+        if all.len() as u64 == count && all.iter().all(|t| t.phase() == TaskPhase::Succeeded) {
+            succeeded_at = Some(applied.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let after = api_requests(&cluster);
+    let metrics = operator.get("/metrics").await;
+    let buckets = reconcile_buckets(&metrics);
+    let (peak_kb, cpu) = operator.pid().map(process_figures).unwrap_or_default();
+
+    println!("bench-scale: {count} Tasks x {miners} miners ({} trainer pods)", count * miners);
+    println!("  all trainer pods bound after {:?}", bound_at.unwrap_or_default());
+    println!("  all Tasks Succeeded after  {:?}", succeeded_at.unwrap());
+    println!("  operator peak RSS {} MB, CPU {cpu:.1} s", peak_kb / 1024);
+    println!(
+        "  task reconciles {}: p50 {:.1} ms, p99 {:.1} ms",
+        buckets.last().map(|b| b.1).unwrap_or(0.0),
+        quantile(&buckets, 0.5) * 1000.0,
+        quantile(&buckets, 0.99) * 1000.0
+    );
+    let per_task: Vec<String> = after
+        .iter()
+        .map(|(key, value)| (key, (value - before.get(key).copied().unwrap_or(0.0)) / count as f64))
+        .filter(|(_, per)| *per > 0.0)
+        .map(|(key, per)| format!("{key} {per:.1}"))
+        .collect();
+    let total: f64 =
+        after.iter().map(|(key, value)| value - before.get(key).copied().unwrap_or(0.0)).sum::<f64>() / count as f64;
+    println!("  API requests per Task (all clients) {total:.0}: {}", per_task.join(", "));
+    operator.stop().await;
+    cluster.delete_namespace(&ns).await;
+}
+
+#[test]
+fn quantiles_interpolate_within_buckets_as_prometheus_does() {
+    let buckets = [(0.01, 50.0), (0.1, 90.0), (1.0, 100.0), (f64::INFINITY, 100.0)];
+    assert!((quantile(&buckets, 0.5) - 0.01).abs() < 1e-9);
+    assert!((quantile(&buckets, 0.7) - 0.055).abs() < 1e-9);
+    assert!((quantile(&buckets, 0.99) - 0.91).abs() < 1e-9);
+}

@@ -1,0 +1,174 @@
+//! The Leaderboard's chain sink against the chain double (`src/bin/chain-double`, a stand-in
+//! subtensor node, run as a real process): the operator runs as the chart's ServiceAccount, so
+//! the chart's Secret RBAC is what is tested. A change of weights is exactly one accepted
+//! extrinsic; a restarted operator inside the rate-limit window sends nothing; a missing,
+//! malformed or forbidden key Secret is a condition naming it and sends nothing; a deregistered
+//! miner is reported and its old uid gets no weight.
+
+use std::time::Duration;
+
+use gradients::api::Leaderboard;
+use gradients::chain::ss58;
+use kube::Api;
+use serde_json::json;
+
+use crate::common::double::{Double, address, state, validator};
+use crate::support::*;
+
+/// Miner → (hotkey, uid in the double's subnet), as `examples/weights/uids.json` registers them.
+const MINERS: [(&str, &str); 4] = [
+    ("alice", "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"), // uid 2
+    ("bob", "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty"),   // uid 1
+    ("dave", "5DAAnrj7VHTznn2AWBemMuyBwZWs6FNFjdyVXUeYum3PTXFy"),  // uid 3
+    ("carol", "5FLSigC9HGRKVhB9FiEo4Y3koPsNmBmLJbpXg2mp1hXcS59Y"), // uid 4, deregistered below
+];
+
+fn leaderboard(ns: &str, name: &str, url: &str, secret: &str) -> String {
+    format!(
+        "apiVersion: gradients.io/v1alpha1
+kind: Leaderboard
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  weightsConfigMap: gradients-weights
+  sinks:
+    chain: {{endpoint: \"{url}\", netuid: 56, hotkeySecretRef: {{name: {secret}}}}}
+"
+    )
+}
+
+/// A complete Evaluation finished a minute ago with these losses.
+async fn evaluation(cluster: &Cluster, ns: &str, name: &str, losses: &[(&str, f64)]) {
+    complete_evaluation(cluster, ns, name, chrono::Utc::now() - chrono::Duration::minutes(1), losses).await;
+}
+
+fn chain_condition(board: &Leaderboard) -> Option<(String, String)> {
+    let status = board.status.as_ref()?;
+    let c = status.conditions.iter().find(|c| c.type_ == "ChainSynced")?;
+    Some((c.reason.clone(), c.message.clone()))
+}
+
+async fn wait_for_reason(boards: &Api<Leaderboard>, name: &str, reason: &str) -> Leaderboard {
+    wait_until(&format!("Leaderboard {name}'s ChainSynced reason {reason}"), Duration::from_secs(60), || async {
+        boards.get(name).await.ok().and_then(|b| chain_condition(&b)).is_some_and(|(r, _)| r == reason)
+    })
+    .await;
+    boards.get(name).await.unwrap()
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e cluster: e2e/test -- cargo test --test operator_e2e -- --ignored"]
+async fn the_chain_sink_pushes_once_per_change_and_never_inside_the_window() {
+    // carol's uid 4 now belongs to another hotkey: she is deregistered.
+    let mut chain = state(1000, 0);
+    chain["subnets"][0]["hotkeys"][4] = json!(ss58::encode(&[44; 32]));
+    let double = Double::start(&chain);
+
+    let cluster = Cluster::connect().await;
+    let ns = cluster.fresh_namespace("e2e-chain").await;
+    // One Leaderboard per namespace (each writes the namespace's weights ConfigMap): the key
+    // Secrets that give no key get their own.
+    let mut keyless = Vec::new();
+    for prefix in ["e2e-chain-nokey", "e2e-chain-badkey", "e2e-chain-forbidden"] {
+        keyless.push(cluster.fresh_namespace(prefix).await);
+    }
+    let mut served: Vec<&str> = vec![&ns];
+    served.extend(keyless.iter().map(String::as_str));
+    // The operator may read the named Secrets only; "elsewhere" is not among them.
+    cluster.helm_install_chart_for_with(
+        &served,
+        &["--set-json", r#"chainSink.hotkeySecrets=["validator","broken","missing"]"#],
+    );
+    let keyfile = json!({"secretSeed": format!("0x{}", "09".repeat(32)), "ss58Address": address(&validator())});
+    let secret = |ns: &str, name: &str, body: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {ns}}}\nstringData:\n  hotkey: '{body}'\n"
+        )
+    };
+    cluster.apply_yaml(&secret(&ns, "validator", &keyfile.to_string())).await;
+    cluster.apply_yaml(&secret(&keyless[1], "broken", r#"{"secretSeed": "#)).await;
+    cluster.apply_yaml(&secret(&keyless[2], "elsewhere", &keyfile.to_string())).await;
+    for (namespace, count) in [(&ns, MINERS.len())].into_iter().chain(keyless.iter().map(|k| (k, 1))) {
+        for (miner, hotkey) in &MINERS[..count] {
+            cluster
+                .apply_yaml(&format!(
+                    "apiVersion: gradients.io/v1alpha1\nkind: Miner\nmetadata: {{name: {miner}, namespace: {namespace}}}\nspec: {{strategy: lora-fast, hotkey: {hotkey}}}\n"
+                ))
+                .await;
+        }
+    }
+    cluster.apply_yaml(&leaderboard(&ns, "main", &double.url, "validator")).await;
+    for (namespace, secret) in keyless.iter().zip(["missing", "broken", "elsewhere"]) {
+        cluster.apply_yaml(&leaderboard(namespace, "main", &double.url, secret)).await;
+        evaluation(&cluster, namespace, "first", &[("alice", 0.9)]).await;
+    }
+    // carol wins one task and alice the other: half the weight each, bob and dave none.
+    evaluation(&cluster, &ns, "first", &[("alice", 0.9), ("bob", 1.1), ("dave", 1.3), ("carol", 0.8)]).await;
+    evaluation(&cluster, &ns, "second", &[("alice", 0.7), ("bob", 1.1), ("dave", 1.3), ("carol", 0.9)]).await;
+
+    let mut operator = Operator::start(&cluster, "chain-first");
+    operator.wait_ready().await;
+    let boards: Api<Leaderboard> = Api::namespaced(cluster.client.clone(), &ns);
+    let main = wait_for_reason(&boards, "main", "Pushed").await;
+    let status = main.status.clone().unwrap().chain.unwrap();
+    assert_eq!(status.validator.as_deref(), Some(address(&validator()).as_str()));
+    let push = &status.pushes[0];
+    assert_eq!(push.outcome, "ExtrinsicSuccess");
+    assert_eq!(push.block, Some(1001));
+    // Exactly one extrinsic reached the chain, and it is the one the status records.
+    let accepted = double.accepted();
+    assert_eq!(accepted.len(), 1, "{accepted:?}");
+    assert_eq!(accepted[0]["outcome"], "ExtrinsicSuccess");
+    assert_eq!(accepted[0]["signer"], address(&validator()));
+    assert_eq!(accepted[0]["extrinsic_hash"].as_str(), push.extrinsic_hash.as_deref());
+    assert_eq!(accepted[0]["call"]["dests"], json!(push.dests));
+    assert_eq!(accepted[0]["call"]["weights"], json!(push.weights));
+    assert_eq!(accepted[0]["call"]["version_key"], 10005000, "the chain's WeightsVersionKey");
+    // carol is deregistered: reported, and her old uid 4 (another hotkey's now) gets nothing;
+    // alice's half is all the chain sees.
+    assert_eq!((push.dests.clone(), push.weights.clone()), (vec![2], vec![65535]));
+    let unpaid: Vec<(&str, &str)> = status.unpaid.iter().map(|u| (u.miner.as_str(), u.reason.as_str())).collect();
+    assert_eq!(unpaid, [("carol", "NotRegistered")]);
+    let events = cluster.kubectl(&["get", "events", "-n", &ns, "--field-selector", "involvedObject.name=main"]);
+    assert!(events.contains("ChainWeightsSet"), "{events}");
+
+    // The key Secrets that give no key: a condition naming Secret and key, nothing sent.
+    for (namespace, expected) in keyless.iter().zip([
+        format!("Secret {}/missing key \"hotkey\": the Secret does not exist", keyless[0]),
+        format!("Secret {}/broken key \"hotkey\"", keyless[1]),
+        format!("Secret {}/elsewhere key \"hotkey\": the operator may not read it", keyless[2]),
+    ]) {
+        let boards: Api<Leaderboard> = Api::namespaced(cluster.client.clone(), namespace);
+        let board = wait_for_reason(&boards, "main", "KeyUnavailable").await;
+        let (_, message) = chain_condition(&board).unwrap();
+        assert!(message.contains(&expected), "{message}");
+        assert!(board.status.unwrap().chain.unwrap_or_default().pushes.is_empty());
+    }
+    assert_eq!(double.log().len(), 1, "only the main Leaderboard's push reached the chain");
+    let metrics = operator.get("/metrics").await;
+    for line in [
+        r#"gradients_chain_push_total{outcome="success"} 1"#.to_string(),
+        format!(r#"gradients_chain_last_push_timestamp_seconds{{leaderboard="main",namespace="{ns}"}} "#),
+    ] {
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
+    assert!(!metrics.contains(r#"gradients_chain_push_total{outcome="key_unavailable"} 0"#), "{metrics}");
+
+    // New weights while the operator is down; the restarted one is inside the window (LastUpdate
+    // 1001, limit 100, head 1001): it says so and sends nothing.
+    operator.stop().await;
+    evaluation(&cluster, &ns, "third", &[("alice", 1.5), ("bob", 0.6), ("dave", 0.9), ("carol", 0.8)]).await;
+    let mut operator = Operator::start(&cluster, "chain-second");
+    operator.wait_ready().await;
+    let main = wait_for_reason(&boards, "main", "RateLimited").await;
+    let (_, message) = chain_condition(&main).unwrap();
+    assert!(message.contains("nothing sent before block 1101"), "{message}");
+    assert_eq!(main.status.unwrap().chain.unwrap().pushes.len(), 1, "no new push recorded");
+    assert_eq!(double.log().len(), 1, "nothing more reached the chain");
+    let table = cluster.kubectl(&["get", "leaderboards", "-A"]);
+    assert!(table.contains("RateLimited") && table.contains("KeyUnavailable"), "{table}");
+    println!("{table}");
+    operator.stop().await;
+    for namespace in served {
+        cluster.delete_namespace(namespace).await;
+    }
+}
