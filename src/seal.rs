@@ -163,7 +163,11 @@ pub fn seal(input: &Path, output: &Path, limits: &Limits) -> Result<Manifest, Se
     let staging = output.join(format!(".{MODEL_DIR}.partial"));
     remove(&staging)?;
     let mut copier = Copier { limits, files: Vec::new(), total: 0 };
-    copier.copy_dir(&model, Some(&staging), "", 0)?;
+    if let Err(e) = copier.copy_dir(&model, Some(&staging), "", 0) {
+        // A refused or failed copy leaves nothing behind in the sealed area.
+        let _ = fs::remove_dir_all(&staging);
+        return Err(e);
+    }
     if copier.files.is_empty() {
         remove(&staging)?;
         return Err(SealError::Refused(format!("{MODEL_DIR}/ holds no files")));
@@ -246,6 +250,22 @@ impl Copier<'_> {
         Ok(())
     }
 
+    fn check_size(&self, path: &str, size: u64, total: u64) -> Result<(), SealError> {
+        if size > self.limits.max_file_bytes {
+            return Err(SealError::Refused(format!(
+                "{MODEL_DIR}/{path} is larger than the {}-byte limit per file",
+                self.limits.max_file_bytes
+            )));
+        }
+        if total > self.limits.max_total_bytes {
+            return Err(SealError::Refused(format!(
+                "{MODEL_DIR}/ is larger than the {}-byte limit",
+                self.limits.max_total_bytes
+            )));
+        }
+        Ok(())
+    }
+
     fn copy_file(&mut self, from: &Path, to: Option<&Path>, path: String) -> Result<(), SealError> {
         if self.files.len() as u64 >= self.limits.max_files {
             return Err(SealError::Refused(format!("{MODEL_DIR}/ holds more than {} files", self.limits.max_files)));
@@ -262,6 +282,9 @@ impl Copier<'_> {
         if !meta.file_type().is_file() {
             return Err(SealError::Refused(format!("{MODEL_DIR}/{path} is {}", kind(&meta))));
         }
+        // The size it claims, before a byte is copied: a sparse file costs its writer nothing
+        // but would cost the seal up to the cap in real writes before the checks below stop it.
+        self.check_size(&path, meta.len(), self.total + meta.len())?;
         let mut target = match to {
             Some(to) => Some((File::create(to).map_err(io_at(to))?, to)),
             None => None,
@@ -276,18 +299,7 @@ impl Copier<'_> {
             }
             size += n as u64;
             self.total += n as u64;
-            if size > self.limits.max_file_bytes {
-                return Err(SealError::Refused(format!(
-                    "{MODEL_DIR}/{path} is larger than the {}-byte limit per file",
-                    self.limits.max_file_bytes
-                )));
-            }
-            if self.total > self.limits.max_total_bytes {
-                return Err(SealError::Refused(format!(
-                    "{MODEL_DIR}/ is larger than the {}-byte limit",
-                    self.limits.max_total_bytes
-                )));
-            }
+            self.check_size(&path, size, self.total)?;
             hasher.update(&buffer[..n]);
             if let Some((file, to)) = &mut target {
                 file.write_all(&buffer[..n]).map_err(io_at(to))?;
@@ -423,5 +435,27 @@ mod tests {
         assert!(refused(seal(out.path(), tempfile::tempdir().unwrap().path(), &limits)).contains("6-byte limit"));
         let out = output_with(&[("a", b"1"), ("b", b"1"), ("c", b"1"), ("d", b"1")]);
         assert!(refused(seal(out.path(), tempfile::tempdir().unwrap().path(), &limits)).contains("more than 3 files"));
+    }
+
+    /// The hostile miner's sparse file: refused by its size before the seal writes a byte of it
+    /// (copying first would write the whole cap), and nothing is left in the sealed area.
+    #[test]
+    fn a_sparse_file_over_the_cap_is_refused_before_it_is_copied() {
+        let limits = Limits { max_file_bytes: 1 << 20, max_total_bytes: 3 << 19, max_files: 10 };
+        let out = output_with(&[("a.txt", b"a")]);
+        File::create(out.path().join("model/b.safetensors")).unwrap().set_len(1 << 40).unwrap();
+        let sealed = tempfile::tempdir().unwrap();
+        assert!(refused(seal(out.path(), sealed.path(), &limits)).contains("b.safetensors is larger"));
+        assert_eq!(fs::read_dir(sealed.path()).unwrap().count(), 0, "no partial copy is left");
+        // Refused on its claimed size: the copy is never started (its target could not even be
+        // created here).
+        let mut copier = Copier { limits: &limits, files: Vec::new(), total: 0 };
+        let nowhere = sealed.path().join("missing/b.safetensors");
+        let why = copier.copy_file(&out.path().join("model/b.safetensors"), Some(&nowhere), "b.safetensors".into());
+        assert!(matches!(why, Err(SealError::Refused(ref w)) if w.contains("larger")), "{why:?}");
+        let half = vec![0u8; 1 << 19];
+        let out = output_with(&[("a", &half), ("b", &half)]);
+        File::create(out.path().join("model/c")).unwrap().set_len(1 << 20).unwrap();
+        assert!(refused(seal(out.path(), sealed.path(), &limits)).contains("model/ is larger"));
     }
 }

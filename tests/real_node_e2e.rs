@@ -4,12 +4,15 @@
 //! runs on the e2e cluster's real node (kubelet + containerd), and so do the preparation,
 //! trainer and evaluator pods it creates, with the real trainer and evaluator on tiny models.
 //! Then `helm upgrade` rolls the operator, and deleting its pod mid-tournament loses and
-//! duplicates nothing.
+//! duplicates nothing. Beside the first tournament (the control) runs the same one with three
+//! hostile miners added (`hostile`): they escape nothing, and the honest miners score the same.
 //!
 //! Run it through e2e/test, which builds and imports the images (E2E_IMAGE_*):
 //! `e2e/test -- cargo test --test real_node_e2e -- --ignored --test-threads=1` with
 //! GRADIENTS_BASE_MODELS set (`scripts/prepare-examples | tail -1`); scripts/test does.
 
+#[path = "real_node_e2e/hostile.rs"]
+mod hostile;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -114,6 +117,9 @@ fn helm_install(ns: &str, extra: &[&str]) {
         "workloads.artifacts=pvc://gradients-artifacts",
         "--set",
         "workloads.defaultGpuClass=cpu",
+        // Small caps, so the hostile miner's sparse 3 GiB file is refused without a copy.
+        "--set",
+        "workloads.seal.maxFileBytes=1073741824",
         "--set-json",
         &format!("workloads.gpuClasses.cpu={cpu_class}"),
         "--set-json",
@@ -190,10 +196,28 @@ async fn wait_for_phase(cluster: &Cluster, ns: &str, task: &str, phase: TaskPhas
 }
 
 fn task_yaml(ns: &str, name: &str, body: &str) -> String {
+    task_yaml_from(ns, name, body, "{pool: real}", 3)
+}
+
+fn task_yaml_from(ns: &str, name: &str, body: &str, selector: &str, miners: usize) -> String {
     format!(
         "apiVersion: gradients.io/v1alpha1\nkind: Task\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n{body}  \
-         seed: 42\n  minersPerTask: 3\n  minerSelector: {{pool: real}}\n  gpuClass: cpu\n"
+         seed: 42\n  minersPerTask: {miners}\n  minerSelector: {selector}\n  gpuClass: cpu\n"
     )
+}
+
+/// The untrained base model's test loss: a reference row kept in the Task's lifecycle state,
+/// never among the miners' results.
+fn base_model_loss(task: &Task) -> f64 {
+    let status = task.status.as_ref();
+    status
+        .and_then(|s| s.lifecycle.as_ref())
+        .and_then(|l| l.entrant(gradients::tournament::BASE_MODEL))
+        .and_then(|e| match e.evaluation.output() {
+            Some(gradients::tournament::WorkOutput::Evaluated(report)) => report.test_loss,
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("the base model's evaluation: {:?}", status.map(|s| &s.lifecycle)))
 }
 
 /// Every pod of the namespace ran in a container on the real node, one pod per Job.
@@ -215,16 +239,22 @@ async fn assert_real_pods_one_per_job(cluster: &Cluster, ns: &str) -> Vec<Pod> {
 
 async fn assert_weights_are_audited(cluster: &Cluster, ns: &str, evaluations: &[Evaluation]) {
     let boards: Api<Leaderboard> = Api::namespaced(cluster.client.clone(), ns);
-    wait_until("weights to be pushed", Duration::from_secs(90), || async {
-        boards.get("main").await.map(|b| b.status.and_then(|s| s.last_weight_push).is_some()).unwrap_or(false)
-    })
-    .await;
-    let board = boards.get("main").await.unwrap().status.unwrap();
-    let at = board.last_weight_push.clone().unwrap().at;
-    let audited = gradients_score(&records_export(evaluations, at));
-    let published: BTreeMap<String, u64> =
-        board.standings.iter().map(|s| (s.miner.clone(), u64::from(s.weight_u16))).collect();
-    assert_eq!(published, audited, "leaderboard weights equal `gradients score` of the exported records");
+    // The board catches up with the last Evaluation on its own reconcile.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let board = boards.get("main").await.unwrap().status.unwrap_or_default();
+        if let Some(push) = board.last_weight_push.clone() {
+            let audited = gradients_score(&records_export(evaluations, push.at));
+            let published: BTreeMap<String, u64> =
+                board.standings.iter().map(|s| (s.miner.clone(), u64::from(s.weight_u16))).collect();
+            if published == audited || Instant::now() > deadline {
+                assert_eq!(published, audited, "leaderboard weights equal `gradients score` of the exported records");
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "no weights pushed within 90 s");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }
 
 #[tokio::test]
@@ -251,32 +281,39 @@ async fn tournaments_run_in_real_containers_and_survive_upgrade_and_restart() {
     for (miner, strategy) in [("miner-a", "lora-fast"), ("miner-b", "lora-wide"), ("miner-c", "full-ft")] {
         cluster
             .apply_yaml(&format!(
-                "apiVersion: gradients.io/v1alpha1\nkind: Miner\nmetadata: {{name: {miner}, namespace: {ns}, labels: {{pool: real}}}}\nspec: {{strategy: {strategy}, hotkey: 5F{miner}}}\n"
+                "apiVersion: gradients.io/v1alpha1\nkind: Miner\nmetadata: {{name: {miner}, namespace: {ns}, labels: {{pool: real, {}: \"yes\"}}}}\nspec: {{strategy: {strategy}, hotkey: 5F{miner}}}\n",
+                hostile::POOL_LABEL
             ))
             .await;
     }
+    cluster.apply_yaml(&hostile::miners_yaml(&ns, &env("E2E_IMAGE_HOSTILE_MINER"))).await;
     cluster
         .apply_yaml(&format!(
             "apiVersion: gradients.io/v1alpha1\nkind: Leaderboard\nmetadata: {{name: main, namespace: {ns}}}\nspec: {{}}\n"
         ))
         .await;
 
-    // An instruct tournament: three miners plus the baseline, trained and evaluated for real.
-    cluster
-        .apply_yaml(&task_yaml(
-            &ns,
-            "instruct",
-            "  taskType: InstructText\n  baseModel: {uri: /artifacts/models/instruct, paramsB: 0.0001}\n  \
+    // An instruct tournament: three miners plus the baseline, trained and evaluated for real;
+    // at the same time the same tournament with the three hostile miners added.
+    let instruct_spec = "  taskType: InstructText\n  baseModel: {uri: /artifacts/models/instruct, paramsB: 0.0001}\n  \
              dataset: {uri: /artifacts/datasets/instruct.jsonl, columns: {instruction: question, output: answer}}\n  \
-             hours: 0.1\n",
-        ))
-        .await;
-    wait_for_phase(&cluster, &ns, "instruct", TaskPhase::Succeeded, Duration::from_secs(480)).await;
+             hours: 0.1\n";
+    cluster.apply_yaml(&task_yaml(&ns, "instruct", instruct_spec)).await;
+    let with_attackers = format!("{{{}: \"yes\"}}", hostile::POOL_LABEL);
+    let all = 3 + hostile::ATTACKERS.len();
+    cluster.apply_yaml(&task_yaml_from(&ns, hostile::TASK, instruct_spec, &with_attackers, all)).await;
+    wait_for_phase(&cluster, &ns, "instruct", TaskPhase::Succeeded, Duration::from_secs(900)).await;
     eprintln!("instruct task succeeded after {:.0} s", started.elapsed().as_secs_f64());
+    wait_for_phase(&cluster, &ns, hostile::TASK, TaskPhase::Succeeded, Duration::from_secs(600)).await;
+    eprintln!("instruct task with the attackers succeeded after {:.0} s", started.elapsed().as_secs_f64());
     let evaluations: Api<Evaluation> = Api::namespaced(cluster.client.clone(), &ns);
     let instruct = evaluations.get("instruct").await.unwrap();
+    let attacked = evaluations.get(hostile::TASK).await.unwrap();
+    hostile::assert_attackers_contained(&cluster, &ns, &dir).await;
+    hostile::assert_scores(&cluster, &ns, &instruct, &attacked).await;
     let results = instruct.status.clone().unwrap().results;
     let task = Api::<Task>::namespaced(cluster.client.clone(), &ns).get("instruct").await.unwrap();
+    let base = base_model_loss(&task);
     let status = task.status.unwrap();
     let winner = status.result.clone().unwrap().winner.expect("a winner");
     let loss = |miner: &str| {
@@ -286,27 +323,19 @@ async fn tournaments_run_in_real_containers_and_survive_upgrade_and_restart() {
             .and_then(|r| r.test_loss)
             .unwrap_or_else(|| panic!("{miner}: {results:?}"))
     };
-    // The untrained base model is a reference row: it is kept in the Task's lifecycle state,
-    // never among the miners' results.
-    let base = status
-        .lifecycle
-        .as_ref()
-        .and_then(|l| l.entrant(gradients::tournament::BASE_MODEL))
-        .and_then(|e| match e.evaluation.output() {
-            Some(gradients::tournament::WorkOutput::Evaluated(report)) => report.test_loss,
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("the base model's evaluation: {:?}", status.lifecycle));
     assert!(loss(&winner) < base, "the winner beats the untrained base model ({base}): {results:#?}");
     let pods = assert_real_pods_one_per_job(&cluster, &ns).await;
-    let trainers: Vec<&Pod> =
-        pods.iter().filter(|p| p.labels().get("gradients.io/role").map(String::as_str) == Some("trainer")).collect();
+    let label = |p: &Pod, key: &str| p.labels().get(key).cloned().unwrap_or_default();
+    let trainers: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| label(p, "gradients.io/role") == "trainer" && label(p, "gradients.io/task") == "instruct")
+        .collect();
     assert_eq!(trainers.len(), 4, "three miners and the baseline");
     for pod in trainers {
         let logs = cluster.kubectl(&["logs", "-n", &ns, &pod.name_any()]);
         assert!(logs.contains(r#""event":"progress""#), "kubectl logs shows the trainer's progress: {logs}");
     }
-    assert_weights_are_audited(&cluster, &ns, std::slice::from_ref(&instruct)).await;
+    assert_weights_are_audited(&cluster, &ns, &[instruct.clone(), attacked.clone()]).await;
 
     // helm upgrade with a changed value rolls the operator and the rollout completes: a new
     // replica is ready while the old one still holds the lease.
@@ -330,9 +359,9 @@ async fn tournaments_run_in_real_containers_and_survive_upgrade_and_restart() {
         ))
         .await;
     let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &ns);
-    let trainer_jobs = ListParams::default().labels("gradients.io/role=trainer");
+    let trainer_jobs = ListParams::default().labels("gradients.io/role=trainer,gradients.io/task=grpo");
     wait_until("the GRPO trainer Jobs", Duration::from_secs(180), || async {
-        jobs.list(&trainer_jobs).await.map(|l| l.items.len() == 8).unwrap_or(false)
+        jobs.list(&trainer_jobs).await.map(|l| l.items.len() == 4).unwrap_or(false)
     })
     .await;
     let submissions: Api<MinerSubmission> = Api::namespaced(cluster.client.clone(), &ns);
@@ -345,11 +374,11 @@ async fn tournaments_run_in_real_containers_and_survive_upgrade_and_restart() {
     let after: Vec<String> =
         submissions.list(&ListParams::default()).await.unwrap().items.iter().map(|s| s.name_any()).collect();
     assert_eq!(before, after, "deleting the operator pod created or lost no submission");
-    assert_eq!(jobs.list(&trainer_jobs).await.unwrap().items.len(), 8, "no trainer Job twice");
+    assert_eq!(jobs.list(&trainer_jobs).await.unwrap().items.len(), 4, "no trainer Job twice");
     assert_real_pods_one_per_job(&cluster, &ns).await;
     let grpo = evaluations.get("grpo").await.unwrap();
     assert!(grpo.status.clone().unwrap().results.iter().any(|r| r.rank == Some(1)), "a GRPO winner");
-    assert_weights_are_audited(&cluster, &ns, &[instruct, grpo]).await;
+    assert_weights_are_audited(&cluster, &ns, &[instruct, attacked, grpo]).await;
 
     run("helm", &["uninstall", "gradients", "-n", RELEASE_NAMESPACE, "--wait"]);
     cluster.delete_namespace(&ns).await;

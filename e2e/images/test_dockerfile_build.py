@@ -76,6 +76,16 @@ class RecipesTest(unittest.TestCase):
         self.assertIn("COPY --from=build /src/target/release/gradients /usr/local/bin/gradients", steps)
         self.assertIn("USER 65532:65532", steps)
 
+    def test_the_hostile_miner_is_the_trainer_image_plus_its_attacks(self) -> None:
+        trainer = ROOT / "trainer-image/Dockerfile.cpu"
+        bases = {"gradients.local/trainer-cpu": (trainer, ROOT / "trainer-image")}
+        steps = db.plan(HERE / "hostile-miner/Dockerfile", bases)
+        self.assertEqual(steps[: len(db.plan(trainer))], db.plan(trainer), "every trainer-cpu step first")
+        self.assertIn("COPY attacks.py /opt/hostile/attacks.py", steps)
+        self.assertIn("hostile-miner", (ROOT / "e2e/images/build").read_text(), "build knows the image")
+        with self.assertRaisesRegex(db.BuildError, "only debian"):
+            db.plan(HERE / "hostile-miner/Dockerfile")  # a base nobody gave is refused
+
     def test_an_instruction_the_builder_cannot_execute_is_refused_with_its_line(self) -> None:
         cases = {
             "FROM debian:bookworm-slim\nADD https://example.invalid/x /x\n": ":2: ADD is not supported",

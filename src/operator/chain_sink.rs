@@ -382,7 +382,10 @@ pub async fn push(
     };
     let mut status = ChainSinkStatus { validator: Some(key.ss58.clone()), ..previous.clone() };
     let node_error = |status: ChainSinkStatus, e: NodeError| {
-        let message = format!("{}: {e}; nothing sent, retrying", sink.endpoint);
+        let message = match e {
+            NodeError::Connect { .. } => format!("{e}; nothing sent, retrying"),
+            _ => format!("{}: {e}; nothing sent, retrying", sink.endpoint),
+        };
         let mut outcome = Outcome::new(status, synced(false, "NodeError", message.clone()));
         outcome.metric = Some("node_error");
         outcome.error = Some(Error::Sink { sink: "chain".into(), message });

@@ -78,6 +78,11 @@ pub struct GpuClass {
     /// a trainer reads its inputs from its volumes and needs no network.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub egress: Vec<NetworkPolicyEgressRule>,
+    /// The RuntimeClass of this class's pods (trainers, evaluators, the synthetic-set
+    /// generator), e.g. one whose handler is gVisor (`runsc`) or Kata: miners' code and files
+    /// behind a kernel of their own. Preparation and seal run on `prepare`'s nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_class_name: Option<String>,
 }
 
 fn default_gpu_resource() -> String {

@@ -136,6 +136,28 @@ fn arg(job: &k8s_openapi::api::batch::v1::Job, option: &str) -> String {
 }
 
 /// The trust boundaries of `/work/shared/DESIGN.md`, as mounts of the artifacts claim.
+/// A GPU class with a sandboxed runtime (gVisor, Kata) puts the pods that run or read miners'
+/// work in it; the operator's own preparation and seal stay on their nodes' default runtime.
+#[test]
+fn a_gpu_class_runtime_class_sandboxes_trainers_and_evaluators() {
+    let runtime = |job: &k8s_openapi::api::batch::v1::Job| job.spec.clone()?.template.spec?.runtime_class_name;
+    let task: Task = load("task.yaml");
+    let submission: MinerSubmission = load("submission.yaml");
+    let evaluation = || evaluator::evaluation_job(&task, "miner-a", 1, sealed_evaluation(), &config(), None).unwrap();
+    assert_eq!(runtime(&trainer::trainer_job(&submission, &config(), None).unwrap()), None, "runc unless configured");
+    assert_eq!(runtime(&evaluation()), None);
+
+    let mut sandboxed = config();
+    sandboxed.gpu_classes.get_mut("h100").unwrap().runtime_class_name = Some("gvisor".into());
+    let trainer = trainer::trainer_job(&submission, &sandboxed, None).unwrap();
+    let evaluation = evaluator::evaluation_job(&task, "miner-a", 1, sealed_evaluation(), &sandboxed, None).unwrap();
+    assert_eq!(runtime(&trainer).as_deref(), Some("gvisor"));
+    assert_eq!(runtime(&evaluation).as_deref(), Some("gvisor"));
+    assert_eq!(runtime(&prepare::prepare_job(&task, 1, 42, &sandboxed, None).unwrap()), None);
+    let seal = seal::seal_job(&task, "s".into(), "miner-a", 1, ("/artifacts/a", "/artifacts/b"), &sandboxed, None);
+    assert_eq!(runtime(&seal.unwrap()), None);
+}
+
 #[test]
 fn each_workload_sees_only_its_own_locations_on_the_claim() {
     let task: Task = load("task.yaml");

@@ -174,6 +174,14 @@ pub(crate) fn locked_down_pod(
     }
 }
 
+/// The GPU class's RuntimeClass (a sandboxed runtime) on a pod that runs or reads miners' work.
+pub(crate) fn sandboxed(
+    class: &GpuClass,
+    pod: k8s_openapi::api::core::v1::PodSpec,
+) -> k8s_openapi::api::core::v1::PodSpec {
+    k8s_openapi::api::core::v1::PodSpec { runtime_class_name: class.runtime_class_name.clone(), ..pod }
+}
+
 pub(crate) fn restricted_pod_security() -> PodSecurityContext {
     PodSecurityContext {
         run_as_non_root: Some(true),

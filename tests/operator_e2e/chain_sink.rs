@@ -3,7 +3,8 @@
 //! the chart's Secret RBAC is what is tested. A change of weights is exactly one accepted
 //! extrinsic; a restarted operator inside the rate-limit window sends nothing; a missing,
 //! malformed or forbidden key Secret is a condition naming it and sends nothing; a deregistered
-//! miner is reported and its old uid gets no weight.
+//! miner is reported and its old uid gets no weight; an unreachable node is a condition and a
+//! retried reconcile error.
 
 use std::time::Duration;
 
@@ -68,7 +69,7 @@ async fn the_chain_sink_pushes_once_per_change_and_never_inside_the_window() {
     // One Leaderboard per namespace (each writes the namespace's weights ConfigMap): the key
     // Secrets that give no key get their own.
     let mut keyless = Vec::new();
-    for prefix in ["e2e-chain-nokey", "e2e-chain-badkey", "e2e-chain-forbidden"] {
+    for prefix in ["e2e-chain-nokey", "e2e-chain-badkey", "e2e-chain-forbidden", "e2e-chain-down"] {
         keyless.push(cluster.fresh_namespace(prefix).await);
     }
     let mut served: Vec<&str> = vec![&ns];
@@ -87,6 +88,7 @@ async fn the_chain_sink_pushes_once_per_change_and_never_inside_the_window() {
     cluster.apply_yaml(&secret(&ns, "validator", &keyfile.to_string())).await;
     cluster.apply_yaml(&secret(&keyless[1], "broken", r#"{"secretSeed": "#)).await;
     cluster.apply_yaml(&secret(&keyless[2], "elsewhere", &keyfile.to_string())).await;
+    cluster.apply_yaml(&secret(&keyless[3], "validator", &keyfile.to_string())).await;
     for (namespace, count) in [(&ns, MINERS.len())].into_iter().chain(keyless.iter().map(|k| (k, 1))) {
         for (miner, hotkey) in &MINERS[..count] {
             cluster
@@ -97,8 +99,11 @@ async fn the_chain_sink_pushes_once_per_change_and_never_inside_the_window() {
         }
     }
     cluster.apply_yaml(&leaderboard(&ns, "main", &double.url, "validator")).await;
-    for (namespace, secret) in keyless.iter().zip(["missing", "broken", "elsewhere"]) {
-        cluster.apply_yaml(&leaderboard(namespace, "main", &double.url, secret)).await;
+    // The last one's node is down: a port nothing listens on.
+    let down = format!("ws://{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap());
+    let urls = [&double.url, &double.url, &double.url, &down];
+    for ((namespace, secret), url) in keyless.iter().zip(["missing", "broken", "elsewhere", "validator"]).zip(urls) {
+        cluster.apply_yaml(&leaderboard(namespace, "main", url, secret)).await;
         evaluation(&cluster, namespace, "first", &[("alice", 0.9)]).await;
     }
     // carol wins one task and alice the other: half the weight each, bob and dave none.
@@ -144,14 +149,25 @@ async fn the_chain_sink_pushes_once_per_change_and_never_inside_the_window() {
         assert!(board.status.unwrap().chain.unwrap_or_default().pushes.is_empty());
     }
     assert_eq!(double.log().len(), 1, "only the main Leaderboard's push reached the chain");
+    // A node that cannot be reached: the condition says so, the reconcile fails (and is retried
+    // with the controller's backoff), nothing is recorded as sent.
+    let boards_down: Api<Leaderboard> = Api::namespaced(cluster.client.clone(), &keyless[3]);
+    let board = wait_for_reason(&boards_down, "main", "NodeError").await;
+    let (_, message) = chain_condition(&board).unwrap();
+    assert!(message.contains(&down) && message.contains("nothing sent"), "{message}");
+    assert!(board.status.unwrap().chain.unwrap_or_default().pushes.is_empty());
     let metrics = operator.get("/metrics").await;
     for line in [
         r#"gradients_chain_push_total{outcome="success"} 1"#.to_string(),
         format!(r#"gradients_chain_last_push_timestamp_seconds{{leaderboard="main",namespace="{ns}"}} "#),
+        r#"gradients_reconcile_errors_total{category="WeightSink",controller="leaderboard"} "#.to_string(),
     ] {
         assert!(metrics.contains(&line), "{line} in\n{metrics}");
     }
-    assert!(!metrics.contains(r#"gradients_chain_push_total{outcome="key_unavailable"} 0"#), "{metrics}");
+    for outcome in ["key_unavailable", "node_error"] {
+        let zero = format!(r#"gradients_chain_push_total{{outcome="{outcome}"}} 0"#);
+        assert!(!metrics.contains(&zero), "{zero} in\n{metrics}");
+    }
 
     // New weights while the operator is down; the restarted one is inside the window (LastUpdate
     // 1001, limit 100, head 1001): it says so and sends nothing.

@@ -15,7 +15,8 @@ from . import contenders, report, stats, tasks
 
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="benches/quality/run", description=__doc__)
-    p.add_argument("tasks", type=Path, help="a task file, or a directory searched for task files (kind: Task)")
+    p.add_argument("tasks", type=Path, nargs="+",
+                   help="task files, or directories searched for task files (kind: Task)")
     p.add_argument("--out", type=Path, required=True, help="output directory; re-running resumes it")
     p.add_argument("--python", required=True, help="the trainer venv's python (trainer-image/setup-env)")
     p.add_argument("--gradients", required=True, help="the gradients binary")
@@ -41,9 +42,9 @@ def log(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
-    files = [args.tasks] if args.tasks.is_file() else tasks.find(args.tasks)
+    files = [f for path in args.tasks for f in ([path] if path.is_file() else tasks.find(path))]
     if not files:
-        print(f"error: no task file (kind: Task) in {args.tasks}", file=sys.stderr)
+        print(f"error: no task file (kind: Task) in {' '.join(map(str, args.tasks))}", file=sys.stderr)
         return 2
     settings = contenders.Settings(
         out=args.out.resolve(), python=args.python, gradients=str(Path(args.gradients).resolve()),
@@ -103,7 +104,7 @@ def _loss(contender: dict[str, Any]) -> float:
 def _check_settings(settings: contenders.Settings) -> None:
     """A re-run must use the settings the output directory was made with (or it would mix runs)."""
     path = settings.out / "settings.json"
-    current = {k: str(v) for k, v in dataclasses.asdict(settings).items() if k not in ("python", "gradients")}
+    current = {k: str(v) for k, v in dataclasses.asdict(settings).items() if k not in ("out", "python", "gradients")}
     if path.is_file():
         previous = json.loads(path.read_text())
         if previous != current:
