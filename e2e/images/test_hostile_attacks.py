@@ -23,16 +23,22 @@ ATTACKS = HERE / "hostile-miner/attacks.py"
 PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else shutil.which("python3") or "python3"
 
 
+# One float32 tensor of two elements.
+_HEADER = b'{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}'
+SAFETENSORS = len(_HEADER).to_bytes(8, "little") + _HEADER + bytes(8)
+
+
 def run(mode: str, leaky: bool) -> tuple[str, Path]:
     top = Path(tempfile.mkdtemp(prefix="hostile-test-"))
     top.chmod(0o755)
     claim, pod, task = top / "claim", top / "pod", top / "claim/tournaments/ns/t"
-    files = {claim / "models/instruct/config.json": '{"vocab_size": 10}', claim / "models/instruct/model.safetensors": "x",
+    files: dict[Path, str | bytes] = {
+             claim / "models/instruct/config.json": '{"vocab_size": 10}', claim / "models/instruct/model.safetensors": SAFETENSORS,
              task / "data/training/train.jsonl": "{}", task / "data/heldout/test.jsonl": "held out",
              task / "models/rival/model/model.safetensors": "w"}
-    for path, text in files.items():
+    for path, content in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
     for d in (task / "models/me", pod / "base-model", pod / "inputs", pod / "output", pod / "artifacts"):
         d.mkdir(parents=True, exist_ok=True)
     shutil.copy(ATTACKS, top / "attacks.py")
@@ -64,6 +70,7 @@ class HostileMinerTest(unittest.TestCase):
         log, self.top = run("refused", leaky=False)
         seen = verdicts(log)
         self.assertEqual(len(seen), 11, log)
+        self.assertNotIn("crashed", log)
         for name in ("heldout-mounts", "heldout-dotdot", "heldout-env", "write-rivals-and-eval-inputs",
                      "cloud-metadata", "api-server", "kubelet", "dns", "other-pods", "privilege"):
             self.assertEqual(seen[name], "blocked", f"{name}: {log}")
@@ -88,6 +95,9 @@ class HostileMinerTest(unittest.TestCase):
         self.assertIn("escaped: heldout-mounts", log)
         config = (self.top / "claim/tournaments/ns/t/models/me/model/config.json").read_text()
         self.assertIn('"rms_norm_eps": 1000.0', config)
+        self.assertNotIn("crashed", log)
+        weights = (self.top / "claim/tournaments/ns/t/models/me/model/model.safetensors").read_bytes()
+        self.assertNotEqual(weights, SAFETENSORS, "one weight nudged: a fine-tune, not the base's copy")
 
 
 if __name__ == "__main__":

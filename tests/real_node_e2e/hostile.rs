@@ -115,14 +115,13 @@ pub async fn assert_scores(cluster: &Cluster, ns: &str, control: &Evaluation, ho
         assert_ne!(result.test_loss, Some(FORGED_LOSS), "{miner}: its forged result was taken: {result:?}");
         let failure = result.failure.clone().unwrap_or_default();
         match mode {
-            // Its own configs would change the loss; the evaluator used the base's.
             "tamper" => {
                 assert_eq!(result.state, ResultState::Evaluated, "{miner}: {result:?}");
                 let loss = result.test_loss.unwrap();
-                assert!(
-                    (loss - base).abs() <= 1e-6 * base.abs(),
-                    "{miner}: {loss}, the base model's weights score {base}"
-                );
+                // The base's weights with one element nudged: with its own configs it would score
+                // far from the base (5.56 against 3.61 on this dataset, measured); with the base's,
+                // the same to a part in a thousand.
+                assert!((loss - base).abs() <= 1e-3 * base.abs(), "{miner}: {loss}, the base model scores {base}");
             }
             "pickle" => {
                 assert_eq!(result.state, ResultState::Failed, "{miner}: {result:?}");

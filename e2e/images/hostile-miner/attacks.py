@@ -11,9 +11,10 @@ NetworkPolicies (the e2e real node's bridge): it counts as an escape with
 so the test can look for them on the claim.
 
 MODE decides what it leaves as its model (the operator must seal and score it safely):
-  tamper   the base model's own weights with a config.json, generation_config.json and
-           tokenizer_config.json that would change the loss if the evaluator used them, and a
-           forged evaluator result as its termination message: must score exactly the base's loss
+  tamper   the base model's weights with one element nudged (so it is a fine-tune), a
+           config.json, generation_config.json and tokenizer_config.json that would change the
+           loss if the evaluator used them, and a forged evaluator result as its termination
+           message: must score the base's loss to a part in a thousand
   pickle   the base weights plus a pickled ``pytorch_model.bin`` that forges a result when
            loaded: must be refused by the evaluator (ok=false), never loaded
   refused  a FIFO, a symlink to the training data and a sparse file over the seal's size cap
@@ -37,6 +38,7 @@ import signal
 import socket
 import ssl
 import stat
+import struct
 import sys
 import tempfile
 import time
@@ -108,6 +110,15 @@ def walk(top: Path, limit: int = 20000) -> list[Path]:
     return seen
 
 
+def exists(path: Path) -> bool:
+    """Whether the path can be looked up at all (a permission error is an answer, not a crash)."""
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
 def readable(path: Path) -> bool:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
@@ -139,7 +150,7 @@ def heldout_by_dotdot(t: Trainer) -> Outcome:
     for m in t.claim_mounts():
         for g in guesses:
             p = Path(m.point) / g
-            (out.escaped if p.exists() else out.blocked).append(str(p))
+            (out.escaped if exists(p) else out.blocked).append(str(p))
         parent = sorted(os.listdir(Path(m.point) / ".."))
         if {"data", "models", "sealed", "heldout", "tournaments"} & set(parent):
             out.escaped.append(f"{m.point}/.. lists {parent}")
@@ -164,7 +175,7 @@ def heldout_by_proc(t: Trainer) -> Outcome:
     for m in t.claim_mounts():
         for g in (m.root, os.path.join(m.root, "../heldout/test.jsonl"), os.path.join(m.root, "../../data/heldout/test.jsonl")):
             for p in (Path(g), Path("/proc/1/root") / g.lstrip("/")):
-                (out.escaped if p.exists() else out.blocked).append(str(p))
+                (out.escaped if exists(p) else out.blocked).append(str(p))
     return out
 
 
@@ -391,6 +402,28 @@ class Forge:
         return (os.system, (f"echo '{json.dumps(FORGED)}' > /dev/termination-log",))
 
 
+def nudge(path: Path) -> None:
+    """Scale one element of the largest float tensor by 1.01: a fine-tune by the evaluator's rule
+    (weights differ from the base's), scoring like the base to a part in thousands."""
+    data = bytearray(path.read_bytes())
+    size = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + size])
+    name = max((k for k, v in header.items() if k != "__metadata__" and v["dtype"] in ("F32", "BF16", "F16")),
+               key=lambda k: header[k]["data_offsets"][1] - header[k]["data_offsets"][0])
+    at = 8 + size + header[name]["data_offsets"][0]
+    dtype = header[name]["dtype"]
+    if dtype == "F32":
+        (value,) = struct.unpack_from("<f", data, at)
+        struct.pack_into("<f", data, at, value * 1.01 if value else 0.01)
+    elif dtype == "F16":
+        (value,) = struct.unpack_from("<e", data, at)
+        struct.pack_into("<e", data, at, value * 1.01 if value else 0.01)
+    else:  # bfloat16: the high half of a float32
+        (value,) = struct.unpack("<f", b"\0\0" + bytes(data[at:at + 2]))
+        data[at:at + 2] = struct.pack("<f", value * 1.01 if value else 0.01)[2:]
+    put(path, bytes(data))
+
+
 def put(path: Path, data: str | bytes) -> None:
     """Replace a copied file (the copy keeps the base's mode, maybe read-only)."""
     path.unlink(missing_ok=True)
@@ -403,6 +436,7 @@ def write_model(mode: str, t: Trainer) -> None:
         shutil.rmtree(model)
     shutil.copytree(t.base_model, model, ignore=shutil.ignore_patterns(".*"))
     if mode == "tamper":
+        nudge(model / "model.safetensors")
         cfg = json.loads((model / "config.json").read_text())
         cfg.update(rms_norm_eps=1000.0, layer_norm_eps=1000.0, layer_norm_epsilon=1000.0, rope_theta=1.0,
                    initializer_range=100.0, attention_dropout=0.9, hidden_dropout=0.9)
