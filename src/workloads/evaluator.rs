@@ -122,28 +122,24 @@ pub(crate) fn trusted_job(
             active_deadline_seconds: Some(super::deadline_seconds(config.evaluation_hours)),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta { labels: Some(pod_labels), ..ObjectMeta::default() }),
-                spec: Some(super::sandboxed(
+                spec: Some(super::gpu_class_pod(
                     class,
-                    super::locked_down_pod(
-                        (!class.node_selector.is_empty()).then(|| class.node_selector.clone()),
-                        (!class.tolerations.is_empty()).then(|| class.tolerations.clone()),
-                        Container {
-                            name: run.container.to_string(),
-                            image: Some(config.evaluator_image.clone()),
-                            image_pull_policy: config.image_pull_policy.clone(),
-                            command: Some(TRAINER_PROGRAM.map(String::from).to_vec()),
-                            args: Some(run.args),
-                            env: Some(super::env(run.env.into_iter().chain(staged.env).collect())),
-                            working_dir: staged.working_dir,
-                            resources: Some(super::gpu_resources(class, run.gpus)),
-                            security_context: Some(super::restricted_container_security(true)),
-                            termination_message_path: Some(TERMINATION_MESSAGE_PATH.to_string()),
-                            termination_message_policy: Some(run.message_policy.to_string()),
-                            volume_mounts: Some(staged.mounts),
-                            ..Container::default()
-                        },
-                        (staged.volumes, staged.init),
-                    ),
+                    Container {
+                        name: run.container.to_string(),
+                        image: Some(config.evaluator_image.clone()),
+                        image_pull_policy: config.image_pull_policy.clone(),
+                        command: Some(TRAINER_PROGRAM.map(String::from).to_vec()),
+                        args: Some(run.args),
+                        env: Some(super::env(run.env.into_iter().chain(staged.env).collect())),
+                        working_dir: staged.working_dir,
+                        resources: Some(super::gpu_resources(class, run.gpus)),
+                        security_context: Some(super::restricted_container_security(true)),
+                        termination_message_path: Some(TERMINATION_MESSAGE_PATH.to_string()),
+                        termination_message_policy: Some(run.message_policy.to_string()),
+                        volume_mounts: Some(staged.mounts),
+                        ..Container::default()
+                    },
+                    (staged.volumes, staged.init),
                 )),
             },
             ..JobSpec::default()

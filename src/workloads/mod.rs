@@ -174,12 +174,19 @@ pub(crate) fn locked_down_pod(
     }
 }
 
-/// The GPU class's RuntimeClass (a sandboxed runtime) on a pod that runs or reads miners' work.
-pub(crate) fn sandboxed(
+/// A locked-down pod on a GPU class's nodes (its selector and tolerations), under its
+/// RuntimeClass (a sandboxed runtime): the pods that run or read miners' work.
+pub(crate) fn gpu_class_pod(
     class: &GpuClass,
-    pod: k8s_openapi::api::core::v1::PodSpec,
+    container: k8s_openapi::api::core::v1::Container,
+    volumes: (Vec<Volume>, Option<k8s_openapi::api::core::v1::Container>),
 ) -> k8s_openapi::api::core::v1::PodSpec {
-    k8s_openapi::api::core::v1::PodSpec { runtime_class_name: class.runtime_class_name.clone(), ..pod }
+    let node_selector = (!class.node_selector.is_empty()).then(|| class.node_selector.clone());
+    let tolerations = (!class.tolerations.is_empty()).then(|| class.tolerations.clone());
+    k8s_openapi::api::core::v1::PodSpec {
+        runtime_class_name: class.runtime_class_name.clone(),
+        ..locked_down_pod(node_selector, tolerations, container, volumes)
+    }
 }
 
 pub(crate) fn restricted_pod_security() -> PodSecurityContext {

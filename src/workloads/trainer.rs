@@ -76,28 +76,24 @@ pub fn trainer_job(
             active_deadline_seconds: Some(deadline),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta { labels: Some(pod_labels), ..ObjectMeta::default() }),
-                spec: Some(super::sandboxed(
+                spec: Some(super::gpu_class_pod(
                     class,
-                    super::locked_down_pod(
-                        (!class.node_selector.is_empty()).then(|| class.node_selector.clone()),
-                        (!class.tolerations.is_empty()).then(|| class.tolerations.clone()),
-                        Container {
-                            name: "trainer".to_string(),
-                            image: Some(image),
-                            image_pull_policy: config.image_pull_policy.clone(),
-                            command,
-                            args: Some(args),
-                            env: Some(super::env(invocation.env().into_iter().chain(staged.env).collect())),
-                            working_dir: staged.working_dir,
-                            resources: Some(super::gpu_resources(class, spec.gpus)),
-                            // Training code writes caches in unpredictable places; the root stays
-                            // writable, everything else of the restricted profile applies.
-                            security_context: Some(super::restricted_container_security(false)),
-                            volume_mounts: Some(staged.mounts),
-                            ..Container::default()
-                        },
-                        (staged.volumes, staged.init),
-                    ),
+                    Container {
+                        name: "trainer".to_string(),
+                        image: Some(image),
+                        image_pull_policy: config.image_pull_policy.clone(),
+                        command,
+                        args: Some(args),
+                        env: Some(super::env(invocation.env().into_iter().chain(staged.env).collect())),
+                        working_dir: staged.working_dir,
+                        resources: Some(super::gpu_resources(class, spec.gpus)),
+                        // Training code writes caches in unpredictable places; the root stays
+                        // writable, everything else of the restricted profile applies.
+                        security_context: Some(super::restricted_container_security(false)),
+                        volume_mounts: Some(staged.mounts),
+                        ..Container::default()
+                    },
+                    (staged.volumes, staged.init),
                 )),
             },
             ..JobSpec::default()
