@@ -60,6 +60,15 @@ class Outcome:
     escaped: list[str] = field(default_factory=list)
     reachable: list[str] = field(default_factory=list)
 
+    def judge_http(self, what: str, status: str, granted: tuple[str, ...] = ("200",)) -> None:
+        """An answered request with a granted code escaped; one refused by the peer only reached it."""
+        if status.split(" ")[1:2] in [[code] for code in granted]:
+            self.escaped.append(f"{what}: {status}")
+        elif status.startswith("error"):
+            self.blocked.append(f"{what}: {status}")
+        else:
+            self.reachable.append(f"{what}: {status} (reached, denied)")
+
 
 @dataclass(frozen=True)
 class Mount:
@@ -273,14 +282,7 @@ def api_server(t: Trainer) -> Outcome:
     host, port = os.environ.get("KUBERNETES_SERVICE_HOST", "10.96.0.1"), int(os.environ.get("KUBERNETES_SERVICE_PORT", "443"))
     for method, path in (("GET", "/api/v1/pods"), ("GET", "/api/v1/secrets"), ("GET", "/apis/gradients.io/v1alpha1/tasks"),
                          ("GET", "/apis/batch/v1/jobs"), ("POST", "/api/v1/namespaces/default/pods")):
-        status = http(host, port, path, method, tls=True, headers=auth)
-        granted = status.split(" ")[1:2] in (["200"], ["201"])
-        if granted:
-            out.escaped.append(f"{method} {path}: {status}")
-        elif status.startswith("error"):
-            out.blocked.append(f"{method} {path}: {status}")
-        else:
-            out.reachable.append(f"{method} {path}: {status} (reached, denied)")
+        out.judge_http(f"{method} {path}", http(host, port, path, method, tls=True, headers=auth), ("200", "201"))
     return out
 
 
@@ -301,13 +303,7 @@ def kubelet(t: Trainer) -> Outcome:
     out = Outcome(blocked=["routes to: " + ", ".join(routes())])
     for host in routes():
         for port, tls in ((10250, True), (10255, False)):
-            status = http(host, port, "/pods", tls=tls)
-            if status.split(" ")[1:2] == ["200"]:
-                out.escaped.append(f"{host}:{port}/pods: {status}")
-            elif status.startswith("error"):
-                out.blocked.append(f"{host}:{port}: {status}")
-            else:
-                out.reachable.append(f"{host}:{port}/pods: {status} (reached, denied)")
+            out.judge_http(f"{host}:{port}/pods", http(host, port, "/pods", tls=tls))
     return out
 
 
