@@ -227,7 +227,9 @@ def test_deadline_stops_both_processes_and_the_save_loads(
     assert proc.returncode == 0, proc.stderr[-3000:]
     only_rank0_wrote(out, events(proc.stdout))
     summary = json.loads((out / "training.json").read_text())
-    assert summary["stopped_by_deadline"] is True and 1 <= summary["steps"] < summary["total_steps"]
+    # The trainer caps its plan to what the budget allows, so a fast machine can finish the
+    # capped plan exactly (steps == total_steps); stopped_by_deadline says the 500 epochs did not fit.
+    assert summary["stopped_by_deadline"] is True and 1 <= summary["steps"] <= summary["total_steps"]
     # Loose on purpose (busy CI machines): the budget counts from the launcher's start.
     assert summary["wall_s"] < budget_s + 30
     assert ins_eval(data, text_base, out / "model")["ok"] is True
