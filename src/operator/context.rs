@@ -97,11 +97,19 @@ impl Context {
     }
 
     /// Exponential per-object backoff, 2 s doubling up to 5 min, reset by the next success.
-    pub fn error_policy(&self, controller: &'static str, key: String, error: &Error) -> Action {
+    /// The failure is also a Warning Event on the object (`ReconcileFailed`, its category and
+    /// message), so `kubectl describe` says why a Task is stuck, not only the operator's log.
+    pub fn error_policy<K>(self: &Arc<Self>, controller: &'static str, object: Arc<K>, error: &Error) -> Action
+    where
+        K: Resource<DynamicType = ()> + Send + Sync + 'static,
+    {
+        let key = object_key(object.as_ref());
         self.metrics.errors.with_label_values(&[controller, error.category()]).inc();
         let failures = self.backoff.lock().map(|mut b| b.failed(&key, Instant::now())).unwrap_or(1);
         let delay = backoff(failures);
         tracing::warn!(controller, object = %key, category = error.category(), %error, retry_in = ?delay, "reconcile failed");
+        let (ctx, note) = (self.clone(), format!("{}: {error}; retrying in {} s", error.category(), delay.as_secs()));
+        tokio::spawn(async move { ctx.event(object.as_ref(), true, "ReconcileFailed", note).await });
         Action::requeue(delay)
     }
 

@@ -54,7 +54,7 @@ pub fn controller(
         .graceful_shutdown_on(shutdown);
     let store = controller.store();
     let run = controller
-        .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object_key(object.as_ref()), error), ctx.clone())
+        .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object, error), ctx.clone())
         .for_each(log_stream_errors(NAME, ctx))
         .boxed();
     (store, run)

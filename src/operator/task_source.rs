@@ -55,7 +55,7 @@ pub fn controller(
         )
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object_key(object.as_ref()), error), ctx.clone())
+        .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object, error), ctx.clone())
         .for_each(log_stream_errors(NAME, ctx))
         .boxed()
 }
