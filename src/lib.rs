@@ -9,6 +9,7 @@ pub mod chain;
 pub mod crdgen;
 pub mod dataset;
 pub mod gpu;
+pub mod isolation;
 pub mod local;
 pub mod mechanism;
 pub mod operator;

@@ -89,6 +89,13 @@ enum Command {
         /// Relative paths below ROOT.
         dirs: Vec<String>,
     },
+    /// Wait until this pod's NetworkPolicy is in force: until the API server's Service no longer
+    /// accepts a connection from it (a trainer pod's first init container, with
+    /// `workloads.awaitIsolation`). Exit 1 when it still does after the limit.
+    AwaitIsolation {
+        #[arg(long, default_value_t = 120)]
+        timeout_seconds: u64,
+    },
     /// Print the workload contract (commands, options, layout) as JSON for the Python package.
     Contract,
     /// Print the Task of one draw of a TaskSource file (what the operator would create for it).
@@ -153,6 +160,20 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e, 1),
         },
+        Command::AwaitIsolation { timeout_seconds } => {
+            let limit = std::time::Duration::from_secs(timeout_seconds);
+            let waited = gradients::isolation::api_server_from_env().and_then(|target| {
+                gradients::isolation::await_isolation(target, limit, std::time::Duration::from_millis(200))
+                    .map(|(waited, why)| format!("isolated after {} ms: {target}: {why}", waited.as_millis()))
+            });
+            match waited {
+                Ok(line) => {
+                    println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e, 1),
+            }
+        }
         Command::Contract => {
             let contract = gradients::workloads::contract::describe();
             println!("{}", serde_json::to_string_pretty(&contract).unwrap_or_default());

@@ -6,6 +6,8 @@
 //! Then `helm upgrade` rolls the operator, and deleting its pod mid-tournament loses and
 //! duplicates nothing. Beside the first tournament (the control) runs the same one with three
 //! hostile miners added (`hostile`): they escape nothing, and the honest miners score the same.
+//! A second test keeps a tournament's artifacts on an S3-compatible server instead of the claim
+//! (`s3`). The node enforces NetworkPolicies (kube-router's firewall, e2e/node).
 //!
 //! Run it through e2e/test, which builds and imports the images (E2E_IMAGE_*):
 //! `e2e/test -- cargo test --test real_node_e2e -- --ignored --test-threads=1` with
@@ -13,6 +15,10 @@
 
 #[path = "real_node_e2e/hostile.rs"]
 mod hostile;
+#[path = "real_node_e2e/s3.rs"]
+mod s3;
+#[path = "s3/server.rs"]
+mod s3_server;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -117,6 +123,10 @@ fn helm_install(ns: &str, extra: &[&str]) {
         "workloads.artifacts=pvc://gradients-artifacts",
         "--set",
         "workloads.defaultGpuClass=cpu",
+        // The node's firewall (kube-router) programs a pod's rules a moment after it starts:
+        // trainers wait for them.
+        "--set",
+        "workloads.awaitIsolation=true",
         // Small caps, so the hostile miner's sparse 3 GiB file is refused without a copy.
         "--set",
         "workloads.seal.maxFileBytes=1073741824",
@@ -385,4 +395,90 @@ async fn tournaments_run_in_real_containers_and_survive_upgrade_and_restart() {
     let _ = Command::new("kubectl").args(["delete", "pv", &format!("artifacts-{ns}"), "--wait=false"]).output();
     let _ = std::fs::remove_dir_all(&dir);
     eprintln!("real-node tournaments: {:.0} s", started.elapsed().as_secs_f64());
+}
+
+/// The real node's address (`e2e/node env`), where the S3 server listens.
+fn node_ip() -> String {
+    let out = run(root().join("e2e/node").to_str().unwrap(), &["env"]);
+    out.lines().find_map(|l| l.strip_prefix("NODE_IP=")).expect("NODE_IP from e2e/node env").to_string()
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e cluster's real node and images: e2e/test -- cargo test --test real_node_e2e -- --ignored"]
+async fn a_tournament_on_s3_runs_through_the_operator_with_presigned_urls_only() {
+    let cluster = Cluster::connect().await;
+    let started = Instant::now();
+    let _ = Command::new("kubectl").args(["create", "namespace", RELEASE_NAMESPACE]).output();
+    cluster.kubectl(&["label", "namespace", RELEASE_NAMESPACE, RESTRICTED, "--overwrite"]);
+    let ns = cluster.fresh_namespace("s3").await;
+    cluster.kubectl(&["label", "namespace", &ns, RESTRICTED, "--overwrite"]);
+
+    let server = s3::NodeS3::start(&node_ip()).await;
+    let models = PathBuf::from(env("GRADIENTS_BASE_MODELS"));
+    server.put_tree("models/instruct", &models.join("instruct")).await;
+    server.put("datasets/instruct.jsonl", &root().join("examples/instruct/data.jsonl")).await;
+    cluster.apply_yaml(&s3::NodeS3::secret_yaml(RELEASE_NAMESPACE)).await;
+    let object_store = format!("workloads.objectStore={}", server.chart_value());
+    let artifacts = format!("workloads.artifacts={}", s3::ARTIFACTS);
+    let secret = format!("objectStoreCredentialsSecret={}", s3::SECRET);
+    let sources = format!(r#"workloads.allowedSources=["s3://{0}/datasets/","s3://{0}/models/"]"#, s3::BUCKET);
+    helm_install(&ns, &["--set", &artifacts, "--set-json", &object_store, "--set", &secret, "--set-json", &sources]);
+    rollout_status(&cluster);
+
+    for (miner, strategy) in [("miner-a", "lora-fast"), ("miner-c", "full-ft")] {
+        cluster
+            .apply_yaml(&format!(
+                "apiVersion: gradients.io/v1alpha1\nkind: Miner\nmetadata: {{name: {miner}, namespace: {ns}, labels: {{pool: s3}}}}\nspec: {{strategy: {strategy}, hotkey: 5F{miner}}}\n"
+            ))
+            .await;
+    }
+    let spec = format!(
+        "  taskType: InstructText\n  baseModel: {{uri: s3://{0}/models/instruct, paramsB: 0.0001}}\n  \
+         dataset: {{uri: s3://{0}/datasets/instruct.jsonl, columns: {{instruction: question, output: answer}}}}\n  \
+         hours: 0.1\n",
+        s3::BUCKET
+    );
+    cluster.apply_yaml(&task_yaml_from(&ns, "on-s3", &spec, "{pool: s3}", 2)).await;
+    wait_for_phase(&cluster, &ns, "on-s3", TaskPhase::Succeeded, Duration::from_secs(900)).await;
+    eprintln!("the tournament on S3 succeeded after {:.0} s", started.elapsed().as_secs_f64());
+
+    // Scored for real: both miners evaluated, the winner beats the untrained base model.
+    let evaluation = Api::<Evaluation>::namespaced(cluster.client.clone(), &ns).get("on-s3").await.unwrap();
+    let results = evaluation.status.clone().unwrap().results;
+    assert_eq!(results.len(), 2, "{results:#?}");
+    let task = Api::<Task>::namespaced(cluster.client.clone(), &ns).get("on-s3").await.unwrap();
+    let base = base_model_loss(&task);
+    let best = results.iter().filter_map(|r| r.test_loss).fold(f64::INFINITY, f64::min);
+    assert!(best < base, "the winner ({best}) beats the untrained base model ({base}): {results:#?}");
+
+    // Every sealed model is an object on the server, at the URI its submission records.
+    let keys = server.keys("tournaments/").await;
+    let submissions = Api::<MinerSubmission>::namespaced(cluster.client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    let sealed_uris: Vec<String> =
+        submissions.iter().filter_map(|s| s.status.as_ref().and_then(|s| s.sealed_uri.clone())).collect();
+    assert!(sealed_uris.len() >= 2, "both miners' models were sealed: {submissions:#?}");
+    for sealed in &sealed_uris {
+        let key = sealed.strip_prefix(&format!("s3://{}/", s3::BUCKET)).unwrap_or_else(|| panic!("{sealed}"));
+        assert!(keys.iter().any(|k| k.starts_with(key)), "{sealed} is on the server: {keys:#?}");
+    }
+    assert!(keys.iter().any(|k| k.ends_with("data/heldout.tar")), "{keys:#?}");
+
+    // The workloads got URLs, never the key, and mounted no claim.
+    let pods = assert_real_pods_one_per_job(&cluster, &ns).await;
+    let roles: BTreeSet<String> = pods.iter().filter_map(|p| p.labels().get("gradients.io/role").cloned()).collect();
+    assert_eq!(roles, ["evaluator", "prepare", "seal", "trainer"].map(String::from).into(), "{roles:?}");
+    for pod in &pods {
+        let spec = serde_json::to_string(&pod.spec).unwrap();
+        assert!(!spec.contains(&s3::credentials().secret_access_key), "{} carries the operator's key", pod.name_any());
+        assert!(!spec.contains("persistentVolumeClaim"), "{} mounts a claim: {spec}", pod.name_any());
+        assert!(spec.contains("GRADIENTS_TRANSFERS"), "{} got its presigned URLs", pod.name_any());
+    }
+
+    run("helm", &["uninstall", "gradients", "-n", RELEASE_NAMESPACE, "--wait"]);
+    cluster.delete_namespace(&ns).await;
+    eprintln!("the tournament on S3: {:.0} s", started.elapsed().as_secs_f64());
 }

@@ -20,7 +20,11 @@ fn client()
 {
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_native_roots()
-        .map_err(|e| StorageError::Config(format!("TLS roots: {e}")))?
+        .map_err(|e| {
+            StorageError::Config(format!(
+                "TLS roots: {e} (the image needs CA certificates, e.g. Debian's ca-certificates)"
+            ))
+        })?
         .https_or_http()
         .enable_http1()
         .build();

@@ -44,6 +44,12 @@ pub struct WorkloadConfig {
     /// Size caps of a sealed submission.
     #[serde(default)]
     pub seal: crate::seal::Limits,
+    /// Start a trainer's code only once its pod's NetworkPolicy is in force: a first init
+    /// container of the operator's image (`gradients await-isolation`) waits until the API
+    /// server no longer answers the pod. For network plugins that program a new pod's rules a
+    /// moment after it starts (kube-router); it fails the trainer where policies are not enforced.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub await_isolation: bool,
     /// Timeouts and retries of the shared lifecycle (`tournament::LifecycleConfig`); e.g.
     /// `pendingTimeoutS: null` lets trainers wait for GPUs behind a Kueue quota indefinitely.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -139,7 +139,7 @@ pub(crate) fn trusted_job(
                         volume_mounts: Some(staged.mounts),
                         ..Container::default()
                     },
-                    (staged.volumes, staged.init),
+                    (staged.volumes, staged.init.into_iter().collect()),
                 )),
             },
             ..JobSpec::default()

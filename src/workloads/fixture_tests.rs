@@ -67,6 +67,29 @@ fn trainer_job_is_locked_down() {
 }
 
 #[test]
+fn a_trainer_awaits_its_network_policy_before_the_miners_code_when_configured() {
+    let submission: MinerSubmission = load("submission.yaml");
+    let names = |config: &WorkloadConfig| -> Vec<String> {
+        let job = trainer::trainer_job(&submission, config, None).unwrap();
+        let init = job.spec.unwrap().template.spec.unwrap().init_containers.unwrap_or_default();
+        init.iter().map(|c| c.name.clone()).collect()
+    };
+    assert!(!names(&config()).contains(&"await-isolation".to_string()), "off by default");
+    let mut awaiting = config();
+    awaiting.await_isolation = true;
+    assert_eq!(names(&awaiting).first().map(String::as_str), Some("await-isolation"), "first, before anything else");
+    let job = trainer::trainer_job(&submission, &awaiting, None).unwrap();
+    let gate = job.spec.unwrap().template.spec.unwrap().init_containers.unwrap().remove(0);
+    assert_eq!(
+        gate.image.as_deref(),
+        Some(awaiting.operator_image.as_str()),
+        "the operator's image, never the miner's"
+    );
+    assert_eq!(gate.args, Some(vec!["await-isolation".to_string()]));
+    assert_eq!(gate.security_context.unwrap().read_only_root_filesystem, Some(true));
+}
+
+#[test]
 fn trainer_job_rejects_an_unknown_gpu_class() {
     let mut submission: MinerSubmission = load("submission.yaml");
     submission.spec.gpu_class = "tpu".to_string();

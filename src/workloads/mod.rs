@@ -158,10 +158,10 @@ pub(crate) fn locked_down_pod(
     node_selector: Option<BTreeMap<String, String>>,
     tolerations: Option<Vec<k8s_openapi::api::core::v1::Toleration>>,
     container: k8s_openapi::api::core::v1::Container,
-    (volumes, init): (Vec<Volume>, Option<k8s_openapi::api::core::v1::Container>),
+    (volumes, init): (Vec<Volume>, Vec<k8s_openapi::api::core::v1::Container>),
 ) -> k8s_openapi::api::core::v1::PodSpec {
     k8s_openapi::api::core::v1::PodSpec {
-        init_containers: init.map(|c| vec![c]),
+        init_containers: (!init.is_empty()).then_some(init),
         restart_policy: Some("Never".to_string()),
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
@@ -179,7 +179,7 @@ pub(crate) fn locked_down_pod(
 pub(crate) fn gpu_class_pod(
     class: &GpuClass,
     container: k8s_openapi::api::core::v1::Container,
-    volumes: (Vec<Volume>, Option<k8s_openapi::api::core::v1::Container>),
+    volumes: (Vec<Volume>, Vec<k8s_openapi::api::core::v1::Container>),
 ) -> k8s_openapi::api::core::v1::PodSpec {
     let node_selector = (!class.node_selector.is_empty()).then(|| class.node_selector.clone());
     let tolerations = (!class.tolerations.is_empty()).then(|| class.tolerations.clone());
@@ -227,6 +227,28 @@ pub(crate) fn operator_container(
         termination_message_path: Some(contract::TERMINATION_MESSAGE_PATH.to_string()),
         termination_message_policy: Some("File".to_string()),
         volume_mounts: Some(volume_mounts),
+        ..Default::default()
+    }
+}
+
+/// `gradients await-isolation` (`workloads.awaitIsolation`): a trainer pod's first init
+/// container, so the miner's code starts only once the pod's NetworkPolicy is in force.
+pub(crate) fn await_isolation_container(config: &WorkloadConfig) -> k8s_openapi::api::core::v1::Container {
+    let amounts = BTreeMap::from([
+        ("cpu".to_string(), Quantity("100m".to_string())),
+        ("memory".to_string(), Quantity("64Mi".to_string())),
+    ]);
+    k8s_openapi::api::core::v1::Container {
+        name: "await-isolation".to_string(),
+        image: Some(config.operator_image.clone()),
+        image_pull_policy: config.image_pull_policy.clone(),
+        args: Some(vec!["await-isolation".to_string()]),
+        resources: Some(ResourceRequirements {
+            requests: Some(amounts.clone()),
+            limits: Some(amounts),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(restricted_container_security(true)),
         ..Default::default()
     }
 }

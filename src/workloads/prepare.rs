@@ -87,7 +87,7 @@ pub fn prepare_job(
                         (staged.mounts, staged.env, staged.working_dir),
                         config,
                     ),
-                    (staged.volumes, staged.init),
+                    (staged.volumes, staged.init.into_iter().collect()),
                 )),
             },
             ..JobSpec::default()

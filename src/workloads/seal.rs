@@ -61,7 +61,7 @@ pub fn seal_job(
                         (staged.mounts, staged.env, staged.working_dir),
                         config,
                     ),
-                    (staged.volumes, staged.init),
+                    (staged.volumes, staged.init.into_iter().collect()),
                 )),
             },
             ..JobSpec::default()

@@ -66,6 +66,13 @@ pub fn trainer_job(
     }
     let mut staged = view.finish(super::scratch_volume("200Gi"));
     super::add_shared_memory(&mut staged, spec.gpus);
+    // The miner's code is the one that must not start before the pod's policy is in force.
+    let init: Vec<Container> = config
+        .await_isolation
+        .then(|| super::await_isolation_container(config))
+        .into_iter()
+        .chain(staged.init)
+        .collect();
     Ok(Job {
         metadata: super::metadata(job_name(&name), namespace, owner, job_labels),
         spec: Some(JobSpec {
@@ -93,7 +100,7 @@ pub fn trainer_job(
                         volume_mounts: Some(staged.mounts),
                         ..Container::default()
                     },
-                    (staged.volumes, staged.init),
+                    (staged.volumes, init),
                 )),
             },
             ..JobSpec::default()

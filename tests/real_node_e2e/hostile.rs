@@ -3,6 +3,9 @@
 //! real node; a control tournament with the same seed runs without them. Each attacker tries
 //! every boundary of its pod and logs `N attacks, 0 escapes`; what only the outside can judge
 //! is checked here: what it left on the claim, its daemon, its forged result and its models.
+//! The real node enforces NetworkPolicies (kube-router's firewall, e2e/node), so the attackers
+//! run with `--network-policy-enforced`: a network path that is merely reachable (the API server
+//! answering 401, an open port on another pod) counts as an escape, not only a granted request.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -46,7 +49,7 @@ pub fn miners_yaml(ns: &str, image: &str) -> String {
         .map(|(name, mode)| {
             format!(
                 "apiVersion: gradients.io/v1alpha1\nkind: Miner\nmetadata: {{name: {name}, namespace: {ns}, labels: {{{POOL_LABEL}: \"yes\"}}}}\n\
-                 spec: {{image: {image}, command: [python, /opt/hostile/attacks.py, {mode}], hotkey: 5F{name}}}\n---\n"
+                 spec: {{image: {image}, command: [python, /opt/hostile/attacks.py, {mode}, --network-policy-enforced], hotkey: 5F{name}}}\n---\n"
             )
         })
         .collect()

@@ -3,55 +3,29 @@
 
 mod roundtrip;
 mod scoping;
+mod server;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gradients::storage::{Credentials, ObjectStore, Signer, client};
 
 pub const BUCKET: &str = "gradients";
 
 pub struct S3Server {
-    child: Child,
+    _server: server::S3sFs,
     pub store: ObjectStore,
-    _root: tempfile::TempDir,
 }
 
 impl S3Server {
     pub fn start() -> Self {
-        let build =
-            Command::new(crate::common::repo().join("e2e/build-s3-server")).stderr(Stdio::inherit()).output().unwrap();
-        assert!(build.status.success(), "e2e/build-s3-server failed");
-        let binary = String::from_utf8(build.stdout).unwrap().lines().last().unwrap().to_string();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let root = tempfile::tempdir().unwrap();
-        let credentials = credentials();
-        let child = Command::new(&binary)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", &credentials.access_key_id, "--secret-key", &credentials.secret_access_key])
-            .arg(root.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "s3s-fs did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let store = ObjectStore {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            region: "us-east-1".into(),
-            path_style: true,
-            egress: vec![],
-        };
-        let server = Self { child, store, _root: root };
+        let server = server::S3sFs::spawn("127.0.0.1", &credentials());
+        let store = server.store.clone();
+        let server = Self { _server: server, store };
         block_on(client::create_bucket(&server.signer())).unwrap();
         server
     }
 
-    /// The operator's own signer.
     pub fn signer(&self) -> Signer {
         Signer::new(&self.store, BUCKET, &credentials()).unwrap()
     }
@@ -64,17 +38,10 @@ impl S3Server {
 
     /// Uploads every file below `dir` under `prefix/`.
     pub fn put_tree(&self, prefix: &str, dir: &Path) {
-        for entry in walk(dir) {
+        for entry in server::walk(dir) {
             let relative = entry.strip_prefix(dir).unwrap().to_str().unwrap().to_string();
             self.put(&format!("{prefix}/{relative}"), &entry);
         }
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -84,16 +51,6 @@ pub fn credentials() -> Credentials {
 
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
-    }
-    out.sort();
-    out
 }
 
 /// The status of a request with `method` to `url` (body `data` for PUT).
