@@ -377,6 +377,24 @@ async fn too_few_miners_delay_an_organic_task() {
     assert!(message.contains(&format!("Task {ns}/thief")) && message.contains("spec.dataset.uri"), "{message}");
     let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &ns);
     assert!(jobs.get_opt(&job_of("thief", WorkKind::Prepare, "")).await.unwrap().is_none(), "nothing ran");
+    // A Task the operator cannot act on (a GPU class the installation lacks) says why on itself,
+    // where `kubectl describe` shows it: a Warning Event with the error's category and message.
+    cluster.apply_yaml(&task_yaml(&ns, "misclassed", "hours: 1\n  gpuClass: no-such-class")).await;
+    wait_until("a ReconcileFailed Event on the misclassed task", Duration::from_secs(60), || async {
+        let selector = "involvedObject.name=misclassed,reason=ReconcileFailed,type=Warning";
+        let messages = cluster.kubectl(&[
+            "get",
+            "events",
+            "-n",
+            &ns,
+            "--field-selector",
+            selector,
+            "-o",
+            "jsonpath={.items[*].message}",
+        ]);
+        messages.contains("UnknownGpuClass") && messages.contains("\"no-such-class\" is not configured")
+    })
+    .await;
     operator.stop().await;
     cluster.delete_namespace(&ns).await;
 }

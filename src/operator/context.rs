@@ -108,7 +108,9 @@ impl Context {
         let failures = self.backoff.lock().map(|mut b| b.failed(&key, Instant::now())).unwrap_or(1);
         let delay = backoff(failures);
         tracing::warn!(controller, object = %key, category = error.category(), %error, retry_in = ?delay, "reconcile failed");
-        let (ctx, note) = (self.clone(), format!("{}: {error}; retrying in {} s", error.category(), delay.as_secs()));
+        // An Event's note holds at most 1 kB; a storage error can carry a long response body.
+        let note = format!("{}: {error}; retrying in {} s", error.category(), delay.as_secs());
+        let (ctx, note) = (self.clone(), super::lifecycle::truncate(&note, 900));
         tokio::spawn(async move { ctx.event(object.as_ref(), true, "ReconcileFailed", note).await });
         Action::requeue(delay)
     }

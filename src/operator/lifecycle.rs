@@ -387,7 +387,8 @@ pub fn build_evaluation(
     Ok((evaluation, status))
 }
 
-fn truncate(text: &str, limit: usize) -> String {
+/// At most `limit` bytes of `text` (on a character boundary), with `…` when cut.
+pub(crate) fn truncate(text: &str, limit: usize) -> String {
     if text.len() <= limit {
         return text.to_string();
     }
