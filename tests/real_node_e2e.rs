@@ -267,15 +267,22 @@ async fn assert_weights_are_audited(cluster: &Cluster, ns: &str, evaluations: &[
     }
 }
 
+/// The release namespace (made if missing) and a fresh tournament namespace, both enforcing
+/// the `restricted` pod security standard; returns the tournament namespace.
+async fn restricted_namespaces(cluster: &Cluster, prefix: &str) -> String {
+    let _ = Command::new("kubectl").args(["create", "namespace", RELEASE_NAMESPACE]).output();
+    cluster.kubectl(&["label", "namespace", RELEASE_NAMESPACE, RESTRICTED, "--overwrite"]);
+    let ns = cluster.fresh_namespace(prefix).await;
+    cluster.kubectl(&["label", "namespace", &ns, RESTRICTED, "--overwrite"]);
+    ns
+}
+
 #[tokio::test]
 #[ignore = "needs the e2e cluster's real node and images: e2e/test -- cargo test --test real_node_e2e -- --ignored"]
 async fn tournaments_run_in_real_containers_and_survive_upgrade_and_restart() {
     let cluster = Cluster::connect().await;
     let started = Instant::now();
-    let _ = Command::new("kubectl").args(["create", "namespace", RELEASE_NAMESPACE]).output();
-    cluster.kubectl(&["label", "namespace", RELEASE_NAMESPACE, RESTRICTED, "--overwrite"]);
-    let ns = cluster.fresh_namespace("real").await;
-    cluster.kubectl(&["label", "namespace", &ns, RESTRICTED, "--overwrite"]);
+    let ns = restricted_namespaces(&cluster, "real").await;
     let dir = artifacts(&ns);
     cluster.apply_yaml(&artifacts_yaml(&ns, &dir)).await;
 
@@ -408,15 +415,12 @@ fn node_ip() -> String {
 async fn a_tournament_on_s3_runs_through_the_operator_with_presigned_urls_only() {
     let cluster = Cluster::connect().await;
     let started = Instant::now();
-    let _ = Command::new("kubectl").args(["create", "namespace", RELEASE_NAMESPACE]).output();
-    cluster.kubectl(&["label", "namespace", RELEASE_NAMESPACE, RESTRICTED, "--overwrite"]);
-    let ns = cluster.fresh_namespace("s3").await;
-    cluster.kubectl(&["label", "namespace", &ns, RESTRICTED, "--overwrite"]);
+    let ns = restricted_namespaces(&cluster, "s3").await;
 
     let server = s3::NodeS3::start(&node_ip()).await;
     let models = PathBuf::from(env("GRADIENTS_BASE_MODELS"));
-    server.put_tree("models/instruct", &models.join("instruct")).await;
-    server.put("datasets/instruct.jsonl", &root().join("examples/instruct/data.jsonl")).await;
+    server.s3.put_tree("models/instruct", &models.join("instruct")).await;
+    server.s3.put("datasets/instruct.jsonl", &root().join("examples/instruct/data.jsonl")).await;
     cluster.apply_yaml(&s3::NodeS3::secret_yaml(RELEASE_NAMESPACE)).await;
     let object_store = format!("workloads.objectStore={}", server.chart_value());
     let artifacts = format!("workloads.artifacts={}", s3::ARTIFACTS);

@@ -4,14 +4,11 @@
 //! every workload presigned URLs, never its key; each role's NetworkPolicy allows the endpoint
 //! and nothing else, and the node's firewall enforces it.
 
-use std::path::Path;
-use std::time::Duration;
-
-use gradients::storage::{Credentials, Signer, client};
+use gradients::storage::{Credentials, client};
 
 use crate::s3_server::S3sFs;
 
-pub const BUCKET: &str = "gradients";
+pub use crate::s3_server::BUCKET;
 /// `workloads.artifacts`: the tournaments' own area.
 pub const ARTIFACTS: &str = "s3://gradients/tournaments";
 /// The Secret (in the release namespace) with the operator's key pair.
@@ -26,35 +23,19 @@ pub fn credentials() -> Credentials {
 
 /// s3s-fs on the node's address, so that pods reach it as they would a cluster's S3 endpoint.
 pub struct NodeS3 {
-    server: S3sFs,
+    pub s3: S3sFs,
     pub node_ip: String,
 }
 
 impl NodeS3 {
     pub async fn start(node_ip: &str) -> Self {
-        let server = Self { server: S3sFs::spawn(node_ip, &credentials()), node_ip: node_ip.to_string() };
-        client::create_bucket(&server.signer()).await.unwrap();
-        server
-    }
-
-    pub fn signer(&self) -> Signer {
-        Signer::new(&self.server.store, BUCKET, &credentials()).unwrap()
-    }
-
-    pub async fn put(&self, key: &str, path: &Path) {
-        let url = self.signer().put(key, chrono::Utc::now(), Duration::from_secs(60));
-        client::put_file(&url, path).await.unwrap_or_else(|e| panic!("PUT {key}: {e}"));
-    }
-
-    pub async fn put_tree(&self, prefix: &str, dir: &Path) {
-        for file in crate::s3_server::walk(dir) {
-            let relative = file.strip_prefix(dir).unwrap().to_str().unwrap().to_string();
-            self.put(&format!("{prefix}/{relative}"), &file).await;
-        }
+        let s3 = S3sFs::spawn(node_ip, credentials());
+        client::create_bucket(&s3.signer()).await.unwrap();
+        Self { s3, node_ip: node_ip.to_string() }
     }
 
     pub async fn keys(&self, prefix: &str) -> Vec<String> {
-        client::list(&self.signer(), prefix).await.unwrap()
+        client::list(&self.s3.signer(), prefix).await.unwrap()
     }
 
     /// `workloads.objectStore` for the chart: the endpoint, and the one egress rule every
@@ -62,9 +43,9 @@ impl NodeS3 {
     pub fn chart_value(&self) -> String {
         format!(
             r#"{{"endpoint":"{}","region":"us-east-1","pathStyle":true,"egress":[{{"to":[{{"ipBlock":{{"cidr":"{}/32"}}}}],"ports":[{{"protocol":"TCP","port":{}}}]}}]}}"#,
-            self.server.store.endpoint,
+            self.s3.store.endpoint,
             self.node_ip,
-            url::Url::parse(&self.server.store.endpoint).unwrap().port().unwrap()
+            url::Url::parse(&self.s3.store.endpoint).unwrap().port().unwrap()
         )
     }
 

@@ -6,42 +6,36 @@ mod scoping;
 mod server;
 
 use std::path::Path;
-use std::time::Duration;
 
 use gradients::storage::{Credentials, ObjectStore, Signer, client};
 
-pub const BUCKET: &str = "gradients";
+pub use server::BUCKET;
 
 pub struct S3Server {
-    _server: server::S3sFs,
+    server: server::S3sFs,
     pub store: ObjectStore,
 }
 
 impl S3Server {
     pub fn start() -> Self {
-        let server = server::S3sFs::spawn("127.0.0.1", &credentials());
+        let server = server::S3sFs::spawn("127.0.0.1", credentials());
         let store = server.store.clone();
-        let server = Self { _server: server, store };
         block_on(client::create_bucket(&server.signer())).unwrap();
-        server
+        Self { server, store }
     }
 
     pub fn signer(&self) -> Signer {
-        Signer::new(&self.store, BUCKET, &credentials()).unwrap()
+        self.server.signer()
     }
 
     /// Uploads a file with the operator's credentials.
     pub fn put(&self, key: &str, path: &Path) {
-        let url = self.signer().put(key, chrono::Utc::now(), Duration::from_secs(60));
-        block_on(client::put_file(&url, path)).unwrap();
+        block_on(self.server.put(key, path));
     }
 
     /// Uploads every file below `dir` under `prefix/`.
     pub fn put_tree(&self, prefix: &str, dir: &Path) {
-        for entry in server::walk(dir) {
-            let relative = entry.strip_prefix(dir).unwrap().to_str().unwrap().to_string();
-            self.put(&format!("{prefix}/{relative}"), &entry);
-        }
+        block_on(self.server.put_tree(prefix, dir));
     }
 }
 

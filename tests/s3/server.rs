@@ -3,19 +3,24 @@
 //! free port of `host` with one key pair. Shared by the local S3 tests (`tests/s3`) and the
 //! real node's (`tests/real_node_e2e/s3.rs`), which listens on the node's address.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gradients::storage::{Credentials, ObjectStore};
+use gradients::storage::{Credentials, ObjectStore, Signer, client};
+
+/// The one bucket the tests use.
+pub const BUCKET: &str = "gradients";
 
 pub struct S3sFs {
     child: Child,
     pub store: ObjectStore,
+    credentials: Credentials,
     _root: tempfile::TempDir,
 }
 
 impl S3sFs {
-    pub fn spawn(host: &str, credentials: &Credentials) -> Self {
+    pub fn spawn(host: &str, credentials: Credentials) -> Self {
         let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let build = Command::new(repo.join("e2e/build-s3-server")).stderr(Stdio::inherit()).output().unwrap();
         assert!(build.status.success(), "e2e/build-s3-server failed");
@@ -41,7 +46,25 @@ impl S3sFs {
             path_style: true,
             egress: vec![],
         };
-        Self { child, store, _root: root }
+        Self { child, store, credentials, _root: root }
+    }
+
+    /// Signs with the key pair the server was started with (the operator's).
+    pub fn signer(&self) -> Signer {
+        Signer::new(&self.store, BUCKET, &self.credentials).unwrap()
+    }
+
+    pub async fn put(&self, key: &str, path: &Path) {
+        let url = self.signer().put(key, chrono::Utc::now(), Duration::from_secs(60));
+        client::put_file(&url, path).await.unwrap_or_else(|e| panic!("PUT {key}: {e}"));
+    }
+
+    /// Uploads every file below `dir` under `prefix/`.
+    pub async fn put_tree(&self, prefix: &str, dir: &Path) {
+        for file in walk(dir) {
+            let relative = file.strip_prefix(dir).unwrap().to_str().unwrap().to_string();
+            self.put(&format!("{prefix}/{relative}"), &file).await;
+        }
     }
 }
 
@@ -52,8 +75,8 @@ impl Drop for S3sFs {
     }
 }
 
-/// Every file below `dir`, sorted (what `put_tree` uploads).
-pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+/// Every file below `dir`, sorted.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
