@@ -260,7 +260,7 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
     assert_eq!(board.leader.as_deref(), Some("miner-a"));
     let weights = Api::<ConfigMap>::namespaced(cluster.client.clone(), &ns).get("gradients-weights").await.unwrap();
     let sunk: BTreeMap<String, u64> =
-        serde_json::from_str(&weights.data.unwrap()["weights.json"]).expect("weights.json");
+        serde_json::from_str(&weights.data.unwrap()["main.weights.json"]).expect("main.weights.json");
     assert_eq!(sunk, audited, "the ConfigMap sink holds the same weights");
     let filed: serde_json::Value = serde_json::from_slice(&std::fs::read(&operator.weights_file).unwrap()).unwrap();
     assert_eq!(filed["weights"], serde_json::to_value(&audited).unwrap(), "the file sink too");

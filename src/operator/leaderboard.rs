@@ -35,6 +35,7 @@ const RESYNC: Duration = Duration::from_secs(3600);
 pub fn controller(
     ctx: Arc<Context>,
     namespace: Option<&str>,
+    concurrency: u16,
     shutdown: super::Stop,
 ) -> (Store<DeserializeGuard<Leaderboard>>, BoxFuture<'static, ()>) {
     let client = ctx.client.clone();
@@ -48,7 +49,9 @@ pub fn controller(
     let controller =
         Controller::new(scoped::<DeserializeGuard<Leaderboard>>(&client, namespace), watcher::Config::default())
             .reconcile_all_on(evaluations_changed)
-            .with_config(controller::Config::default().concurrency(1).debounce(Duration::from_secs(1)))
+            // Leaderboards at once (kube-rs never runs one object twice at once): one waiting on a
+            // slow chain node (up to its sink's timeouts) must not hold up the others.
+            .with_config(controller::Config::default().concurrency(concurrency).debounce(Duration::from_secs(1)))
             .graceful_shutdown_on(shutdown);
     let store = controller.store();
     let run = controller

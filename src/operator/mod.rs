@@ -220,7 +220,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let (task_store, tasks) = task::controller(ctx.clone(), scope, concurrency, stop.clone());
         let (submission_store, submissions) = submission::controller(ctx.clone(), scope, concurrency, stop.clone());
         let (evaluation_store, evaluations) = evaluation::controller(ctx.clone(), scope, concurrency, stop.clone());
-        let (leaderboard_store, leaderboards) = leaderboard::controller(ctx.clone(), scope, stop.clone());
+        let (leaderboard_store, leaderboards) = leaderboard::controller(ctx.clone(), scope, concurrency, stop.clone());
         controllers.extend([
             tasks,
             submissions,

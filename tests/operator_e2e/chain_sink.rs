@@ -4,11 +4,16 @@
 //! extrinsic; a restarted operator inside the rate-limit window sends nothing; a missing,
 //! malformed or forbidden key Secret is a condition naming it and sends nothing; a deregistered
 //! miner is reported and its old uid gets no weight; an unreachable node is a condition and a
-//! retried reconcile error.
+//! retried reconcile error; a node that never answers holds up no other Leaderboard; two
+//! Leaderboards of one namespace share its weights ConfigMap, each with keys of its own.
 
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gradients::api::Leaderboard;
+use k8s_openapi::api::core::v1::ConfigMap;
 use gradients::chain::ss58;
 use kube::Api;
 use serde_json::json;
@@ -56,6 +61,37 @@ async fn wait_for_reason(boards: &Api<Leaderboard>, name: &str, reason: &str) ->
     boards.get(name).await.unwrap()
 }
 
+/// A node that accepts connections and never answers, until released (then it hangs up).
+struct Silent {
+    url: String,
+    held: Arc<Mutex<Vec<TcpStream>>>,
+    released: Arc<AtomicBool>,
+}
+
+impl Silent {
+    fn start() -> Silent {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("ws://{}", listener.local_addr().unwrap());
+        let (held, released) = (Arc::new(Mutex::new(Vec::new())), Arc::new(AtomicBool::new(false)));
+        let (h, r) = (held.clone(), released.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                if !r.load(Ordering::SeqCst) {
+                    h.lock().unwrap().push(stream);
+                }
+            }
+        });
+        Silent { url, held, released }
+    }
+    fn held(&self) -> usize {
+        self.held.lock().unwrap().len()
+    }
+    fn release(&self) {
+        self.released.store(true, Ordering::SeqCst);
+        self.held.lock().unwrap().clear();
+    }
+}
+
 #[tokio::test]
 #[ignore = "needs the e2e cluster: e2e/test -- cargo test --test operator_e2e -- --ignored"]
 async fn the_chain_sink_pushes_once_per_change_and_never_inside_the_window() {
@@ -66,8 +102,8 @@ async fn the_chain_sink_pushes_once_per_change_and_never_inside_the_window() {
 
     let cluster = Cluster::connect().await;
     let ns = cluster.fresh_namespace("e2e-chain").await;
-    // One Leaderboard per namespace (each writes the namespace's weights ConfigMap): the key
-    // Secrets that give no key get their own.
+    // The key Secrets that give no key get namespaces of their own (each is read once per
+    // Leaderboard); the main namespace holds a second Leaderboard on a node that never answers.
     let mut keyless = Vec::new();
     for prefix in ["e2e-chain-nokey", "e2e-chain-badkey", "e2e-chain-forbidden", "e2e-chain-down"] {
         keyless.push(cluster.fresh_namespace(prefix).await);
@@ -99,6 +135,9 @@ async fn the_chain_sink_pushes_once_per_change_and_never_inside_the_window() {
         }
     }
     cluster.apply_yaml(&leaderboard(&ns, "main", &double.url, "validator")).await;
+    // Named to sort first: the controller starts on it before "main".
+    let silent = Silent::start();
+    cluster.apply_yaml(&leaderboard(&ns, "backup", &silent.url, "validator")).await;
     // The last one's node is down: a port nothing listens on.
     let down = format!("ws://{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap());
     let urls = [&double.url, &double.url, &double.url, &down];
@@ -114,6 +153,32 @@ async fn the_chain_sink_pushes_once_per_change_and_never_inside_the_window() {
     operator.wait_ready().await;
     let boards: Api<Leaderboard> = Api::namespaced(cluster.client.clone(), &ns);
     let main = wait_for_reason(&boards, "main", "Pushed").await;
+    // "backup" still waits on its node (within the sink's 30 s read timeout), and held up nothing.
+    assert!(silent.held() >= 1, "backup's reconcile reached its node");
+    let backup = boards.get("backup").await.unwrap();
+    assert_ne!(chain_condition(&backup).map(|(r, _)| r), Some("NodeError".to_string()), "backup still waits");
+    silent.release();
+    let backup = wait_for_reason(&boards, "backup", "NodeError").await;
+    assert!(backup.status.unwrap().chain.unwrap_or_default().pushes.is_empty());
+    // One ConfigMap, owned by both (neither its controller), with keys for each.
+    let config_maps: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), &ns);
+    let weights = config_maps.get("gradients-weights").await.unwrap();
+    let data = weights.data.clone().unwrap();
+    let keys: Vec<&str> = data.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["backup.computedAt", "backup.weights.json", "main.computedAt", "main.weights.json"]);
+    assert_eq!(data["backup.weights.json"], data["main.weights.json"], "the same Evaluations, the same weights");
+    let owners = weights.metadata.owner_references.clone().unwrap();
+    let mut owner_names: Vec<&str> = owners.iter().map(|o| o.name.as_str()).collect();
+    owner_names.sort();
+    assert_eq!(owner_names, ["backup", "main"]);
+    assert!(owners.iter().all(|o| o.controller != Some(true)), "{owners:?}");
+    // Deleting one leaves the ConfigMap to the other.
+    boards.delete("backup", &Default::default()).await.unwrap();
+    wait_until("the ConfigMap owned by main alone", Duration::from_secs(60), || async {
+        let owners = config_maps.get("gradients-weights").await.unwrap().metadata.owner_references.unwrap_or_default();
+        owners.len() == 1 && owners[0].name == "main"
+    })
+    .await;
     let status = main.status.clone().unwrap().chain.unwrap();
     assert_eq!(status.validator.as_deref(), Some(address(&validator()).as_str()));
     let push = &status.pushes[0];
@@ -180,6 +245,9 @@ async fn the_chain_sink_pushes_once_per_change_and_never_inside_the_window() {
     assert!(message.contains("nothing sent before block 1101"), "{message}");
     assert_eq!(main.status.unwrap().chain.unwrap().pushes.len(), 1, "no new push recorded");
     assert_eq!(double.log().len(), 1, "nothing more reached the chain");
+    // main wrote its new weights; the deleted backup's keys went with that write.
+    let data = config_maps.get("gradients-weights").await.unwrap().data.unwrap();
+    assert_eq!(data.keys().collect::<Vec<_>>(), ["main.computedAt", "main.weights.json"]);
     let table = cluster.kubectl(&["get", "leaderboards", "-A"]);
     assert!(table.contains("RateLimited") && table.contains("KeyUnavailable"), "{table}");
     println!("{table}");

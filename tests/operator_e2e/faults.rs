@@ -257,7 +257,7 @@ async fn check_weights(cluster: &Cluster, ns: &str, evaluations: &[Evaluation]) 
         board.standings.iter().map(|s| (s.miner.clone(), u64::from(s.weight_u16))).collect();
     assert_eq!(published, audited, "leaderboard weights equal `gradients score` of the records");
     let sunk = Api::<ConfigMap>::namespaced(cluster.client.clone(), ns).get("gradients-weights").await.unwrap();
-    let sunk: BTreeMap<String, u64> = serde_json::from_str(&sunk.data.unwrap()["weights.json"]).unwrap();
+    let sunk: BTreeMap<String, u64> = serde_json::from_str(&sunk.data.unwrap()["main.weights.json"]).unwrap();
     assert_eq!(sunk, audited, "the ConfigMap sink holds the same weights");
 }
 
