@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gradients::api::Leaderboard;
-use k8s_openapi::api::core::v1::ConfigMap;
 use gradients::chain::ss58;
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use serde_json::json;
 
