@@ -51,6 +51,9 @@ fn a_push_is_one_accepted_extrinsic_and_a_second_inside_the_window_sends_nothing
     assert_eq!((report["sent"].as_bool(), report["outcome"].as_str()), (Some(false), Some("RateLimited")));
     assert!(stderr(&out).contains("nothing sent") && stderr(&out).contains("block 1101"), "{}", stderr(&out));
     assert_eq!(double.log().len(), 1, "nothing reached the chain");
+    // The chain's `Weights` row of the validator (uid 5) is the vector it took.
+    let pairs: Vec<serde_json::Value> = (0..3).map(|i| json!([args["dests"][i], args["weights"][i]])).collect();
+    assert_eq!(report["chain"]["weights"], json!(pairs), "{report}");
 }
 
 #[test]

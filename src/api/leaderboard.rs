@@ -68,6 +68,12 @@ pub struct ChainSink {
     pub version_key: Option<u64>,
     #[serde(default)]
     pub mode: ChainMode,
+    /// Set the same weights again once this many blocks have passed since the chain last took
+    /// the validator's weights (its `LastUpdate`), for subnets that expect weights every epoch
+    /// (e.g. the subnet's tempo + 1, 361 on most). Unset: unchanged weights are sent once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub repush_every_blocks: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -226,7 +232,8 @@ pub struct ChainPush {
     pub at: DateTime<Utc>,
     /// The digest of what was pushed (see `syncedDigest`).
     pub digest: String,
-    /// `ExtrinsicSuccess`, `DryRun`, `Refused: <pool reason>` (not included, e.g.
+    /// `ExtrinsicSuccess`, `DryRun`, `OnChain` (nothing sent: the chain's `Weights` already
+    /// held this vector, set at `block`), `Refused: <pool reason>` (not included, e.g.
     /// `Refused: RateLimitExceeded`) or `Failed: <Pallet::Error>` (included, failed).
     pub outcome: String,
     /// What the node said, for a refusal.

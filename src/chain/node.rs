@@ -60,6 +60,9 @@ pub struct Snapshot {
     pub last_update: u64,
     /// Hotkey → uid for the hotkeys asked about that are registered (`Uids`).
     pub uids: BTreeMap<String, u16>,
+    /// The validator's row of `Weights`, (uid, u16 weight) as the chain stored them (empty when
+    /// it never set any, or is not registered).
+    pub weights: Vec<(u16, u16)>,
 }
 
 /// What the chain did with a submitted extrinsic.
@@ -104,7 +107,7 @@ impl Node {
         Ok(Node { client, rpc, runtime })
     }
 
-    /// Reads the subnet's weight parameters, the validator's `LastUpdate` and the uids of `hotkeys`
+    /// Reads the subnet's weight parameters, the validator's `LastUpdate` and `Weights`, and the uids of `hotkeys`
     /// at the latest finalized block (`validator` empty: no validator).
     pub async fn snapshot(
         &self,
@@ -151,10 +154,22 @@ impl Node {
             None => Vec::new(),
         };
         let last_update = validator_uid.and_then(|u| last_updates.get(usize::from(u))).copied().unwrap_or(0);
+        let weights = match validator_uid {
+            Some(uid) => read(&at, "Weights", vec![Value::u128(index.into()), Value::u128(uid.into())]).await?,
+            None => Vec::new(),
+        };
         if !hotkeys.contains(&validator.to_string()) {
             uids.remove(validator);
         }
-        Ok(Snapshot { block: at.block_number(), params, weights_set_rate_limit, validator_uid, last_update, uids })
+        Ok(Snapshot {
+            block: at.block_number(),
+            params,
+            weights_set_rate_limit,
+            validator_uid,
+            last_update,
+            uids,
+            weights,
+        })
     }
 
     /// Signs `SubtensorModule.set_mechanism_weights` with the hotkey (mortal, nonce from the

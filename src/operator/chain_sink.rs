@@ -48,8 +48,9 @@ const SUBMIT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The `outcome` label of `gradients_chain_push_total`: every decision taken while a push is
 /// due, bounded to these.
-pub const OUTCOMES: [&str; 8] = [
+pub const OUTCOMES: [&str; 9] = [
     "success",
+    "on_chain",
     "dispatch_failed",
     "pool_refused",
     "node_error",
@@ -123,8 +124,10 @@ pub fn prepare(standings: &[Standing], hotkeys: &BTreeMap<String, Option<String>
 /// Whether the chain must be asked at all.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Due {
-    /// The chain already has it.
-    UpToDate,
+    /// The chain already has it; with a re-push period, look again within `recheck`.
+    UpToDate {
+        recheck: Option<Duration>,
+    },
     /// The last push of the same weights was refused or failed: not before `until`, `retry`
     /// from now.
     Hold {
@@ -140,13 +143,20 @@ pub enum Due {
     Push,
 }
 
-/// Pure: is a push due at `now`?
-pub fn due(previous: &ChainSinkStatus, desired: &Desired, mode: ChainMode, now: DateTime<Utc>) -> Due {
-    if mode == ChainMode::CommitReveal {
+/// Pure: is a push due at `now`? With `repushEveryBlocks`, the chain is read again once that
+/// many blocks (at 12 s) have passed since the newest push the chain took; the chain's
+/// `LastUpdate` then decides (`decide`).
+pub fn due(previous: &ChainSinkStatus, desired: &Desired, sink: &ChainSink, now: DateTime<Utc>) -> Due {
+    if sink.mode == ChainMode::CommitReveal {
         return Due::Blocked { reason: "CommitRevealNotBuilt", message: COMMIT_REVEAL_NOT_BUILT.to_string() };
     }
     if previous.synced_digest.as_deref() == Some(desired.digest.as_str()) {
-        return Due::UpToDate;
+        let Some(blocks) = sink.repush_every_blocks else { return Due::UpToDate { recheck: None } };
+        let taken = previous.pushes.iter().find(|p| p.digest == desired.digest && taken_by_chain(&p.outcome));
+        let Some(taken) = taken else { return Due::Push };
+        let since = (now - taken.at).to_std().unwrap_or_default();
+        let period = blocks_time(blocks);
+        return if since >= period { Due::Push } else { Due::UpToDate { recheck: Some(period - since) } };
     }
     if let Some(last) = previous.pushes.first().filter(|p| p.digest == desired.digest) {
         let wait = if last.outcome.starts_with("Refused") {
@@ -172,10 +182,26 @@ const COMMIT_REVEAL_NOT_BUILT: &str = "the timelocked commit (commit_timelocked_
 
 const DRY_RUN: &str = "dry run: the call is in status.chain.pushes, nothing was sent";
 
+/// Whether a recorded outcome means the chain holds that push's vector.
+fn taken_by_chain(outcome: &str) -> bool {
+    outcome == "ExtrinsicSuccess" || outcome == ON_CHAIN
+}
+
+/// The outcome recorded when the chain already held the vector: nothing was sent.
+pub const ON_CHAIN: &str = "OnChain";
+
 /// What to do once the chain is read.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     Send(Box<Plan>),
+    /// The chain's `Weights` already hold the plan's vector for the validator (a push whose
+    /// status write was lost, or set by another tool): nothing to send. `block` is its
+    /// `LastUpdate`; with a re-push period, look again within `recheck`.
+    OnChain {
+        plan: Box<Plan>,
+        block: u64,
+        recheck: Option<Duration>,
+    },
     DryRun(Box<Plan>),
     /// Inside the rate-limit window: the chain accepts from block `from` (`blocks` after the next).
     Wait {
@@ -212,6 +238,8 @@ pub fn decide(sink: &ChainSink, desired: &Desired, chain: &Snapshot, validator: 
     } else if chain.validator_uid.is_none() {
         let message = format!("the validator's hotkey {validator} is not registered on netuid {}", sink.netuid);
         Step::Blocked { reason: "ValidatorNotRegistered", message }
+    } else if let Some(recheck) = held_on_chain(sink, &plan, chain) {
+        Step::OnChain { plan: Box::new(plan), block: chain.last_update, recheck }
     } else if commit_reveal {
         let message = format!(
             "CommitRevealWeightsEnabled is true on netuid {}: the chain refuses a plain set there, and {COMMIT_REVEAL_NOT_BUILT}",
@@ -227,9 +255,31 @@ pub fn decide(sink: &ChainSink, desired: &Desired, chain: &Snapshot, validator: 
     (step, without)
 }
 
+/// Pure: `Some(recheck)` when the chain's `Weights` row for the validator is the plan's vector
+/// and no re-push is due yet. The pallet stores the call's pairs in call order, max-upscaled;
+/// the SDK's conversion already makes the largest 65535, so they are stored as sent.
+fn held_on_chain(sink: &ChainSink, plan: &Plan, chain: &Snapshot) -> Option<Option<Duration>> {
+    let args = &plan.call.args;
+    let planned: Vec<(u16, u16)> = args.dests.iter().copied().zip(args.weights.iter().copied()).collect();
+    if args.dests.is_empty() || chain.weights != planned {
+        return None;
+    }
+    match sink.repush_every_blocks {
+        None => Some(None),
+        Some(blocks) => {
+            let next = chain.last_update.saturating_add(blocks);
+            (chain.block < next).then(|| Some(wait_time(next - chain.block - 1)))
+        }
+    }
+}
+
+fn blocks_time(blocks: u64) -> Duration {
+    BLOCK_TIME * u32::try_from(blocks).unwrap_or(u32::MAX)
+}
+
 /// When to look again while waiting `blocks` after the next block.
 pub fn wait_time(blocks: u64) -> Duration {
-    BLOCK_TIME * u32::try_from(blocks.saturating_add(1)).unwrap_or(u32::MAX)
+    blocks_time(blocks.saturating_add(1))
 }
 
 /// A push as status records it.
@@ -261,7 +311,7 @@ pub fn push_record(
 /// chain now holds when it was accepted (or, in dry-run mode, computed).
 pub fn record(previous: &ChainSinkStatus, push: ChainPush) -> ChainSinkStatus {
     let mut status = previous.clone();
-    if push.outcome == "ExtrinsicSuccess" || push.outcome == "DryRun" {
+    if taken_by_chain(&push.outcome) || push.outcome == "DryRun" {
         status.synced_digest = Some(push.digest.clone());
     }
     status.pushes.insert(0, push);
@@ -345,13 +395,15 @@ pub async fn push(
         }
     };
     let desired = prepare(standings, &hotkeys, sink);
-    match due(previous, &desired, sink.mode, now) {
-        Due::UpToDate => {
+    match due(previous, &desired, sink, now) {
+        Due::UpToDate { recheck } => {
             let (reason, message) = match sink.mode {
                 ChainMode::DryRun => ("DryRun", DRY_RUN.to_string()),
                 _ => ("Pushed", pushed_message(previous)),
             };
-            return Outcome::new(previous.clone(), synced(sink.mode != ChainMode::DryRun, reason, message));
+            let mut outcome = Outcome::new(previous.clone(), synced(sink.mode != ChainMode::DryRun, reason, message));
+            outcome.requeue = recheck;
+            return outcome;
         }
         Due::Hold { until, retry, outcome } => {
             // No clock in the message: a status that changes by itself would wake the controller.
@@ -430,6 +482,9 @@ pub async fn push(
             outcome.event = Some((false, "ChainDryRun", summary(&plan, "computed, not sent")));
             return outcome;
         }
+        Step::OnChain { plan, block, recheck } => {
+            return on_chain(status, previous, &plan, &desired.digest, block, recheck, now);
+        }
         Step::Send(plan) => plan,
     };
     let sent = tokio::time::timeout(SUBMIT_TIMEOUT, node.set_mechanism_weights(&key, &plan.call.args)).await;
@@ -477,6 +532,33 @@ fn summary(plan: &Plan, what: &str) -> String {
     )
 }
 
+/// The chain already holds the vector: recorded once (a lost status write, another tool's set),
+/// and not again while a re-push waits for its block.
+fn on_chain(
+    status: ChainSinkStatus,
+    previous: &ChainSinkStatus,
+    plan: &Plan,
+    digest: &str,
+    block: u64,
+    recheck: Option<Duration>,
+    now: DateTime<Utc>,
+) -> Outcome {
+    if previous.synced_digest.as_deref() == Some(digest) {
+        let mut outcome = Outcome::new(status, synced(true, "Pushed", pushed_message(previous)));
+        outcome.requeue = recheck;
+        return outcome;
+    }
+    let note = format!("the chain's Weights already hold this vector (LastUpdate {block}): recorded, nothing sent");
+    let mut entry = push_record(plan, digest, now, ON_CHAIN.into(), Some(note.clone()));
+    entry.block = Some(block);
+    let status = record(&status, entry);
+    let mut outcome = Outcome::new(status.clone(), synced(true, "Pushed", pushed_message(&status)));
+    outcome.requeue = recheck;
+    outcome.metric = Some("on_chain");
+    outcome.event = Some((false, "ChainWeightsOnChain", format!("{}: {note}", summary(plan, "held"))));
+    outcome
+}
+
 fn success(status: ChainSinkStatus, plan: &Plan, digest: &str, receipt: Receipt, now: DateTime<Utc>) -> Outcome {
     let mut entry = push_record(plan, digest, now, "ExtrinsicSuccess".into(), None);
     entry.extrinsic_hash = Some(receipt.extrinsic_hash.clone());
@@ -501,12 +583,9 @@ async fn miner_hotkeys(ctx: &Context, namespace: &str) -> Result<BTreeMap<String
 
 /// The condition's message once the chain holds the weights: the same on every reconcile.
 fn pushed_message(status: &ChainSinkStatus) -> String {
-    match status
-        .pushes
-        .iter()
-        .find(|p| p.outcome == "ExtrinsicSuccess" && Some(&p.digest) == status.synced_digest.as_ref())
+    match status.pushes.iter().find(|p| taken_by_chain(&p.outcome) && Some(&p.digest) == status.synced_digest.as_ref())
     {
-        Some(p) => format!("the chain holds the current weights: ExtrinsicSuccess in block {}", p.block.unwrap_or(0)),
+        Some(p) => format!("the chain holds the current weights: {} in block {}", p.outcome, p.block.unwrap_or(0)),
         None => "the chain holds the current weights".to_string(),
     }
 }

@@ -9,6 +9,7 @@ fn sink(mode: ChainMode) -> ChainSink {
         hotkey_secret_ref: SecretKeyRef { name: "validator".into(), key: "hotkey".into() },
         version_key: None,
         mode,
+        repush_every_blocks: None,
     }
 }
 
@@ -48,6 +49,7 @@ fn chain(block: u64, last_update: u64, registered: &[u8]) -> Snapshot {
         validator_uid: Some(0),
         last_update,
         uids,
+        weights: Vec::new(),
     }
 }
 
@@ -107,11 +109,11 @@ fn the_digest_changes_with_what_the_chain_would_get_and_only_then() {
 fn a_push_is_due_until_the_chain_took_these_weights() {
     let desired = prepare(&board(), &all_registered(), &sink(ChainMode::Auto));
     let empty = ChainSinkStatus::default();
-    assert_eq!(due(&empty, &desired, ChainMode::Auto, at(0)), Due::Push);
+    assert_eq!(due(&empty, &desired, &sink(ChainMode::Auto), at(0)), Due::Push);
     let synced = ChainSinkStatus { synced_digest: Some(desired.digest.clone()), ..empty.clone() };
-    assert_eq!(due(&synced, &desired, ChainMode::Auto, at(0)), Due::UpToDate);
+    assert_eq!(due(&synced, &desired, &sink(ChainMode::Auto), at(0)), Due::UpToDate { recheck: None });
     let stale = ChainSinkStatus { synced_digest: Some("older".into()), ..empty };
-    assert_eq!(due(&stale, &desired, ChainMode::Auto, at(0)), Due::Push);
+    assert_eq!(due(&stale, &desired, &sink(ChainMode::Auto), at(0)), Due::Push);
 }
 
 #[test]
@@ -123,15 +125,15 @@ fn a_refused_push_is_retried_after_a_minute_and_a_failed_one_after_an_hour() {
         let status =
             record(&ChainSinkStatus::default(), push_record(&plan, &desired.digest, at(0), outcome.into(), None));
         assert_eq!(status.synced_digest, None);
-        let held = due(&status, &desired, ChainMode::Auto, at(10));
+        let held = due(&status, &desired, &sink(ChainMode::Auto), at(10));
         let until = at(wait.as_secs() as i64);
         assert_eq!(held, Due::Hold { until, retry: wait - Duration::from_secs(10), outcome: outcome.into() });
-        assert_eq!(due(&status, &desired, ChainMode::Auto, at(wait.as_secs() as i64)), Due::Push);
+        assert_eq!(due(&status, &desired, &sink(ChainMode::Auto), at(wait.as_secs() as i64)), Due::Push);
         // New weights are not held back by the old ones' failure.
         let mut other = board();
         other[0].weight_u16 = 1;
         let changed = prepare(&other, &all_registered(), &sink(ChainMode::Auto));
-        assert_eq!(due(&status, &changed, ChainMode::Auto, at(10)), Due::Push);
+        assert_eq!(due(&status, &changed, &sink(ChainMode::Auto), at(10)), Due::Push);
     }
 }
 
@@ -145,7 +147,7 @@ fn decide_plan(desired: &Desired) -> Plan {
 #[test]
 fn mode_commit_reveal_is_refused_before_the_chain_is_read() {
     let desired = prepare(&board(), &all_registered(), &sink(ChainMode::CommitReveal));
-    match due(&ChainSinkStatus::default(), &desired, ChainMode::CommitReveal, at(0)) {
+    match due(&ChainSinkStatus::default(), &desired, &sink(ChainMode::CommitReveal), at(0)) {
         Due::Blocked { reason, message } => {
             assert_eq!(reason, "CommitRevealNotBuilt");
             assert!(message.contains("not built") && message.contains("nothing is sent"), "{message}");
@@ -228,4 +230,85 @@ fn status_keeps_the_newest_five_pushes_and_the_digest_the_chain_took() {
     assert_eq!(last_success(&status), Some(at(3)));
     assert_eq!(status.pushes[0].dests, plan.call.args.dests);
     assert_eq!(status.pushes[0].weights, plan.call.args.weights);
+}
+
+/// The plan of `desired` as the chain would hold it after a set at `last_update`.
+fn holding(desired: &Desired, block: u64, last_update: u64) -> Snapshot {
+    let plan = decide_plan(desired);
+    let args = &plan.call.args;
+    let mut chain = chain(block, last_update, &[1, 2, 3]);
+    chain.weights = args.dests.iter().copied().zip(args.weights.iter().copied()).collect();
+    chain
+}
+
+#[test]
+fn weights_the_chain_already_holds_are_recorded_not_sent_again() {
+    let desired = prepare(&board(), &all_registered(), &sink(ChainMode::Auto));
+    // The status write of a push at 990 was lost: the chain holds the vector; whether the
+    // window is open (1100) or not (1000), nothing is sent and it is recorded as on chain.
+    for head in [1000, 1100] {
+        match decide(&sink(ChainMode::Auto), &desired, &holding(&desired, head, 990), &key(9)).0 {
+            Step::OnChain { block, recheck, .. } => assert_eq!((block, recheck), (990, None)),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Other weights on the chain (or none): the usual window.
+    let mut other = holding(&desired, 1000, 990);
+    other.weights[0].1 -= 1;
+    assert!(matches!(decide(&sink(ChainMode::Auto), &desired, &other, &key(9)).0, Step::Wait { from: 1090, .. }));
+    other.weights.clear();
+    other.block = 1100;
+    assert!(matches!(decide(&sink(ChainMode::Auto), &desired, &other, &key(9)).0, Step::Send(_)));
+    // Recorded once: the digest is synced, an Event and the on_chain count come with it.
+    let Step::OnChain { plan, block, recheck } =
+        decide(&sink(ChainMode::Auto), &desired, &holding(&desired, 1000, 990), &key(9)).0
+    else {
+        panic!()
+    };
+    let first = on_chain(
+        ChainSinkStatus::default(),
+        &ChainSinkStatus::default(),
+        &plan,
+        &desired.digest,
+        block,
+        recheck,
+        at(0),
+    );
+    assert_eq!(first.status.synced_digest.as_deref(), Some(desired.digest.as_str()));
+    assert_eq!((first.status.pushes[0].outcome.as_str(), first.status.pushes[0].block), (ON_CHAIN, Some(990)));
+    assert_eq!(first.status.pushes[0].extrinsic_hash, None, "nothing was sent");
+    assert_eq!((first.metric, first.condition.reason), (Some("on_chain"), "Pushed"));
+    assert!(first.condition.message.contains("OnChain in block 990"), "{}", first.condition.message);
+    let again = on_chain(first.status.clone(), &first.status, &plan, &desired.digest, block, recheck, at(5));
+    assert_eq!(again.status, first.status, "no second record");
+    assert_eq!(again.metric, None);
+}
+
+#[test]
+fn with_a_repush_period_unchanged_weights_are_set_again_once_it_passed() {
+    let desired = prepare(&board(), &all_registered(), &sink(ChainMode::Auto));
+    let mut every = sink(ChainMode::Auto);
+    every.repush_every_blocks = Some(361);
+    let plan = decide_plan(&desired);
+    let mut pushed = push_record(&plan, &desired.digest, at(0), "ExtrinsicSuccess".into(), None);
+    pushed.block = Some(1000);
+    let status = record(&ChainSinkStatus::default(), pushed);
+    // Without a period: up to date for good.
+    assert_eq!(due(&status, &desired, &sink(ChainMode::Auto), at(100_000)), Due::UpToDate { recheck: None });
+    // With one: look again 361 blocks (12 s each) after the push.
+    assert_eq!(due(&status, &desired, &every, at(12)), Due::UpToDate { recheck: Some(Duration::from_secs(360 * 12)) });
+    assert_eq!(due(&status, &desired, &every, at(361 * 12)), Due::Push);
+    // The chain decides by its blocks: LastUpdate 1000, at head 1300 not yet (look again when
+    // block 1361 is due); at 1360 the call lands in 1361 and is sent.
+    match decide(&every, &desired, &holding(&desired, 1300, 1000), &key(9)).0 {
+        Step::OnChain { recheck, .. } => assert_eq!(recheck, Some(wait_time(60))),
+        other => panic!("{other:?}"),
+    }
+    let early = on_chain(status.clone(), &status, &plan, &desired.digest, 1000, Some(wait_time(60)), at(12));
+    assert_eq!((early.status, early.requeue), (status.clone(), Some(wait_time(60))), "nothing recorded");
+    assert!(matches!(decide(&every, &desired, &holding(&desired, 1361, 1000), &key(9)).0, Step::Send(_)));
+    // A rate limit longer than the period still holds.
+    let mut slow = holding(&desired, 1361, 1000);
+    slow.weights_set_rate_limit = 400;
+    assert!(matches!(decide(&every, &desired, &slow, &key(9)).0, Step::Wait { from: 1400, .. }));
 }

@@ -5,7 +5,8 @@
 //! malformed or forbidden key Secret is a condition naming it and sends nothing; a deregistered
 //! miner is reported and its old uid gets no weight; an unreachable node is a condition and a
 //! retried reconcile error; a node that never answers holds up no other Leaderboard; two
-//! Leaderboards of one namespace share its weights ConfigMap, each with keys of its own.
+//! Leaderboards of one namespace share its weights ConfigMap, each with keys of its own; a push
+//! whose status write was lost is found in the chain's `Weights` and not sent again.
 
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -234,12 +235,28 @@ async fn the_chain_sink_pushes_once_per_change_and_never_inside_the_window() {
         assert!(!metrics.contains(&zero), "{zero} in\n{metrics}");
     }
 
-    // New weights while the operator is down; the restarted one is inside the window (LastUpdate
-    // 1001, limit 100, head 1001): it says so and sends nothing.
+    // The push's status write lost while the operator is down: the restarted one, knowing
+    // nothing, finds the vector in the chain's `Weights`, records it and sends nothing.
     operator.stop().await;
-    evaluation(&cluster, &ns, "third", &[("alice", 1.5), ("bob", 0.6), ("dave", 0.9), ("carol", 0.8)]).await;
+    let lost = json!({"status": {"chain": null}});
+    boards.patch_status("main", &Default::default(), &kube::api::Patch::Merge(&lost)).await.unwrap();
     let mut operator = Operator::start(&cluster, "chain-second");
     operator.wait_ready().await;
+    wait_until("main's push recorded as on chain", Duration::from_secs(60), || async {
+        let chain = boards.get("main").await.unwrap().status.unwrap().chain.unwrap_or_default();
+        chain.pushes.first().is_some_and(|p| p.outcome == "OnChain")
+    })
+    .await;
+    let chain = boards.get("main").await.unwrap().status.unwrap().chain.unwrap();
+    assert_eq!((chain.pushes.len(), chain.pushes[0].block), (1, Some(1001)));
+    assert_eq!((&chain.pushes[0].dests, &chain.pushes[0].weights), (&push.dests, &push.weights));
+    assert_eq!(chain.synced_digest, status.synced_digest);
+    assert_eq!(double.log().len(), 1, "nothing more reached the chain");
+    let metrics = operator.get("/metrics").await;
+    assert!(metrics.contains(r#"gradients_chain_push_total{outcome="on_chain"} 1"#), "{metrics}");
+    // New weights, inside the window (LastUpdate 1001, limit 100, head 1001): it says so and
+    // sends nothing.
+    evaluation(&cluster, &ns, "third", &[("alice", 1.5), ("bob", 0.6), ("dave", 0.9), ("carol", 0.8)]).await;
     let main = wait_for_reason(&boards, "main", "RateLimited").await;
     let (_, message) = chain_condition(&main).unwrap();
     assert!(message.contains("nothing sent before block 1101"), "{message}");

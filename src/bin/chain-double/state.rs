@@ -49,8 +49,8 @@ pub struct Subnet {
     /// `ValidatorPermit` per uid (missing entries are true).
     #[serde(rename = "ValidatorPermit", default)]
     pub validator_permit: Vec<bool>,
-    /// Weights set so far: uid → (dest, value) (`Weights`).
-    #[serde(skip)]
+    /// Weights held: uid → (dest, value) (`Weights`); those in the file, then every set.
+    #[serde(rename = "Weights", default)]
     pub weights: BTreeMap<u16, Vec<(u16, u16)>>,
 }
 
@@ -131,6 +131,10 @@ impl World {
             put("SubtensorModule", "MinAllowedWeights", vec![net.clone()], u(s.min_allowed_weights.into()))?;
             put("SubtensorModule", "MaxWeightsLimit", vec![net.clone()], u(s.max_weights_limit.into()))?;
             put("SubtensorModule", "WeightsVersionKey", vec![net.clone()], u(s.weights_version_key))?;
+            for (uid, row) in &s.weights {
+                let pairs = row.iter().map(|&(d, w)| Value::unnamed_composite([u(d.into()), u(w.into())]));
+                put("SubtensorModule", "Weights", vec![net.clone(), uid.encode()], Value::unnamed_composite(pairs))?;
+            }
             let cr = Value::bool(s.commit_reveal_weights_enabled);
             put("SubtensorModule", "CommitRevealWeightsEnabled", vec![net.clone()], cr)?;
         }
