@@ -256,3 +256,38 @@ fn the_sdk_wallet_key_signs_and_the_sdk_decodes_our_extrinsic() {
     assert_eq!(decoded["args"]["version_key"], args["version_key"]);
     eprintln!("the SDK decoded our extrinsic: {decoded}");
 }
+
+/// drand quicknet's pulse of round 1000 (api.drand.sh, quicknet chain hash 52db9ba7…).
+const ROUND_1000: &str =
+    "b44679b9a59af2ec876b1a6b1ad52ea9b1615fc3982b19576350f93447cb1125e342b73a8dd2bacbe47e4b6b63ed5e39";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
+}
+
+/// Our timelocked commit and bittensor-drand's (the SDK's timelock library) open each other's
+/// with drand's real pulse: the same ciphertext layout, identity and payload as the SDK sends.
+#[test]
+#[ignore = "needs the SDK: GRADIENTS_SDK_PYTHON=$(tests/chain/sdk-vectors --python | tail -n 1)"]
+fn bittensor_drand_opens_our_timelocked_commit_and_we_open_its() {
+    use gradients::chain::tlock;
+    let payload = tlock::payload(&[7; 32], &[0, 3, 9, 1024], &[65535, 1, 32768, 7], 10_005_000);
+    let commit = tlock::encrypt(&payload, 1000).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/chain/sdk_tlock.py");
+    let out = std::process::Command::new(sdk_python())
+        .args([script, &hex(&commit), &hex(&payload), ROUND_1000])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{script} failed");
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["opened"], hex(&payload), "bittensor-drand {} opens ours", answer["version"]);
+    let theirs = unhex(answer["theirs"].as_str().unwrap());
+    assert_eq!(theirs.len(), commit.len(), "the same layout");
+    assert_eq!(tlock::decrypt(&theirs, &unhex(ROUND_1000)).unwrap(), payload, "we open theirs");
+    eprintln!("bittensor-drand {} and ours open each other's commits for round 1000", answer["version"]);
+}

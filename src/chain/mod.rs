@@ -9,4 +9,5 @@ pub mod node;
 pub mod online;
 pub mod push;
 pub mod ss58;
+pub mod tlock;
 pub mod weights;
