@@ -179,6 +179,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let lease = lease.clone();
         let lost = lost.clone();
         let health = health.clone();
+        let metrics = metrics.clone();
         let sender = stop_sender.clone();
         let mut stop = stop.clone();
         tokio::spawn(async move {
@@ -189,24 +190,37 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {}
                     _ = &mut stop => return,
                 }
-                let renewal = lease.try_acquire_or_renew().await;
+                // A renewal that hangs is one that failed once the deadline has passed.
+                let left = lease.renew_deadline().saturating_sub(last_renewal.elapsed()).max(Duration::from_secs(1));
+                let renewal = match tokio::time::timeout(left, lease.try_acquire_or_renew()).await {
+                    Ok(renewal) => renewal.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("no answer within {left:?}")),
+                };
                 health.reachable.store(renewal.is_ok(), Ordering::SeqCst);
                 match renewal {
-                    Ok(true) => last_renewal = tokio::time::Instant::now(),
-                    Ok(false) => {
-                        tracing::error!("another replica took the lease: stopping");
-                        lost.store(true, Ordering::SeqCst);
-                        let _ = sender.send(true);
-                        return;
+                    Ok(true) => {
+                        last_renewal = tokio::time::Instant::now();
+                        continue;
                     }
+                    Ok(false) => tracing::error!("another replica took the lease: stopping"),
                     Err(e) if last_renewal.elapsed() > lease.renew_deadline() => {
-                        tracing::error!(error = %e, "cannot renew the lease in time: stopping");
-                        lost.store(true, Ordering::SeqCst);
-                        let _ = sender.send(true);
-                        return;
+                        tracing::error!(error = %e, "cannot renew the lease in time: stopping")
                     }
-                    Err(e) => tracing::warn!(error = %e, "cannot renew the lease yet"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot renew the lease yet");
+                        continue;
+                    }
                 }
+                // No longer the leader, whatever the controllers still finish.
+                lost.store(true, Ordering::SeqCst);
+                metrics.leader.set(0);
+                health.stopping.store(true, Ordering::SeqCst);
+                let _ = sender.send(true);
+                // A reconcile stuck in a call must not keep a replica that lost the lease alive:
+                // it exits, and its pod is restarted as a standby.
+                tokio::time::sleep(LOST_LEASE_GRACE).await;
+                tracing::error!(grace = ?LOST_LEASE_GRACE, "the controllers did not stop after the lease was lost: exiting");
+                std::process::exit(1);
             }
         })
     };
@@ -274,9 +288,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long the controllers may take to stop once the lease is lost, before the process exits.
+const LOST_LEASE_GRACE: Duration = Duration::from_secs(5);
+
+/// The longest wait for the API server's next bytes on a request. kube leaves it unset (no
+/// limit): a call to an API server that went away mid-request could hang a reconcile for
+/// ever. Watches are not cut by it: the API server sends them a bookmark every minute.
+const API_READ_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// A client from the environment (in-cluster, or KUBECONFIG), optionally impersonating.
 pub async fn client(impersonate: Option<&str>) -> anyhow::Result<Client> {
     let mut config = kube::Config::infer().await?;
+    config.read_timeout = Some(API_READ_TIMEOUT);
+    // Counted from when the request was sent, not from when its pooled connection went idle.
+    config.reset_reader_on_write = true;
     if let Some(user) = impersonate {
         config.auth_info.impersonate = Some(user.to_string());
         // A service account's RBAC may be bound through its groups too.
