@@ -32,6 +32,7 @@ fn week_of_records() -> Vec<TaskRecord> {
                         text_guided_loss: (!text).then_some(a),
                         no_text_loss: (!text).then_some(b),
                         weights_sha256: Some(format!("{:064x}", rng.random::<u64>())),
+                        rung: None,
                     }
                 })
                 .collect();

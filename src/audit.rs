@@ -136,6 +136,8 @@ struct RawSubmission {
     no_text_loss: Option<f64>,
     #[serde(default)]
     weights_sha256: Option<String>,
+    #[serde(default)]
+    rung: Option<u32>,
 }
 
 impl RawTask {
@@ -176,6 +178,7 @@ impl RawTask {
                 text_guided_loss: sub.text_guided_loss,
                 no_text_loss: sub.no_text_loss,
                 weights_sha256: sub.weights_sha256,
+                rung: sub.rung,
             });
         }
         Ok(TaskRecord { id, task_type, model_params_b, hours, finished_at, submissions })

@@ -26,6 +26,7 @@ fn submission(miner: usize) -> impl Strategy<Value = SubmissionRecord> {
         text_guided_loss: a,
         no_text_loss: b,
         weights_sha256: hash.map(|h| format!("hash{h}")),
+        rung: None,
     })
 }
 

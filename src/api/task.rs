@@ -10,6 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::mechanism::TaskType;
+use crate::mechanism::halving::Halving;
 
 /// What to fine-tune, on what, for how long, and who competes.
 ///
@@ -61,6 +62,9 @@ use crate::mechanism::TaskType;
     validation = Rule::new("!has(self.spec.dataset.generator) || !has(self.spec.dataset.generator.weakerModelUri) || self.spec.taskType == 'Dpo'")
         .message("spec.dataset.generator.weakerModelUri writes rejected answers, which only Dpo rows have")
         .field_path(".spec.dataset.generator.weakerModelUri"),
+    validation = Rule::new("!has(self.spec.halving) || self.spec.taskType != 'Image'")
+        .message("spec.halving continues a miner from its own checkpoint, which image trainers cannot do yet; remove spec.halving")
+        .field_path(".spec.halving"),
     validation = Rule::new("!has(self.spec.miners) || self.spec.miners.all(m, !has(m.command))")
         .message("spec.miners[].command runs a program on the local machine and is for `gradients run` only; in a cluster, give the miner its own image with a Miner object")
         .field_path(".spec.miners"),
@@ -111,6 +115,12 @@ pub struct TaskSpec {
     /// Seed of the split, the time allocation and the miner draw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// Successive halving across miners, an extension of the paper (off when absent): every
+    /// miner trains a first slice of the allotment, the best 1/eta continue from their own
+    /// checkpoint for the next, longer slice; the eliminated rank below the survivors.
+    /// Text task types only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halving: Option<Halving>,
 }
 
 fn default_true() -> bool {

@@ -70,7 +70,14 @@ fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> RunError + '
 }
 
 enum Launch {
-    Train { strategy: String, command: Option<Vec<String>>, hours: f64, deadline: Option<DateTime<Utc>> },
+    Train {
+        strategy: String,
+        command: Option<Vec<String>>,
+        hours: f64,
+        deadline: Option<DateTime<Utc>>,
+        /// Successive halving: the earlier training whose output this one continues from.
+        resume_from: Option<WorkloadId>,
+    },
     Evaluate { submission: Option<SealedModel> },
     Synthesize { seed: u64, rows: u64 },
 }
@@ -296,12 +303,12 @@ impl<'a> Executor<'a> {
                 }
                 Ok(())
             }
-            Action::StartTraining { id, entrant, strategy, hours, deadline } => {
+            Action::StartTraining { id, entrant, strategy, hours, deadline, resume_from } => {
                 if !self.is_known(&id) {
                     let miner = self.task.file.spec.miners.iter().find(|m| m.name == entrant);
                     let command = miner.and_then(|m| m.command.clone());
                     let strategy = strategy.unwrap_or_else(|| "baseline".into());
-                    self.queue.push_back((id, Launch::Train { strategy, command, hours, deadline }));
+                    self.queue.push_back((id, Launch::Train { strategy, command, hours, deadline, resume_from }));
                 }
                 Ok(())
             }
@@ -410,8 +417,10 @@ impl<'a> Executor<'a> {
             let now = Utc::now();
             let by_validator = !matches!(&launch, Launch::Train { command: Some(_), .. });
             let spec = match &launch {
-                Launch::Train { strategy, command, hours, deadline } => {
-                    self.contract.training(strategy, command.as_deref(), *hours, *deadline, now, &dir.join("out"))
+                Launch::Train { strategy, command, hours, deadline, resume_from } => {
+                    let resume = resume_from.as_ref().map(|from| workload::trainer_output(&self.run.work(from)));
+                    let output = dir.join("out");
+                    self.contract.training(strategy, command.as_deref(), (*hours, *deadline, now), resume, &output)
                 }
                 Launch::Evaluate { submission } => {
                     let subject = match submission {

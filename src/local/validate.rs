@@ -37,6 +37,7 @@ pub fn validate(file: TaskFile) -> Result<ValidTask, TaskFileError> {
     check_miners(spec).map_err(|(field, message)| bad(field, message))?;
     check_rewards(spec).map_err(|(field, message)| bad(field, message))?;
     check_generator(spec).map_err(|(field, message)| bad(field, message))?;
+    check_halving(spec).map_err(|(field, message)| bad(field, message))?;
 
     let read = |uri: &str| dataset::read(spec.task_type, Path::new(uri));
     let dataset = read(&spec.dataset.uri).map_err(|m| bad("spec.dataset.uri", m))?;
@@ -64,6 +65,16 @@ pub fn validate(file: TaskFile) -> Result<ValidTask, TaskFileError> {
 }
 
 type Problem = (&'static str, String);
+
+/// `spec.halving`: the ranges the CRD enforces, and text tasks only (image trainers cannot
+/// continue from a checkpoint yet).
+fn check_halving(spec: &TaskSpec) -> Result<(), Problem> {
+    let Some(halving) = spec.halving else { return Ok(()) };
+    if !spec.task_type.is_text() {
+        return Err(("spec.halving", "image trainers cannot continue from a checkpoint yet; remove spec.halving".into()));
+    }
+    halving.check()
+}
 
 /// The rules the Task CRD enforces on `spec.dataset.generator`, and that its models exist here.
 fn check_generator(spec: &TaskSpec) -> Result<(), Problem> {

@@ -57,15 +57,15 @@ impl Contract {
         Spec { program: self.python.clone(), args: module.chain(args).collect(), env: Vec::new() }
     }
 
-    /// `train` for `hours` from `now`, capped by `deadline`. A miner with its own `command`
-    /// runs it instead of the reference trainer, with the same arguments and environment.
+    /// `train` for `hours` from `now`, capped by `deadline`, continuing from `resume` (an
+    /// earlier training's output) when given. A miner with its own `command` runs it instead
+    /// of the reference trainer, with the same arguments and environment.
     pub fn training(
         &self,
         strategy: &str,
         command: Option<&[String]>,
-        hours: f64,
-        deadline: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
+        (hours, deadline, now): (f64, Option<DateTime<Utc>>, DateTime<Utc>),
+        resume: Option<TrainerOutput>,
         output: &Path,
     ) -> Spec {
         let invocation = TrainInvocation {
@@ -77,6 +77,7 @@ impl Contract {
             output: TrainerOutput(path(output)),
             strategy: Some(strategy.to_string()),
             seed: self.seed,
+            resume_from: resume.map(|r| r.dir().to_string()),
         };
         let args = invocation.argv();
         let env = self.env(invocation.env());

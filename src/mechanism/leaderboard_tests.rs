@@ -17,6 +17,7 @@ fn sub(miner: &str, test: f64) -> SubmissionRecord {
         text_guided_loss: None,
         no_text_loss: None,
         weights_sha256: None,
+        rung: None,
     }
 }
 

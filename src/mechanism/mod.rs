@@ -1,6 +1,7 @@
 //! The rules of the Gradients white paper as pure functions: no I/O, no Kubernetes types.
 //!
 //! - [`allocation`]: synthetic task-type mix, time allocation, dataset split sizes;
+//! - [`halving`]: the rungs of successive halving across miners (an extension, `spec.halving`);
 //! - [`selection`]: weighted miner selection and the delay rule when miners are scarce;
 //! - [`scoring`]: one task's statuses, ranks, scores and task weight;
 //! - [`leaderboard`]: 1/3/7-day windows, quality and the final transform into weights.
@@ -8,6 +9,7 @@
 //! Every constant lives in [`MechanismConfig`].
 
 pub mod allocation;
+pub mod halving;
 pub mod config;
 pub mod leaderboard;
 pub mod records;

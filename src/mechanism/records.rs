@@ -36,6 +36,10 @@ pub struct SubmissionRecord {
     pub no_text_loss: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights_sha256: Option<String>,
+    /// Successive halving (`spec.halving`): the last rung this miner trained in (0-based). A
+    /// submission of a later rung ranks above every one of an earlier rung, whatever the losses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rung: Option<u32>,
 }
 
 impl SubmissionRecord {

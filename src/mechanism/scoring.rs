@@ -91,9 +91,11 @@ pub fn score_task(config: &MechanismConfig, task: &TaskRecord) -> TaskScore {
     }
 
     let mut ranked: Vec<usize> = (0..subs.len()).filter(|&i| status[i] == SubmissionStatus::Ranked).collect();
+    // Successive halving: the survivors of a later rung come first, then losses decide.
     ranked.sort_by(|&a, &b| {
         let (la, lb) = (losses[a].unwrap_or(f64::INFINITY), losses[b].unwrap_or(f64::INFINITY));
-        la.total_cmp(&lb).then_with(|| earlier(&subs[a], &subs[b]))
+        let rung = |i: usize| subs[i].rung.unwrap_or(0);
+        rung(b).cmp(&rung(a)).then_with(|| la.total_cmp(&lb)).then_with(|| earlier(&subs[a], &subs[b]))
     });
     let n = ranked.len();
     let penalised =

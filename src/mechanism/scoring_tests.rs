@@ -19,6 +19,7 @@ fn text(miner: &str, minute: u32, test: f64, synth: f64) -> SubmissionRecord {
         text_guided_loss: None,
         no_text_loss: None,
         weights_sha256: None,
+        rung: None,
     }
 }
 

@@ -24,6 +24,7 @@ pub fn task_record(evaluation: &Evaluation, results: &[SubmissionResult], finish
                 text_guided_loss: evaluated.and_then(|r| r.text_guided_loss),
                 no_text_loss: evaluated.and_then(|r| r.no_text_loss),
                 weights_sha256: evaluated.and_then(|r| r.weights_sha256.clone()),
+                rung: None,
             }
         })
         .collect();

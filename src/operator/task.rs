@@ -84,6 +84,11 @@ async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>)
     {
         return fail_task(&ctx, &task, format!("Task {namespace}/{name}: {refused}"), now).await;
     }
+    if task.spec.halving.is_some() && !task.phase().is_terminal() {
+        let refused = "spec.halving: successive halving across miners runs in `gradients run` only; \
+                       the operator does not run its rungs yet (remove spec.halving)";
+        return fail_task(&ctx, &task, format!("Task {namespace}/{name}: {refused}"), now).await;
+    }
     let mut previous = task.status.clone().unwrap_or_default();
     let state = previous.lifecycle.clone().unwrap_or_default();
     let mut findings = Vec::new();
@@ -358,7 +363,8 @@ async fn execute(
                 children.create(client, &job).await?;
             }
         }
-        Action::StartTraining { id, entrant, strategy, hours, deadline } => {
+        // `resume_from` is only set under spec.halving, which this controller refuses above.
+        Action::StartTraining { id, entrant, strategy, hours, deadline, .. } => {
             let submission = lifecycle::build_submission(
                 task,
                 id,

@@ -116,6 +116,7 @@ pub fn draw(spec: &TaskSourceSpec, source: &str, seed: u64, index: u64) -> Resul
         baseline: template.baseline,
         evaluate_base: template.evaluate_base,
         seed: Some(task_seed),
+        halving: None,
     };
     Ok(Draw { index, name: task_name(source, index), task_type, model, dataset, spec: task })
 }

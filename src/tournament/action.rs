@@ -23,6 +23,9 @@ pub enum Action {
         strategy: Option<String>,
         hours: f64,
         deadline: Option<DateTime<Utc>>,
+        /// Successive halving: continue from the output of this earlier training of the entrant.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_from: Option<WorkloadId>,
     },
     /// Seal the model that training `training` produced (its trainer is gone).
     StartSeal { id: WorkloadId, entrant: String, training: WorkloadId },

@@ -7,6 +7,7 @@ use super::config::TournamentConfig;
 use super::observe::{Observation, WorkKind, WorkOutput, WorkloadId, WorkloadState};
 use super::outcome::outcome;
 use super::record::task_record;
+use super::rungs;
 use super::state::{Entrant, Phase, Role, TaskState, Work};
 use super::{BASE_MODEL, BASELINE};
 use crate::api::task::{Origin, TaskSpec};
@@ -94,7 +95,7 @@ impl Step<'_> {
             (started + timeout, format!("dataset preparation took longer than {} s", timeout.num_seconds()))
         };
         let prepare = self.state.prepare.clone();
-        self.state.prepare = self.track(&prepare, WorkKind::Prepare, "", &limit);
+        self.state.prepare = self.track(&prepare, WorkKind::Prepare, "", 0, &limit);
         match self.state.prepare.clone() {
             Work::Requested { attempt, .. } => {
                 let id = WorkloadId::new(WorkKind::Prepare, "", attempt);
@@ -134,7 +135,7 @@ impl Step<'_> {
             (started + timeout, format!("generating the synthetic set took longer than {} s", timeout.num_seconds()))
         };
         let synthesize = self.state.synthesize.clone();
-        self.state.synthesize = self.track(&synthesize, WorkKind::Synthesize, "", &limit);
+        self.state.synthesize = self.track(&synthesize, WorkKind::Synthesize, "", 0, &limit);
         match self.state.synthesize.clone() {
             Work::Requested { attempt, .. } => {
                 let id = WorkloadId::new(WorkKind::Synthesize, "", attempt);
@@ -230,10 +231,20 @@ impl Step<'_> {
     /// Training and Evaluating: advance every entrant's workloads, then move on when all are done.
     fn competing(&mut self) {
         let mut starts = [Vec::new(), Vec::new(), Vec::new()];
-        for i in 0..self.state.entrants.len() {
-            for (list, action) in starts.iter_mut().zip(self.advance_entrant(i)) {
-                list.extend(action);
+        let everyone: Vec<usize> = (0..self.state.entrants.len()).collect();
+        let mut advance = |step: &mut Self, entrants: &[usize]| {
+            for &i in entrants {
+                for (list, action) in starts.iter_mut().zip(step.advance_entrant(i)) {
+                    list.extend(action);
+                }
             }
+        };
+        advance(self, &everyone);
+        // A finished rung of successive halving starts the survivors' next slice at once.
+        if let Some(cut) = rungs::cut(&self.config.mechanism, self.spec, &mut self.state) {
+            self.state.phase = Phase::Training;
+            self.notify("Rung", cut.message);
+            advance(self, &cut.survivors);
         }
         // Trainings first, then seals, then evaluations: the order slots are filled in.
         self.actions.extend(starts.into_iter().flatten());
@@ -252,7 +263,7 @@ impl Step<'_> {
     /// Advances entrant `i` through training, seal and evaluation; returns its start actions.
     fn advance_entrant(&mut self, i: usize) -> [Option<Action>; 3] {
         let entrant = self.state.entrants[i].clone();
-        let hours = self.state.hours.unwrap_or(0.0);
+        let hours = rungs::slice_hours(self.spec, &self.state, &entrant);
         let allotted = Duration::milliseconds((hours * 3_600_000.0) as i64);
         let grace = self.config.lifecycle.grace();
         let deadline = self.spec.deadline;
@@ -269,14 +280,15 @@ impl Step<'_> {
         if training == Work::Waiting {
             training = Work::Requested { attempt: 1, requested_at: self.now() };
         }
-        let training = self.track(&training, WorkKind::Train, &entrant.name, &train_limit);
+        let training = self.track(&training, WorkKind::Train, &entrant.name, entrant.rung, &train_limit);
         let train_action = match &training {
             Work::Requested { attempt, .. } => Some(Action::StartTraining {
-                id: WorkloadId::new(WorkKind::Train, &entrant.name, *attempt),
+                id: WorkloadId::new(WorkKind::Train, &entrant.name, *attempt).at_rung(entrant.rung),
                 entrant: entrant.name.clone(),
                 strategy: entrant.strategy.clone(),
                 hours,
                 deadline,
+                resume_from: entrant.rungs.last().map(|r| r.training.clone()),
             }),
             _ => None,
         };
@@ -294,7 +306,7 @@ impl Step<'_> {
         let seal_limit = |started: DateTime<Utc>| {
             (started + timeout, format!("sealing took longer than {} s", timeout.num_seconds()))
         };
-        let seal = match self.track(&seal, WorkKind::Seal, &entrant.name, &seal_limit) {
+        let seal = match self.track(&seal, WorkKind::Seal, &entrant.name, entrant.rung, &seal_limit) {
             Work::Succeeded { attempt, finished_at, output, .. } if !matches!(output, WorkOutput::Sealed(_)) => {
                 let reason = "the seal reported no digest".to_string();
                 Work::Failed { attempt, finished_at, reason, log_tail: String::new() }
@@ -303,9 +315,9 @@ impl Step<'_> {
         };
         let seal_action = match (&seal, &training) {
             (Work::Requested { attempt, .. }, Work::Succeeded { attempt: trained, .. }) => Some(Action::StartSeal {
-                id: WorkloadId::new(WorkKind::Seal, &entrant.name, *attempt),
+                id: WorkloadId::new(WorkKind::Seal, &entrant.name, *attempt).at_rung(entrant.rung),
                 entrant: entrant.name.clone(),
-                training: WorkloadId::new(WorkKind::Train, &entrant.name, *trained),
+                training: WorkloadId::new(WorkKind::Train, &entrant.name, *trained).at_rung(entrant.rung),
             }),
             _ => None,
         };
@@ -329,14 +341,14 @@ impl Step<'_> {
         let eval_limit = |started: DateTime<Utc>| {
             (started + timeout, format!("evaluation took longer than {} s", timeout.num_seconds()))
         };
-        let evaluation = self.track(&evaluation, WorkKind::Evaluate, &entrant.name, &eval_limit);
+        let evaluation = self.track(&evaluation, WorkKind::Evaluate, &entrant.name, entrant.rung, &eval_limit);
         let sealed = match (&training, &seal) {
             (
                 Work::Succeeded { attempt: trained, .. },
                 Work::Succeeded { attempt: sealed, output: WorkOutput::Sealed(summary), .. },
             ) => Some(SealedModel {
-                training: WorkloadId::new(WorkKind::Train, &entrant.name, *trained),
-                seal: WorkloadId::new(WorkKind::Seal, &entrant.name, *sealed),
+                training: WorkloadId::new(WorkKind::Train, &entrant.name, *trained).at_rung(entrant.rung),
+                seal: WorkloadId::new(WorkKind::Seal, &entrant.name, *sealed).at_rung(entrant.rung),
                 digest: summary.digest.clone(),
                 summary: summary.training.clone(),
             }),
@@ -346,7 +358,7 @@ impl Step<'_> {
             // A trained model is only ever evaluated sealed; the base model is read in place.
             Work::Requested { attempt, .. } if sealed.is_some() || entrant.role == Role::BaseModel => {
                 Some(Action::StartEvaluation {
-                    id: WorkloadId::new(WorkKind::Evaluate, &entrant.name, *attempt),
+                    id: WorkloadId::new(WorkKind::Evaluate, &entrant.name, *attempt).at_rung(entrant.rung),
                     entrant: entrant.name.clone(),
                     submission: sealed,
                 })
@@ -362,13 +374,13 @@ impl Step<'_> {
 
     /// Folds the observation of one workload into its `Work`: starts, finishes, failures,
     /// retries (a new `Requested` attempt), losses and timeouts (with a `StopWorkload`).
-    fn track(&mut self, work: &Work, kind: WorkKind, entrant: &str, limit: Limit<'_>) -> Work {
+    fn track(&mut self, work: &Work, kind: WorkKind, entrant: &str, rung: u32, limit: Limit<'_>) -> Work {
         let (attempt, requested_at, seen) = match work {
             Work::Requested { attempt, requested_at } => (*attempt, *requested_at, false),
             Work::Active { attempt, requested_at, .. } => (*attempt, *requested_at, true),
             _ => return work.clone(),
         };
-        let id = WorkloadId::new(kind, entrant, attempt);
+        let id = WorkloadId::new(kind, entrant, attempt).at_rung(rung);
         let now = self.now();
         let started_at = match self.obs.workloads.get(&id) {
             None if seen => {

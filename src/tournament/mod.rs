@@ -51,6 +51,13 @@
 //!   [`crate::mechanism::scoring::score_task`]; `RecordResults` asks the executor to store it,
 //!   and once `obs.recorded` says it is stored, `EmitWeights` asks it to recompute the leaderboard.
 //!
+//! - **Rungs** (`spec.halving`, an extension of the paper): Training and Evaluating repeat per
+//!   rung of [`crate::mechanism::halving::plan`]. Each miner trains its rung's slice; when
+//!   every miner still in the field is evaluated, the best ⌈n/η⌉ go back to Training for the
+//!   next slice (`StartTraining` with `resume_from`: their previous training), the others
+//!   keep their last evaluation and rank below the survivors. The baseline trains the whole
+//!   allotment at once.
+//!
 //! Retries: a workload that fails for a reason outside the miner's control (`retryable`: lost
 //! node, evicted pod, interrupted run, evaluator crash) is started again as a new attempt with a
 //! new [`WorkloadId`], up to `max_attempts`; a workload that was seen running and then vanishes
@@ -67,6 +74,7 @@ mod eval_report;
 mod observe;
 mod outcome;
 mod record;
+mod rungs;
 mod state;
 
 pub use action::{Action, Decision, SealedModel};
@@ -79,7 +87,8 @@ pub use observe::{
 };
 pub use outcome::{Outcome, Scores, outcome};
 pub use record::task_record;
-pub use state::{Entrant, Phase, Role, TaskState, Work};
+pub use rungs::{slice_hours, task_plan};
+pub use state::{Entrant, Phase, Role, RungResult, TaskState, Work};
 
 /// Entrant name of the baseline (AutoTrain defaults) reference; miners may not use it.
 pub const BASELINE: &str = "baseline";

@@ -43,18 +43,33 @@ pub struct WorkloadId {
     pub entrant: String,
     /// 1 for the first attempt.
     pub attempt: u32,
+    /// The rung of successive halving (`spec.halving`) this workload belongs to; 0 otherwise.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rung: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl WorkloadId {
     pub fn new(kind: WorkKind, entrant: &str, attempt: u32) -> Self {
-        Self { kind, entrant: entrant.to_string(), attempt }
+        Self { kind, entrant: entrant.to_string(), attempt, rung: 0 }
+    }
+
+    /// The same workload in rung `rung` of successive halving.
+    pub fn at_rung(self, rung: u32) -> Self {
+        Self { rung, ..self }
     }
 }
 
 impl fmt::Display for WorkloadId {
-    /// `prepare-1`, `train-alice-1`, `evaluate-alice-2`: usable as a file or object name suffix.
+    /// `prepare-1`, `train-alice-1`, `evaluate-alice-2`, `train-alice-r1-1` (rung 1 of
+    /// successive halving): usable as a file or object name suffix.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.entrant.is_empty() {
+        if self.rung > 0 {
+            write!(f, "{}-{}-r{}-{}", self.kind.as_str(), self.entrant, self.rung, self.attempt)
+        } else if self.entrant.is_empty() {
             write!(f, "{}-{}", self.kind.as_str(), self.attempt)
         } else {
             write!(f, "{}-{}-{}", self.kind.as_str(), self.entrant, self.attempt)

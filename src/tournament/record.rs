@@ -29,6 +29,7 @@ pub fn task_record(id: &str, spec: &TaskSpec, state: &TaskState) -> Option<TaskR
                 text_guided_loss: scores.text_guided_loss,
                 no_text_loss: scores.no_text_loss,
                 weights_sha256: scores.weights_sha256,
+                rung: spec.halving.map(|_| e.rung),
             }
         })
         .collect();

@@ -158,6 +158,31 @@ pub struct Entrant {
     #[serde(default)]
     pub seal: Work,
     pub evaluation: Work,
+    /// Successive halving (`spec.halving`): the rung `training`, `seal` and `evaluation` belong to.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rung: u32,
+    /// The rungs this miner finished before its current one, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rungs: Vec<RungResult>,
+    /// The rung after which this miner was cut; its last evaluation is its result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eliminated_after: Option<u32>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// One finished rung of a miner that continued: the training to resume from and its losses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RungResult {
+    pub rung: u32,
+    /// The successful training of that rung; the next rung continues from its output.
+    pub training: WorkloadId,
+    pub hours: f64,
+    /// The mechanism's weighted loss of that rung's evaluation.
+    pub weighted_loss: f64,
 }
 
 impl Entrant {
@@ -169,7 +194,17 @@ impl Entrant {
             ),
             Role::Miner | Role::Baseline => (Work::Waiting, Work::Waiting),
         };
-        Self { name: name.to_string(), role, strategy, training, seal, evaluation: Work::Waiting }
+        Self {
+            name: name.to_string(),
+            role,
+            strategy,
+            training,
+            seal,
+            evaluation: Work::Waiting,
+            rung: 0,
+            rungs: Vec::new(),
+            eliminated_after: None,
+        }
     }
 
     /// The id of the current attempt of this entrant's workload of `kind`.
@@ -179,7 +214,7 @@ impl Entrant {
             WorkKind::Seal => &self.seal,
             WorkKind::Prepare | WorkKind::Synthesize | WorkKind::Evaluate => &self.evaluation,
         };
-        WorkloadId::new(kind, &self.name, work.attempt().max(1))
+        WorkloadId::new(kind, &self.name, work.attempt().max(1)).at_rung(self.rung)
     }
 }
 
@@ -207,6 +242,9 @@ pub struct TaskState {
     pub dataset: Option<DatasetFacts>,
     #[serde(default)]
     pub entrants: Vec<Entrant>,
+    /// Successive halving: the rung being trained or evaluated (0 without `spec.halving`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rung: u32,
     /// When scoring happened: the record's `finished_at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,

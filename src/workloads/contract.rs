@@ -468,6 +468,8 @@ pub struct TrainInvocation {
     pub output: TrainerOutput,
     pub strategy: Option<String>,
     pub seed: u64,
+    /// Successive halving: continue from the trainer output directory of an earlier slice.
+    pub resume_from: Option<String>,
 }
 
 impl TrainInvocation {
@@ -483,19 +485,22 @@ impl TrainInvocation {
             .value("--output", self.output.dir())
             .maybe("--strategy", self.strategy.clone())
             .value("--seed", self.seed.to_string())
+            .maybe("--resume-from", self.resume_from.clone())
             .args
     }
 
     /// The same facts for trainers that read their environment rather than their arguments.
     pub fn env(&self) -> Vec<(String, String)> {
-        env(&[
+        let mut vars = env(&[
             ("GRADIENTS_TASK_TYPE", cli_task_type(self.task_type).to_string()),
             ("GRADIENTS_BASE_MODEL", self.base_model.clone()),
             ("GRADIENTS_TRAIN_DATA", self.inputs.train(self.task_type)),
             ("GRADIENTS_HOURS", number_arg(self.hours)),
             ("GRADIENTS_OUTPUT", self.output.dir().to_string()),
             ("PYTHONUNBUFFERED", "1".to_string()),
-        ])
+        ]);
+        vars.extend(self.resume_from.iter().map(|dir| ("GRADIENTS_RESUME_FROM".to_string(), dir.clone())));
+        vars
     }
 }
 
@@ -569,6 +574,7 @@ pub fn describe() -> serde_json::Value {
         output: output.clone(),
         strategy: Some("baseline".into()),
         seed: 7,
+        resume_from: None,
     };
     let example_eval = EvalInvocation {
         task_type: TaskType::Grpo,

@@ -48,6 +48,7 @@ pub fn trainer_job(
         output: TrainerOutput(output),
         strategy: spec.strategy.clone(),
         seed: spec.seed,
+        resume_from: None,
     };
     let mut args = invocation.argv();
     args.extend(spec.args.iter().cloned());

@@ -108,6 +108,7 @@ fn record(id: &str, minute: i64, losses: &[(&str, f64)]) -> TaskRecord {
                 text_guided_loss: None,
                 no_text_loss: None,
                 weights_sha256: Some(format!("{miner}-{id}")),
+                rung: None,
             })
             .collect(),
     }

@@ -3,6 +3,7 @@
 //! → Recording → Succeeded/Failed.
 
 mod competing;
+mod halving;
 mod preparing;
 mod synthesizing;
 
@@ -41,6 +42,7 @@ pub(super) fn spec() -> TaskSpec {
         baseline: true,
         evaluate_base: true,
         seed: Some(7),
+        halving: None,
     }
 }
 
