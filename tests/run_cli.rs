@@ -24,6 +24,8 @@ fn invalid_task_files_name_the_file_and_the_field_and_start_nothing() {
         (task_yaml("    []\n", "").replace("  miners:\n    []", "  miners: []"), "spec.miners", "at least one miner"),
         (task_yaml(miner, "  minersPerTask: 0\n"), "spec.minersPerTask", "at least 1"),
         (task_yaml("    - {name: baseline, strategy: x}\n", ""), "spec.miners", "reserved"),
+        (task_yaml(miner, "  halving: {eta: 4, rungs: 3}\n"), "spec.halving.eta", "must be 2 or 3, found 4"),
+        (task_yaml(miner, "  halving: {eta: 2, rungs: 1}\n"), "spec.halving.rungs", "between 2 and 5, found 1"),
         (task_yaml(miner, "").replace("uri: base,", "uri: nowhere,"), "spec.baseModel.uri", "no model directory"),
         (
             task_yaml(miner, "").replace("output: a}", "output: a}\n    generator: {modelUri: nowhere}"),

@@ -282,3 +282,54 @@ fn a_generator_writes_the_synthetic_set_the_evaluator_scores() {
     assert!(command.contains(&generated.display().to_string()), "{command}");
     assert!(row(&report, "alice")["synth_loss"].as_f64().is_some_and(f64::is_finite), "{report:#}");
 }
+
+#[test]
+#[ignore = "slow: needs the Python trainer (scripts/test runs it)"]
+fn successive_halving_continues_the_best_half_from_their_checkpoints() {
+    require_env();
+    let dir = tempfile::tempdir().unwrap();
+    let miners = "    - {name: alice, strategy: lora-fast}\n    - {name: bob, strategy: full-careful}\n    \
+                  - {name: carol, strategy: lora-wide}\n    - {name: dave, strategy: lora-attn-small}\n";
+    let extra = "  hours: 0.012\n  baseline: false\n  evaluateBase: false\n  halving: {eta: 2, rungs: 2}\n";
+    let task = instruct_task(dir.path(), miners, extra);
+    let started = Instant::now();
+    let out = run(&task, &dir.path().join("data"), &["--grace-seconds", "30"]);
+    let report = report(&out);
+    eprintln!("successive halving: {:.0} s", started.elapsed().as_secs_f64());
+    assert!(out.status.success(), "{report:#}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(report["phase"], "Succeeded", "{report:#}");
+    let run = run_dir(&report);
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("state.json")).unwrap()).unwrap();
+    let miners: Vec<&serde_json::Value> = state["entrants"].as_array().unwrap().iter().collect();
+    let survivors: Vec<&str> = miners.iter().filter(|e| e["rung"] == 1).map(|e| e["name"].as_str().unwrap()).collect();
+    let cut: Vec<&str> =
+        miners.iter().filter(|e| e["eliminatedAfter"] == 0).map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!((survivors.len(), cut.len()), (2, 2), "{state:#}");
+    for name in &survivors {
+        // The second slice (two thirds of the allotment) continued from the first one's output.
+        let args = |id: &str| -> Vec<String> {
+            let text = std::fs::read_to_string(run.join(format!("work/{id}/command.json"))).unwrap();
+            let command: serde_json::Value = serde_json::from_str(&text).unwrap();
+            command["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect()
+        };
+        let value = |args: &[String], flag: &str| args.iter().position(|a| a == flag).map(|i| args[i + 1].clone());
+        let (first, second) = (args(&format!("train-{name}-1")), args(&format!("train-{name}-r1-1")));
+        let first_out = run.join(format!("work/train-{name}-1/out"));
+        assert_eq!(value(&second, "--resume-from"), Some(first_out.display().to_string()), "{second:?}");
+        assert_eq!(value(&first, "--resume-from"), None);
+        let hours = |args: &[String]| value(args, "--hours").unwrap().parse::<f64>().unwrap();
+        assert!((hours(&first) - 0.004).abs() < 1e-9 && (hours(&second) - 0.008).abs() < 1e-9, "{first:?} {second:?}");
+    }
+    for name in &cut {
+        assert!(!run.join(format!("work/train-{name}-r1-1")).exists(), "{name} was cut");
+        assert!(row(&report, name)["reason"].as_str().unwrap_or_default().contains("cut after rung 1"), "{report:#}");
+    }
+    // Ranks: both survivors above both eliminated miners, whatever the losses.
+    let rank = |m: &str| row(&report, m)["rank"].as_u64().unwrap_or(u64::MAX);
+    let worst_survivor = survivors.iter().map(|m| rank(m)).max().unwrap();
+    let best_cut = cut.iter().map(|m| rank(m)).min().unwrap();
+    assert!(worst_survivor < best_cut, "{report:#}");
+    assert!(survivors.contains(&report["winner"].as_str().unwrap()));
+    assert_weights_reproduce(&run);
+}

@@ -78,8 +78,13 @@ enum Launch {
         /// Successive halving: the earlier training whose output this one continues from.
         resume_from: Option<WorkloadId>,
     },
-    Evaluate { submission: Option<SealedModel> },
-    Synthesize { seed: u64, rows: u64 },
+    Evaluate {
+        submission: Option<SealedModel>,
+    },
+    Synthesize {
+        seed: u64,
+        rows: u64,
+    },
 }
 
 struct Running {

@@ -53,6 +53,12 @@ pub struct Row {
     pub rank: Option<usize>,
     /// Task score (miners only).
     pub score: Option<f64>,
+    /// Successive halving (`spec.halving`): the last rung (0-based) the miner trained in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rung: Option<u32>,
+    /// Successive halving: cut after this rung; its losses are that rung's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eliminated_after: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,7 +111,8 @@ pub fn build(
                 Some(s) if s.status == SubmissionStatus::Flagged => {
                     Some("synthetic loss far above its test loss".into())
                 }
-                _ => reason,
+                _ => reason
+                    .or_else(|| e.eliminated_after.map(|r| format!("cut after rung {} of successive halving", r + 1))),
             };
             Row {
                 entrant: e.name.clone(),
@@ -122,6 +129,8 @@ pub fn build(
                 reason,
                 rank: sub.and_then(|s| s.rank),
                 score: sub.map(|s| s.score),
+                rung: (spec.halving.is_some() && e.role == Role::Miner).then_some(e.rung),
+                eliminated_after: e.eliminated_after,
             }
         })
         .collect();

@@ -71,7 +71,10 @@ type Problem = (&'static str, String);
 fn check_halving(spec: &TaskSpec) -> Result<(), Problem> {
     let Some(halving) = spec.halving else { return Ok(()) };
     if !spec.task_type.is_text() {
-        return Err(("spec.halving", "image trainers cannot continue from a checkpoint yet; remove spec.halving".into()));
+        return Err((
+            "spec.halving",
+            "image trainers cannot continue from a checkpoint yet; remove spec.halving".into(),
+        ));
     }
     halving.check()
 }

@@ -9,8 +9,8 @@
 //! Every constant lives in [`MechanismConfig`].
 
 pub mod allocation;
-pub mod halving;
 pub mod config;
+pub mod halving;
 pub mod leaderboard;
 pub mod records;
 pub mod scoring;

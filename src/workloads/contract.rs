@@ -232,6 +232,8 @@ pub const TRAIN: CommandSpec = CommandSpec {
         req("--output"),
         opt("--strategy"),
         opt("--seed"),
+        // Successive halving (`spec.halving`): continue from an earlier slice's output.
+        opt("--resume-from"),
         // Never rendered by the operator: the one option a Miner's `args` may add.
         opt("--strategy-overrides"),
     ],
@@ -242,6 +244,7 @@ pub const TRAIN: CommandSpec = CommandSpec {
         "GRADIENTS_HOURS",
         "GRADIENTS_OUTPUT",
         "PYTHONUNBUFFERED",
+        "GRADIENTS_RESUME_FROM",
     ],
 };
 
@@ -576,6 +579,7 @@ pub fn describe() -> serde_json::Value {
         seed: 7,
         resume_from: None,
     };
+    let example_resume = TrainInvocation { resume_from: Some("EARLIER_OUTPUT".into()), ..example_train.clone() };
     let example_eval = EvalInvocation {
         task_type: TaskType::Grpo,
         base_model: "BASE".into(),
@@ -628,6 +632,7 @@ pub fn describe() -> serde_json::Value {
         "examples": {
             "train": example_train.argv(),
             "train_env": example_train.env().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+            "train_resume": example_resume.argv(),
             "evaluate": example_eval.argv(),
             "evaluate_base": example_base.argv(),
             "evaluate_generated": example_generated.argv(),

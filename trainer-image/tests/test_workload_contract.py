@@ -47,7 +47,8 @@ def test_options_match_the_contract(command: str) -> None:
         assert action.required == flag["required"], f"{command} {name}: required"
 
 
-@pytest.mark.parametrize("example", ["train", "evaluate", "evaluate_base", "evaluate_generated", "synthesize"])
+@pytest.mark.parametrize("example", ["train", "train_resume", "evaluate", "evaluate_base", "evaluate_generated",
+                                     "synthesize"])
 def test_rendered_invocations_parse(example: str) -> None:
     argv: list[str] = CONTRACT["examples"][example]
     args = build_parser().parse_args(argv)
@@ -69,6 +70,9 @@ def test_rendered_invocations_parse(example: str) -> None:
     else:
         assert args.hours == float(rendered["--hours"])
         assert str(args.output) == "OUTPUT"
+        assert (args.resume_from is None) == (example == "train")
+        if example == "train_resume":
+            assert str(args.resume_from) == rendered["--resume-from"]
 
 
 def test_layout_and_limits_match() -> None:

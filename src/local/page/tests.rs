@@ -29,6 +29,8 @@ fn row(entrant: &str, role: Role, losses: Option<(f64, f64)>, status: &str) -> R
         reason: None,
         rank: None,
         score: None,
+        rung: None,
+        eliminated_after: None,
     }
 }
 

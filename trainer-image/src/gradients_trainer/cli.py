@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="JSON object of strategy fields to override (testing/tuning)")
     tr.add_argument("--seed", type=int, default=42)
     tr.add_argument("--processes", type=_processes, default=None, help=PROCESSES_HELP)
+    tr.add_argument("--resume-from", type=Path, default=None,
+                    help="continue from this earlier training's output directory (its model/ and "
+                         "checkpoint.json) with the new --hours; refused for another base model, "
+                         "task, dataset or strategy")
 
     ev = sub.add_parser("evaluate", help="check and score a submission")
     ev.add_argument("--task-type", required=True, choices=TASK_TYPES)
@@ -255,6 +259,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             output=args.output,
             strategy=strategy,
             seed=args.seed,
+            resume_from=args.resume_from,
         )
     )
     return EXIT_OK

@@ -9,6 +9,14 @@ from .sft import sequence_limit
 from .textcommon import TextTrainContext, prepare_model
 
 
+def _reference(ctx: TextTrainContext, method: str) -> object | None:
+    if method != "full" or ctx.start_from is None:
+        return None
+    from .modelio import load_causal_lm
+
+    return load_causal_lm(ctx.base_model).eval()
+
+
 def train_dpo(ctx: TextTrainContext) -> RunState:
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
@@ -32,7 +40,9 @@ def train_dpo(ctx: TextTrainContext) -> RunState:
     run = RunState()
     trainer = DPOTrainer(
         model=model,
-        ref_model=None,
+        # LoRA: the adapter-disabled base. A resumed full fine-tune keeps the base as its
+        # reference, not the earlier slice's model TRL would copy.
+        ref_model=_reference(ctx, method),
         args=args,
         train_dataset=dataset,
         processing_class=ctx.tokenizer,

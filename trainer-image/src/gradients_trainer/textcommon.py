@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .contract import MODEL_DIR, TaskType, log
+from .contract import MODEL_DIR, InputError, TaskType, log
 from .deadline import Budget
 from .modelio import load_causal_lm, lora_config, qlora_available, save_text_model
+from .resume import is_adapter
 from .strategies import Strategy
 
 
@@ -23,6 +24,8 @@ class TextTrainContext:
     budget: Budget
     tokenizer: Any
     rewards: list[Any] = field(default_factory=list)
+    # ``--resume-from``: the checked model directory of an earlier slice to start from.
+    start_from: Path | None = None
     method: str = "lora"
     final_model: Any = None
 
@@ -47,14 +50,24 @@ def resolve_method(strategy: Strategy) -> str:
 
 
 def prepare_model(ctx: TextTrainContext) -> tuple[Any, str]:
+    """The model to train: the base with a new adapter (or the base itself for a full
+    fine-tune), or, resuming, the earlier slice's adapter on the base (or its full model)."""
     method = resolve_method(ctx.strategy)
-    model = load_causal_lm(ctx.base_model, quantize_4bit=method == "qlora")
-    if method == "full":
+    full = method == "full"
+    if ctx.start_from is not None and full == is_adapter(ctx.start_from):
+        raise InputError("--resume-from", f"{ctx.start_from} holds a {'LoRA adapter' if full else 'full model'}, "
+                         f"but the strategy trains {'the full model' if full else 'an adapter'}")
+    source = ctx.start_from if full and ctx.start_from is not None else ctx.base_model
+    model = load_causal_lm(source, quantize_4bit=method == "qlora")
+    if full:
         model.train()
         return model, method
-    from peft import get_peft_model, prepare_model_for_kbit_training
+    from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
 
     if method == "qlora":
         model = prepare_model_for_kbit_training(model)
+    if ctx.start_from is not None:
+        log(f"continuing from the adapter in {ctx.start_from}")
+        return PeftModel.from_pretrained(model, str(ctx.start_from), is_trainable=True), method
     model = get_peft_model(model, lora_config(ctx.strategy))
     return model, method

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import dist
+from . import dist, resume
 from .contract import MODEL_DIR, TRAINING_SUMMARY_FILE, InputError, TaskType, TrainingSummary, emit, log
 from .data import load_image_folder, load_text_split, parse_columns
 from .deadline import Budget, parse_deadline
@@ -32,6 +32,7 @@ class TrainRequest:
     output: Path
     strategy: Strategy
     seed: int
+    resume_from: Path | None = None
 
 
 def run_train(req: TrainRequest) -> TrainingSummary:
@@ -59,8 +60,14 @@ def _run_train(req: TrainRequest, budget: Budget, started: float) -> TrainingSum
             specs = load_reward_specs(req.reward_functions)
     else:
         load_image_folder(req.train_data, "--train-data")
+    print_ = resume.fingerprint(req.task, req.base_model, req.train_data)
+    start_from = None
+    if req.resume_from is not None:
+        start_from = resume.check_resume(req.resume_from, print_, req.strategy, req.task)
     req.output.mkdir(parents=True, exist_ok=True)
     (req.output / ".trainer").mkdir(exist_ok=True)
+    if dist.is_main():
+        resume.write_checkpoint_info(req.output, print_, req.strategy)
 
     from .basemodel import seed_everything
 
@@ -72,7 +79,7 @@ def _run_train(req: TrainRequest, budget: Budget, started: float) -> TrainingSum
                              req.seed, budget)
         run, method = result.run, result.method
     else:
-        run, method = _train_text(req, budget, examples, specs)
+        run, method = _train_text(req, budget, examples, specs, start_from)
     if not dist.is_main():
         return _summary(req, run, method, budget, started)
     shutil.rmtree(req.output / ".trainer", ignore_errors=True)
@@ -99,7 +106,8 @@ def _summary(req: TrainRequest, run: RunState, method: str, budget: Budget,
 
 
 def _train_text(
-    req: TrainRequest, budget: Budget, examples: list[object], specs: list[RewardSpec]
+    req: TrainRequest, budget: Budget, examples: list[object], specs: list[RewardSpec],
+    start_from: Path | None,
 ) -> tuple[RunState, str]:
     from .modelio import load_tokenizer, save_text_model
     from .textcommon import TextTrainContext
@@ -115,6 +123,7 @@ def _train_text(
         budget=budget,
         tokenizer=tokenizer,
         rewards=specs,
+        start_from=start_from,
     )
     if req.task is TaskType.INSTRUCT:
         from .sft import train_sft
