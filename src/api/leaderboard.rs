@@ -99,9 +99,10 @@ pub enum ChainMode {
     /// `set` while the subnet's `CommitRevealWeightsEnabled` is false, `commit-reveal` otherwise.
     #[default]
     Auto,
-    /// A plain `set_mechanism_weights`.
+    /// A plain `set_mechanism_weights` (refused where `CommitRevealWeightsEnabled` is true).
     Set,
-    /// A drand-timelocked commit (not built: refused with a condition, nothing sent).
+    /// A drand-timelocked commit (`commit_timelocked_mechanism_weights`), which the chain
+    /// reveals itself; refused where `CommitRevealWeightsEnabled` is false.
     CommitReveal,
     /// Read the chain and record the call in status; sign and send nothing.
     DryRun,
@@ -260,4 +261,8 @@ pub struct ChainPush {
     /// The u16 weight of each uid in `dests`, as sent.
     #[schemars(length(max = 4096))]
     pub weights: Vec<u16>,
+    /// A timelocked commit (commit-reveal subnets): the drand quicknet round whose pulse opens
+    /// it; the chain reveals the weights then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reveal_round: Option<u64>,
 }

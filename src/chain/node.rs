@@ -13,6 +13,7 @@ use super::call_data::{self, RuntimeVersion};
 use super::keyfile::Hotkey;
 use super::push::{ChainParams, SetMechanismWeights};
 use super::ss58;
+use super::tlock::TimelockedCommit;
 
 /// Mortality of the signed extrinsic in blocks, as the reference SDK signs (`period=128`).
 pub const MORTALITY: u64 = 128;
@@ -60,6 +61,10 @@ pub struct Snapshot {
     pub last_update: u64,
     /// Hotkey → uid for the hotkeys asked about that are registered (`Uids`).
     pub uids: BTreeMap<String, u16>,
+    /// What a timelocked commit needs: `Tempo`, `RevealPeriodEpochs`, `CommitRevealWeightsVersion`.
+    pub tempo: u16,
+    pub reveal_period_epochs: u64,
+    pub commit_reveal_version: u16,
     /// The validator's row of `Weights`, (uid, u16 weight) as the chain stored them (empty when
     /// it never set any, or is not registered).
     pub weights: Vec<(u16, u16)>,
@@ -126,6 +131,9 @@ impl Node {
             commit_reveal_weights_enabled: Some(read(&at, "CommitRevealWeightsEnabled", net()).await?),
         };
         let weights_set_rate_limit: u64 = read(&at, "WeightsSetRateLimit", net()).await?;
+        let tempo = read(&at, "Tempo", net()).await?;
+        let reveal_period_epochs = read(&at, "RevealPeriodEpochs", net()).await?;
+        let commit_reveal_version = read(&at, "CommitRevealWeightsVersion", Vec::new()).await?;
         let storage = at.storage();
         let mut uids = BTreeMap::new();
         let mut validator_uid = None;
@@ -168,6 +176,9 @@ impl Node {
             validator_uid,
             last_update,
             uids,
+            tempo,
+            reveal_period_epochs,
+            commit_reveal_version,
             weights,
         })
     }
@@ -187,9 +198,34 @@ impl Node {
                 Value::u128(u128::from(args.version_key)),
             ],
         );
+        self.submit(key, &call).await
+    }
+
+    /// Signs `SubtensorModule.commit_timelocked_mechanism_weights` like a set, submits it and
+    /// waits until its block is final; the chain opens it at its reveal round.
+    pub async fn commit_timelocked(&self, key: &Hotkey, commit: &TimelockedCommit) -> Result<Receipt, NodeError> {
+        let call = subxt::dynamic::tx(
+            "SubtensorModule",
+            "commit_timelocked_mechanism_weights",
+            vec![
+                Value::u128(u128::from(commit.netuid)),
+                Value::u128(u128::from(commit.mecid)),
+                Value::from_bytes(&commit.commit),
+                Value::u128(u128::from(commit.reveal_round)),
+                Value::u128(u128::from(commit.commit_reveal_version)),
+            ],
+        );
+        self.submit(key, &call).await
+    }
+
+    async fn submit<Call: subxt::transactions::Payload>(
+        &self,
+        key: &Hotkey,
+        call: &Call,
+    ) -> Result<Receipt, NodeError> {
         let at = self.client.at_current_block().await.map_err(|e| answer("the current block")(&e))?;
         let params = subxt::config::SubstrateExtrinsicParamsBuilder::new().mortal(MORTALITY).build();
-        let signed = at.tx().create_signed(&call, &key.keypair, params).await.map_err(|e| answer("signing")(&e))?;
+        let signed = at.tx().create_signed(call, &key.keypair, params).await.map_err(|e| answer("signing")(&e))?;
         let extrinsic_hash = format!("{:?}", signed.hash());
         let progress = signed.submit_and_watch().await.map_err(|e| refused(&e))?;
         let in_block = progress.wait_for_finalized().await.map_err(|e| answer("the extrinsic's progress")(&e))?;

@@ -16,6 +16,8 @@ use timelock::engines::drand::TinyBLS381;
 use timelock::ibe::fullident::Identity;
 use timelock::tlock::{TLECiphertext, tld, tle};
 
+use super::push::SetMechanismWeights;
+
 /// drand quicknet's public key (G2, compressed; hex `83cf0f28…ece45a`), chain hash
 /// `52db9ba70e0cc0f6eaf7803dd07447a1f5477735fd3f661792ba94600c84e971`.
 pub const QUICKNET_PUBLIC_KEY: [u8; 96] = [
@@ -133,6 +135,38 @@ pub fn reveal_block(schedule: &Schedule) -> u64 {
 pub fn reveal_round(schedule: &Schedule, now_ms: u64, block_ms: u64) -> u64 {
     let due_ms = now_ms + reveal_block(schedule).saturating_sub(schedule.head) * block_ms;
     (due_ms.saturating_sub(QUICKNET_GENESIS_SECS * 1000) / (QUICKNET_PERIOD_SECS * 1000)).max(1)
+}
+
+/// `commit_timelocked_mechanism_weights(netuid, mecid, commit, reveal_round,
+/// commit_reveal_version)`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TimelockedCommit {
+    pub netuid: u16,
+    pub mecid: u8,
+    #[serde(serialize_with = "as_hex")]
+    pub commit: Vec<u8>,
+    pub reveal_round: u64,
+    pub commit_reveal_version: u16,
+}
+
+fn as_hex<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    serializer.serialize_str(&format!("0x{hex}"))
+}
+
+/// The commit of the weights `args` for the validator `hotkey` (its public key), to open at the
+/// pulse due `REVEAL_OFFSET_BLOCKS` into the reveal epoch (`reveal_round`).
+pub fn commit(
+    args: &SetMechanismWeights,
+    hotkey: &[u8; 32],
+    schedule: &Schedule,
+    commit_reveal_version: u16,
+    now_ms: u64,
+    block_ms: u64,
+) -> Result<TimelockedCommit, TlockError> {
+    let reveal_round = reveal_round(schedule, now_ms, block_ms);
+    let sealed = encrypt(&payload(hotkey, &args.dests, &args.weights, args.version_key), reveal_round)?;
+    Ok(TimelockedCommit { netuid: args.netuid, mecid: args.mecid, commit: sealed, reveal_round, commit_reveal_version })
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ use crate::chain::keyfile::{self, Hotkey};
 use crate::chain::node::{Node, NodeError, Receipt, Snapshot};
 use crate::chain::push::{self, ChainParams, Plan};
 use crate::chain::ss58;
+use crate::chain::tlock::{self, TimelockedCommit, TlockError};
 
 /// The condition this sink owns.
 pub const CONDITION: &str = "ChainSynced";
@@ -147,9 +148,6 @@ pub enum Due {
 /// many blocks (at 12 s) have passed since the newest push the chain took; the chain's
 /// `LastUpdate` then decides (`decide`).
 pub fn due(previous: &ChainSinkStatus, desired: &Desired, sink: &ChainSink, now: DateTime<Utc>) -> Due {
-    if sink.mode == ChainMode::CommitReveal {
-        return Due::Blocked { reason: "CommitRevealNotBuilt", message: COMMIT_REVEAL_NOT_BUILT.to_string() };
-    }
     if previous.synced_digest.as_deref() == Some(desired.digest.as_str()) {
         let Some(blocks) = sink.repush_every_blocks else { return Due::UpToDate { recheck: None } };
         let taken = previous.pushes.iter().find(|p| p.digest == desired.digest && taken_by_chain(&p.outcome));
@@ -176,9 +174,6 @@ pub fn due(previous: &ChainSinkStatus, desired: &Desired, sink: &ChainSink, now:
     }
     Due::Push
 }
-
-const COMMIT_REVEAL_NOT_BUILT: &str = "the timelocked commit (commit_timelocked_mechanism_weights: drand tlock over \
-     BLS12-381, AES-GCM) is not built in this operator: nothing is sent in mode commit-reveal";
 
 const DRY_RUN: &str = "dry run: the call is in status.chain.pushes, nothing was sent";
 
@@ -240,12 +235,20 @@ pub fn decide(sink: &ChainSink, desired: &Desired, chain: &Snapshot, validator: 
         Step::Blocked { reason: "ValidatorNotRegistered", message }
     } else if let Some(recheck) = held_on_chain(sink, &plan, chain) {
         Step::OnChain { plan: Box::new(plan), block: chain.last_update, recheck }
-    } else if commit_reveal {
+    } else if commit_reveal && sink.mode == ChainMode::Set {
         let message = format!(
-            "CommitRevealWeightsEnabled is true on netuid {}: the chain refuses a plain set there, and {COMMIT_REVEAL_NOT_BUILT}",
+            "CommitRevealWeightsEnabled is true on netuid {}: the chain refuses a plain set there (mode set); \
+             mode auto or commit-reveal commits instead",
             sink.netuid
         );
-        Step::Blocked { reason: "CommitRevealNotBuilt", message }
+        Step::Blocked { reason: "CommitRevealEnabled", message }
+    } else if !commit_reveal && sink.mode == ChainMode::CommitReveal {
+        let message = format!(
+            "CommitRevealWeightsEnabled is false on netuid {}: the chain refuses a commit there (mode commit-reveal); \
+             mode auto or set sets instead",
+            sink.netuid
+        );
+        Step::Blocked { reason: "CommitRevealDisabled", message }
     } else {
         match push::blocks_until_allowed(chain.last_update, chain.weights_set_rate_limit, chain.block) {
             0 => Step::Send(Box::new(plan)),
@@ -304,6 +307,7 @@ pub fn push_record(
         version_key: args.version_key,
         dests: args.dests.clone(),
         weights: args.weights.clone(),
+        reveal_round: None,
     }
 }
 
@@ -487,13 +491,33 @@ pub async fn push(
         }
         Step::Send(plan) => plan,
     };
-    let sent = tokio::time::timeout(SUBMIT_TIMEOUT, node.set_mechanism_weights(&key, &plan.call.args)).await;
-    let result = match sent {
+    // On a commit-reveal subnet (decide refused the modes that do not fit): the timelocked commit.
+    let commit = if snapshot.params.commit_reveal_weights_enabled == Some(true) {
+        match timelocked(&plan, &key, &snapshot, now) {
+            Ok(commit) => Some(commit),
+            Err(e) => {
+                let mut outcome = Outcome::new(status, synced(false, "CommitNotBuilt", e.to_string()));
+                outcome.requeue = Some(RETRY_BLOCKED);
+                outcome.metric = Some("blocked");
+                return outcome;
+            }
+        }
+    } else {
+        None
+    };
+    let submitted = async {
+        match &commit {
+            Some(commit) => node.commit_timelocked(&key, commit).await,
+            None => node.set_mechanism_weights(&key, &plan.call.args).await,
+        }
+    };
+    let result = match tokio::time::timeout(SUBMIT_TIMEOUT, submitted).await {
         Ok(result) => result,
         Err(_) => Err(timed_out(&sink.endpoint, SUBMIT_TIMEOUT)),
     };
+    let reveal_round = commit.as_ref().map(|c| c.reveal_round);
     match result {
-        Ok(receipt) => success(status, &plan, &desired.digest, receipt, now),
+        Ok(receipt) => success(status, &plan, &desired.digest, receipt, reveal_round, now),
         Err(NodeError::Refused { name, detail, .. }) => {
             let entry = push_record(&plan, &desired.digest, now, format!("Refused: {name}"), Some(detail.clone()));
             let message = format!("the node refused the extrinsic: {name} ({detail}); trying again later");
@@ -515,6 +539,26 @@ pub async fn push(
         }
         Err(e) => node_error(status, e),
     }
+}
+
+/// The commit of `plan`'s weights, to open at the pulse the chain's epoch schedule says.
+fn timelocked(plan: &Plan, key: &Hotkey, chain: &Snapshot, now: DateTime<Utc>) -> Result<TimelockedCommit, TlockError> {
+    let schedule = tlock::Schedule {
+        netuid: plan.call.args.netuid,
+        tempo: chain.tempo,
+        reveal_period_epochs: chain.reveal_period_epochs,
+        head: chain.block,
+    };
+    let block_ms = BLOCK_TIME.as_millis() as u64;
+    let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or_default();
+    tlock::commit(
+        &plan.call.args,
+        &key.keypair.public_key().0,
+        &schedule,
+        chain.commit_reveal_version,
+        now_ms,
+        block_ms,
+    )
 }
 
 fn timed_out(endpoint: &str, limit: Duration) -> NodeError {
@@ -559,12 +603,24 @@ fn on_chain(
     outcome
 }
 
-fn success(status: ChainSinkStatus, plan: &Plan, digest: &str, receipt: Receipt, now: DateTime<Utc>) -> Outcome {
+fn success(
+    status: ChainSinkStatus,
+    plan: &Plan,
+    digest: &str,
+    receipt: Receipt,
+    reveal_round: Option<u64>,
+    now: DateTime<Utc>,
+) -> Outcome {
     let mut entry = push_record(plan, digest, now, "ExtrinsicSuccess".into(), None);
     entry.extrinsic_hash = Some(receipt.extrinsic_hash.clone());
     entry.block = Some(receipt.block);
     entry.block_hash = Some(receipt.block_hash.clone());
-    let note = format!("{} in block {} ({})", summary(plan, "set"), receipt.block, receipt.extrinsic_hash);
+    entry.reveal_round = reveal_round;
+    let what = match reveal_round {
+        Some(round) => format!("committed (timelocked to drand round {round})"),
+        None => "set".to_string(),
+    };
+    let note = format!("{} in block {} ({})", summary(plan, &what), receipt.block, receipt.extrinsic_hash);
     let status = record(&status, entry);
     let message = pushed_message(&status);
     let mut outcome = Outcome::new(status, synced(true, "Pushed", message));
@@ -585,7 +641,14 @@ async fn miner_hotkeys(ctx: &Context, namespace: &str) -> Result<BTreeMap<String
 fn pushed_message(status: &ChainSinkStatus) -> String {
     match status.pushes.iter().find(|p| taken_by_chain(&p.outcome) && Some(&p.digest) == status.synced_digest.as_ref())
     {
-        Some(p) => format!("the chain holds the current weights: {} in block {}", p.outcome, p.block.unwrap_or(0)),
+        Some(p) => match p.reveal_round {
+            Some(round) => format!(
+                "the current weights are committed: {} in block {}, revealed by the chain at drand round {round}",
+                p.outcome,
+                p.block.unwrap_or(0)
+            ),
+            None => format!("the chain holds the current weights: {} in block {}", p.outcome, p.block.unwrap_or(0)),
+        },
         None => "the chain holds the current weights".to_string(),
     }
 }

@@ -49,6 +49,9 @@ fn chain(block: u64, last_update: u64, registered: &[u8]) -> Snapshot {
         validator_uid: Some(0),
         last_update,
         uids,
+        tempo: 360,
+        reveal_period_epochs: 1,
+        commit_reveal_version: 4,
         weights: Vec::new(),
     }
 }
@@ -145,18 +148,6 @@ fn decide_plan(desired: &Desired) -> Plan {
 }
 
 #[test]
-fn mode_commit_reveal_is_refused_before_the_chain_is_read() {
-    let desired = prepare(&board(), &all_registered(), &sink(ChainMode::CommitReveal));
-    match due(&ChainSinkStatus::default(), &desired, &sink(ChainMode::CommitReveal), at(0)) {
-        Due::Blocked { reason, message } => {
-            assert_eq!(reason, "CommitRevealNotBuilt");
-            assert!(message.contains("not built") && message.contains("nothing is sent"), "{message}");
-        }
-        other => panic!("{other:?}"),
-    }
-}
-
-#[test]
 fn the_window_decides_send_or_wait_at_the_pallets_boundary() {
     let desired = prepare(&board(), &all_registered(), &sink(ChainMode::Auto));
     // LastUpdate 901, limit 100: a call included at 1001 (head 1000 + 1) is accepted.
@@ -204,9 +195,18 @@ fn what_the_chain_would_refuse_is_not_sent() {
     );
     let mut commit_reveal = chain(1000, 0, &[1, 2, 3]);
     commit_reveal.params.commit_reveal_weights_enabled = Some(true);
-    for mode in [ChainMode::Auto, ChainMode::Set] {
-        let (step, _) = decide(&sink(mode), &desired, &commit_reveal, &key(9));
-        assert!(matches!(step, Step::Blocked { reason: "CommitRevealNotBuilt", .. }), "{step:?}");
+    // A plain set where the chain wants a commit, a commit where it wants a set: refused.
+    let (step, _) = decide(&sink(ChainMode::Set), &desired, &commit_reveal, &key(9));
+    assert!(matches!(step, Step::Blocked { reason: "CommitRevealEnabled", .. }), "{step:?}");
+    let plain = chain(1000, 0, &[1, 2, 3]);
+    let (step, _) = decide(&sink(ChainMode::CommitReveal), &desired, &plain, &key(9));
+    assert!(matches!(step, Step::Blocked { reason: "CommitRevealDisabled", .. }), "{step:?}");
+    // auto and commit-reveal commit there, in the same window as a set.
+    for mode in [ChainMode::Auto, ChainMode::CommitReveal] {
+        assert!(matches!(decide(&sink(mode), &desired, &commit_reveal, &key(9)).0, Step::Send(_)));
+        commit_reveal.last_update = 950;
+        assert!(matches!(decide(&sink(mode), &desired, &commit_reveal, &key(9)).0, Step::Wait { from: 1050, .. }));
+        commit_reveal.last_update = 0;
     }
     // A dry run records the call whatever the window or commit-reveal say.
     let mut inside = chain(1000, 990, &[1, 2, 3]);

@@ -99,6 +99,11 @@ async fn the_chain_sink_pushes_once_per_change_and_never_inside_the_window() {
     // carol's uid 4 now belongs to another hotkey: she is deregistered.
     let mut chain = state(1000, 0);
     chain["subnets"][0]["hotkeys"][4] = json!(ss58::encode(&[44; 32]));
+    // Subnet 57: the same neurons, commit-reveal on.
+    let mut committing = chain["subnets"][0].clone();
+    committing["netuid"] = json!(57);
+    committing["CommitRevealWeightsEnabled"] = json!(true);
+    chain["subnets"].as_array_mut().unwrap().push(committing);
     let double = Double::start(&chain);
 
     let cluster = Cluster::connect().await;
@@ -109,7 +114,8 @@ async fn the_chain_sink_pushes_once_per_change_and_never_inside_the_window() {
     for prefix in ["e2e-chain-nokey", "e2e-chain-badkey", "e2e-chain-forbidden", "e2e-chain-down"] {
         keyless.push(cluster.fresh_namespace(prefix).await);
     }
-    let mut served: Vec<&str> = vec![&ns];
+    let commit_ns = cluster.fresh_namespace("e2e-chain-commit").await;
+    let mut served: Vec<&str> = vec![&ns, &commit_ns];
     served.extend(keyless.iter().map(String::as_str));
     // The operator may read the named Secrets only; "elsewhere" is not among them.
     cluster.helm_install_chart_for_with(
@@ -126,7 +132,8 @@ async fn the_chain_sink_pushes_once_per_change_and_never_inside_the_window() {
     cluster.apply_yaml(&secret(&keyless[1], "broken", r#"{"secretSeed": "#)).await;
     cluster.apply_yaml(&secret(&keyless[2], "elsewhere", &keyfile.to_string())).await;
     cluster.apply_yaml(&secret(&keyless[3], "validator", &keyfile.to_string())).await;
-    for (namespace, count) in [(&ns, MINERS.len())].into_iter().chain(keyless.iter().map(|k| (k, 1))) {
+    cluster.apply_yaml(&secret(&commit_ns, "validator", &keyfile.to_string())).await;
+    for (namespace, count) in [(&ns, MINERS.len()), (&commit_ns, 1)].into_iter().chain(keyless.iter().map(|k| (k, 1))) {
         for (miner, hotkey) in &MINERS[..count] {
             cluster
                 .apply_yaml(&format!(
@@ -268,6 +275,31 @@ async fn the_chain_sink_pushes_once_per_change_and_never_inside_the_window() {
     let table = cluster.kubectl(&["get", "leaderboards", "-A"]);
     assert!(table.contains("RateLimited") && table.contains("KeyUnavailable"), "{table}");
     println!("{table}");
+
+    // A commit-reveal subnet (57): mode auto commits the weights timelocked to a future drand
+    // round (the double holds the commit; it has no pulses to open it).
+    let quicknet_round = || (chrono::Utc::now().timestamp() as u64 - 1_692_803_367) / 3;
+    let earliest = quicknet_round();
+    let committed = leaderboard(&commit_ns, "main", &double.url, "validator").replace("netuid: 56", "netuid: 57");
+    cluster.apply_yaml(&committed).await;
+    evaluation(&cluster, &commit_ns, "first", &[("alice", 0.9)]).await;
+    let boards_commit: Api<Leaderboard> = Api::namespaced(cluster.client.clone(), &commit_ns);
+    let board = wait_for_reason(&boards_commit, "main", "Pushed").await;
+    let (_, message) = chain_condition(&board).unwrap();
+    let push = board.status.unwrap().chain.unwrap().pushes[0].clone();
+    let round = push.reveal_round.expect("a commit records its reveal round");
+    assert!(message.contains(&format!("drand round {round}")), "{message}");
+    let entry = double.accepted().into_iter().find(|e| e["call"]["netuid"] == 57).expect("the commit");
+    assert_eq!(entry["outcome"], "ExtrinsicSuccess");
+    assert_eq!(entry["call"]["call"], "commit_timelocked_mechanism_weights");
+    assert_eq!(entry["call"]["commit"]["reveal_round"], round);
+    assert_eq!(entry["call"]["commit"]["commit_reveal_version"], 4);
+    assert_eq!(entry["extrinsic_hash"].as_str(), push.extrinsic_hash.as_deref());
+    // alice alone (uid 2), a 47-byte payload: a 291-byte commit; its round is due within the next epoch
+    // (361 blocks + 3, 12 s each) of the subnet.
+    assert_eq!(entry["call"]["commit"]["commit"].as_str().unwrap().len(), 2 + 2 * 291);
+    assert!(round > earliest && round <= quicknet_round() + (364 * 12) / 3 + 1, "{round} from {earliest}");
+    assert_eq!((push.dests, push.weights), (vec![2], vec![65535]));
     operator.stop().await;
     for namespace in served {
         cluster.delete_namespace(namespace).await;

@@ -150,12 +150,13 @@ impl Chain {
         }
         let module = self.md.pallet_by_name("SubtensorModule").expect("bundled metadata has SubtensorModule");
         let index = |name: &str| module.call_variant_by_name(name).map(|v| v.index).unwrap_or(u8::MAX);
-        let call = extrinsic::weights_call(
-            &tx.call,
-            module.call_index(),
-            index("set_weights"),
-            index("set_mechanism_weights"),
-        )?;
+        let indices = extrinsic::CallIndices {
+            pallet: module.call_index(),
+            set_weights: index("set_weights"),
+            set_mechanism_weights: index("set_mechanism_weights"),
+            commit_timelocked_mechanism_weights: index("commit_timelocked_mechanism_weights"),
+        };
+        let call = extrinsic::weights_call(&tx.call, &indices)?;
         pallet::pool_check(&self.world, &tx.signer, &call, now).map_err(Invalid::Custom)?;
 
         // Included: the nonce moves whether or not the call succeeds.
@@ -183,7 +184,7 @@ impl Chain {
 
     /// `System.Events` of the new block, encoded by the metadata's types: `WeightsSet` then
     /// `ExtrinsicSuccess`, or `ExtrinsicFailed` with the pallet error's index for its name.
-    fn events(&self, outcome: &Result<(u16, u16), &'static str>) -> Result<Vec<u8>, String> {
+    fn events(&self, outcome: &Result<pallet::Done, &'static str>) -> Result<Vec<u8>, String> {
         let u = |x: u64| Value::u128(x.into());
         let info = Value::named_composite([
             ("weight", Value::named_composite([("ref_time", u(0)), ("proof_size", u(0))])),
@@ -195,9 +196,18 @@ impl Chain {
         };
         let mut events = Vec::new();
         match outcome {
-            Ok((netuid_index, uid)) => {
-                let set = Value::unnamed_variant("WeightsSet", [u((*netuid_index).into()), u((*uid).into())]);
-                events.push(Value::unnamed_variant("SubtensorModule", [set]));
+            Ok(done) => {
+                let event = match done {
+                    pallet::Done::WeightsSet { netuid_index, uid } => {
+                        Value::unnamed_variant("WeightsSet", [u((*netuid_index).into()), u((*uid).into())])
+                    }
+                    pallet::Done::Committed { who, netuid_index, hash, reveal_round } => {
+                        let bytes = |b: &[u8; 32]| Value::unnamed_composite(b.iter().map(|&x| u(x.into())));
+                        let fields = [bytes(who), u((*netuid_index).into()), bytes(hash), u(*reveal_round)];
+                        Value::unnamed_variant("TimelockedWeightsCommitted", fields)
+                    }
+                };
+                events.push(Value::unnamed_variant("SubtensorModule", [event]));
                 events.push(system("ExtrinsicSuccess", vec![("dispatch_info", info)]));
             }
             Err(name) => {

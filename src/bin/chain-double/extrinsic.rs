@@ -164,7 +164,9 @@ pub fn verify(tx: &Signed, implicit: &Implicit) -> Result<(), Invalid> {
     if ok { Ok(()) } else { Err(Invalid::BadProof) }
 }
 
-/// `SubtensorModule.set_mechanism_weights` (or `set_weights`, mecid 0) arguments.
+/// `SubtensorModule.set_mechanism_weights` (or `set_weights`, mecid 0) arguments, or those of
+/// `commit_timelocked_mechanism_weights` (`commit`, `reveal_round`, `commit_reveal_version`;
+/// no dests, weights or version key).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct WeightsCall {
     pub call: &'static str,
@@ -173,29 +175,66 @@ pub struct WeightsCall {
     pub dests: Vec<u16>,
     pub weights: Vec<u16>,
     pub version_key: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<Commit>,
 }
 
-/// Decodes the call by the indices the metadata gives these two calls.
-pub fn weights_call(
-    call: &[u8],
-    pallet: u8,
-    set_weights: u8,
-    set_mechanism_weights: u8,
-) -> Result<WeightsCall, Invalid> {
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Commit {
+    #[serde(serialize_with = "as_hex")]
+    pub commit: Vec<u8>,
+    pub reveal_round: u64,
+    pub commit_reveal_version: u16,
+}
+
+fn as_hex<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&crate::chain::hex(bytes))
+}
+
+/// The call indices the metadata gives the calls the double takes.
+pub struct CallIndices {
+    pub pallet: u8,
+    pub set_weights: u8,
+    pub set_mechanism_weights: u8,
+    pub commit_timelocked_mechanism_weights: u8,
+}
+
+/// Decodes the call by the indices the metadata gives these calls.
+pub fn weights_call(call: &[u8], index: &CallIndices) -> Result<WeightsCall, Invalid> {
     let input = &mut &call[..];
     let [p, c] = <[u8; 2]>::decode(input).map_err(|_| Invalid::Call)?;
-    if p != pallet || (c != set_weights && c != set_mechanism_weights) {
+    let known = [index.set_weights, index.set_mechanism_weights, index.commit_timelocked_mechanism_weights];
+    if p != index.pallet || !known.contains(&c) {
         return Err(Invalid::Call);
     }
     let bad = |e: subxt::ext::codec::Error| Invalid::Format(format!("call arguments: {e}"));
     let netuid = u16::decode(input).map_err(bad)?;
-    let mecid = if c == set_mechanism_weights { u8::decode(input).map_err(bad)? } else { 0 };
-    let dests = Vec::<u16>::decode(input).map_err(bad)?;
-    let weights = Vec::<u16>::decode(input).map_err(bad)?;
-    let version_key = u64::decode(input).map_err(bad)?;
+    let mecid = if c == index.set_weights { 0 } else { u8::decode(input).map_err(bad)? };
+    let parsed = if c == index.commit_timelocked_mechanism_weights {
+        let commit = Commit {
+            commit: Vec::<u8>::decode(input).map_err(bad)?,
+            reveal_round: u64::decode(input).map_err(bad)?,
+            commit_reveal_version: u16::decode(input).map_err(bad)?,
+        };
+        let call = "commit_timelocked_mechanism_weights";
+        WeightsCall {
+            call,
+            netuid,
+            mecid,
+            dests: Vec::new(),
+            weights: Vec::new(),
+            version_key: 0,
+            commit: Some(commit),
+        }
+    } else {
+        let dests = Vec::<u16>::decode(input).map_err(bad)?;
+        let weights = Vec::<u16>::decode(input).map_err(bad)?;
+        let version_key = u64::decode(input).map_err(bad)?;
+        let call = if c == index.set_weights { "set_weights" } else { "set_mechanism_weights" };
+        WeightsCall { call, netuid, mecid, dests, weights, version_key, commit: None }
+    };
     if !input.is_empty() {
         return Err(Invalid::Format("call has trailing bytes".into()));
     }
-    let call = if c == set_weights { "set_weights" } else { "set_mechanism_weights" };
-    Ok(WeightsCall { call, netuid, mecid, dests, weights, version_key })
+    Ok(parsed)
 }

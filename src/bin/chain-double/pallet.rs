@@ -4,17 +4,25 @@
 
 use std::collections::BTreeSet;
 
-use crate::extrinsic::WeightsCall;
+use crate::extrinsic::{Commit, WeightsCall};
 use crate::state::World;
 
-/// Runs the call for `who` at block `now`; on success stores the weights and `LastUpdate` and
-/// returns `(netuid_index, uid)` for the `WeightsSet` event.
-pub fn set_weights(
-    world: &mut World,
-    who: &[u8; 32],
-    call: &WeightsCall,
-    now: u64,
-) -> Result<(u16, u16), &'static str> {
+/// What an accepted call did, for its event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Done {
+    WeightsSet { netuid_index: u16, uid: u16 },
+    Committed { who: [u8; 32], netuid_index: u16, hash: [u8; 32], reveal_round: u64 },
+}
+
+/// Unrevealed commits a hotkey may hold (`TooManyUnrevealedCommits` past it).
+const MAX_UNREVEALED: usize = 10;
+
+/// Runs the call for `who` at block `now`; on success stores the weights (or the commit) and
+/// `LastUpdate`.
+pub fn set_weights(world: &mut World, who: &[u8; 32], call: &WeightsCall, now: u64) -> Result<Done, &'static str> {
+    if let Some(commit) = &call.commit {
+        return commit_timelocked(world, who, call, commit, now);
+    }
     let subnet = world.subnet(call.netuid);
     if subnet.is_some_and(|s| s.commit_reveal_weights_enabled) {
         return Err("CommitRevealEnabled");
@@ -70,7 +78,47 @@ pub fn set_weights(
         subnet.last_update.resize(n, 0);
     }
     subnet.last_update[uid as usize] = now;
-    Ok((u16::from(call.mecid) * 4096 + call.netuid, uid))
+    Ok(Done::WeightsSet { netuid_index: u16::from(call.mecid) * 4096 + call.netuid, uid })
+}
+
+/// `commit_timelocked_mechanism_weights`: the checks the double models (the subnet's
+/// commit-reveal switch, the commit-reveal version, registration, the rate limit, the
+/// unrevealed-commit cap); the commit is held, not opened (the double has no drand pulses).
+fn commit_timelocked(
+    world: &mut World,
+    who: &[u8; 32],
+    call: &WeightsCall,
+    commit: &Commit,
+    now: u64,
+) -> Result<Done, &'static str> {
+    let version = world.commit_reveal_version;
+    let subnet = match world.subnet(call.netuid) {
+        Some(s) if call.mecid == 0 => s,
+        _ => return Err("MechanismDoesNotExist"),
+    };
+    if !subnet.commit_reveal_weights_enabled {
+        return Err("CommitRevealDisabled");
+    }
+    if commit.commit_reveal_version != version {
+        return Err("IncorrectCommitRevealVersion");
+    }
+    let uid = subnet.uid_of(who).ok_or("HotKeyNotRegisteredInSubNet")?;
+    let last = subnet.last_update(uid);
+    if last != 0 && now.saturating_sub(last) < subnet.weights_set_rate_limit {
+        return Err("CommittingWeightsTooFast");
+    }
+    if subnet.commits.iter().filter(|(u, ..)| *u == uid).count() >= MAX_UNREVEALED {
+        return Err("TooManyUnrevealedCommits");
+    }
+    let n = subnet.hotkeys.len();
+    let subnet = world.subnet_mut(call.netuid).expect("checked above");
+    subnet.commits.push((uid, commit.commit.clone(), commit.reveal_round));
+    if subnet.last_update.len() < n {
+        subnet.last_update.resize(n, 0);
+    }
+    subnet.last_update[uid as usize] = now;
+    let hash = sp_crypto_hashing::blake2_256(&commit.commit);
+    Ok(Done::Committed { who: *who, netuid_index: call.netuid, hash, reveal_round: commit.reveal_round })
 }
 
 /// The pool's pre-check for weight calls: a registered hotkey inside its rate-limit window is
@@ -79,7 +127,9 @@ pub fn pool_check(world: &World, who: &[u8; 32], call: &WeightsCall, now: u64) -
     let Some(subnet) = world.subnet(call.netuid) else { return Ok(()) };
     let Some(uid) = subnet.uid_of(who) else { return Ok(()) };
     let last = subnet.last_update(uid);
-    if !subnet.commit_reveal_weights_enabled && last != 0 && now.saturating_sub(last) < subnet.weights_set_rate_limit {
+    // A set on a commit-reveal subnet fails at dispatch instead; a commit is rate-limited here.
+    let limited = call.commit.is_some() || !subnet.commit_reveal_weights_enabled;
+    if limited && last != 0 && now.saturating_sub(last) < subnet.weights_set_rate_limit {
         return Err(6);
     }
     Ok(())

@@ -23,6 +23,9 @@ pub struct World {
     /// Account → next nonce (SS58); accounts not listed start at 0.
     #[serde(default)]
     pub nonces: BTreeMap<String, u32>,
+    /// The version timelocked commits must carry.
+    #[serde(rename = "CommitRevealWeightsVersion", default = "four")]
+    pub commit_reveal_version: u16,
     pub subnets: Vec<Subnet>,
 }
 
@@ -52,10 +55,26 @@ pub struct Subnet {
     /// Weights held: uid → (dest, value) (`Weights`); those in the file, then every set.
     #[serde(rename = "Weights", default)]
     pub weights: BTreeMap<u16, Vec<(u16, u16)>>,
+    #[serde(rename = "Tempo", default = "tempo")]
+    pub tempo: u16,
+    #[serde(rename = "RevealPeriodEpochs", default = "one_epoch")]
+    pub reveal_period_epochs: u64,
+    /// Timelocked commits held: (uid, commit, reveal round), oldest first (never opened here).
+    #[serde(skip)]
+    pub commits: Vec<(u16, Vec<u8>, u64)>,
 }
 
 fn rate_limit() -> u64 {
     100
+}
+fn four() -> u16 {
+    4
+}
+fn tempo() -> u16 {
+    360
+}
+fn one_epoch() -> u64 {
+    1
 }
 fn one() -> u16 {
     1
@@ -135,9 +154,13 @@ impl World {
                 let pairs = row.iter().map(|&(d, w)| Value::unnamed_composite([u(d.into()), u(w.into())]));
                 put("SubtensorModule", "Weights", vec![net.clone(), uid.encode()], Value::unnamed_composite(pairs))?;
             }
+            put("SubtensorModule", "Tempo", vec![net.clone()], u(s.tempo.into()))?;
+            put("SubtensorModule", "RevealPeriodEpochs", vec![net.clone()], u(s.reveal_period_epochs))?;
             let cr = Value::bool(s.commit_reveal_weights_enabled);
             put("SubtensorModule", "CommitRevealWeightsEnabled", vec![net.clone()], cr)?;
         }
+        let version = Value::u128(self.commit_reveal_version.into());
+        put("SubtensorModule", "CommitRevealWeightsVersion", Vec::new(), version)?;
         let (key, _) = storage_key(md, "System", "Events", &[])?;
         kv.insert(key, events.to_vec());
         Ok(kv)
