@@ -63,7 +63,7 @@ def make_model(path: Path, shape: str) -> None:
     arch, tie = s.pop("arch"), s.pop("tie")
     config_cls, model_cls = (Qwen2Config, Qwen2ForCausalLM) if arch == "qwen2" else (LlamaConfig, LlamaForCausalLM)
     config = config_cls(max_position_embeddings=8_192, bos_token_id=1, eos_token_id=2, pad_token_id=0,
-                        tie_word_embeddings=tie, torch_dtype="bfloat16", **s)
+                        tie_word_embeddings=tie, dtype="bfloat16", **s)
     torch.manual_seed(0)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     with torch.device(device):

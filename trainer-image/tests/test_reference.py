@@ -63,12 +63,12 @@ def test_dpo_equals_trl_dpo_evaluate(data: Data, text_base: Path, full: Path, tm
     rows = load_text_split(TaskType.DPO, data.dpo_test, parse_columns(TaskType.DPO, DPO_COLUMNS), "t")
     ds = Dataset.from_list([{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in rows])
     args = DPOConfig(**hf_args(tmp_path, per_device_eval_batch_size=4), beta=0.1, loss_type=["sigmoid"],
-                     max_length=None, max_prompt_length=None, dataset_num_proc=None)
+                     max_length=None, dataset_num_proc=None)
     trainer = DPOTrainer(model=load_causal_lm(full), ref_model=load_causal_lm(text_base), args=args,
                          train_dataset=ds, eval_dataset=ds, processing_class=load_tokenizer(text_base))
     reference = trainer.evaluate()["eval_loss"]
     assert ours["test_loss"] == pytest.approx(reference, abs=1e-5)
-    # The tiny tokenizer prepends BOS (like Llama's): scoring with it would not match TRL.
+    # The tiny tokenizer prepends BOS (like Llama's) and TRL 1 keeps it: a test that sees it.
     assert load_tokenizer(text_base)("x")["input_ids"][0] == load_tokenizer(text_base).bos_token_id
 
 
@@ -86,12 +86,18 @@ def test_grpo_sampling_settings_are_trls(text_base: Path, tmp_path: Path) -> Non
     from gradients_trainer.modelio import load_causal_lm, load_tokenizer
 
     tok = load_tokenizer(text_base)
-    args = GRPOConfig(**hf_args(tmp_path), num_generations=2, per_device_train_batch_size=2)
-    trainer = GRPOTrainer(model=load_causal_lm(text_base), reward_funcs=[lambda completions, **k: [0.0] * len(completions)],
+    # 256 new tokens: the public validator's setting (TRL 0.x's default; TRL 1's is 512).
+    args = GRPOConfig(**hf_args(tmp_path), num_generations=2, per_device_train_batch_size=2,
+                      max_completion_length=256)
+    model = load_causal_lm(text_base)
+    model.generation_config.eos_token_id = [7, tok.eos_token_id]  # an end-of-turn id too
+    eos_ids = grpo_eval.eos_token_ids(tok, model)
+    trainer = GRPOTrainer(model=model, reward_funcs=[lambda completions, **k: [0.0] * len(completions)],
                           args=args, train_dataset=Dataset.from_list([{"prompt": "a"}] * 2), processing_class=tok)
-    ours = grpo_eval.generation_config(tok, grpo_eval.PRODUCTION).to_dict()
+    ours = grpo_eval.generation_config(tok, grpo_eval.PRODUCTION, eos_ids).to_dict()
+    assert eos_ids == [7, tok.eos_token_id] == trainer.eos_token_ids
     assert ours == trainer.generation_config.to_dict()
-    assert (args.max_completion_length, args.temperature, args.max_prompt_length) == (256, 1.0, 512)
+    assert (args.max_completion_length, args.temperature) == (256, 1.0)
 
 
 def test_grpo_equals_trl_reward_path_with_a_fixed_seed(data: Data, text_base: Path, full: Path,
@@ -147,7 +153,8 @@ def test_grpo_equals_trl_reward_path_with_a_fixed_seed(data: Data, text_base: Pa
     sampling = grpo_eval.Sampling(max_new_tokens=32, generations=gens)
     ours = grpo_eval.grpo_score(model, tok, ordered, [spec], sampling, seed)
     completions = grpo_eval.generate(model, tok, [r.prompt for r in ordered], sampling, seed)
-    assert completions == grpo_eval.decode_completions(tok, seen[0])  # the very same samples
+    eos_ids = grpo_eval.eos_token_ids(tok, model)
+    assert completions == grpo_eval.decode_completions(tok, seen[0], eos_ids)  # the very same samples
     # Some rewards were None: ignored (TRL's nanmean), never a failure.
     assert any(len(c) % 3 == 0 for c in completions) and any(len(c) % 3 for c in completions)
     assert ours.rewards["count_a_or_none"] == pytest.approx(metrics["eval_rewards/count_a_or_none/mean"], abs=1e-6)

@@ -163,11 +163,14 @@ def make_text_base(
 
 
 def build_clip_tokenizer(directory: Path) -> Any:
-    """A CLIP BPE tokenizer with a byte alphabet vocabulary and no merges."""
-    from transformers import CLIPTokenizer
-    from transformers.models.clip.tokenization_clip import bytes_to_unicode
+    """A CLIP BPE tokenizer over the byte alphabet (each byte a symbol, also with ``</w>``), no merges.
 
-    symbols = sorted(set(bytes_to_unicode().values()))
+    The alphabet is GPT-2's byte-to-unicode table, which CLIP's tokenizer uses; ``tokenizers``
+    exposes it (transformers 5 no longer does). The files are written too, as a checkpoint has them."""
+    from tokenizers import pre_tokenizers
+    from transformers import CLIPTokenizer
+
+    symbols = sorted(pre_tokenizers.ByteLevel.alphabet())
     vocab: dict[str, int] = {}
     for sym in symbols:
         vocab[sym] = len(vocab)
@@ -178,11 +181,7 @@ def build_clip_tokenizer(directory: Path) -> Any:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "vocab.json").write_text(json.dumps(vocab))
     (directory / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer(
-        vocab_file=str(directory / "vocab.json"),
-        merges_file=str(directory / "merges.txt"),
-        model_max_length=77,
-    )
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
 
 
 def _clip_config(tokenizer: Any) -> Any:

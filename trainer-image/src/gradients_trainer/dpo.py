@@ -6,7 +6,7 @@ from . import dist
 from .data import Preference
 from .hf import BudgetCallback, RunState, common_args, quiet
 from .sft import sequence_limit
-from .textcommon import TextTrainContext, prepare_model
+from .textcommon import TextTrainContext, clip_prompt, prepare_model
 
 
 def _reference(ctx: TextTrainContext, method: str) -> object | None:
@@ -24,17 +24,21 @@ def train_dpo(ctx: TextTrainContext) -> RunState:
     model, method = prepare_model(ctx)
     ctx.method = method
     examples: list[Preference] = ctx.examples
-    dataset = Dataset.from_list(
-        [{"prompt": e.prompt, "chosen": e.chosen, "rejected": e.rejected} for e in examples]
-    )
     max_len = sequence_limit(model.config, ctx.strategy.max_seq_len)
+    prompt_tokens = min(ctx.strategy.max_prompt_length, max_len // 2)
+    dataset = Dataset.from_list(
+        [
+            {"prompt": clip_prompt(ctx.tokenizer, e.prompt, prompt_tokens), "chosen": e.chosen,
+             "rejected": e.rejected}
+            for e in examples
+        ]
+    )
     kwargs = common_args(ctx.strategy, ctx.output, ctx.seed)
     args = DPOConfig(
         **kwargs,
         beta=ctx.strategy.dpo_beta,
         loss_type=["sigmoid"],
         max_length=max_len,
-        max_prompt_length=min(ctx.strategy.max_prompt_length, max_len // 2),
         dataset_num_proc=None,
     )
     run = RunState()

@@ -95,6 +95,14 @@ def reconstruct(pipe: Any, x0: Any, cond: FluxCond, strength: float, steps: int,
     return x
 
 
+def t5_vocab() -> list[tuple[str, float]]:
+    """A SentencePiece-style Unigram vocabulary for the tiny T5: T5's three specials, the word
+    boundary ``▁`` and every printable ASCII character (captions are plain text; anything else
+    is ``<unk>``). One piece per character, so the segmentation is unique."""
+    specials = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    return specials + [(chr(c), -3.0) for c in range(33, 127)]
+
+
 def build_pipeline(seed: int) -> Any:
     """A tiny FluxPipeline: 1+1-layer transformer, CLIP and T5 encoders, ×8 VAE."""
     import tempfile
@@ -109,14 +117,12 @@ def build_pipeline(seed: int) -> Any:
     )
     from transformers import CLIPTextModel, T5Config, T5EncoderModel, T5TokenizerFast
 
-    from .basemodel import _clip_config, build_clip_tokenizer, build_tokenizer
+    from .basemodel import _clip_config, build_clip_tokenizer
 
     torch.manual_seed(seed)
     with tempfile.TemporaryDirectory() as tmp:
         clip_tok = build_clip_tokenizer(Path(tmp))
-    t5_tok = T5TokenizerFast(tokenizer_object=build_tokenizer().backend_tokenizer,
-                             eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
-                             extra_ids=0, model_max_length=MAX_SEQUENCE_LENGTH)
+    t5_tok = T5TokenizerFast(vocab=t5_vocab(), extra_ids=0, model_max_length=MAX_SEQUENCE_LENGTH)
     return FluxPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(),
         vae=AutoencoderKL(

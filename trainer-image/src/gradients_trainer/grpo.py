@@ -7,7 +7,7 @@ from typing import Any
 from .data import GrpoPrompt
 from .hf import BudgetCallback, RunState, common_args, quiet
 from .sandbox import RewardSpec, SandboxedReward
-from .textcommon import TextTrainContext, prepare_model
+from .textcommon import TextTrainContext, clip_prompt, prepare_model
 
 
 def train_grpo(ctx: TextTrainContext) -> RunState:
@@ -17,14 +17,18 @@ def train_grpo(ctx: TextTrainContext) -> RunState:
     model, method = prepare_model(ctx)
     ctx.method = method
     examples: list[GrpoPrompt] = ctx.examples
-    rows: list[dict[str, Any]] = [{"prompt": e.prompt, "extra_data": e.extra} for e in examples]
+    s = ctx.strategy
+    prompt_tokens = min(256, s.max_prompt_length * 2)
+    rows: list[dict[str, Any]] = [
+        {"prompt": clip_prompt(ctx.tokenizer, e.prompt, prompt_tokens), "extra_data": e.extra}
+        for e in examples
+    ]
     if all(r["extra_data"] is None for r in rows):
         for r in rows:
             r.pop("extra_data")
     dataset = Dataset.from_list(rows)
     specs: list[RewardSpec] = ctx.rewards
-    rewards = [SandboxedReward(s) for s in specs]
-    s = ctx.strategy
+    rewards = [SandboxedReward(spec) for spec in specs]
     kwargs = common_args(s, ctx.output, ctx.seed)
     # One prompt group per optimiser step on small budgets: batch = num_generations.
     kwargs["per_device_train_batch_size"] = s.grpo_num_generations
@@ -34,7 +38,6 @@ def train_grpo(ctx: TextTrainContext) -> RunState:
         beta=s.grpo_beta,
         num_generations=s.grpo_num_generations,
         max_completion_length=s.grpo_max_completion_length,
-        max_prompt_length=min(256, s.max_prompt_length * 2),
         temperature=s.grpo_temperature,
         reward_weights=[spec.weight for spec in specs],
         log_completions=False,

@@ -84,7 +84,8 @@ def common_args(strategy: Strategy, output: Path, seed: int, epochs: float | Non
         per_device_train_batch_size=strategy.batch_size,
         gradient_accumulation_steps=strategy.grad_accum,
         learning_rate=strategy.learning_rate,
-        warmup_ratio=strategy.warmup_ratio,
+        # A float below 1 is a share of the steps (transformers 5 folded warmup_ratio into it).
+        warmup_steps=strategy.warmup_ratio,
         lr_scheduler_type=strategy.scheduler,
         optim=strategy.optimizer,
         weight_decay=strategy.weight_decay,
@@ -104,10 +105,9 @@ def common_args(strategy: Strategy, output: Path, seed: int, epochs: float | Non
         # DDP need not search the graph for unused ones each step.
         ddp_find_unused_parameters=False,
         ddp_timeout=int(dist.timeout_s()),
-        save_safetensors=True,
         # Non-reentrant checkpointing on GPU (memory); off on CPU. Reentrant checkpointing
         # silently drops LoRA gradients when the inputs do not require grad.
-        gradient_checkpointing=on_gpu,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
+        activation_checkpointing=on_gpu,
+        activation_checkpointing_kwargs={"use_reentrant": False},
     )
 

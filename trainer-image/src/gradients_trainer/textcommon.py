@@ -42,6 +42,17 @@ class TextTrainContext:
         return save
 
 
+def clip_prompt(tokenizer: Any, prompt: str, max_tokens: int) -> str:
+    """The prompt's last ``max_tokens`` tokens (its end holds the question), unchanged if it fits.
+
+    TRL 1 dropped ``max_prompt_length`` (DPO and GRPO): the trainer clips prompts itself so a
+    long prompt cannot take the completion's share of the sequence or the step's memory."""
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    if len(ids) <= max_tokens:
+        return prompt
+    return str(tokenizer.decode(ids[-max_tokens:], skip_special_tokens=False))
+
+
 def resolve_method(strategy: Strategy) -> str:
     if strategy.method == "qlora" and not qlora_available():
         log("qlora requested but no CUDA GPU with bitsandbytes: using plain LoRA")

@@ -5,9 +5,14 @@ They follow the reference trainers, so what a miner trains on is what is scored:
 - instruct (axolotl, ``train_on_inputs: false``): the prompt is tokenised with the
   tokenizer's special tokens (BOS for Llama/Mistral), the completion without them and
   followed by EOS; only completion tokens carry labels.
-- DPO and GRPO prompts (TRL's ``DPOTrainer.tokenize_row`` and ``GRPOTrainer``): no special
-  tokens at all, so no BOS; DPO completions end with EOS; GRPO prompts are cut by the
-  tokenizer to 512 tokens (``GRPOConfig.max_prompt_length``).
+- DPO and GRPO prompts (TRL 1's ``DPOTrainer`` and ``GRPOTrainer``, the pinned version the
+  reference trainer trains with): tokenised as the tokenizer does by default, so with its
+  special tokens (BOS for Llama/Mistral). A DPO completion is the text appended to the prompt
+  (with the EOS token's text unless it already ends with it), tokenised *together* with the
+  prompt; it starts where both pairs' joint ids stop sharing a prefix with the prompt's ids
+  (TRL's ``common_prefix_length``). GRPO prompts are cut by the tokenizer to 512 tokens (the
+  public Gradients validator's ``GRPOConfig.max_prompt_length`` under TRL 0.x; TRL 1 dropped
+  the option, the limit stays ours).
 - Sequence length (the public Gradients evaluator's axolotl ``sequence_len``):
   ``ceil(max_position_embeddings / 2)`` below 8192, else 4096, always from the *base*
   model's configuration. Rows longer than that are dropped, not truncated (axolotl's
@@ -22,7 +27,7 @@ from typing import Any
 IGNORE = -100
 LONG_CONTEXT = 8192
 LONG_CONTEXT_WINDOW = 4096
-# TRL's GRPOConfig.max_prompt_length and the public evaluator's KL prompt length.
+# TRL 0.x's GRPOConfig.max_prompt_length and the public evaluator's KL prompt length.
 GRPO_MAX_PROMPT_TOKENS = 512
 
 
@@ -57,26 +62,39 @@ def instruct_example(tokenizer: Any, prompt: str, completion: str) -> dict[str, 
             "labels": [IGNORE] * len(prompt_ids) + completion_ids}
 
 
-def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
-    """A DPO/GRPO prompt as TRL tokenises it: no special tokens (no BOS)."""
-    return list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-
-
 def grpo_prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
-    """A GRPO prompt as TRL's generation sees it: no special tokens, cut by the tokenizer to
-    ``GRPO_MAX_PROMPT_TOKENS`` (on its ``truncation_side``)."""
-    return list(tokenizer(prompt, add_special_tokens=False, max_length=GRPO_MAX_PROMPT_TOKENS,
-                          truncation=True)["input_ids"])
+    """A GRPO prompt as TRL's generation sees it: the tokenizer's special tokens, cut by the
+    tokenizer to ``GRPO_MAX_PROMPT_TOKENS`` (on its ``truncation_side``)."""
+    return list(tokenizer(prompt, max_length=GRPO_MAX_PROMPT_TOKENS, truncation=True)["input_ids"])
 
 
-def preference_example(tokenizer: Any, prompt: str, completion: str) -> dict[str, list[int]]:
-    """One DPO (prompt, completion) pair as TRL's ``tokenize_row``: completion + EOS labelled."""
-    p = prompt_ids(tokenizer, prompt)
-    c: list[int] = list(tokenizer(completion, add_special_tokens=False)["input_ids"])
-    eos = eos_id(tokenizer)
-    if eos is not None:
-        c = c + [eos]
-    return {"input_ids": p + c, "labels": [IGNORE] * len(p) + c}
+def _with_eos(tokenizer: Any, completion: str) -> str:
+    eos = tokenizer.eos_token
+    return completion if eos is None or completion.endswith(eos) else completion + eos
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def preference_pair(tokenizer: Any, prompt: str, chosen: str,
+                    rejected: str) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """One DPO row as TRL 1 tokenises it: (prompt + chosen, prompt + rejected), completions
+    (with EOS) labelled from where both stop sharing the prompt's ids."""
+    p: list[int] = list(tokenizer(prompt)["input_ids"])
+    good: list[int] = list(tokenizer(prompt + _with_eos(tokenizer, chosen))["input_ids"])
+    bad: list[int] = list(tokenizer(prompt + _with_eos(tokenizer, rejected))["input_ids"])
+    cut = min(_common_prefix(p, good), _common_prefix(p, bad))
+
+    def example(ids: list[int]) -> dict[str, list[int]]:
+        return {"input_ids": ids, "labels": [IGNORE] * cut + ids[cut:]}
+
+    return example(good), example(bad)
 
 
 def has_labels(example: dict[str, list[int]]) -> bool:

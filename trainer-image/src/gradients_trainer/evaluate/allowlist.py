@@ -87,10 +87,10 @@ def _pattern_map(key: str, value: Any) -> dict[str, float]:
 # Keys PEFT writes that carry no behaviour at evaluation (accepted with any value, never
 # passed on): the adapter's weights come from the file, dropout is off, and
 # ``megatron_core`` / ``qalora_group_size`` only act with ``megatron_config`` / ``use_qalora``,
-# which must be neutral.
+# which must be neutral; ``peft_version`` (PEFT >= 0.18) only records who wrote the file.
 INERT_KEYS = frozenset({"base_model_name_or_path", "revision", "inference_mode", "lora_dropout",
                         "init_lora_weights", "auto_mapping", "runtime_config", "megatron_core",
-                        "qalora_group_size"})
+                        "qalora_group_size", "peft_version"})
 
 
 def sanitize_adapter_config(cfg: dict[str, Any], num_layers: int) -> dict[str, Any]:

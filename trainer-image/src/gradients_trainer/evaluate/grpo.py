@@ -3,11 +3,12 @@
 loss = −Σ wᵢ · meanᵢ, where meanᵢ is reward i's mean over every completion, ignoring the
 ones it returned ``None`` for (TRL's ``nanmean``; a reward with no value at all adds 0).
 
-Sampling is TRL's (``GRPOConfig`` defaults): prompts without special tokens, left-padded,
-cut to 512 tokens by the tokenizer; ``do_sample`` with temperature 1.0, top_p 1.0, no top-k,
-no min-p, repetition penalty 1.0, 256 new tokens; each prompt repeated ``generations``
-times in a row (TRL's ``RepeatSampler``); completions end at the first EOS and are decoded
-without special tokens. transformers fills the settings TRL leaves at their defaults from
+Sampling is TRL's (``GRPOConfig`` defaults): prompts with the tokenizer's special tokens,
+left-padded, cut to 512 tokens by the tokenizer (our limit; TRL 1 has none); ``do_sample`` with temperature 1.0, top_p 1.0, top_k 0
+(none), no min-p, repetition penalty 1.0, 256 new tokens; each prompt repeated
+``generations`` times in a row (TRL's ``RepeatSampler``); completions end at the first of the
+EOS ids (the tokenizer's, then every one the base's generation config declares, as TRL 1
+does) and are decoded without special tokens. transformers fills the settings TRL leaves at their defaults from
 ``model.generation_config``, which the evaluator sets to the *base* model's, as TRL does
 when it trains that base; the submission's ``generation_config.json`` is never read.
 
@@ -31,11 +32,11 @@ BATCH = 8  # rows (prompt × generation) per generate call
 
 @dataclass(frozen=True)
 class Sampling:
-    max_new_tokens: int = 256  # TRL max_completion_length
+    max_new_tokens: int = 256  # the validator's max_completion_length (TRL 0.x default; TRL 1: 512)
     generations: int = 2  # the public evaluator's num_generations
     temperature: float = 1.0
     top_p: float = 1.0
-    top_k: int | None = None
+    top_k: int = 0  # TRL 1's default: no top-k filter
     min_p: float | None = None
     repetition_penalty: float = 1.0
 
@@ -55,32 +56,41 @@ class GrpoScore:
     kl: float
 
 
-def generation_config(tokenizer: Any, s: Sampling) -> Any:
+def eos_token_ids(tokenizer: Any, model: Any) -> list[int]:
+    """TRL 1's list: the tokenizer's EOS first, then every EOS id of ``model.generation_config``
+    (the base's: the evaluator sets it, a submission's is never read)."""
+    declared = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = [] if declared is None else [declared] if isinstance(declared, int) else list(declared)
+    return ids if tokenizer.eos_token_id in ids else [tokenizer.eos_token_id, *ids]
+
+
+def generation_config(tokenizer: Any, s: Sampling, eos_ids: list[int]) -> Any:
     """The GenerationConfig TRL's GRPOTrainer builds from its config."""
     from transformers import GenerationConfig
 
     return GenerationConfig(
         max_new_tokens=s.max_new_tokens, do_sample=True, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=eos_ids,
         temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, min_p=s.min_p,
-        repetition_penalty=s.repetition_penalty, cache_implementation=None,
+        repetition_penalty=s.repetition_penalty, cache_implementation=None, disable_compile=True,
     )
 
 
 def encode_prompts(tokenizer: Any, prompts: list[str], dev: Any) -> dict[str, Any]:
-    """TRL's call: no special tokens, left padding, cut to 512 tokens by the tokenizer."""
+    """TRL 1's tokenisation (the tokenizer's special tokens), left padding, cut to 512 tokens."""
     enc = tokenizer(text=prompts, return_tensors="pt", padding=True, padding_side="left",
-                    max_length=GRPO_MAX_PROMPT_TOKENS, truncation=True, add_special_tokens=False)
+                    max_length=GRPO_MAX_PROMPT_TOKENS, truncation=True)
     return {"input_ids": enc["input_ids"].to(dev), "attention_mask": enc["attention_mask"].to(dev)}
 
 
-def decode_completions(tokenizer: Any, new_tokens: Any) -> list[str]:
-    """Cut each row after its first EOS and decode without special tokens (TRL)."""
-    eos = tokenizer.eos_token_id
+def decode_completions(tokenizer: Any, new_tokens: Any, eos_ids: list[int]) -> list[str]:
+    """Cut each row after its first EOS (any of ``eos_ids``) and decode without special tokens (TRL)."""
+    ends = set(eos_ids)
     out: list[str] = []
     for row in new_tokens.tolist():
-        if eos is not None and eos in row:
-            row = row[: row.index(eos) + 1]
+        first = next((i for i, t in enumerate(row) if t in ends), None)
+        if first is not None:
+            row = row[: first + 1]
         out.append(tokenizer.decode(row, skip_special_tokens=True))
     return out
 
@@ -92,14 +102,15 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], s: Sampling, seed: 
     dev = next(model.parameters()).device
     rows = [p for p in prompts for _ in range(s.generations)]
     per_batch = max(s.generations, BATCH - BATCH % s.generations)
-    cfg = generation_config(tokenizer, s)
+    eos_ids = eos_token_ids(tokenizer, model)
+    cfg = generation_config(tokenizer, s, eos_ids)
     outputs: list[str] = []
     for b, start in enumerate(range(0, len(rows), per_batch)):
         enc = encode_prompts(tokenizer, rows[start: start + per_batch], dev)
         torch.manual_seed(seed + b)
         with torch.no_grad():
-            out = model.generate(**enc, generation_config=cfg, disable_compile=True)
-        outputs.extend(decode_completions(tokenizer, out[:, enc["input_ids"].shape[1]:]))
+            out = model.generate(**enc, generation_config=cfg)
+        outputs.extend(decode_completions(tokenizer, out[:, enc["input_ids"].shape[1]:], eos_ids))
     return outputs
 
 

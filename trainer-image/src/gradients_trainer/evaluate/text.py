@@ -12,7 +12,7 @@ from typing import Any, Callable, ContextManager
 
 from .. import dist
 from ..data import Preference, PromptCompletion
-from ..textrules import IGNORE, instruct_example, keep_within, preference_example
+from ..textrules import IGNORE, instruct_example, keep_within, preference_pair
 
 BATCH = 8
 TOKENS_PER_BATCH = 8192  # bounds the [batch, seq, vocab] logits on large-vocabulary models
@@ -121,7 +121,7 @@ def dpo_loss(
     beta: float = 0.1,
 ) -> float:
     """Mean of -log σ(β·[(π_c − ref_c) − (π_r − ref_r)]) with summed completion log-probs
-    (TRL's sigmoid DPO loss). Prompts carry no BOS (TRL); a pair is dropped when either
+    (TRL's sigmoid DPO loss), tokenised as TRL 1 does (``preference_pair``); a pair is dropped when either
     sequence is longer than ``window``.
 
     ``reference_ctx`` (e.g. a LoRA model's ``disable_adapter``) turns ``policy`` into the
@@ -130,8 +130,7 @@ def dpo_loss(
     chosen: list[dict[str, list[int]]] = []
     rejected: list[dict[str, list[int]]] = []
     for e in examples:
-        good = preference_example(tokenizer, e.prompt, e.chosen)
-        bad = preference_example(tokenizer, e.prompt, e.rejected)
+        good, bad = preference_pair(tokenizer, e.prompt, e.chosen, e.rejected)
         if keep_within([good, bad], window) == [good, bad]:
             chosen.append(good)
             rejected.append(bad)
