@@ -32,6 +32,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--max-trials", type=int, help="stop the search after this many trials even with budget left")
     p.add_argument("--validation-share", type=float, default=0.1, help="share of train the search validates on")
     p.add_argument("--grace-seconds", type=int, default=300, help="gradients run --grace-seconds")
+    p.add_argument("--halving-eta", type=int, default=2, choices=(2, 3),
+                   help="the halving tournament's spec.halving.eta (the best 1/eta continue)")
+    p.add_argument("--halving-rungs", type=int, default=3, choices=range(2, 6), metavar="{2..5}",
+                   help="the halving tournament's spec.halving.rungs (slices of the allotment)")
     p.add_argument("--resamples", type=int, default=10000, help="bootstrap resamples")
     return p.parse_args(argv)
 
@@ -51,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         hours=args.hours, parallel=args.parallel, eval_profile=args.eval_profile, unit=args.unit,
         seed=args.seed, eta=args.eta, rungs=args.rungs, startup_trials=args.startup_trials,
         max_trials=args.max_trials, validation_share=args.validation_share, grace_seconds=args.grace_seconds,
+        halving_eta=args.halving_eta, halving_rungs=args.halving_rungs,
     )
     settings.out.mkdir(parents=True, exist_ok=True)
     _check_settings(settings)
@@ -74,9 +79,17 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{task.name}: baseline used {b['cost']:.1f}, weighted {b['weighted']}; TPE + ASHA within B")
         entry["search"] = s = contenders.search(task, settings, t)
         log(f"{task.name}: search used {s['cost']:.1f} in {s['trials']} trials, weighted {s['weighted']}")
+        if task.task_type in tasks.HALVING_TYPES:
+            log(f"{task.name}: tournament with successive halving (eta {args.halving_eta}, {args.halving_rungs} rungs)")
+            entry["halving"] = h = contenders.tournament(task, settings, halving=True)
+            h["share"] = h["cost"] / t["budget"] if t["budget"] else None
+            log(f"{task.name}: halving spent {h['cost']:.1f} ({100 * (h['share'] or 0):.0f} % of B); "
+                f"winner {h['winner']} ({h['weighted']})")
+        else:
+            log(f"{task.name}: no halving tournament: {task.task_type} trainers cannot continue from a checkpoint")
         results.append(entry)
     comparisons = [
-        stats.compare(c, [(_loss(e["tournament"]), _loss(e[c])) for e in results],
+        stats.compare(c, [(_loss(e["tournament"]), _loss(e[c])) for e in results if c in e],
                       resamples=args.resamples, seed=args.seed)
         for c in report.CONTENDERS
     ]

@@ -1,4 +1,4 @@
-"""The three contenders of one task, each resumable: a finished one leaves `NAME.json` in the
+"""The contenders of one task, each resumable: a finished one leaves `NAME.json` in the
 task's folder and is never run again; an interrupted one starts over (the tournament resumes
 inside its run directory, the search replays its finished trials from their folders).
 
@@ -6,6 +6,11 @@ Budget: B is what the tournament spent, measured: its miners' trainings and eval
 evaluations are how it picks its winner). The baseline gets all of B for one training; the
 search gets B for all its trainings and validation evaluations together. The final scoring of
 each contender's model on the test and synthetic splits is not part of any budget.
+
+The fourth contender, the tournament with successive halving across miners (`spec.halving`),
+is `tournament()` again on a copy of the task with halving on: its own run directory and
+meter, its trainings (every slice) and evaluations (every rung's) measured the same way. It
+gets no budget: what it spends, as a share of B, is what it saves.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ class Settings:
     max_trials: int | None
     validation_share: float
     grace_seconds: int  # gradients run --grace-seconds: a loaded machine's imports alone can take a minute
+    halving_eta: int  # the halving tournament's spec.halving.eta
+    halving_rungs: int  # ... and spec.halving.rungs
 
 
 def _save(path: Path, data: dict[str, Any]) -> None:
@@ -79,28 +86,32 @@ def _workload(record: meter.Record, work: Path) -> tuple[str, str] | None:
     return kind, subject
 
 
-def tournament(task: tasks.Task, settings: Settings) -> dict[str, Any]:
+def tournament(task: tasks.Task, settings: Settings, halving: bool = False) -> dict[str, Any]:
+    """The tournament as configured, or (`halving`) with successive halving across miners."""
+    name = "halving" if halving else "tournament"
     folder = settings.out / task.name
-    done = folder / "tournament.json"
+    done = folder / f"{name}.json"
     if (cached := _load(done)) is not None:
         return cached
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "task.yaml").write_text(yaml.safe_dump(tasks.benchmark_copy(task, settings.hours), sort_keys=False))
-    run_dir, meter_dir = folder / "tournament" / "run", folder / "tournament" / "meter"
+    cut = {"eta": settings.halving_eta, "rungs": settings.halving_rungs} if halving else None
+    task_file = folder / ("halving.yaml" if halving else "task.yaml")
+    task_file.write_text(yaml.safe_dump(tasks.benchmark_copy(task, settings.hours, cut), sort_keys=False))
+    run_dir, meter_dir = folder / name / "run", folder / name / "meter"
     wrapper = meter.write_wrapper(settings.out / "bin" / "python", settings.python)
-    argv = [settings.gradients, "run", str(folder / "task.yaml"), "--run-dir", str(run_dir),
+    argv = [settings.gradients, "run", str(task_file), "--run-dir", str(run_dir),
             "--data-dir", str(settings.out / "store"), "--python", str(wrapper), "--output", "json",
             "--quiet", "--eval-profile", settings.eval_profile, "--grace-seconds", str(settings.grace_seconds)]
     if settings.parallel:
         argv += ["--parallel", str(settings.parallel)]
-    (folder / "tournament").mkdir(exist_ok=True)
+    (folder / name).mkdir(exist_ok=True)
     returncode = 0
     if not (run_dir / "report.json").is_file():  # written when the run ends; else run (or resume) it
-        with open(folder / "tournament" / "stderr.log", "ab") as err:
+        with open(folder / name / "stderr.log", "ab") as err:
             returncode = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=err,
                                         env=_env(settings, meter_dir)).returncode
         if returncode not in (0, 1):
-            raise RuntimeError(f"{task.name}: gradients run exited {returncode}; see {folder}/tournament/stderr.log")
+            raise RuntimeError(f"{task.name}: gradients run exited {returncode}; see {folder}/{name}/stderr.log")
     report = json.loads((run_dir / "report.json").read_text())
     work = run_dir / "work"
     train_cost = eval_cost = train_cpu = train_wall = 0.0
@@ -129,10 +140,13 @@ def tournament(task: tasks.Task, settings: Settings) -> dict[str, Any]:
     if not train_dirs or not eval_dirs:
         raise RuntimeError(f"{task.name}: the tournament ran no training or evaluation")
     winner_eval = next((d for d in eval_dirs if winner and d.name.startswith(f"evaluate-{winner['miner']}-")), eval_dirs[-1])
-    hours = float(workloads.command(train_dirs[0])[workloads.command(train_dirs[0]).index("--hours") + 1])
+    first_train = workloads.command(train_dirs[0])
+    # The allotment per miner (under halving, the first slice's --hours is only a part of it).
+    hours = float(report.get("hours") or first_train[first_train.index("--hours") + 1])
     result = {
-        "contender": "tournament",
-        "miners": trainings,
+        "contender": name,
+        "miners": task.miners if halving else trainings,
+        "trainings": trainings,
         "hours_per_miner": hours,
         "budget": train_cost + eval_cost,
         "cost": train_cost + eval_cost,

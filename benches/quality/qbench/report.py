@@ -8,9 +8,10 @@ from typing import Any, Sequence
 
 from .stats import Comparison, relative_improvement
 
-CONTENDERS = ("baseline", "search")
+CONTENDERS = ("baseline", "search", "halving")
 LABELS = {"tournament": "tournament winner", "baseline": "baseline, all of B",
-          "search": "TPE + ASHA, all of B", "base": "untrained base (reference)"}
+          "search": "TPE + ASHA, all of B", "halving": "tournament with successive halving",
+          "base": "untrained base (reference)"}
 
 
 def _num(x: float | None, digits: int = 4) -> str:
@@ -39,8 +40,10 @@ def task_table(task: dict[str, Any], unit: str) -> str:
             continue
         better = "" if key == "tournament" else _pct(_improvement(t.get("weighted"), c.get("weighted")))
         config = str(c.get("config") or c.get("failure") or "-")
-        if key == "tournament" and c.get("winner"):
+        if key in ("tournament", "halving") and c.get("winner"):
             config = f"{c['winner']}: {config}"
+        if key == "halving" and c.get("share") is not None:
+            config = f"{config}; {100 * c['share']:.0f} % of B"
         if key == "search" and c.get("trials_detail") is not None:
             trials = len({u["trial"] for u in c["trials_detail"]})
             config = f"{config}; {trials} trials, {len(c['trials_detail'])} trainings"
@@ -78,7 +81,7 @@ def _pct1(x: float) -> str:
 def plot_svg(tasks: Sequence[dict[str, Any]], comparisons: Sequence[Comparison]) -> str:
     """Left: each task's weighted loss per contender. Right: the tournament's mean relative
     improvement over each contender with its bootstrap interval (right of zero: tournament better)."""
-    colours = {"tournament": "#1f77b4", "baseline": "#ff7f0e", "search": "#2ca02c"}
+    colours = {"tournament": "#1f77b4", "baseline": "#ff7f0e", "search": "#2ca02c", "halving": "#9467bd"}
     width, height = 900, 60 + 40 * max(len(tasks), len(comparisons), 3)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',

@@ -9,6 +9,8 @@ from typing import Any
 import yaml  # type: ignore[import-untyped]
 
 TASK_TYPES = {"InstructText": "instruct", "Dpo": "dpo", "Grpo": "grpo", "Image": "image"}
+# Task types whose trainers can continue from a checkpoint (`spec.halving` is refused otherwise).
+HALVING_TYPES = ("instruct", "dpo", "grpo")
 # Weight of the first loss of the pair in the weighted loss (src/mechanism: text_test_weight,
 # image_text_guided_weight): text types test/synth, image text-guided/no-text.
 FIRST_WEIGHT = {"instruct": 0.7, "dpo": 0.7, "grpo": 0.7, "image": 0.25}
@@ -59,10 +61,11 @@ def _absolute(value: str, base: Path) -> str:
     return str((base / value).resolve())
 
 
-def benchmark_copy(task: Task, hours: float | None) -> dict[str, Any]:
+def benchmark_copy(task: Task, hours: float | None, halving: dict[str, int] | None = None) -> dict[str, Any]:
     """The task as the benchmark runs it: paths absolute (the copy lives elsewhere), no
     `baseline` reference inside the tournament (the benchmark trains its own with all of the
-    budget), and `hours` per miner replaced when the benchmark sets the budget."""
+    budget), `hours` per miner replaced when the benchmark sets the budget, and `spec.halving`
+    as given (`None`: the task's own, usually none)."""
     doc = yaml.safe_load(yaml.safe_dump(task.document))
     spec = doc["spec"]
     base = task.source.parent
@@ -77,6 +80,8 @@ def benchmark_copy(task: Task, hours: float | None) -> dict[str, Any]:
             if isinstance(generator.get(key), str):
                 generator[key] = _absolute(generator[key], base)
     spec["baseline"] = False
+    if halving is not None:
+        spec["halving"] = dict(halving)
     if hours is not None:
         spec["hours"] = hours
         spec.pop("deadline", None)

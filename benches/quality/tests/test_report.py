@@ -43,3 +43,12 @@ def test_summary_and_plot():
     assert len(svg.findall(f"{ns}circle")) == 2  # one estimate per contender
     texts = [t.text for t in svg.iter(f"{ns}text")]
     assert "vs baseline (n=2)" in texts and "instruct-unit-conv" in texts
+
+
+def test_the_halving_tournament_says_what_share_of_b_it_spent():
+    halving = {"winner": "carol", "config": "full-ft", "cost": 96.0, "share": 0.4, "first": 1.1, "second": 1.2,
+               "weighted": 1.13}
+    table = report.task_table(dict(TASK, halving=halving), "cpu")
+    row = [line for line in table.splitlines() if "successive halving" in line][0]
+    assert "carol: full-ft; 40 % of B" in row and "| 96.0 |" in row
+    assert "+6.2 %" in row  # (1.13 - 1.06) / 1.13: the full tournament did better

@@ -34,6 +34,9 @@ def test_the_copy_has_absolute_paths_no_baseline_and_the_benchmarks_hours(tmp_pa
     assert spec["dataset"]["syntheticUri"] == "s3://bucket/synth.jsonl"
     assert spec["baseline"] is False and spec["hours"] == 0.01 and "deadline" not in spec
     assert tasks.load(path).document["spec"]["dataset"]["uri"] == "../data.jsonl"  # the original is untouched
+    assert "halving" not in spec
+    halved = tasks.benchmark_copy(tasks.load(path), hours=0.01, halving={"eta": 2, "rungs": 3})["spec"]
+    assert halved["halving"] == {"eta": 2, "rungs": 3} and halved["hours"] == 0.01
 
 
 def test_an_unknown_task_type_names_the_file_and_field(tmp_path):
