@@ -51,7 +51,7 @@ use support::*;
 
 const TASK: &str = "alpaca-dpo";
 /// What the preparation container reports (`tournament::DatasetFacts`).
-const SPLIT_SIZES: &str = r#"{"rows":2400,"train":1960,"test":240,"synthetic":200}"#;
+pub(crate) const SPLIT_SIZES: &str = r#"{"rows":2400,"train":1960,"test":240,"synthetic":200}"#;
 
 /// The Job of `entrant`'s first attempt at `kind` in task `task`.
 fn job_of(task: &str, kind: WorkKind, entrant: &str) -> String {
@@ -65,7 +65,7 @@ fn job_of(task: &str, kind: WorkKind, entrant: &str) -> String {
 }
 
 /// What a seal container reports for `entrant`'s model.
-fn seal_report(entrant: &str) -> String {
+pub(crate) fn seal_report(entrant: &str) -> String {
     let training = r#"{"steps":40,"tokens":12000,"wallSeconds":20.0,"finalTrainLoss":1.25,"stoppedByDeadline":false}"#;
     format!(r#"{{"ok":true,"digest":"sha256:{}","files":3,"bytes":4096,"training":{training}}}"#, digest_of(entrant))
 }
@@ -379,6 +379,19 @@ async fn too_few_miners_delay_an_organic_task() {
     assert!(message.contains(&format!("Task {ns}/thief")) && message.contains("spec.dataset.uri"), "{message}");
     let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &ns);
     assert!(jobs.get_opt(&job_of("thief", WorkKind::Prepare, "")).await.unwrap().is_none(), "nothing ran");
+    // Successive halving across miners runs in `gradients run` only so far: the operator fails
+    // such a Task at once, naming the field, before anything runs.
+    cluster.apply_yaml(&task_yaml(&ns, "halved", "hours: 1\n  halving: {eta: 2, rungs: 3}")).await;
+    wait_until("the halving task to fail", Duration::from_secs(60), || async {
+        tasks.get("halved").await.map(|t| t.phase() == TaskPhase::Failed).unwrap_or(false)
+    })
+    .await;
+    let message = tasks.get("halved").await.unwrap().status.unwrap().message;
+    assert!(
+        message.contains(&format!("Task {ns}/halved: spec.halving:")) && message.contains("gradients run"),
+        "{message}"
+    );
+    assert!(jobs.get_opt(&job_of("halved", WorkKind::Prepare, "")).await.unwrap().is_none(), "nothing ran");
     // A Task the operator cannot act on (a GPU class the installation lacks) says why on itself,
     // where `kubectl describe` shows it: a Warning Event with the error's category and message.
     cluster.apply_yaml(&task_yaml(&ns, "misclassed", "hours: 1\n  gpuClass: no-such-class")).await;
