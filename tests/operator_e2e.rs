@@ -24,6 +24,8 @@ mod faults;
 #[path = "operator_e2e/gpu_agent.rs"]
 mod gpu_agent;
 mod gpu_support;
+#[path = "operator_e2e/halving.rs"]
+mod halving;
 #[path = "operator_e2e/prometheus.rs"]
 mod prometheus;
 mod support;
@@ -379,19 +381,6 @@ async fn too_few_miners_delay_an_organic_task() {
     assert!(message.contains(&format!("Task {ns}/thief")) && message.contains("spec.dataset.uri"), "{message}");
     let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), &ns);
     assert!(jobs.get_opt(&job_of("thief", WorkKind::Prepare, "")).await.unwrap().is_none(), "nothing ran");
-    // Successive halving across miners runs in `gradients run` only so far: the operator fails
-    // such a Task at once, naming the field, before anything runs.
-    cluster.apply_yaml(&task_yaml(&ns, "halved", "hours: 1\n  halving: {eta: 2, rungs: 3}")).await;
-    wait_until("the halving task to fail", Duration::from_secs(60), || async {
-        tasks.get("halved").await.map(|t| t.phase() == TaskPhase::Failed).unwrap_or(false)
-    })
-    .await;
-    let message = tasks.get("halved").await.unwrap().status.unwrap().message;
-    assert!(
-        message.contains(&format!("Task {ns}/halved: spec.halving:")) && message.contains("gradients run"),
-        "{message}"
-    );
-    assert!(jobs.get_opt(&job_of("halved", WorkKind::Prepare, "")).await.unwrap().is_none(), "nothing ran");
     // A Task the operator cannot act on (a GPU class the installation lacks) says why on itself,
     // where `kubectl describe` shows it: a Warning Event with the error's category and message.
     cluster.apply_yaml(&task_yaml(&ns, "misclassed", "hours: 1\n  gpuClass: no-such-class")).await;

@@ -65,6 +65,10 @@ pub struct EvaluatedSubmission {
     pub artifact_uri: String,
     /// When the trainer finished; the earlier of two duplicates keeps its score.
     pub submitted_at: DateTime<Utc>,
+    /// Successive halving (`spec.halving`): the last rung the miner trained in; a later rung
+    /// ranks above an earlier one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rung: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]

@@ -76,6 +76,10 @@ pub struct MinerSubmissionSpec {
     pub args: Vec<String>,
     /// Seed passed to the trainer.
     pub seed: u64,
+    /// Successive halving (`spec.halving`): the output of this miner's previous slice, which the
+    /// trainer continues from (`--resume-from`), read-only; below the task's models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_uri: Option<String>,
 }
 
 /// Where a submission's trainer is.

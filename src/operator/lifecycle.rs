@@ -56,7 +56,8 @@ pub fn workload_id(kind: WorkKind, object_labels: &BTreeMap<String, String>) -> 
         WorkKind::Prepare | WorkKind::Synthesize => String::new(),
         _ => object_labels.get(labels::MINER)?.clone(),
     };
-    Some(WorkloadId::new(kind, &entrant, attempt))
+    let rung = object_labels.get(labels::RUNG).and_then(|r| r.parse().ok()).unwrap_or(0);
+    Some(WorkloadId::new(kind, &entrant, attempt).at_rung(rung))
 }
 
 fn time(t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> Option<DateTime<Utc>> {
@@ -195,7 +196,7 @@ pub fn in_flight(state: &TaskState) -> Vec<WorkloadId> {
         ];
         for (kind, work) in works {
             if let Some(attempt) = current(work) {
-                ids.push(WorkloadId::new(kind, &entrant.name, attempt));
+                ids.push(WorkloadId::new(kind, &entrant.name, attempt).at_rung(entrant.rung));
             }
         }
     }
@@ -263,8 +264,7 @@ pub fn build_submission(
     task: &Task,
     id: &WorkloadId,
     strategy: Option<String>,
-    hours: f64,
-    deadline: Option<DateTime<Utc>>,
+    (hours, deadline, resume_from): (f64, Option<DateTime<Utc>>, Option<&WorkloadId>),
     miner: Option<&MinerSpec>,
     workloads: &WorkloadConfig,
     now: DateTime<Utc>,
@@ -284,6 +284,7 @@ pub fn build_submission(
             data_uri: workloads.data_uri(&namespace, &name),
             columns: spec.dataset.columns.clone(),
             artifact_uri: model_uri(workloads, &namespace, &name, id),
+            resume_uri: resume_from.map(|from| model_uri(workloads, &namespace, &name, from)),
             hours,
             gpus: gpus::training_gpus(spec.task_type, spec.base_model.params_b),
             gpu_class: spec.gpu_class.clone().unwrap_or_else(|| workloads.default_gpu_class.clone()),
@@ -302,6 +303,9 @@ pub fn build_submission(
         (labels::MINER.to_string(), crate::workloads::label_value(&id.entrant)),
         (labels::ATTEMPT.to_string(), id.attempt.to_string()),
     ]));
+    if id.rung > 0 {
+        submission.metadata.labels.get_or_insert_default().insert(labels::RUNG.to_string(), id.rung.to_string());
+    }
     Ok(submission)
 }
 
@@ -321,12 +325,13 @@ pub fn build_evaluation(
     let mut results = Vec::new();
     for submitted in &record.submissions {
         let Some(entrant) = state.entrant(&submitted.miner) else { continue };
-        let training = WorkloadId::new(WorkKind::Train, &entrant.name, entrant.training.attempt().max(1));
+        let training = entrant.workload_id(WorkKind::Train);
         submissions.push(EvaluatedSubmission {
             miner: entrant.name.clone(),
             submission: submission_name(&name, &training),
             artifact_uri: model_uri(workloads, &namespace, &name, &training),
             submitted_at: submitted.submitted_at,
+            rung: submitted.rung,
         });
         let outcome = crate::tournament::outcome(entrant);
         results.push(SubmissionResult {

@@ -162,7 +162,8 @@ fn a_seal_reports_its_digest_or_why_it_refused() {
 #[test]
 fn workload_ids_round_trip_through_labels() {
     let id = WorkloadId::new(WorkKind::Train, "miner-a", 2);
-    let submission = build_submission(&task(), &id, Some("lora".into()), 2.0, None, None, &workloads(), now()).unwrap();
+    let submission =
+        build_submission(&task(), &id, Some("lora".into()), (2.0, None, None), None, &workloads(), now()).unwrap();
     assert_eq!(submission.metadata.name, Some(crate::workloads::workload_name("t1", &id)));
     assert!(submission.metadata.name.as_deref().unwrap().starts_with("t1-train-miner-a-2-"));
     assert_eq!(workload_id(WorkKind::Train, submission.metadata.labels.as_ref().unwrap()), Some(id));
@@ -172,14 +173,22 @@ fn workload_ids_round_trip_through_labels() {
         &task(),
         &WorkloadId::new(WorkKind::Train, "m", 1),
         None,
-        2.0,
-        Some(now() + chrono::Duration::minutes(30)),
+        (2.0, Some(now() + chrono::Duration::minutes(30)), None),
         None,
         &workloads(),
         now(),
     )
     .unwrap();
     assert_eq!(capped.spec.hours, 0.5, "a deadline caps the allotment");
+    // Successive halving: a later rung is an object of its own that continues from the last.
+    let earlier = WorkloadId::new(WorkKind::Train, "miner-a", 1);
+    let rung = WorkloadId::new(WorkKind::Train, "miner-a", 1).at_rung(1);
+    let resumed =
+        build_submission(&task(), &rung, None, (1.0, None, Some(&earlier)), None, &workloads(), now()).unwrap();
+    assert!(resumed.metadata.name.as_deref().unwrap().starts_with("t1-train-miner-a-r1-1-"));
+    assert_eq!(workload_id(WorkKind::Train, resumed.metadata.labels.as_ref().unwrap()), Some(rung));
+    assert_eq!(resumed.spec.resume_uri.as_deref(), Some("/artifacts/tournaments/ns/t1/models/train-miner-a-1"));
+    assert_eq!(resumed.spec.artifact_uri, "/artifacts/tournaments/ns/t1/models/train-miner-a-r1-1");
 }
 
 /// The operator's side of a whole tournament, without a cluster: decide, then play every

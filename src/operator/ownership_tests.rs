@@ -14,13 +14,16 @@ fn config() -> WorkloadConfig {
     serde_norway::from_str(include_str!("../../tests/fixtures/workloads/config.yaml")).unwrap()
 }
 
+fn gradients_id(entrant: &str) -> crate::tournament::WorkloadId {
+    crate::tournament::WorkloadId::new(crate::tournament::WorkKind::Evaluate, entrant, 1)
+}
+
 /// The evaluation Job as the API server returns it after the operator created it.
 fn job() -> Job {
     let task: Task = serde_norway::from_str(include_str!("../../tests/fixtures/workloads/task.yaml")).unwrap();
     let mut job = evaluator::evaluation_job(
         &task,
-        "miner-a",
-        1,
+        &gradients_id("miner-a"),
         evaluator::Evaluated::Sealed { uri: "/artifacts/m/a".into(), digest: format!("sha256:{:0>64}", "a") },
         &config(),
         None,

@@ -24,7 +24,7 @@ pub fn task_record(evaluation: &Evaluation, results: &[SubmissionResult], finish
                 text_guided_loss: evaluated.and_then(|r| r.text_guided_loss),
                 no_text_loss: evaluated.and_then(|r| r.no_text_loss),
                 weights_sha256: evaluated.and_then(|r| r.weights_sha256.clone()),
-                rung: None,
+                rung: entry.rung,
             }
         })
         .collect();
@@ -68,6 +68,7 @@ spec: {task: t1, taskType: Dpo, origin: Organic, baseModelUri: /m, baseModelPara
                 submission: format!("t1-{m}-1"),
                 artifact_uri: String::new(),
                 submitted_at: at,
+                rung: None,
             })
             .collect();
         assert!(complete_record(&evaluation).is_none());

@@ -84,11 +84,6 @@ async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>)
     {
         return fail_task(&ctx, &task, format!("Task {namespace}/{name}: {refused}"), now).await;
     }
-    if task.spec.halving.is_some() && !task.phase().is_terminal() {
-        let refused = "spec.halving: successive halving across miners runs in `gradients run` only; \
-                       the operator does not run its rungs yet (remove spec.halving)";
-        return fail_task(&ctx, &task, format!("Task {namespace}/{name}: {refused}"), now).await;
-    }
     let mut previous = task.status.clone().unwrap_or_default();
     let state = previous.lifecycle.clone().unwrap_or_default();
     let mut findings = Vec::new();
@@ -363,14 +358,12 @@ async fn execute(
                 children.create(client, &job).await?;
             }
         }
-        // `resume_from` is only set under spec.halving, which this controller refuses above.
-        Action::StartTraining { id, entrant, strategy, hours, deadline, .. } => {
+        Action::StartTraining { id, entrant, strategy, hours, deadline, resume_from } => {
             let submission = lifecycle::build_submission(
                 task,
                 id,
                 strategy.clone(),
-                *hours,
-                *deadline,
+                (*hours, *deadline, resume_from.as_ref()),
                 miners.get(entrant).map(|m| &m.spec),
                 &ctx.workloads,
                 Utc::now(),
@@ -392,7 +385,7 @@ async fn execute(
             )?;
             children.create(client, &job).await?;
         }
-        Action::StartEvaluation { id, entrant, submission } => {
+        Action::StartEvaluation { id, submission, .. } => {
             let evaluated = match submission {
                 Some(model) => {
                     let (_, sealed) = lifecycle::seal_locations(&ctx.workloads, &namespace, &name, &model.training);
@@ -402,7 +395,7 @@ async fn execute(
                 None => Evaluated::BaseModel,
             };
             let access = ctx.object_access(&[&task.spec.base_model.uri]).await?;
-            let job = evaluator::evaluation_job(task, entrant, id.attempt, evaluated, &ctx.workloads, access.as_ref())?;
+            let job = evaluator::evaluation_job(task, id, evaluated, &ctx.workloads, access.as_ref())?;
             children.create(client, &job).await?;
         }
         Action::StopWorkload { id, reason } => {
@@ -581,7 +574,7 @@ async fn observe_workloads(
                 (crate::workloads::workload_name(&name, &id), seal::SEAL_CONTAINER, &ctx.workloads.operator_image)
             }
             _ => (
-                evaluator::job_name(&name, &id.entrant, id.attempt),
+                crate::workloads::workload_name(&name, &id),
                 evaluator::EVALUATOR_CONTAINER,
                 &ctx.workloads.evaluator_image,
             ),

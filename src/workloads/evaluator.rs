@@ -33,8 +33,7 @@ pub enum Evaluated {
 /// message policy is `File`, never the logs, which the model under test could influence.
 pub fn evaluation_job(
     task: &Task,
-    entrant: &str,
-    attempt: u32,
+    id: &WorkloadId,
     evaluated: Evaluated,
     config: &WorkloadConfig,
     access: Option<&crate::storage::ObjectAccess>,
@@ -74,8 +73,8 @@ pub fn evaluation_job(
         generated_synthetic: spec.dataset.generator.is_some(),
     };
     let mut pod_labels = super::base_labels(labels::ROLE_EVALUATOR, &name);
-    pod_labels.insert(labels::MINER.to_string(), super::label_value(entrant));
-    pod_labels.insert(labels::ATTEMPT.to_string(), attempt.to_string());
+    pod_labels.insert(labels::MINER.to_string(), super::label_value(&id.entrant));
+    pod_labels.insert(labels::ATTEMPT.to_string(), id.attempt.to_string());
     let run = TrustedRun {
         container: EVALUATOR_CONTAINER,
         args: invocation.argv(),
@@ -85,7 +84,7 @@ pub fn evaluation_job(
         // Never the logs, which the model under test could influence.
         message_policy: "File",
     };
-    Ok(trusted_job(job_name(&name, entrant, attempt), (namespace, owner), pod_labels, class, run, view, config))
+    Ok(trusted_job(super::workload_name(&name, id), (namespace, owner), pod_labels, class, run, view, config))
 }
 
 /// What runs in a Job of the evaluator's (trusted) image.

@@ -103,6 +103,10 @@ fn sealed_evaluation() -> evaluator::Evaluated {
     }
 }
 
+fn evaluate_id(entrant: &str) -> crate::tournament::WorkloadId {
+    crate::tournament::WorkloadId::new(crate::tournament::WorkKind::Evaluate, entrant, 1)
+}
+
 fn seal_job() -> k8s_openapi::api::batch::v1::Job {
     let task: Task = load("task.yaml");
     let config = config();
@@ -114,10 +118,11 @@ fn seal_job() -> k8s_openapi::api::batch::v1::Job {
 #[test]
 fn evaluation_job_and_policy_match_fixtures() {
     let task: Task = load("task.yaml");
-    let job = evaluator::evaluation_job(&task, "miner-a", 1, sealed_evaluation(), &config(), None).unwrap();
+    let job = evaluator::evaluation_job(&task, &evaluate_id("miner-a"), sealed_evaluation(), &config(), None).unwrap();
     assert_matches_fixture(&job, "evaluation-job.yaml");
     let base =
-        evaluator::evaluation_job(&task, "base-model", 1, evaluator::Evaluated::BaseModel, &config(), None).unwrap();
+        evaluator::evaluation_job(&task, &evaluate_id("base-model"), evaluator::Evaluated::BaseModel, &config(), None)
+            .unwrap();
     let base_args = base.spec.unwrap().template.spec.unwrap().containers[0].args.clone().unwrap();
     assert!(base_args.contains(&"--score-base".to_string()) && !base_args.contains(&"--submission".to_string()));
     let policy = network_policy::evaluation_network_policy(&task).unwrap();
@@ -166,14 +171,16 @@ fn a_gpu_class_runtime_class_sandboxes_trainers_and_evaluators() {
     let runtime = |job: &k8s_openapi::api::batch::v1::Job| job.spec.clone()?.template.spec?.runtime_class_name;
     let task: Task = load("task.yaml");
     let submission: MinerSubmission = load("submission.yaml");
-    let evaluation = || evaluator::evaluation_job(&task, "miner-a", 1, sealed_evaluation(), &config(), None).unwrap();
+    let evaluation =
+        || evaluator::evaluation_job(&task, &evaluate_id("miner-a"), sealed_evaluation(), &config(), None).unwrap();
     assert_eq!(runtime(&trainer::trainer_job(&submission, &config(), None).unwrap()), None, "runc unless configured");
     assert_eq!(runtime(&evaluation()), None);
 
     let mut sandboxed = config();
     sandboxed.gpu_classes.get_mut("h100").unwrap().runtime_class_name = Some("gvisor".into());
     let trainer = trainer::trainer_job(&submission, &sandboxed, None).unwrap();
-    let evaluation = evaluator::evaluation_job(&task, "miner-a", 1, sealed_evaluation(), &sandboxed, None).unwrap();
+    let evaluation =
+        evaluator::evaluation_job(&task, &evaluate_id("miner-a"), sealed_evaluation(), &sandboxed, None).unwrap();
     assert_eq!(runtime(&trainer).as_deref(), Some("gvisor"));
     assert_eq!(runtime(&evaluation).as_deref(), Some("gvisor"));
     assert_eq!(runtime(&prepare::prepare_job(&task, 1, 42, &sandboxed, None).unwrap()), None);
@@ -209,7 +216,8 @@ fn each_workload_sees_only_its_own_locations_on_the_claim() {
         [own("/output", "models/train-miner-a-1", true), own("/sealed", "sealed/train-miner-a-1", false)]
     );
 
-    let evaluation = evaluator::evaluation_job(&task, "miner-a", 1, sealed_evaluation(), &config(), None).unwrap();
+    let evaluation =
+        evaluator::evaluation_job(&task, &evaluate_id("miner-a"), sealed_evaluation(), &config(), None).unwrap();
     assert_eq!(
         claim_mounts(&evaluation),
         [base(), own("/heldout", "data/heldout", true), own("/sealed", "sealed/train-miner-a-1", true)],
@@ -232,7 +240,7 @@ fn every_rendered_command_line_follows_the_contract() {
     check(&contract::TRAIN, &args(&trainer::trainer_job(&submission, &config(), None).unwrap())).unwrap();
     check(&contract::SEAL, &args(&seal_job())).unwrap();
     for evaluated in [sealed_evaluation(), evaluator::Evaluated::BaseModel] {
-        let job = evaluator::evaluation_job(&task, "miner-a", 1, evaluated, &config(), None).unwrap();
+        let job = evaluator::evaluation_job(&task, &evaluate_id("miner-a"), evaluated, &config(), None).unwrap();
         check(&contract::EVALUATE, &args(&job)).unwrap();
     }
 }
@@ -388,7 +396,8 @@ fn synthesize_job_writes_only_the_generated_set_and_runs_the_trusted_image() {
     contract::check_argv(&contract::SYNTHESIZE, &args).unwrap();
     // The evaluator of the same task scores the generated file.
     let evaluation =
-        evaluator::evaluation_job(&generating_task(), "miner-a", 1, sealed_evaluation(), &config(), None).unwrap();
+        evaluator::evaluation_job(&generating_task(), &evaluate_id("miner-a"), sealed_evaluation(), &config(), None)
+            .unwrap();
     let eval_args = evaluation.spec.unwrap().template.spec.unwrap().containers[0].args.clone().unwrap();
     let synth = &eval_args[eval_args.iter().position(|a| a == "--synth-data").unwrap() + 1];
     assert_eq!(synth, "/heldout/generated/synthetic.jsonl");
@@ -414,4 +423,27 @@ fn several_gpus_get_a_shared_memory_volume_and_one_gets_none() {
         let mounted = pod.containers[0].volume_mounts.iter().flatten().any(|m| m.mount_path == "/dev/shm");
         assert_eq!(mounted, expected.is_some(), "{gpus} GPUs");
     }
+}
+
+#[test]
+fn a_later_slice_mounts_its_own_previous_output_read_only_and_nothing_else() {
+    let mut submission: MinerSubmission = load("submission.yaml");
+    let models = "/artifacts/tournaments/tournaments/alpaca-dpo/models";
+    submission.spec.artifact_uri = format!("{models}/train-miner-a-r1-1");
+    submission.spec.resume_uri = Some(format!("{models}/train-miner-a-1"));
+    let job = trainer::trainer_job(&submission, &config(), None).unwrap();
+    let container = job.spec.unwrap().template.spec.unwrap().containers.remove(0);
+    let args = container.args.unwrap();
+    let at = args.iter().position(|a| a == "--resume-from").expect("--resume-from");
+    assert_eq!(args[at + 1], mounts::RESUME);
+    let mounts = container.volume_mounts.unwrap();
+    let resume = mounts.iter().find(|m| m.mount_path == mounts::RESUME).expect("the previous output is mounted");
+    assert_eq!(resume.read_only, Some(true));
+    assert!(resume.sub_path.as_deref().is_some_and(|p| p.ends_with("models/train-miner-a-1")), "{resume:?}");
+    // Never anything but a training output of its own task: not the held-out data.
+    submission.spec.resume_uri = Some("/artifacts/tournaments/tournaments/alpaca-dpo/data/heldout".into());
+    assert!(matches!(
+        trainer::trainer_job(&submission, &config(), None),
+        Err(BuildError::OutsideTask { field: "spec.resumeUri", .. })
+    ));
 }

@@ -38,6 +38,8 @@ pub mod labels {
     pub const EVALUATION: &str = "gradients.io/evaluation";
     /// The attempt of a workload (retries are new workloads, see `tournament::WorkloadId`).
     pub const ATTEMPT: &str = "gradients.io/attempt";
+    /// The rung of successive halving a training belongs to (`spec.halving`; absent: rung 0).
+    pub const RUNG: &str = "gradients.io/rung";
     pub const KUEUE_QUEUE: &str = "kueue.x-k8s.io/queue-name";
 
     pub const ROLE_PREPARE: &str = "prepare";
@@ -108,6 +110,10 @@ pub fn child_name(parts: &[&str]) -> String {
 /// The name of the object that runs one workload of a task: the MinerSubmission of a training,
 /// the Job of a seal or an evaluation.
 pub fn workload_name(task: &str, id: &crate::tournament::WorkloadId) -> String {
+    if id.rung > 0 {
+        // Successive halving: each rung's workloads are objects of their own.
+        return child_name(&[task, id.kind.as_str(), &id.entrant, &format!("r{}", id.rung), &id.attempt.to_string()]);
+    }
     child_name(&[task, id.kind.as_str(), &id.entrant, &id.attempt.to_string()])
 }
 
@@ -299,6 +305,8 @@ pub mod mounts {
     pub const OUTPUT: &str = "/output";
     /// A sealed copy: written by the seal, read by the evaluator.
     pub const SEALED: &str = "/sealed";
+    /// Successive halving: the trainer's own previous output, read-only (`--resume-from`).
+    pub const RESUME: &str = "/resume";
     /// The preparation's raw dataset and synthetic set (read-only) and its output.
     pub const DATASET: &str = "/source/dataset";
     pub const SYNTHETIC: &str = "/source/synthetic";

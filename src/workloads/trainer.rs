@@ -39,6 +39,8 @@ pub fn trainer_job(
     let base_model = view.mount(&spec.base_model_uri, mounts::BASE_MODEL, true)?;
     let inputs = view.mount(PreparedData::under(&spec.data_uri).training.dir(), mounts::INPUTS, true)?;
     let output = view.mount(&spec.artifact_uri, mounts::OUTPUT, false)?;
+    // Successive halving: the miner's previous slice, read-only (own_area checked it is its task's).
+    let resume_from = spec.resume_uri.as_deref().map(|uri| view.mount(uri, mounts::RESUME, true)).transpose()?;
     let invocation = TrainInvocation {
         task_type: spec.task_type,
         base_model,
@@ -48,7 +50,7 @@ pub fn trainer_job(
         output: TrainerOutput(output),
         strategy: spec.strategy.clone(),
         seed: spec.seed,
-        resume_from: None,
+        resume_from,
     };
     let mut args = invocation.argv();
     args.extend(spec.args.iter().cloned());
@@ -120,18 +122,23 @@ fn own_area(
     config: &WorkloadConfig,
 ) -> Result<(), BuildError> {
     let outputs = config.model_uri(namespace, &spec.task, "");
-    let problem = if spec.data_uri != config.data_uri(namespace, &spec.task) {
-        Some(("spec.dataUri", &spec.data_uri))
-    } else if !spec.artifact_uri.starts_with(&outputs)
-        || spec.artifact_uri[outputs.len()..].contains('/')
-        || spec.artifact_uri.len() == outputs.len()
-    {
-        Some(("spec.artifactUri", &spec.artifact_uri))
-    } else if !config.source_allowed(&spec.base_model_uri) {
-        Some(("spec.baseModelUri", &spec.base_model_uri))
-    } else {
-        None
-    };
+    let problem =
+        if spec.data_uri != config.data_uri(namespace, &spec.task) {
+            Some(("spec.dataUri", &spec.data_uri))
+        } else if !spec.artifact_uri.starts_with(&outputs)
+            || spec.artifact_uri[outputs.len()..].contains('/')
+            || spec.artifact_uri.len() == outputs.len()
+        {
+            Some(("spec.artifactUri", &spec.artifact_uri))
+        } else if let Some(resume) = spec.resume_uri.as_ref().filter(|uri| {
+            !uri.starts_with(&outputs) || uri[outputs.len()..].contains('/') || uri.len() == outputs.len()
+        }) {
+            Some(("spec.resumeUri", resume))
+        } else if !config.source_allowed(&spec.base_model_uri) {
+            Some(("spec.baseModelUri", &spec.base_model_uri))
+        } else {
+            None
+        };
     match problem {
         Some((field, uri)) => Err(BuildError::OutsideTask {
             object: format!("MinerSubmission {namespace}/{name}"),

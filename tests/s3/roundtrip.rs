@@ -10,6 +10,7 @@ use std::process::Command;
 
 use gradients::api::Task;
 use gradients::storage::ObjectAccess;
+use gradients::tournament::{WorkKind, WorkloadId};
 use gradients::workloads::{WorkloadConfig, evaluator, prepare, seal, trainer};
 use k8s_openapi::api::batch::v1::Job;
 
@@ -107,8 +108,14 @@ fn prepare_train_seal_evaluate_through_the_object_store() {
 
     let evaluated =
         evaluator::Evaluated::Sealed { uri: config.sealed_uri(NS, TASK, "train-a-1"), digest: digest.clone() };
-    let job =
-        evaluator::evaluation_job(&task, "miner-a", 1, evaluated, &config, Some(&access(&server, &[&base]))).unwrap();
+    let job = evaluator::evaluation_job(
+        &task,
+        &WorkloadId::new(WorkKind::Evaluate, "miner-a", 1),
+        evaluated,
+        &config,
+        Some(&access(&server, &[&base])),
+    )
+    .unwrap();
     let (ok, result, stderr) = run(&job, &python(), &work.path().join("evaluate"));
     assert!(ok, "evaluate: {stderr}");
     let result: serde_json::Value = serde_json::from_str(result.trim()).unwrap();
