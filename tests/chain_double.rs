@@ -220,20 +220,57 @@ fn the_window_the_cli_waits_out_is_the_one_the_chain_enforces() {
 }
 
 #[test]
-fn commit_reveal_on_or_an_unregistered_validator_sends_nothing() {
+fn on_a_commit_reveal_subnet_the_push_is_one_timelocked_commit_rate_limited_like_a_set() {
+    use gradients::chain::tlock;
     let mut chain = state(1000, 0);
     chain["subnets"][0]["CommitRevealWeightsEnabled"] = json!(true);
     let double = Double::start(&chain);
     let key = key_file(double.dir.path(), &validator(), [9; 32]);
-    let (out, _) = push(&double, &key, &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("CommitRevealWeightsEnabled is true on netuid 56"), "{}", stderr(&out));
+    let now_ms = || chrono::Utc::now().timestamp_millis() as u64;
+    let before = now_ms();
+    let (out, report) = push(&double, &key, &[]);
+    let after = now_ms();
+    assert!(out.status.success(), "{}\n{report}", stderr(&out));
+    assert_eq!(report["outcome"], "ExtrinsicSuccess", "{report}");
+    let events = report["receipt"]["events"].as_array().unwrap();
+    assert!(events.contains(&json!("SubtensorModule.TimelockedWeightsCommitted")), "{events:?}");
+    let accepted = double.accepted();
+    assert_eq!(accepted.len(), 1, "{accepted:?}");
+    let call = &accepted[0]["call"];
+    assert_eq!(call["call"], "commit_timelocked_mechanism_weights");
+    assert_eq!(call["commit"]["commit"], report["commit"]["commit"]);
+    assert_eq!(call["commit"]["commit_reveal_version"], 4);
+    // Netuid 56, tempo 360, head 1000: aimed at block 1029, 29 blocks of 12 s after the push.
+    let schedule = tlock::Schedule { netuid: 56, tempo: 360, reveal_period_epochs: 1, head: 1000 };
+    let round = call["commit"]["reveal_round"].as_u64().unwrap();
+    let earliest = tlock::reveal_round(&schedule, before, tlock::BLOCK_MS);
+    assert!((earliest..=tlock::reveal_round(&schedule, after, tlock::BLOCK_MS)).contains(&round), "{round}");
+    // The plan's three uids sealed: a 55-byte payload, a 299-byte commit.
+    assert_eq!(report["plan"]["call"]["args"]["dests"], json!([1, 2, 4]));
+    assert_eq!(call["commit"]["commit"].as_str().unwrap().len(), 2 + 2 * 299);
+    // Commits are rate-limited like sets: the next push is inside the window.
+    let (out, report) = push(&double, &key, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(report["outcome"], "RateLimited");
+    assert_eq!(double.log().len(), 1, "nothing more reached the chain");
 
+    // The version sent is the chain's `CommitRevealWeightsVersion` (the double refuses any other).
+    chain["CommitRevealWeightsVersion"] = json!(5);
+    let other = Double::start(&chain);
+    let (out, report) = push(&other, &key, &[]);
+    assert!(out.status.success(), "{}\n{report}", stderr(&out));
+    assert_eq!(other.accepted()[0]["call"]["commit"]["commit_reveal_version"], 5);
+}
+
+#[test]
+fn an_unregistered_validator_sends_nothing() {
+    let double = Double::start(&state(1000, 0));
+    let key = key_file(double.dir.path(), &validator(), [9; 32]);
     let mut chain = state(1000, 0);
     chain["subnets"][0]["hotkeys"].as_array_mut().unwrap().pop();
     let unregistered = Double::start(&chain);
     let (out, report) = push(&unregistered, &key, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!((report["sent"].as_bool(), report["outcome"].as_str()), (Some(false), Some("NotRegistered")));
-    assert!(double.log().is_empty() && unregistered.log().is_empty());
+    assert!(unregistered.log().is_empty());
 }

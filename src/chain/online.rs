@@ -8,7 +8,8 @@ use serde::Serialize;
 use super::cli::{PushArgs, call_hex, fail, print_json, standings, warn_unpaid};
 use super::keyfile::{self, Hotkey};
 use super::node::{Node, NodeError, Receipt, Snapshot};
-use super::push::{self, Plan, PushError};
+use super::push::{self, ChainParams, Plan, PushError};
+use super::tlock::{self, TimelockedCommit, TlockError};
 
 /// What one push did, printed as JSON (and, for the operator, recorded in status).
 #[derive(Debug, Clone, Serialize)]
@@ -29,10 +30,14 @@ pub struct PushReport {
     /// The subnet as read from the chain before deciding.
     pub chain: Snapshot,
     pub plan: Plan,
+    /// On a commit-reveal subnet: the timelocked commit of `plan`'s weights (sent instead).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<TimelockedCommit>,
 }
 
 enum Failure {
     Input(PushError),
+    Commit(TlockError),
     Key(keyfile::KeyError),
     Node(NodeError),
 }
@@ -72,6 +77,7 @@ pub fn main(args: &PushArgs, endpoint: &str) -> ExitCode {
         Err(Failure::Input(e @ PushError::CommitReveal { .. })) => fail(&e.to_string(), 1),
         Err(Failure::Input(e)) => fail(&e.to_string(), 2),
         Err(Failure::Key(e)) => fail(&format!("{e}; nothing sent"), 2),
+        Err(Failure::Commit(e)) => fail(&format!("{e}; nothing sent"), 1),
         Err(Failure::Node(e)) => fail(&format!("{e}; nothing sent"), 3),
     }
 }
@@ -93,8 +99,18 @@ async fn push_online(args: &PushArgs, endpoint: &str) -> Result<PushReport, Fail
     let miners: Vec<String> = hotkeys.values().cloned().collect();
     let validator = key.as_ref().map(|k| k.ss58.clone());
     let chain = node.snapshot(args.netuid, args.mechanism_id, validator.as_deref().unwrap_or(""), &miners).await?;
-    let mut plan = push::plan(&standings, &hotkeys, &chain.uids, args.netuid, args.mechanism_id, chain.params)?;
+    let commit_reveal = chain.params.commit_reveal_weights_enabled == Some(true);
+    // A commit carries the same vector as a set: planned as one, then sealed.
+    let params = ChainParams { commit_reveal_weights_enabled: Some(false), ..chain.params };
+    let mut plan = push::plan(&standings, &hotkeys, &chain.uids, args.netuid, args.mechanism_id, params)?;
     plan.call_data = Some(call_hex(&plan.call.args)?);
+    let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or_default();
+    let commit = match &key {
+        Some(key) if commit_reveal => Some(
+            tlock::for_chain(&plan.call.args, &key.keypair.public_key().0, &chain, now_ms).map_err(Failure::Commit)?,
+        ),
+        _ => None,
+    };
     let report = |outcome: &str, reason: Option<String>, receipt: Option<Receipt>| PushReport {
         sent: receipt.is_some() || outcome.starts_with("Failed"),
         outcome: outcome.to_string(),
@@ -103,6 +119,7 @@ async fn push_online(args: &PushArgs, endpoint: &str) -> Result<PushReport, Fail
         validator: validator.clone(),
         chain: chain.clone(),
         plan: plan.clone(),
+        commit: commit.clone(),
     };
     let Some(key) = key.filter(|_| !args.dry_run) else {
         return Ok(report("DryRun", None, None));
@@ -122,7 +139,11 @@ async fn push_online(args: &PushArgs, endpoint: &str) -> Result<PushReport, Fail
         );
         return Ok(report("RateLimited", Some(why), None));
     }
-    match node.set_mechanism_weights(&key, &plan.call.args).await {
+    let sent = match &commit {
+        Some(commit) => node.commit_timelocked(&key, commit).await,
+        None => node.set_mechanism_weights(&key, &plan.call.args).await,
+    };
+    match sent {
         Ok(receipt) => Ok(report("ExtrinsicSuccess", None, Some(receipt))),
         Err(e @ NodeError::Refused { .. }) => {
             let NodeError::Refused { name, .. } = &e else { unreachable!() };

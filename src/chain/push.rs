@@ -24,10 +24,11 @@ pub enum PushError {
     File { file: String, message: String },
     #[error("{0}")]
     Weights(#[from] WeightsError),
-    /// The chain would refuse a plain set: the timelocked commit is not built.
+    /// The chain would refuse a plain set; the timelocked commit needs the chain's epoch
+    /// schedule, so only a push with `--endpoint` sends it.
     #[error(
         "CommitRevealWeightsEnabled is true on netuid {netuid}: the chain refuses {CALL} there \
-         (CommitRevealEnabled) and the timelocked commit is not built yet"
+         (CommitRevealEnabled) and takes a timelocked commit, which needs its epoch schedule: push with --endpoint"
     )]
     CommitReveal { netuid: u16 },
 }

@@ -16,6 +16,7 @@ use timelock::engines::drand::TinyBLS381;
 use timelock::ibe::fullident::Identity;
 use timelock::tlock::{TLECiphertext, tld, tle};
 
+use super::node::Snapshot;
 use super::push::SetMechanismWeights;
 
 /// drand quicknet's public key (G2, compressed; hex `83cf0f28…ece45a`), chain hash
@@ -167,6 +168,25 @@ pub fn commit(
     let reveal_round = reveal_round(schedule, now_ms, block_ms);
     let sealed = encrypt(&payload(hotkey, &args.dests, &args.weights, args.version_key), reveal_round)?;
     Ok(TimelockedCommit { netuid: args.netuid, mecid: args.mecid, commit: sealed, reveal_round, commit_reveal_version })
+}
+
+/// The subtensor target block time the reveal round is computed with, as the SDK does.
+pub const BLOCK_MS: u64 = 12_000;
+
+/// [`commit`] for the subnet as read from the chain at `now_ms`.
+pub fn for_chain(
+    args: &SetMechanismWeights,
+    hotkey: &[u8; 32],
+    chain: &Snapshot,
+    now_ms: u64,
+) -> Result<TimelockedCommit, TlockError> {
+    let schedule = Schedule {
+        netuid: args.netuid,
+        tempo: chain.tempo,
+        reveal_period_epochs: chain.reveal_period_epochs,
+        head: chain.block,
+    };
+    commit(args, hotkey, &schedule, chain.commit_reveal_version, now_ms, BLOCK_MS)
 }
 
 #[cfg(test)]

@@ -543,22 +543,8 @@ pub async fn push(
 
 /// The commit of `plan`'s weights, to open at the pulse the chain's epoch schedule says.
 fn timelocked(plan: &Plan, key: &Hotkey, chain: &Snapshot, now: DateTime<Utc>) -> Result<TimelockedCommit, TlockError> {
-    let schedule = tlock::Schedule {
-        netuid: plan.call.args.netuid,
-        tempo: chain.tempo,
-        reveal_period_epochs: chain.reveal_period_epochs,
-        head: chain.block,
-    };
-    let block_ms = BLOCK_TIME.as_millis() as u64;
     let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or_default();
-    tlock::commit(
-        &plan.call.args,
-        &key.keypair.public_key().0,
-        &schedule,
-        chain.commit_reveal_version,
-        now_ms,
-        block_ms,
-    )
+    tlock::for_chain(&plan.call.args, &key.keypair.public_key().0, chain, now_ms)
 }
 
 fn timed_out(endpoint: &str, limit: Duration) -> NodeError {
