@@ -314,7 +314,7 @@ fn successive_halving_continues_the_best_half_from_their_checkpoints() {
             command["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect()
         };
         let value = |args: &[String], flag: &str| args.iter().position(|a| a == flag).map(|i| args[i + 1].clone());
-        let (first, second) = (args(&format!("train-{name}-1")), args(&format!("train-{name}-r1-1")));
+        let (first, second) = (args(&format!("train-{name}-1")), args(&format!("train-{name}-1-r1")));
         let first_out = run.join(format!("work/train-{name}-1/out"));
         assert_eq!(value(&second, "--resume-from"), Some(first_out.display().to_string()), "{second:?}");
         assert_eq!(value(&first, "--resume-from"), None);
@@ -322,7 +322,7 @@ fn successive_halving_continues_the_best_half_from_their_checkpoints() {
         assert!((hours(&first) - 0.004).abs() < 1e-9 && (hours(&second) - 0.008).abs() < 1e-9, "{first:?} {second:?}");
     }
     for name in &cut {
-        assert!(!run.join(format!("work/train-{name}-r1-1")).exists(), "{name} was cut");
+        assert!(!run.join(format!("work/train-{name}-1-r1")).exists(), "{name} was cut");
         assert!(row(&report, name)["reason"].as_str().unwrap_or_default().contains("cut after rung 1"), "{report:#}");
     }
     // Ranks: both survivors above both eliminated miners, whatever the losses.

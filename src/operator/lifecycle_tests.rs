@@ -185,10 +185,10 @@ fn workload_ids_round_trip_through_labels() {
     let rung = WorkloadId::new(WorkKind::Train, "miner-a", 1).at_rung(1);
     let resumed =
         build_submission(&task(), &rung, None, (1.0, None, Some(&earlier)), None, &workloads(), now()).unwrap();
-    assert!(resumed.metadata.name.as_deref().unwrap().starts_with("t1-train-miner-a-r1-1-"));
+    assert!(resumed.metadata.name.as_deref().unwrap().starts_with("t1-train-miner-a-1-r1-"));
     assert_eq!(workload_id(WorkKind::Train, resumed.metadata.labels.as_ref().unwrap()), Some(rung));
     assert_eq!(resumed.spec.resume_uri.as_deref(), Some("/artifacts/tournaments/ns/t1/models/train-miner-a-1"));
-    assert_eq!(resumed.spec.artifact_uri, "/artifacts/tournaments/ns/t1/models/train-miner-a-r1-1");
+    assert_eq!(resumed.spec.artifact_uri, "/artifacts/tournaments/ns/t1/models/train-miner-a-1-r1");
 }
 
 /// The operator's side of a whole tournament, without a cluster: decide, then play every

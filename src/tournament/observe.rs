@@ -64,11 +64,12 @@ impl WorkloadId {
 }
 
 impl fmt::Display for WorkloadId {
-    /// `prepare-1`, `train-alice-1`, `evaluate-alice-2`, `train-alice-r1-1` (rung 1 of
-    /// successive halving): usable as a file or object name suffix.
+    /// `prepare-1`, `train-alice-1`, `evaluate-alice-2`, `train-alice-1-r1` (rung 1 of
+    /// successive halving): usable as a file or object name suffix. The rung comes last, where
+    /// no rung-0 id has letters, so miner `a` in rung 1 never reads like a miner named `a-r1`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.rung > 0 {
-            write!(f, "{}-{}-r{}-{}", self.kind.as_str(), self.entrant, self.rung, self.attempt)
+            write!(f, "{}-{}-{}-r{}", self.kind.as_str(), self.entrant, self.attempt, self.rung)
         } else if self.entrant.is_empty() {
             write!(f, "{}-{}", self.kind.as_str(), self.attempt)
         } else {

@@ -429,7 +429,7 @@ fn several_gpus_get_a_shared_memory_volume_and_one_gets_none() {
 fn a_later_slice_mounts_its_own_previous_output_read_only_and_nothing_else() {
     let mut submission: MinerSubmission = load("submission.yaml");
     let models = "/artifacts/tournaments/tournaments/alpaca-dpo/models";
-    submission.spec.artifact_uri = format!("{models}/train-miner-a-r1-1");
+    submission.spec.artifact_uri = format!("{models}/train-miner-a-1-r1");
     submission.spec.resume_uri = Some(format!("{models}/train-miner-a-1"));
     let job = trainer::trainer_job(&submission, &config(), None).unwrap();
     let container = job.spec.unwrap().template.spec.unwrap().containers.remove(0);

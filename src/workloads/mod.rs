@@ -112,7 +112,7 @@ pub fn child_name(parts: &[&str]) -> String {
 pub fn workload_name(task: &str, id: &crate::tournament::WorkloadId) -> String {
     if id.rung > 0 {
         // Successive halving: each rung's workloads are objects of their own.
-        return child_name(&[task, id.kind.as_str(), &id.entrant, &format!("r{}", id.rung), &id.attempt.to_string()]);
+        return child_name(&[task, id.kind.as_str(), &id.entrant, &id.attempt.to_string(), &format!("r{}", id.rung)]);
     }
     child_name(&[task, id.kind.as_str(), &id.entrant, &id.attempt.to_string()])
 }

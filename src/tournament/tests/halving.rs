@@ -87,7 +87,7 @@ fn the_best_half_continue_from_their_checkpoints_and_the_rest_keep_their_last_lo
     assert_eq!((d.state.phase, d.state.rung), (Phase::Training, 1));
     let mut next = trainings(&d);
     next.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(next.iter().map(|t| t.0.as_str()).collect::<Vec<_>>(), ["train-alice-r1-1", "train-carol-r1-1"]);
+    assert_eq!(next.iter().map(|t| t.0.as_str()).collect::<Vec<_>>(), ["train-alice-1-r1", "train-carol-1-r1"]);
     assert_eq!(next[1].2.as_deref(), Some("train-carol-1"), "carol continues from her own rung-0 training");
     assert!((next[1].1 - 0.02).abs() < 1e-12, "the second slice is twice the first: {}", next[1].1);
     let bob = d.state.entrant("bob").unwrap();
@@ -104,7 +104,7 @@ fn the_best_half_continue_from_their_checkpoints_and_the_rest_keep_their_last_lo
     let mut o = observe(60);
     o.workloads.insert(id(WorkKind::Train, "carol", 1).at_rung(1), WorkloadState::Running { started_at: secs(55) });
     let d = run(&d.state, &o);
-    assert!(trainings(&d).iter().all(|t| t.0 != "train-carol-r1-1"));
+    assert!(trainings(&d).iter().all(|t| t.0 != "train-carol-1-r1"));
     assert_eq!(d.wake_at, Some(secs(55 + 72 + 10)), "the slice's own deadline and the grace");
 
     // Survivors rank above the cut whatever their last losses: carol got worse than bob.
@@ -133,4 +133,13 @@ fn a_rung_without_any_scored_miner_ends_the_task() {
     assert_eq!(d.state.rung, 0);
     assert!(trainings(&d).is_empty());
     assert!(matches!(d.state.phase, Phase::Recording | Phase::Failed), "{:?}", d.state.phase);
+}
+
+#[test]
+fn a_later_rung_never_names_the_same_thing_as_another_miners_first() {
+    // Miner `a` in rung 1 and a miner called `a-r1` in rung 0: their files and objects differ.
+    let later = id(WorkKind::Train, "a", 1).at_rung(1).to_string();
+    let other = id(WorkKind::Train, "a-r1", 1).to_string();
+    assert_ne!(later, other);
+    assert_eq!((later.as_str(), other.as_str()), ("train-a-1-r1", "train-a-r1-1"));
 }
