@@ -440,10 +440,19 @@ fn a_later_slice_mounts_its_own_previous_output_read_only_and_nothing_else() {
     let resume = mounts.iter().find(|m| m.mount_path == mounts::RESUME).expect("the previous output is mounted");
     assert_eq!(resume.read_only, Some(true));
     assert!(resume.sub_path.as_deref().is_some_and(|p| p.ends_with("models/train-miner-a-1")), "{resume:?}");
-    // Never anything but a training output of its own task: not the held-out data.
-    submission.spec.resume_uri = Some("/artifacts/tournaments/tournaments/alpaca-dpo/data/heldout".into());
-    assert!(matches!(
-        trainer::trainer_job(&submission, &config(), None),
-        Err(BuildError::OutsideTask { field: "spec.resumeUri", .. })
-    ));
+    // Never anything but its own miner's earlier training: not the held-out data, not a rival's
+    // model (miner-a-r1 would be another miner, not miner-a's rung 1).
+    submission.spec.resume_uri = Some(format!("{models}/train-miner-a-1-r1"));
+    assert!(trainer::trainer_job(&submission, &config(), None).is_ok(), "a rung-1 output of its own");
+    let others = [
+        "/artifacts/tournaments/tournaments/alpaca-dpo/data/heldout".to_string(),
+        format!("{models}/train-miner-b-1"),
+        format!("{models}/train-miner-a-r1-1"),
+        format!("{models}/train-miner-a-1/../../data"),
+    ];
+    for other in others {
+        submission.spec.resume_uri = Some(other.clone());
+        let built = trainer::trainer_job(&submission, &config(), None);
+        assert!(matches!(built, Err(BuildError::OutsideTask { field: "spec.resumeUri", .. })), "{other} was accepted");
+    }
 }

@@ -112,6 +112,17 @@ pub fn trainer_job(
     })
 }
 
+/// Whether `training` (`train-MINER-ATTEMPT`, `train-MINER-ATTEMPT-rRUNG`) is one of `miner`'s
+/// own trainings: a slice resumes from its miner's previous output, never a rival's.
+fn earlier_training_of(miner: &str, training: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let Some(rest) = training.strip_prefix(&format!("train-{miner}-")) else { return false };
+    match rest.split_once("-r") {
+        Some((attempt, rung)) => digits(attempt) && digits(rung),
+        None => digits(rest),
+    }
+}
+
 /// A submission's locations must be its task's own: its data area, an output below the task's
 /// models, a base model the configuration allows. The Task controller builds them so; this
 /// refuses a MinerSubmission written by anyone else to point a trainer at held-out data.
@@ -131,7 +142,7 @@ fn own_area(
         {
             Some(("spec.artifactUri", &spec.artifact_uri))
         } else if let Some(resume) = spec.resume_uri.as_ref().filter(|uri| {
-            !uri.starts_with(&outputs) || uri[outputs.len()..].contains('/') || uri.len() == outputs.len()
+            !uri.strip_prefix(&outputs).is_some_and(|training| earlier_training_of(&spec.miner, training))
         }) {
             Some(("spec.resumeUri", resume))
         } else if !config.source_allowed(&spec.base_model_uri) {
