@@ -274,3 +274,35 @@ fn an_unregistered_validator_sends_nothing() {
     assert_eq!((report["sent"].as_bool(), report["outcome"].as_str()), (Some(false), Some("NotRegistered")));
     assert!(unregistered.log().is_empty());
 }
+
+/// The double's own commit checks, through the node API: another commit-reveal version, and a
+/// commit where commit-reveal is off, fail at dispatch by name; the chain's version passes.
+#[tokio::test]
+async fn the_double_refuses_commits_of_another_version_or_where_commit_reveal_is_off() {
+    use gradients::chain::{keyfile, node::Node, tlock::TimelockedCommit};
+    let mut chain = state(1000, 0);
+    let mut committing = chain["subnets"][0].clone();
+    committing["netuid"] = json!(57);
+    committing["CommitRevealWeightsEnabled"] = json!(true);
+    chain["subnets"].as_array_mut().unwrap().push(committing);
+    let double = Double::start(&chain);
+    let key = keyfile::load(&key_file(double.dir.path(), &validator(), [9; 32])).unwrap();
+    let node = Node::connect(&double.url).await.unwrap();
+    let commit = |netuid, version| TimelockedCommit {
+        netuid,
+        mecid: 0,
+        commit: vec![1, 2, 3],
+        reveal_round: 1_000_000,
+        commit_reveal_version: version,
+    };
+    for (netuid, version, error) in
+        [(57, 3, "SubtensorModule::IncorrectCommitRevealVersion"), (56, 4, "SubtensorModule::CommitRevealDisabled")]
+    {
+        match node.commit_timelocked(&key, &commit(netuid, version)).await {
+            Err(gradients::chain::node::NodeError::Failed { error: name, .. }) => assert_eq!(name, error),
+            other => panic!("{other:?}"),
+        }
+    }
+    let receipt = node.commit_timelocked(&key, &commit(57, 4)).await.unwrap();
+    assert!(receipt.events.contains(&"SubtensorModule.TimelockedWeightsCommitted".to_string()), "{receipt:?}");
+}
