@@ -115,11 +115,12 @@ def running(tmp_path: Path) -> Iterator[Any]:
 
 
 def only_rank0_wrote(out: Path, lines: list[dict[str, Any]]) -> None:
-    """One writer: one done line, each step reported once, no stray model copies."""
+    """One writer: one done line, each step reported once, no stray model copies (the resume
+    fingerprint, checkpoint.json, is rank 0's too)."""
     assert [e["event"] for e in lines].count("done") == 1 and lines[-1]["event"] == "done"
     steps = [e["step"] for e in lines if e["event"] == "progress"]
     assert steps == sorted(set(steps)), steps
-    assert sorted(p.name for p in out.iterdir()) == ["model", "training.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.json", "model", "training.json"]
 
 
 @pytest.fixture(scope="module")
