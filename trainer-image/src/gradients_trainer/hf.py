@@ -14,56 +14,85 @@ from .runstate import RunState
 from .strategies import Strategy
 
 
-class BudgetCallback(TrainerCallback):  # type: ignore[misc]
-    """Emits progress events, saves periodically, stops before the deadline or on SIGTERM."""
+class StepControl:
+    """After every optimiser step, for the HF trainers and the sharded loop alike: progress
+    events, periodic saves, the budget's replan and the stop every process agrees on.
 
-    def __init__(self, budget: Budget, saver: Callable[[Any], float], state: RunState) -> None:
+    ``collective``: a save needs every process (FSDP gathers the sharded weights), so every
+    process calls the saver; otherwise rank 0 alone does. The decision to save is agreed
+    either way (any process's clock), in the same all-reduce as the stop flags."""
+
+    def __init__(self, budget: Budget, saver: Callable[[Any], float], state: RunState,
+                 collective: bool = False) -> None:
         self.budget = budget
         self.saver = saver
         self.run = state
+        self.collective = collective
 
-    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.run.planned_steps = int(state.max_steps)
+    def begin(self, max_steps: int) -> None:
+        self.run.planned_steps = max_steps
         self.budget.step_started()
 
+    def end(self, step: int, max_steps: int, model: Any) -> bool:
+        """True when every process stops after ``step``."""
+        self.budget.step_finished()
+        self.run.steps = step
+        if step == 3:
+            self.run.planned_steps = self.budget.replan(max_steps, 3)
+        stop = self.budget.should_stop() or self.budget.plan_exhausted(
+            step, self.run.planned_steps, max_steps)
+        # Several processes stop at the same step: any one's reason (its deadline estimate,
+        # a SIGTERM) stops them all; one small all-reduce per optimiser step.
+        stop, by_deadline, save = dist.any_of(stop, self.budget.stopped_by_deadline,
+                                              self.budget.should_save())
+        self.budget.stopped_by_deadline = by_deadline
+        if model is not None and save and not stop:
+            seconds = self.saver(model) if self.collective or dist.is_main() else 0.0
+            self.budget.note_save(seconds)
+        return stop
+
+    def logged(self, step: int, loss: float) -> None:
+        self.run.last_loss = loss
+        self.run.losses.append(loss)
+        progress(step, self.run.planned_steps, loss, self.budget)
+
+
+def first_step_lr(optimizer: Any, learning_rate: float, warmup: int) -> None:
+    """Warmup schedules give the first optimiser step a learning rate of exactly 0, so a run
+    the deadline stops after one step would save a model identical to the base (and be
+    rejected as "not a fine-tune"). Start the warmup ramp one step in instead."""
+    for group in optimizer.param_groups:
+        if group.get("lr", 0.0) == 0.0:
+            group["lr"] = float(learning_rate) / (max(1, warmup) + 1)
+
+
+class BudgetCallback(TrainerCallback):  # type: ignore[misc]
+    """``StepControl`` for the HF and TRL trainers (one process or DDP)."""
+
+    def __init__(self, budget: Budget, saver: Callable[[Any], float], state: RunState) -> None:
+        self.control = StepControl(budget, saver, state)
+        self.run = state
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.control.begin(int(state.max_steps))
+
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        # Warmup schedules give the first optimiser step a learning rate of exactly 0, so a run
-        # the deadline stops after one step would save an adapter identical to the base (and be
-        # rejected as "not a fine-tune"). Start the warmup ramp one step in instead.
         optimizer = kwargs.get("optimizer")
         if state.global_step != 0 or optimizer is None:
             return
-        warmup = max(1, int(args.get_warmup_steps(max(1, int(state.max_steps)))))
-        for group in optimizer.param_groups:
-            if group.get("lr", 0.0) == 0.0:
-                group["lr"] = float(args.learning_rate) / (warmup + 1)
+        first_step_lr(optimizer, args.learning_rate,
+                      int(args.get_warmup_steps(max(1, int(state.max_steps)))))
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.budget.step_finished()
-        self.run.steps = int(state.global_step)
-        if state.global_step == 3:
-            self.run.planned_steps = self.budget.replan(int(state.max_steps), 3)
-        model = kwargs.get("model")
-        stop = self.budget.should_stop() or self.budget.plan_exhausted(
-            int(state.global_step), self.run.planned_steps, int(state.max_steps))
-        # Several processes stop at the same step: any one's reason (its deadline estimate,
-        # a SIGTERM) stops them all; one small all-reduce per optimiser step.
-        stop, by_deadline = dist.any_of(stop, self.budget.stopped_by_deadline)
-        self.budget.stopped_by_deadline = by_deadline
-        if model is not None and dist.is_main() and self.budget.should_save() and not stop:
-            self.budget.note_save(self.saver(model))
-        if stop:
+        if self.control.end(int(state.global_step), int(state.max_steps), kwargs.get("model")):
             control.should_training_stop = True
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
         if not logs or "loss" not in logs:
             return
-        loss = float(logs["loss"])
-        self.run.last_loss = loss
-        self.run.losses.append(loss)
         if "num_tokens" in logs:
             self.run.tokens = int(logs["num_tokens"])
-        progress(int(state.global_step), self.run.planned_steps, loss, self.budget)
+        self.control.logged(int(state.global_step), float(logs["loss"]))
 
 
 def quiet(trainer: Any) -> Any:

@@ -38,7 +38,9 @@ def load_tokenizer(path: Path) -> Any:
     return tok
 
 
-def load_causal_lm(path: Path, quantize_4bit: bool = False) -> Any:
+def load_causal_lm(path: Path, quantize_4bit: bool = False, sharded: bool = False) -> Any:
+    """``sharded``: loaded into host memory; ``fsdp.shard`` then moves each process's share
+    to its device (the whole model never sits on one device)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -49,7 +51,8 @@ def load_causal_lm(path: Path, quantize_4bit: bool = False) -> Any:
         kwargs["dtype"] = torch.bfloat16
         from . import dist
 
-        kwargs["device_map"] = {"": dist.local_rank()}  # this process's device
+        if not sharded:
+            kwargs["device_map"] = {"": dist.local_rank()}  # this process's device
         if quantize_4bit:
             from transformers import BitsAndBytesConfig
 
@@ -94,8 +97,10 @@ def lora_config(strategy: Any, task_type: str = "CAUSAL_LM") -> Any:
     )
 
 
-def save_text_model(model: Any, output_model_dir: Path, tokenizer: Any | None) -> float:
-    """Atomically (re)write ``OUTPUT/model`` with safetensors weights; returns seconds."""
+def save_text_model(model: Any, output_model_dir: Path, tokenizer: Any | None,
+                    state_dict: dict[str, Any] | None = None) -> float:
+    """Atomically (re)write ``OUTPUT/model`` with safetensors weights; returns seconds.
+    ``state_dict``: the weights gathered from a sharded model (``fsdp.full_state_dict``)."""
     started = time.time()
     tmp = output_model_dir.parent / (".model.tmp-" + str(os.getpid()))
     if tmp.exists():
@@ -103,7 +108,8 @@ def save_text_model(model: Any, output_model_dir: Path, tokenizer: Any | None) -
     to_save = model
     if hasattr(to_save, "module"):
         to_save = to_save.module
-    to_save.save_pretrained(str(tmp), safe_serialization=True)
+    extra = {} if state_dict is None else {"state_dict": state_dict}
+    to_save.save_pretrained(str(tmp), safe_serialization=True, **extra)
     if tokenizer is not None:
         tokenizer.save_pretrained(str(tmp))
     replace_dir(tmp, output_model_dir)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import dist
+from . import dist, fsdp
 from .data import PromptCompletion
 from .textrules import IGNORE, instruct_example, keep_within, window_of
 from .hf import BudgetCallback, RunState, common_args, quiet
-from .textcommon import TextTrainContext, prepare_model
+from .textcommon import TextTrainContext, prepare_model, resolve_method
 
 
 
@@ -91,6 +91,7 @@ class ListDataset:
 def train_sft(ctx: TextTrainContext) -> RunState:
     from transformers import Trainer, TrainingArguments
 
+    ctx.sharded = fsdp.wanted(resolve_method(ctx.strategy))
     model, method = prepare_model(ctx)
     ctx.method = method
     max_len = sequence_limit(model.config, ctx.strategy.max_seq_len)
@@ -99,6 +100,12 @@ def train_sft(ctx: TextTrainContext) -> RunState:
     if ctx.strategy.packing:
         examples = pack(examples, max_len)
     collator = Collator(int(ctx.tokenizer.pad_token_id))
+    if ctx.sharded:
+        from .steploop import train_sharded
+
+        run = train_sharded(ctx, model, ListDataset(examples), collator)
+        run.tokens = int(dist.sum_of(float(collator.tokens))[0])
+        return run
     run = RunState()
     args = TrainingArguments(**common_args(ctx.strategy, ctx.output, ctx.seed))
     trainer = Trainer(

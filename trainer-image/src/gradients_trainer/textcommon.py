@@ -28,18 +28,38 @@ class TextTrainContext:
     start_from: Path | None = None
     method: str = "lora"
     final_model: Any = None
+    # FSDP: the weights are sharded, so every process takes part in each save.
+    sharded: bool = False
 
     @property
     def model_dir(self) -> Path:
         return self.output / MODEL_DIR
 
     def saver(self) -> Callable[[Any], float]:
+        """Rank 0 writes ``OUTPUT/model``; sharded, every process must call it (the gather)."""
         tokenizer = self.tokenizer
 
         def save(model: Any) -> float:
-            return save_text_model(model, self.model_dir, tokenizer)
+            if not self.sharded:
+                return save_text_model(model, self.model_dir, tokenizer)
+            import time
+
+            from . import dist
+            from .fsdp import full_state_dict
+
+            started = time.time()
+            weights = full_state_dict(model)
+            if dist.is_main():
+                save_text_model(model, self.model_dir, tokenizer, state_dict=weights)
+            return time.time() - started
 
         return save
+
+    def save_final(self) -> None:
+        from . import dist
+
+        if self.sharded or dist.is_main():  # one writer: the ranks hold the same weights
+            self.saver()(self.final_model)
 
 
 def clip_prompt(tokenizer: Any, prompt: str, max_tokens: int) -> str:
@@ -69,7 +89,7 @@ def prepare_model(ctx: TextTrainContext) -> tuple[Any, str]:
         raise InputError("--resume-from", f"{ctx.start_from} holds a {'LoRA adapter' if full else 'full model'}, "
                          f"but the strategy trains {'the full model' if full else 'an adapter'}")
     source = ctx.start_from if full and ctx.start_from is not None else ctx.base_model
-    model = load_causal_lm(source, quantize_4bit=method == "qlora")
+    model = load_causal_lm(source, quantize_4bit=method == "qlora", sharded=ctx.sharded)
     if full:
         model.train()
         return model, method

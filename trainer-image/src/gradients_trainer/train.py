@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import dist, resume
-from .contract import MODEL_DIR, TRAINING_SUMMARY_FILE, InputError, TaskType, TrainingSummary, emit, log
+from .contract import TRAINING_SUMMARY_FILE, InputError, TaskType, TrainingSummary, emit, log
 from .data import load_image_folder, load_text_split, parse_columns
 from .deadline import Budget, parse_deadline
 from .launch import STARTED_ENV
@@ -109,7 +109,7 @@ def _train_text(
     req: TrainRequest, budget: Budget, examples: list[object], specs: list[RewardSpec],
     start_from: Path | None,
 ) -> tuple[RunState, str]:
-    from .modelio import load_tokenizer, save_text_model
+    from .modelio import load_tokenizer
     from .textcommon import TextTrainContext
 
     tokenizer = load_tokenizer(req.base_model)
@@ -137,7 +137,7 @@ def _train_text(
         from .grpo import train_grpo
 
         run = train_grpo(ctx)
-    if dist.is_main():  # one writer: the ranks hold the same weights
+    if dist.is_main():
         log(f"training finished after {run.steps} steps; saving")
-        save_text_model(ctx.final_model, req.output / MODEL_DIR, tokenizer)
+    ctx.save_final()
     return run, ctx.method
