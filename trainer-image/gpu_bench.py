@@ -12,7 +12,10 @@ Every row has the same length (``--seq-len`` tokens), so padding costs neither s
 Runs, each in its own process: ours (``python -m gradients_trainer train``, the pods'
 entrypoint, with ``--processes N``; with N > 1 also with one process, for the scaling
 efficiency), the plain Trainer + PEFT (one device), our ``evaluate`` and the plain
-``Trainer.evaluate`` on the same held-out rows.
+``Trainer.evaluate`` on the same held-out rows. The ``path`` column says how our N processes
+trained: ``DDP`` (LoRA/QLoRA: every process holds the model) or ``FSDP`` (a ``full``
+strategy such as ``--strategy full-ft``: parameters, gradients and AdamW state sharded), read
+from the workers' own log.
 
 Throughput is steady state: the steps after the first ``--warmup`` are timed (model loading,
 compilation and the first steps are excluded on both sides).
@@ -108,7 +111,7 @@ def run_ours(base: Path, train: Path, out: Path, strategy: str, overrides: dict[
     args = ["train", "--task-type", "instruct", "--base-model", str(base), "--train-data", str(train),
             "--columns", json.dumps(COLUMNS), "--hours", "2", "--output", str(out), "--strategy", strategy,
             "--strategy-overrides", json.dumps(overrides), "--processes", str(processes)]
-    lines = _child(["--child-ours", json.dumps(args)])
+    lines, stderr = _child_with_log(["--child-ours", json.dumps(args)])
     events = [json.loads(x) for x in lines]
     progress = [e for e in events if e.get("event") == "progress"]
     done = next(e for e in events if e.get("event") == "done")
@@ -119,7 +122,9 @@ def run_ours(base: Path, train: Path, out: Path, strategy: str, overrides: dict[
         raise SystemExit("too few steps to time: raise --steps")
     seconds = timed[-1]["elapsed_s"] - timed[0]["elapsed_s"]
     steps = timed[-1]["step"] - timed[0]["step"]
-    return {"processes": processes, "method": done["method"], "steps": done["steps"],
+    # Which multi-process path ran, from the workers' own log: FSDP shards a full fine-tune.
+    parallel = "FSDP" if "fsdp: rank" in stderr else ("DDP" if processes > 1 else "-")
+    return {"processes": processes, "parallel": parallel, "method": done["method"], "steps": done["steps"],
             "tokens_per_s": per_step * steps / seconds, "step_s": seconds / steps,
             "peak_memory_gib": None if memory is None or processes > 1 else memory / 2**30,
             "final_train_loss": done["final_train_loss"]}
@@ -214,12 +219,17 @@ def _env() -> dict[str, str]:
 
 
 def _child(args: list[str], env: dict[str, str] | None = None) -> list[str]:
+    return _child_with_log(args, env)[0]
+
+
+def _child_with_log(args: list[str], env: dict[str, str] | None = None) -> tuple[list[str], str]:
+    """The child's JSON lines and its log (stderr)."""
     done = subprocess.run([sys.executable, str(Path(__file__).resolve()), *args], capture_output=True,
                           text=True, env=env or _env())
     if done.returncode != 0:
         sys.stderr.write(done.stderr[-4000:])
         raise SystemExit(f"{args[0]} failed with exit code {done.returncode}")
-    return [x for x in done.stdout.splitlines() if x.startswith("{")]
+    return [x for x in done.stdout.splitlines() if x.startswith("{")], done.stderr
 
 
 def peak_tflops(override: float | None) -> tuple[str | None, float | None]:
@@ -319,12 +329,13 @@ def table(r: dict[str, Any]) -> str:
 
     lines = [f"{r['shape']} {r['method']} ({r['strategy']}), batch {r['batch']} x {r['seq_len']} tokens, "
              f"device {r['device'] or 'CPU'}, peak {r['peak_tflops'] or '-'} TFLOP/s",
-             f"{'run':<24}{'tokens/s':>12}{'step s':>10}{'MFU':>9}{'peak GiB':>10}"]
+             f"{'run':<24}{'path':>6}{'tokens/s':>12}{'step s':>10}{'MFU':>9}{'peak GiB':>10}"]
     for o in r["ours"]:
-        lines.append(f"{'ours, ' + str(o['processes']) + ' process(es)':<24}{o['tokens_per_s']:>12.1f}"
-                     f"{o['step_s']:>10.3f}{pct(o['mfu']):>9}{gib(o['peak_memory_gib']):>10}")
+        lines.append(f"{'ours, ' + str(o['processes']) + ' process(es)':<24}{o['parallel']:>6}"
+                     f"{o['tokens_per_s']:>12.1f}{o['step_s']:>10.3f}{pct(o['mfu']):>9}"
+                     f"{gib(o['peak_memory_gib']):>10}")
     p = r["plain"]
-    lines.append(f"{'plain Trainer + PEFT':<24}{p['tokens_per_s']:>12.1f}{p['step_s']:>10.3f}"
+    lines.append(f"{'plain Trainer + PEFT':<24}{'-':>6}{p['tokens_per_s']:>12.1f}{p['step_s']:>10.3f}"
                  f"{pct(p['mfu']):>9}{gib(p['peak_memory_gib']):>10}")
     e = r["eval"]
     lines.append(f"speed-up (1 device): {r['speedup_1_device']:.2f}x; scaling efficiency: "

@@ -1,5 +1,6 @@
 """Several processes (one per device; here two CPU processes on gloo): the launch, the
-stop on a deadline and on SIGTERM, the one writer, a dead process, the sharded evaluation.
+stop on a deadline and on SIGTERM, the one writer, a dead process, the sharded evaluation,
+and full fine-tuning sharded with FSDP (each process holds half the model).
 
 Real subprocesses of ``python -m gradients_trainer`` with ``--processes 2``: the launcher
 re-runs itself as two workers, exactly as a pod with two GPUs does (there NCCL instead of gloo).
@@ -26,6 +27,13 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 # per-batch sums in the same order: equal to the one-process loss up to float rounding of
 # the kernels (the same kernels here: bit-identical in practice).
 EVAL_RTOL = 1e-6
+# FSDP against one process with the same global batch: the same arithmetic in another order
+# (each process sums its half of the tokens and of the gradients, then they are added), so
+# float32 rounding differs at 1e-7; AdamW divides by sqrt(v), which can enlarge it on tiny
+# gradients. Measured: losses 3e-7 relative, weights 2e-7 after 3 steps; asserted 10-500x looser.
+FSDP_LOSS_RTOL = 1e-5
+FSDP_WEIGHT_ATOL = 1e-4
+FULL_GLOBAL_BATCH = 48  # every row of the 48-row set: one optimiser step = one epoch, any order
 
 
 def cli(*args: object) -> list[str]:
@@ -54,10 +62,17 @@ def train_args(data: Data, base: Path, out: Path, *extra: object, hours: str = "
             "--processes", "2", *extra]
 
 
-def endless_args(data: Data, base: Path, out: Path, hours: str = "1") -> list[object]:
+def endless_args(data: Data, base: Path, out: Path, hours: str = "1",
+                 strategy: str = "lora-long") -> list[object]:
     """A run only a stop can end: 500 epochs would take hours."""
-    return train_args(data, base, out, "--strategy", "lora-long", "--strategy-overrides",
+    return train_args(data, base, out, "--strategy", strategy, "--strategy-overrides",
                       '{"epochs": 500}', hours=hours)
+
+
+def rank1_steps(stderr: str) -> list[int]:
+    """Rank 1's progress events: the launcher logs them (rank 0's alone reach stdout)."""
+    # A progress bar without a newline may precede one on its line.
+    return [json.loads(x)["step"] for x in re.findall(r'\{"event":"progress".*?\}', stderr)]
 
 
 class Running:
@@ -233,6 +248,94 @@ def test_deadline_stops_both_processes_and_the_save_loads(
     assert summary["stopped_by_deadline"] is True and 1 <= summary["steps"] <= summary["total_steps"]
     # Loose on purpose (busy CI machines): the budget counts from the launcher's start.
     assert summary["wall_s"] < budget_s + 30
+    assert ins_eval(data, text_base, out / "model")["ok"] is True
+
+
+FULL_3_STEPS = json.dumps({"epochs": 3, "batch_size": FULL_GLOBAL_BATCH // 2})
+
+
+@pytest.fixture(scope="module")
+def full_2p(data: Data, text_base: Path, tmp_path_factory: pytest.TempPathFactory
+            ) -> tuple[Path, list[dict[str, Any]]]:
+    """full-ft in two processes, sharded: global batch 2 x 24 = the whole set, 3 steps."""
+    out = tmp_path_factory.mktemp("fsdp") / "full"
+    proc = run(*train_args(data, text_base, out, "--strategy", "full-ft",
+                           "--strategy-overrides", FULL_3_STEPS))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = events(proc.stdout)
+    only_rank0_wrote(out, lines)
+    # Sharded, not replicated: each process holds half of the parameters (not all, as DDP).
+    held = {int(r): (int(a), int(b)) for r, a, b in re.findall(
+        r"fsdp: rank (\d) of 2 holds (\d+) of (\d+) parameters", proc.stderr)}
+    assert sorted(held) == [0, 1], proc.stderr[-3000:]
+    for local, total in held.values():
+        assert 0.45 <= local / total <= 0.55, held
+    assert sum(local for local, _ in held.values()) >= held[0][1]
+    assert rank1_steps(proc.stderr) == [1, 2, 3]
+    return out, lines
+
+
+def test_fsdp_full_finetune_equals_one_process_and_loads_in_the_evaluator(
+        data: Data, text_base: Path, full_2p: tuple[Path, list[dict[str, Any]]],
+        tmp_path: Path) -> None:
+    from conftest import run_cli
+    from safetensors.torch import load_file
+
+    out, lines = full_2p
+    one = tmp_path / "one"
+    res = run_cli("train", "--task-type", "instruct", "--base-model", text_base, "--train-data",
+                  data.ins_train, "--columns", INS_COLUMNS, "--hours", "1", "--output", one,
+                  "--strategy", "full-ft", "--strategy-overrides",
+                  json.dumps({"epochs": 3, "batch_size": FULL_GLOBAL_BATCH}))
+    assert res.rc == 0, res.lines
+    sharded = [e["loss"] for e in lines if e["event"] == "progress"]
+    single = [e["loss"] for e in res.json_lines() if e["event"] == "progress"]
+    assert len(sharded) == len(single) == 3 and sharded[2] < sharded[0]
+    for a, b in zip(sharded, single):
+        assert math.isclose(a, b, rel_tol=FSDP_LOSS_RTOL), (sharded, single)
+    # The same files, config and tensors as the one-process save (the same saver).
+    assert sorted(p.name for p in (out / "model").iterdir()) == \
+        sorted(p.name for p in (one / "model").iterdir())
+    assert (out / "model" / "config.json").read_text() == (one / "model" / "config.json").read_text()
+    a, b = load_file(out / "model" / "model.safetensors"), load_file(one / "model" / "model.safetensors")
+    assert sorted(a) == sorted(b) and all(a[k].dtype == b[k].dtype for k in a)
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < FSDP_WEIGHT_ATOL
+    result = ins_eval(data, text_base, out / "model")
+    assert result["ok"] is True and result["test_loss"] < ins_eval(data, text_base, None)["test_loss"]
+
+
+def test_fsdp_resume_continues_from_a_sharded_run(
+        data: Data, text_base: Path, full_2p: tuple[Path, list[dict[str, Any]]],
+        tmp_path: Path) -> None:
+    first, lines = full_2p
+    out = tmp_path / "resumed"
+    proc = run(*train_args(data, text_base, out, "--strategy", "full-ft", "--strategy-overrides",
+                           FULL_3_STEPS, "--resume-from", first))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resumed = [e["loss"] for e in events(proc.stdout) if e["event"] == "progress"]
+    # Its first step's loss is the saved model's (after 3 steps), below the first run's last.
+    assert resumed[0] < [e["loss"] for e in lines if e["event"] == "progress"][-1], resumed
+    assert "fsdp: rank 1 of 2 holds" in proc.stderr
+    assert (out / "model" / "model.safetensors").is_file()
+
+
+def test_fsdp_sigterm_stops_both_processes_at_one_step_and_saves_once(
+        data: Data, text_base: Path, tmp_path: Path, running: Any) -> None:
+    out = tmp_path / "sigterm-full"
+    r = running(endless_args(data, text_base, out, strategy="full-ft"))
+    r.until_step(2)
+    r.proc.send_signal(signal.SIGTERM)
+    assert r.finish() == 0, r.stderr()[-3000:]
+    only_rank0_wrote(out, r.seen)
+    summary = json.loads((out / "training.json").read_text())
+    assert summary["stopped_by_deadline"] is True and summary["steps"] < summary["total_steps"]
+    err = r.stderr()
+    assert rank1_steps(err)[-1] == summary["steps"], "rank 1 stopped at rank 0's step"
+    # The periodic save after step 1 (the next is due in 450 s) and the final one, each
+    # gathered by both processes and written once.
+    saves = err.count("fsdp: saved model/ gathered from 2 shards")
+    assert saves == 2, err[-3000:]
+    assert err.rindex("fsdp: saved model/") > err.index(f"training finished after {summary['steps']} steps")
     assert ins_eval(data, text_base, out / "model")["ok"] is True
 
 

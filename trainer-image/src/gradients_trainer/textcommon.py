@@ -51,6 +51,7 @@ class TextTrainContext:
             weights = full_state_dict(model)
             if dist.is_main():
                 save_text_model(model, self.model_dir, tokenizer, state_dict=weights)
+                log(f"fsdp: saved {MODEL_DIR}/ gathered from {dist.world_size()} shards")
             return time.time() - started
 
         return save
