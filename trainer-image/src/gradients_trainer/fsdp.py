@@ -61,8 +61,18 @@ def share(model: Any) -> tuple[int, int]:
 
 def full_state_dict(model: Any) -> dict[str, Any]:
     """The whole model's weights on rank 0's CPU (empty on the others). Collective: every
-    process must call it, at the same step."""
+    process must call it, at the same step.
+
+    Tied parameters (an output head sharing the input embedding) come back as separate
+    copies; they are made one tensor again, so ``save_pretrained`` drops the alias as it does
+    for an unsharded model (the evaluator refuses a tensor the base does not have)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    return dict(get_model_state_dict(
+    weights = dict(get_model_state_dict(
         model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)))
+    first: dict[int, str] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        owner = first.setdefault(id(param), name)
+        if owner != name and owner in weights and name in weights:
+            weights[name] = weights[owner]
+    return weights
