@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from conftest import DPO_COLUMNS, INS_COLUMNS, Data, evaluate
+from conftest import DPO_COLUMNS, INS_COLUMNS, Data, evaluate, run_cli
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 # The sharded evaluation deals the one-process batches over the processes and adds the
@@ -271,6 +271,12 @@ def full_2p(data: Data, text_base: Path, tmp_path_factory: pytest.TempPathFactor
     for local, total in held.values():
         assert 0.45 <= local / total <= 0.55, held
     assert sum(local for local, _ in held.values()) >= held[0][1]
+    # Still so after training, and AdamW's two moments are sharded alike.
+    after = re.findall(r"fsdp: rank (\d) after step 3 holds (\d+) of (\d+) parameters "
+                       r"and (\d+) optimiser state elements", proc.stderr)
+    assert sorted(int(r) for r, *_ in after) == [0, 1], proc.stderr[-3000:]
+    for _, local, total, state in after:
+        assert 0.45 <= int(local) / int(total) <= 0.55 and 0.45 <= int(state) / (2 * int(total)) <= 0.55
     assert rank1_steps(proc.stderr) == [1, 2, 3]
     return out, lines
 
@@ -278,7 +284,6 @@ def full_2p(data: Data, text_base: Path, tmp_path_factory: pytest.TempPathFactor
 def test_fsdp_full_finetune_equals_one_process_and_loads_in_the_evaluator(
         data: Data, text_base: Path, full_2p: tuple[Path, list[dict[str, Any]]],
         tmp_path: Path) -> None:
-    from conftest import run_cli
     from safetensors.torch import load_file
 
     out, lines = full_2p

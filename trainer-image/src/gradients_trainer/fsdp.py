@@ -55,8 +55,22 @@ def share(model: Any) -> tuple[int, int]:
     local = total = 0
     for p in model.parameters():
         total += p.numel()
-        local += p.to_local().numel() if hasattr(p, "to_local") else p.numel()
+        local += _local_numel(p)
     return local, total
+
+
+def report(model: Any, optimizer: Any, step: int) -> None:
+    """After training: this process's share of the parameters and of the optimiser state
+    (AdamW: two moments per parameter element), so a test sees that both stayed sharded."""
+    local, total = share(model)
+    state = sum(_local_numel(v) for per_param in optimizer.state.values()
+                for v in per_param.values() if getattr(v, "dim", lambda: 0)() > 0)
+    log(f"fsdp: rank {dist.rank()} after step {step} holds {local} of {total} parameters "
+        f"and {state} optimiser state elements")
+
+
+def _local_numel(tensor: Any) -> int:
+    return int(tensor.to_local().numel() if hasattr(tensor, "to_local") else tensor.numel())
 
 
 def full_state_dict(model: Any) -> dict[str, Any]:

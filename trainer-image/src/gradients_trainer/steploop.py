@@ -41,9 +41,16 @@ def steps_per_epoch(rows: int, per_rank: int, world: int, accum: int) -> int:
     return max(1, math.ceil(micro / accum))
 
 
-def optimiser_groups(accum: int, batches: list[list[int]]) -> Iterator[list[list[int]]]:
-    for i in range(0, len(batches), accum):
-        yield batches[i:i + accum]
+def optimiser_steps(rows: int, per_rank: int, world: int, accum: int, seed: int
+                    ) -> Iterator[list[list[int]]]:
+    """The micro-batches of each optimiser step, epoch after epoch (an epoch's last step may
+    accumulate fewer, as in HF Trainer)."""
+    epoch = 0
+    while True:
+        batches = micro_batches(rows, per_rank, world, seed, epoch)
+        for i in range(0, len(batches), accum):
+            yield batches[i:i + accum]
+        epoch += 1
 
 
 def target_tokens(batch: dict[str, Any]) -> int:
@@ -64,6 +71,7 @@ def train_sharded(ctx: TextTrainContext, model: Any, dataset: Any, collator: Any
     model = fsdp.shard(model)
     model.train()
 
+    # The Trainer's own rule (no norms, no biases); the method does not use its instance.
     decay = set(Trainer.get_decay_parameter_names(None, model))
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
@@ -85,33 +93,30 @@ def train_sharded(ctx: TextTrainContext, model: Any, dataset: Any, collator: Any
     run = RunState()
     control = StepControl(ctx.budget, ctx.saver(), run, collective=True)
     control.begin(max_steps)
-    step, epoch = 0, 0
-    while step < max_steps:
-        batches = micro_batches(rows, args.per_device_train_batch_size, world, ctx.seed, epoch)
-        for group in optimiser_groups(args.gradient_accumulation_steps, batches):
-            inputs = [collator([dataset[i] for i in indices]) for indices in group]
-            items = dist.sum_of(float(sum(target_tokens(b) for b in inputs)))[0]
-            count = torch.tensor(int(items), device=device)
-            loss_sum = torch.zeros((), device=device)
-            for batch in inputs:
-                batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
-                loss = model(**batch, num_items_in_batch=count).loss
-                # FSDP averages the gradients over the processes; the loss is already a
-                # share of the global mean, so undo the average (as HF Trainer does for DDP).
-                (loss * world).backward()
-                loss_sum += loss.detach()
-            if args.max_grad_norm and args.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            mean_loss = dist.sum_of(float(loss_sum))[0]  # the global batch's token mean
-            stop = control.end(step, max_steps, model)
-            control.logged(step, mean_loss)
-            if stop or step >= max_steps:
-                ctx.final_model = model
-                return run
-        epoch += 1
+    step = 0
+    for step, group in enumerate(optimiser_steps(rows, args.per_device_train_batch_size, world,
+                                                 args.gradient_accumulation_steps, ctx.seed), 1):
+        inputs = [collator([dataset[i] for i in indices]) for indices in group]
+        items = dist.sum_of(float(sum(target_tokens(b) for b in inputs)))[0]
+        count = torch.tensor(int(items), device=device)
+        loss_sum = torch.zeros((), device=device)
+        for batch in inputs:
+            batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
+            loss = model(**batch, num_items_in_batch=count).loss
+            # FSDP averages the gradients over the processes; the loss is already a share
+            # of the global mean, so undo the average (as HF Trainer does for DDP).
+            (loss * world).backward()
+            loss_sum += loss.detach()
+        if args.max_grad_norm and args.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        mean_loss = dist.sum_of(float(loss_sum))[0]  # the global batch's token mean
+        stop = control.end(step, max_steps, model)
+        control.logged(step, mean_loss)
+        if stop or step >= max_steps:
+            break
+    fsdp.report(model, optimizer, step)
     ctx.final_model = model
     return run
