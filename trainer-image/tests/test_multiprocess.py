@@ -264,21 +264,25 @@ def full_2p(data: Data, text_base: Path, tmp_path_factory: pytest.TempPathFactor
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = events(proc.stdout)
     only_rank0_wrote(out, lines)
-    # Sharded, not replicated: each process holds half of the parameters (not all, as DDP).
+    held_halves(proc.stderr, steps=3)
+    return out, lines
+
+
+def held_halves(stderr: str, steps: int) -> None:
+    """Sharded, not replicated: each process holds half of the parameters (not all, as DDP),
+    still so after training, and AdamW's two moments are sharded alike."""
     held = {int(r): (int(a), int(b)) for r, a, b in re.findall(
-        r"fsdp: rank (\d) of 2 holds (\d+) of (\d+) parameters", proc.stderr)}
-    assert sorted(held) == [0, 1], proc.stderr[-3000:]
+        r"fsdp: rank (\d) of 2 holds (\d+) of (\d+) parameters", stderr)}
+    assert sorted(held) == [0, 1], stderr[-3000:]
     for local, total in held.values():
         assert 0.45 <= local / total <= 0.55, held
     assert sum(local for local, _ in held.values()) >= held[0][1]
-    # Still so after training, and AdamW's two moments are sharded alike.
-    after = re.findall(r"fsdp: rank (\d) after step 3 holds (\d+) of (\d+) parameters "
-                       r"and (\d+) optimiser state elements", proc.stderr)
-    assert sorted(int(r) for r, *_ in after) == [0, 1], proc.stderr[-3000:]
+    after = re.findall(rf"fsdp: rank (\d) after step {steps} holds (\d+) of (\d+) parameters "
+                       r"and (\d+) optimiser state elements", stderr)
+    assert sorted(int(r) for r, *_ in after) == [0, 1], stderr[-3000:]
     for _, local, total, state in after:
         assert 0.45 <= int(local) / int(total) <= 0.55 and 0.45 <= int(state) / (2 * int(total)) <= 0.55
-    assert rank1_steps(proc.stderr) == [1, 2, 3]
-    return out, lines
+    assert rank1_steps(stderr) == list(range(1, steps + 1))
 
 
 def test_fsdp_full_finetune_equals_one_process_and_loads_in_the_evaluator(
@@ -322,6 +326,70 @@ def test_fsdp_resume_continues_from_a_sharded_run(
     assert resumed[0] < [e["loss"] for e in lines if e["event"] == "progress"][-1], resumed
     assert "fsdp: rank 1 of 2 holds" in proc.stderr
     assert (out / "model" / "model.safetensors").is_file()
+
+
+DPO_PAIRS = 32  # conftest's dpo_train
+# FSDP DPO against TRL's DPOTrainer in one process, the whole set one step (any order): the
+# same objective computed apart (TRL pads the 64 sequences together and recomputes the
+# reference each step; here each process pads its own, once). Measured: the 3 losses equal
+# in all 6 printed decimals, the mean loss 3e-8 relative, weights 9e-7 apart (they moved 1e-3).
+FSDP_DPO_LOSS_RTOL = 1e-5
+
+
+def dpo_full_args(data: Data, base: Path, out: Path, batch: int, *extra: object) -> list[object]:
+    return ["train", "--task-type", "dpo", "--base-model", base, "--train-data", data.dpo_train,
+            "--columns", DPO_COLUMNS, "--hours", "1", "--output", out, "--strategy", "full-ft",
+            "--strategy-overrides", json.dumps({"epochs": 3, "batch_size": batch}), *extra]
+
+
+@pytest.fixture(scope="module")
+def dpo_full_2p(data: Data, text_base: Path, tmp_path_factory: pytest.TempPathFactory
+                ) -> tuple[Path, list[float]]:
+    """DPO full-ft in two processes, sharded: global batch 2 x 16 = every pair, 3 steps."""
+    out = tmp_path_factory.mktemp("fsdp") / "dpo-full"
+    proc = run(*dpo_full_args(data, text_base, out, DPO_PAIRS // 2, "--processes", "2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = events(proc.stdout)
+    only_rank0_wrote(out, lines)
+    held_halves(proc.stderr, steps=3)
+    return out, [e["loss"] for e in lines if e["event"] == "progress"]
+
+
+def test_fsdp_dpo_full_finetune_equals_trl_in_one_process_and_beats_the_base(
+        data: Data, text_base: Path, dpo_full_2p: tuple[Path, list[float]],
+        tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    out, sharded = dpo_full_2p
+    # The policy starts as its reference: every pair's loss is -log sigmoid(0) = ln 2.
+    assert math.isclose(sharded[0], math.log(2), abs_tol=1e-5), sharded
+    one = tmp_path / "one"
+    res = run_cli(*dpo_full_args(data, text_base, one, DPO_PAIRS))  # TRL's DPOTrainer
+    assert res.rc == 0, res.lines
+    single = [e["loss"] for e in res.json_lines() if e["event"] == "progress"]
+    assert len(sharded) == len(single) == 3 and sharded[2] < sharded[0]
+    for a, b in zip(sharded, single):
+        assert math.isclose(a, b, rel_tol=FSDP_DPO_LOSS_RTOL), (sharded, single)
+    a, b = load_file(out / "model" / "model.safetensors"), load_file(one / "model" / "model.safetensors")
+    assert sorted(a) == sorted(b)
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < FSDP_WEIGHT_ATOL
+    result = evaluate("dpo", text_base, out / "model", data.dpo_test, data.dpo_synth,
+                      "--columns", DPO_COLUMNS)
+    assert result["ok"] is True and result["test_loss"] < math.log(2), result
+
+
+def test_fsdp_dpo_resume_keeps_the_base_as_reference(
+        data: Data, text_base: Path, dpo_full_2p: tuple[Path, list[float]],
+        tmp_path: Path) -> None:
+    first, losses = dpo_full_2p
+    proc = run(*dpo_full_args(data, text_base, tmp_path / "resumed", DPO_PAIRS // 2,
+                              "--processes", "2", "--resume-from", first))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resumed = [e["loss"] for e in events(proc.stdout) if e["event"] == "progress"]
+    # Against the base the trained slice already prefers the chosen answers (below ln 2, as
+    # at the first run's end); against itself it would start at ln 2 again.
+    assert resumed[0] < losses[-1] < math.log(2), (resumed, losses)
+    assert "dpo: reference log-probs from the base" in proc.stderr
 
 
 @pytest.fixture(scope="module")

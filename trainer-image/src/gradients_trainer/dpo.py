@@ -1,31 +1,51 @@
-"""DPO with TRL's DPOTrainer (sigmoid loss; LoRA uses the adapter-disabled base as reference)."""
+"""DPO with TRL's DPOTrainer (sigmoid loss; LoRA uses the adapter-disabled base as reference);
+a full fine-tune in several processes is sharded instead (``dposharded``, the same objective)."""
 
 from __future__ import annotations
 
-from . import dist
+from pathlib import Path
+
+from . import dist, fsdp
 from .data import Preference
 from .hf import BudgetCallback, RunState, common_args, quiet
 from .sft import sequence_limit
-from .textcommon import TextTrainContext, clip_prompt, prepare_model
+from .textcommon import TextTrainContext, clip_prompt, prepare_model, resolve_method
+
+
+def _base_if_resumed(ctx: TextTrainContext) -> Path | None:
+    """A resumed full fine-tune keeps the base as its reference, not the earlier slice's model."""
+    return ctx.base_model if ctx.start_from is not None else None
 
 
 def _reference(ctx: TextTrainContext, method: str) -> object | None:
-    if method != "full" or ctx.start_from is None:
+    base = _base_if_resumed(ctx)
+    if method != "full" or base is None:
         return None
     from .modelio import load_causal_lm
 
-    return load_causal_lm(ctx.base_model).eval()
+    return load_causal_lm(base).eval()
 
 
 def train_dpo(ctx: TextTrainContext) -> RunState:
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
+    ctx.sharded = fsdp.wanted(resolve_method(ctx.strategy))
     model, method = prepare_model(ctx)
     ctx.method = method
     examples: list[Preference] = ctx.examples
     max_len = sequence_limit(model.config, ctx.strategy.max_seq_len)
     prompt_tokens = min(ctx.strategy.max_prompt_length, max_len // 2)
+    if ctx.sharded:
+        from .dposharded import Dpo, pair_rows
+        from .steploop import train_sharded
+
+        rows = pair_rows(ctx.tokenizer, examples, max_len, prompt_tokens)
+        objective = Dpo(rows, int(ctx.tokenizer.pad_token_id), ctx.strategy.dpo_beta,
+                        ctx.strategy.batch_size, reference_from=_base_if_resumed(ctx))
+        run = train_sharded(ctx, model, rows, objective)
+        run.tokens = _tokens(ctx, examples, run.steps)
+        return run
     dataset = Dataset.from_list(
         [
             {"prompt": clip_prompt(ctx.tokenizer, e.prompt, prompt_tokens), "chosen": e.chosen,
@@ -53,6 +73,13 @@ def train_dpo(ctx: TextTrainContext) -> RunState:
         callbacks=[BudgetCallback(ctx.budget, ctx.saver(), run)],
     )
     quiet(trainer).train()
+    run.tokens = _tokens(ctx, examples, run.steps)
+    ctx.final_model = model
+    return run
+
+
+def _tokens(ctx: TextTrainContext, examples: list[Preference], steps: int) -> int:
+    """Tokens seen in ``steps`` optimiser steps, estimated from one epoch's."""
     per_epoch = sum(
         len(ctx.tokenizer(e.prompt)["input_ids"]) * 2
         + len(ctx.tokenizer(e.chosen)["input_ids"])
@@ -61,6 +88,4 @@ def train_dpo(ctx: TextTrainContext) -> RunState:
     )
     per_step = ctx.strategy.batch_size * ctx.strategy.grad_accum * dist.world_size()
     steps_per_epoch = max(1, -(-len(examples) // per_step))
-    run.tokens = int(per_epoch * run.steps / steps_per_epoch)
-    ctx.final_model = model
-    return run
+    return int(per_epoch * steps / steps_per_epoch)

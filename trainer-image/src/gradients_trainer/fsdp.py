@@ -50,6 +50,17 @@ def shard(model: Any) -> Any:
     return model
 
 
+def reshard(model: Any) -> None:
+    """Free the gathered weights after forwards without a backward (DPO's reference
+    log-probs): FSDP keeps the root's gathered for the backward it expects, and its
+    gradients would then not reach the shards the optimiser steps."""
+    from torch.distributed.fsdp import FSDPModule
+
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
+
+
 def share(model: Any) -> tuple[int, int]:
     """(this process's parameter elements, the model's): about 1/N once sharded."""
     local = total = 0

@@ -101,9 +101,9 @@ def train_sft(ctx: TextTrainContext) -> RunState:
         examples = pack(examples, max_len)
     collator = Collator(int(ctx.tokenizer.pad_token_id))
     if ctx.sharded:
-        from .steploop import train_sharded
+        from .steploop import CausalLM, train_sharded
 
-        run = train_sharded(ctx, model, ListDataset(examples), collator)
+        run = train_sharded(ctx, model, ListDataset(examples), CausalLM(collator))
         run.tokens = int(dist.sum_of(float(collator.tokens))[0])
         return run
     run = RunState()

@@ -1,10 +1,11 @@
-"""The step loop of a sharded (FSDP) full fine-tune (instruct), with HF Trainer's numbers.
+"""The step loop of a sharded (FSDP) full fine-tune (instruct and DPO), with HF Trainer's numbers.
 
 It keeps what the HF Trainer does for one process or DDP, so a sharded run trains the same
 model: the optimiser and its weight-decay groups, the scheduler and its warmup, gradient
-accumulation, clipping, and the loss of each optimiser step normalised by the target tokens
-of the whole global batch (all processes, all accumulated micro-batches). The global batch
-is the strategy's batch times the processes, as with DDP. Budget, stop, periodic saves and
+accumulation, clipping, and the loss of each optimiser step normalised over the whole global
+batch (all processes, all accumulated micro-batches): by its target tokens for instruct
+(``CausalLM``), by its pairs for DPO (``dposharded.Dpo``). The global batch is the strategy's
+batch times the processes, as with DDP. Budget, stop, periodic saves and
 progress events go through ``hf.StepControl`` like every other text trainer; the saves are
 collective (the weights are gathered from the shards, rank 0 writes them).
 """
@@ -12,7 +13,7 @@ collective (the weights are gathered from the shards, rank 0 writes them).
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from typing import Any, Iterator, Protocol
 
 from . import dist, fsdp
 from .hf import StepControl, common_args, first_step_lr
@@ -58,7 +59,40 @@ def target_tokens(batch: dict[str, Any]) -> int:
     return int((batch["labels"][..., 1:] != IGNORE).sum())
 
 
-def train_sharded(ctx: TextTrainContext, model: Any, dataset: Any, collator: Any) -> RunState:
+class Objective(Protocol):
+    """What the loop minimises: ``loss`` is one micro-batch's share of the global batch's
+    mean, whose denominator is the sum over every process of ``count``."""
+
+    def collate(self, rows: list[Any]) -> dict[str, Any]: ...
+
+    def count(self, batch: dict[str, Any]) -> int: ...
+
+    def prepare(self, model: Any, device: Any) -> None:
+        """Once the model is sharded, before the first step (collective)."""
+
+    def loss(self, model: Any, batch: dict[str, Any], total: Any) -> Any: ...
+
+
+class CausalLM:
+    """Instruct: the token mean of the causal-LM loss over the labelled tokens."""
+
+    def __init__(self, collator: Any) -> None:
+        self.collator = collator
+
+    def collate(self, rows: list[Any]) -> dict[str, Any]:
+        return dict(self.collator(rows))
+
+    def count(self, batch: dict[str, Any]) -> int:
+        return target_tokens(batch)
+
+    def prepare(self, model: Any, device: Any) -> None:
+        pass
+
+    def loss(self, model: Any, batch: dict[str, Any], total: Any) -> Any:
+        return model(**batch, num_items_in_batch=total).loss
+
+
+def train_sharded(ctx: TextTrainContext, model: Any, dataset: Any, objective: Objective) -> RunState:
     import torch
     from transformers import Trainer, TrainingArguments, get_scheduler
 
@@ -69,6 +103,7 @@ def train_sharded(ctx: TextTrainContext, model: Any, dataset: Any, collator: Any
     if args.activation_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = fsdp.shard(model)
+    objective.prepare(model, device)
     model.train()
 
     # The Trainer's own rule (no norms, no biases); the method does not use its instance.
@@ -96,13 +131,13 @@ def train_sharded(ctx: TextTrainContext, model: Any, dataset: Any, collator: Any
     step = 0
     for step, group in enumerate(optimiser_steps(rows, args.per_device_train_batch_size, world,
                                                  args.gradient_accumulation_steps, ctx.seed), 1):
-        inputs = [collator([dataset[i] for i in indices]) for indices in group]
-        items = dist.sum_of(float(sum(target_tokens(b) for b in inputs)))[0]
+        inputs = [objective.collate([dataset[i] for i in indices]) for indices in group]
+        items = dist.sum_of(float(sum(objective.count(b) for b in inputs)))[0]
         count = torch.tensor(int(items), device=device)
         loss_sum = torch.zeros((), device=device)
         for batch in inputs:
             batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
-            loss = model(**batch, num_items_in_batch=count).loss
+            loss = objective.loss(model, batch, count)
             # FSDP averages the gradients over the processes; the loss is already a share
             # of the global mean, so undo the average (as HF Trainer does for DDP).
             (loss * world).backward()
@@ -112,7 +147,7 @@ def train_sharded(ctx: TextTrainContext, model: Any, dataset: Any, collator: Any
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        mean_loss = dist.sum_of(float(loss_sum))[0]  # the global batch's token mean
+        mean_loss = dist.sum_of(float(loss_sum))[0]  # the global batch's mean
         stop = control.end(step, max_steps, model)
         control.logged(step, mean_loss)
         if stop or step >= max_steps:
