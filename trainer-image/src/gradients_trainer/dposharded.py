@@ -19,6 +19,7 @@ from . import dist, fsdp
 from .contract import log
 from .data import Preference
 from .sft import Collator
+from .steploop import dealt_evenly
 from .textcommon import clip_prompt
 from .textrules import IGNORE, preference_pair
 
@@ -91,9 +92,7 @@ class Dpo:
             reference = fsdp.shard(load_causal_lm(self.reference_from, sharded=True))
         n, world = len(self.rows), dist.world_size()
         chunks = [list(range(i, min(i + self.batch_size, n))) for i in range(0, n, self.batch_size)]
-        dealt = list(chunks)
-        while len(dealt) % world:
-            dealt.append(chunks[len(dealt) % len(chunks)])
+        dealt = dealt_evenly(chunks, world)
         flat = [0.0] * (2 * n)
         reference.eval()
         with torch.no_grad():

@@ -32,9 +32,17 @@ def micro_batches(rows: int, per_rank: int, world: int, seed: int, epoch: int) -
     generator = torch.Generator()
     generator.manual_seed(seed + epoch)
     order = torch.randperm(rows, generator=generator).tolist()
-    batches = [order[i:i + per_rank] for i in range(0, rows, per_rank)]
-    batches += batches[: (-len(batches)) % world]
+    batches = dealt_evenly([order[i:i + per_rank] for i in range(0, rows, per_rank)], world)
     return batches[dist.rank()::world]
+
+
+def dealt_evenly(batches: list[list[int]], world: int) -> list[list[int]]:
+    """``batches`` repeated from the first until they divide by the processes (even when
+    there are fewer batches than processes), so every process runs as many forwards."""
+    out = list(batches)
+    while len(out) % world:
+        out.append(batches[len(out) % len(batches)])
+    return out
 
 
 def steps_per_epoch(rows: int, per_rank: int, world: int, accum: int) -> int:
