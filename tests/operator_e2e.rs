@@ -34,6 +34,8 @@ mod task_source;
 
 #[path = "operator_e2e/hostile.rs"]
 mod hostile;
+#[path = "operator_e2e/kubelet.rs"]
+mod kubelet;
 #[path = "operator_e2e/lease.rs"]
 mod lease;
 

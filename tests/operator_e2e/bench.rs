@@ -2,10 +2,12 @@
 //! MINERS miners applied at once to the KWOK fake GPU nodes, the kubelet played for every pod,
 //! and the figures printed: time from apply to every trainer pod bound and to every Task
 //! Succeeded, the operator's peak RSS and CPU time, the API requests per Task by verb and
-//! resource (the API server's own `apiserver_request_total`, every client: the operator, the
-//! Job controller, the scheduler, KWOK and this test), and the reconcile latency p50/p99 from
-//! the operator's histogram. In CI it runs tiny (2 Tasks of 2 miners) so that it keeps working;
-//! its figures are measured, never asserted.
+//! resource (the API server's own `apiserver_request_total`: the operator, the Job controller,
+//! the scheduler and KWOK; this harness's own requests are counted and taken off), the reconcile
+//! and Leaderboard recompute latency p50/p99 from the operator's histogram, and the CPU time
+//! each control-plane process used meanwhile (on a small machine they, not the operator, are the
+//! limit). In CI it runs tiny (2 Tasks of 2 miners) so that it keeps working; its figures are
+//! measured, never asserted.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -16,8 +18,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
+use crate::kubelet::finish_running_pods;
 use crate::support::*;
-use crate::task_source::finish_running_pods;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -66,12 +68,12 @@ fn quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
     previous.0
 }
 
-/// The task controller's reconcile-duration buckets from the operator's /metrics.
-fn reconcile_buckets(metrics: &str) -> Vec<(f64, f64)> {
-    let prefix = "gradients_reconcile_duration_seconds_bucket{controller=\"task\",le=\"";
+/// A controller's reconcile-duration buckets from the operator's /metrics.
+fn reconcile_buckets(metrics: &str, controller: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("gradients_reconcile_duration_seconds_bucket{{controller=\"{controller}\",le=\"");
     metrics
         .lines()
-        .filter_map(|l| l.strip_prefix(prefix))
+        .filter_map(|l| l.strip_prefix(prefix.as_str()))
         .filter_map(|rest| {
             let (le, value) = rest.split_once("\"} ")?;
             let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
@@ -95,6 +97,21 @@ fn process_figures(pid: u32) -> (u64, f64) {
     let ticks: u64 = fields.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
         + fields.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     (peak, ticks as f64 / 100.0)
+}
+
+/// CPU seconds used so far by each control-plane process of the machine (the API server, etcd,
+/// the scheduler, the controller manager, KWOK), by command name: who the cores went to.
+fn control_plane_cpu() -> BTreeMap<String, f64> {
+    let names = ["kube-apiserver", "etcd", "kube-scheduler", "kube-controller", "kwok"];
+    let mut cpu = BTreeMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if let Some(name) = names.iter().find(|n| comm.trim() == **n) {
+            *cpu.entry(name.to_string()).or_default() += process_figures(pid).1;
+        }
+    }
+    cpu
 }
 
 #[tokio::test]
@@ -121,6 +138,7 @@ async fn bench_scale() {
     let mut operator = Operator::start(&cluster, "bench");
     operator.wait_ready().await;
     let before = api_requests(&cluster);
+    let cpu_before = control_plane_cpu();
 
     // Small models (1 GPU per trainer), so that the fake nodes' GPUs bound how many run at once.
     let timing = format!(
@@ -138,10 +156,17 @@ async fn bench_scale() {
     let task_api: Api<gradients::api::Task> = Api::namespaced(cluster.client.clone(), &ns);
     let (mut bound_at, mut succeeded_at) = (None, None);
     let limit = Duration::from_secs(120 + 2 * count * miners);
+    // This harness's own requests, taken off the API server's counts.
+    let mut own: BTreeMap<String, f64> = BTreeMap::new();
+    let mut count_own = |key: &str, n: usize| *own.entry(key.to_string()).or_default() += n as f64;
     while succeeded_at.is_none() {
         assert!(applied.elapsed() < limit, "the benchmark did not finish within {limit:?}");
-        finish_running_pods(&cluster, &ns).await;
+        let patched = finish_running_pods(&cluster, &ns).await;
+        count_own("PATCH pods/status", patched);
+        count_own("LIST pods", 1);
+        count_own("LIST tasks", 1);
         if bound_at.is_none() {
+            count_own("LIST pods", 1);
             let listed = pods.list(&trainers).await.unwrap().items;
             if listed.len() as u64 == count * miners
                 && listed.iter().all(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some())
@@ -155,23 +180,32 @@ async fn bench_scale() {
         if all.len() as u64 == count && all.iter().all(|t| t.phase() == TaskPhase::Succeeded) {
             succeeded_at = Some(applied.elapsed());
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let after = api_requests(&cluster);
+    let cpu_after = control_plane_cpu();
+    let mut after = api_requests(&cluster);
+    for (key, n) in &own {
+        if let Some(value) = after.get_mut(key) {
+            *value -= n;
+        }
+    }
     let metrics = operator.get("/metrics").await;
-    let buckets = reconcile_buckets(&metrics);
+
     let (peak_kb, cpu) = operator.pid().map(process_figures).unwrap_or_default();
 
     println!("bench-scale: {count} Tasks x {miners} miners ({} trainer pods)", count * miners);
     println!("  all trainer pods bound after {:?}", bound_at.unwrap_or_default());
     println!("  all Tasks Succeeded after  {:?}", succeeded_at.unwrap());
     println!("  operator peak RSS {} MB, CPU {cpu:.1} s", peak_kb / 1024);
-    println!(
-        "  task reconciles {}: p50 {:.1} ms, p99 {:.1} ms",
-        buckets.last().map(|b| b.1).unwrap_or(0.0),
-        quantile(&buckets, 0.5) * 1000.0,
-        quantile(&buckets, 0.99) * 1000.0
-    );
+    for controller in ["task", "leaderboard"] {
+        let buckets = reconcile_buckets(&metrics, controller);
+        println!(
+            "  {controller} reconciles {}: p50 {:.1} ms, p99 {:.1} ms",
+            buckets.last().map(|b| b.1).unwrap_or(0.0),
+            quantile(&buckets, 0.5) * 1000.0,
+            quantile(&buckets, 0.99) * 1000.0
+        );
+    }
     let per_task: Vec<String> = after
         .iter()
         .map(|(key, value)| (key, (value - before.get(key).copied().unwrap_or(0.0)) / count as f64))
@@ -180,7 +214,12 @@ async fn bench_scale() {
         .collect();
     let total: f64 =
         after.iter().map(|(key, value)| value - before.get(key).copied().unwrap_or(0.0)).sum::<f64>() / count as f64;
-    println!("  API requests per Task (all clients) {total:.0}: {}", per_task.join(", "));
+    println!("  API requests per Task (every client but this harness) {total:.0}: {}", per_task.join(", "));
+    let cluster_cpu: Vec<String> = cpu_after
+        .iter()
+        .map(|(name, after)| format!("{name} {:.0} s", after - cpu_before.get(name).copied().unwrap_or(0.0)))
+        .collect();
+    println!("  control plane CPU during the run: {}", cluster_cpu.join(", "));
     operator.stop().await;
     cluster.delete_namespace(&ns).await;
 }

@@ -28,8 +28,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::fault_proxy::{FaultProxy, Faults};
+use crate::kubelet::finish_running_pods;
 use crate::support::*;
-use crate::task_source::finish_running_pods;
 
 const MINERS: [&str; 2] = ["miner-a", "miner-b"];
 

@@ -8,19 +8,19 @@ use std::time::Duration;
 
 use gradients::api::task::{Origin, TaskPhase};
 use gradients::api::{Task, TaskSource, TaskSourceStatus};
-use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
 
+use crate::kubelet::finish_running_pods;
 use crate::support::*;
 
 const SOURCE: &str = "synthetic";
 /// What the preparation container reports (`tournament::DatasetFacts`).
-const SPLIT_SIZES: &str = r#"{"rows":2400,"train":1960,"test":240,"synthetic":200}"#;
+pub(crate) const SPLIT_SIZES: &str = r#"{"rows":2400,"train":1960,"test":240,"synthetic":200}"#;
 /// A seal's report: the model copied and its tree digest.
-const SEALED: &str = r#"{"ok":true,"digest":"sha256:5eed0000000000000000000000000000000000000000000000000000000000aa","files":3,"bytes":4096}"#;
+pub(crate) const SEALED: &str = r#"{"ok":true,"digest":"sha256:5eed0000000000000000000000000000000000000000000000000000000000aa","files":3,"bytes":4096}"#;
 /// A successful evaluation of a text or image submission.
-const EVALUATED: &str = r#"{"ok":true,"test_loss":1.0,"synth_loss":1.1,"text_guided_loss":0.5,"no_text_loss":0.6,"weights_sha256":"ab","checks":[],"failure":null}"#;
+pub(crate) const EVALUATED: &str = r#"{"ok":true,"test_loss":1.0,"synth_loss":1.1,"text_guided_loss":0.5,"no_text_loss":0.6,"weights_sha256":"ab","checks":[],"failure":null}"#;
 
 fn source_yaml(ns: &str, in_flight: u32) -> String {
     format!(
@@ -81,32 +81,6 @@ async fn recorded_status(sources: &Api<TaskSource>, created: usize) -> TaskSourc
 
 fn in_flight(tasks: &BTreeMap<String, Task>) -> usize {
     tasks.values().filter(|t| !t.phase().is_terminal()).count()
-}
-
-/// Plays the kubelet for one pass: every running workload pod of the namespace ends as its
-/// role's container would (split sizes, a trained model, its seal, an evaluation result).
-pub async fn finish_running_pods(cluster: &Cluster, ns: &str) {
-    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
-    for pod in pods.list(&ListParams::default()).await.unwrap().items {
-        let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-        if !running {
-            continue;
-        }
-        let message = match pod.labels().get("gradients.io/role").map(String::as_str) {
-            Some("prepare") => Some(SPLIT_SIZES),
-            Some("trainer") => None,
-            Some("seal") => Some(SEALED),
-            Some("evaluator") => Some(EVALUATED),
-            _ => continue,
-        };
-        // A pod can end or go away between the list and the write: the next pass sees it.
-        let mut finish = Command::new(root().join("e2e/finish-pod"));
-        finish.args([ns, &pod.name_any(), "--exit-code", "0"]);
-        if let Some(message) = message {
-            finish.args(["--message", message]);
-        }
-        let _ = finish.status();
-    }
 }
 
 /// Prepares the organic Task `task` (already applied), waits for it to reach `phase`, then
