@@ -155,6 +155,7 @@ async fn bench_scale() {
     let trainers = ListParams::default().labels(&format!("{}={}", labels::ROLE, labels::ROLE_TRAINER));
     let task_api: Api<gradients::api::Task> = Api::namespaced(cluster.client.clone(), &ns);
     let (mut bound_at, mut succeeded_at) = (None, None);
+    let mut last_progress = 0;
     let limit = Duration::from_secs(120 + 2 * count * miners);
     // This harness's own requests, taken off the API server's counts.
     let mut own: BTreeMap<String, f64> = BTreeMap::new();
@@ -172,12 +173,18 @@ async fn bench_scale() {
                 && listed.iter().all(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some())
             {
                 bound_at = Some(applied.elapsed());
+                println!("  (progress) all trainer pods bound after {:?}", applied.elapsed());
             }
         }
         let all = task_api.list(&ListParams::default()).await.unwrap().items;
         let failed: Vec<String> = all.iter().filter(|t| t.phase() == TaskPhase::Failed).map(|t| t.name_any()).collect();
         assert!(failed.is_empty(), "Tasks failed: {failed:?}");
-        if all.len() as u64 == count && all.iter().all(|t| t.phase() == TaskPhase::Succeeded) {
+        let done = all.iter().filter(|t| t.phase() == TaskPhase::Succeeded).count();
+        if applied.elapsed().as_secs() >= last_progress + 60 {
+            last_progress = applied.elapsed().as_secs();
+            println!("  (progress) {last_progress} s: {done} of {count} Tasks Succeeded");
+        }
+        if all.len() as u64 == count && done as u64 == count {
             succeeded_at = Some(applied.elapsed());
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
