@@ -3,7 +3,8 @@ task's folder and is never run again; an interrupted one starts over (the tourna
 inside its run directory, the search replays its finished trials from their folders).
 
 Budget: B is what the tournament spent, measured: its miners' trainings and evaluations (the
-evaluations are how it picks its winner). The baseline gets all of B for one training; the
+evaluations are how it picks its winner). The baseline gets all of B for one training (its
+epochs raised until B is spent); the
 search gets B for all its trainings and validation evaluations together. The final scoring of
 each contender's model on the test and synthetic splits is not part of any budget.
 
@@ -210,19 +211,54 @@ def _trainer_hours(cost: float, t: dict[str, Any]) -> float:
     return max(cost - overhead, rate * 2.0) / rate / 3600
 
 
+# AutoTrain's UI runs 3 epochs; on a small dataset they end long before B is spent.
+AUTOTRAIN_EPOCHS = 3.0
+
+
+def fitted_epochs(cost: float, budget: float, epochs: float = AUTOTRAIN_EPOCHS) -> float | None:
+    """Whole epochs that spend about `budget` at the rate a run of `epochs` spent `cost`, or None
+    when not one more epoch fits. The run's cost includes its start-up (imports, loading), which
+    does not grow with epochs, so this rounds down and stays within B."""
+    if cost <= 0 or budget * epochs < cost * (epochs + 1):
+        return None
+    return float(math.floor(epochs * budget / cost))
+
+
 def baseline(task: tasks.Task, settings: Settings, t: dict[str, Any]) -> dict[str, Any]:
+    """AutoTrain's defaults given all of B: its 3 epochs first; when they leave B mostly unspent,
+    again with as many epochs as B affords (every other hyperparameter unchanged), stopped at B.
+    The 3-epoch run is the calibration and a reference row, outside B like every final scoring."""
     folder = settings.out / task.name / "baseline"
     done = settings.out / task.name / "baseline.json"
+    if (cached := _load(done)) is not None:
+        return cached
+    autotrain = _baseline_run(task, settings, t, folder / "autotrain", epochs=None)
+    epochs = None if autotrain.get("stopped_by_deadline") else fitted_epochs(autotrain["cost"], t["budget"])
+    if epochs is None:
+        result = autotrain
+    else:
+        result = _baseline_run(task, settings, t, folder / "fitted", epochs=epochs)
+        result["autotrain"] = autotrain
+    _save(done, result)
+    return result
+
+
+def _baseline_run(task: tasks.Task, settings: Settings, t: dict[str, Any], folder: Path,
+                  epochs: float | None) -> dict[str, Any]:
+    done = folder / "run.json"
     if (cached := _load(done)) is not None:
         return cached
     budget = t["budget"]
     out = folder / "train" / "out"
     argv = workloads.train_argv(t["train_template"], output=out, strategy="baseline",
-                                hours=_trainer_hours(budget, t))
+                                hours=_trainer_hours(budget, t),
+                                overrides=None if epochs is None else {"epochs": epochs})
     record = meter.run([settings.python, *argv], folder / "train", folder / "train",
                        cost_limit=budget, unit=settings.unit, env=_env(settings))
-    result: dict[str, Any] = {"contender": "baseline", "config": "baseline", "budget": budget,
-                              "cost": record.cost(settings.unit), "train_exit": record.exit_code}
+    config = "baseline" if epochs is None else f"baseline, {epochs:g} epochs"
+    result: dict[str, Any] = {"contender": "baseline", "config": config, "budget": budget,
+                              "cost": record.cost(settings.unit), "train_exit": record.exit_code,
+                              "epochs": AUTOTRAIN_EPOCHS if epochs is None else epochs}
     training = out / "training.json"
     if training.is_file():
         info = json.loads(training.read_text())

@@ -11,7 +11,7 @@ from .stats import Comparison, relative_improvement
 CONTENDERS = ("baseline", "search", "halving")
 LABELS = {"tournament": "tournament winner", "baseline": "baseline, all of B",
           "search": "TPE + ASHA, all of B", "halving": "tournament with successive halving",
-          "base": "untrained base (reference)"}
+          "base": "untrained base (reference)", "autotrain": "baseline, AutoTrain's 3 epochs (reference)"}
 
 
 def _num(x: float | None, digits: int = 4) -> str:
@@ -47,13 +47,21 @@ def task_table(task: dict[str, Any], unit: str) -> str:
         if key == "search" and c.get("trials_detail") is not None:
             trials = len({u["trial"] for u in c["trials_detail"]})
             config = f"{config}; {trials} trials, {len(c['trials_detail'])} trainings"
-        lines.append(f"| {LABELS[key]} | {config} | {c.get('cost', 0):.1f} | {_num(c.get('first'))} | "
-                     f"{_num(c.get('second'))} | {_num(c.get('weighted'))} | {better} |")
+        lines.append(_row(LABELS[key], config, c, better))
+        if key == "baseline" and c.get("autotrain"):
+            a = c["autotrain"]
+            lines.append(_row(LABELS["autotrain"], str(a.get("config") or a.get("failure") or "-"), a,
+                              _pct(_improvement(t.get("weighted"), a.get("weighted")))))
     base = t.get("base")
     if base:
         lines.append(f"| {LABELS['base']} | - | - | {_num(base.get('first'))} | {_num(base.get('second'))} | "
                      f"{_num(base.get('weighted'))} | {_pct(_improvement(t.get('weighted'), base.get('weighted')))} |")
     return "\n".join(lines)
+
+
+def _row(label: str, config: str, c: dict[str, Any], better: str) -> str:
+    return (f"| {label} | {config} | {c.get('cost', 0):.1f} | {_num(c.get('first'))} | "
+            f"{_num(c.get('second'))} | {_num(c.get('weighted'))} | {better} |")
 
 
 def _improvement(tournament: float | None, other: float | None) -> float | None:

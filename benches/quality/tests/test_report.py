@@ -52,3 +52,15 @@ def test_the_halving_tournament_says_what_share_of_b_it_spent():
     row = [line for line in table.splitlines() if "successive halving" in line][0]
     assert "carol: full-ft; 40 % of B" in row and "| 96.0 |" in row
     assert "+6.2 %" in row  # (1.13 - 1.06) / 1.13: the full tournament did better
+
+
+def test_the_baseline_fitted_to_b_shows_its_autotrain_calibration_run_as_a_reference_row():
+    autotrain = {"config": "baseline", "cost": 20.0, "first": 3.6, "second": 3.5, "weighted": 3.57}
+    fitted = {"config": "baseline, 33 epochs", "cost": 236.0, "first": 2.0, "second": 2.1, "weighted": 2.03,
+              "autotrain": autotrain}
+    table = report.task_table(dict(TASK, baseline=fitted), "cpu")
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    assert "baseline, 33 epochs | 236.0" in rows["baseline, all of B"]
+    assert "+47.8 %" in rows["baseline, all of B"]  # (2.03 - 1.06) / 2.03
+    assert "| 20.0 |" in rows["baseline, AutoTrain's 3 epochs (reference)"]
+    assert "+70.3 %" in rows["baseline, AutoTrain's 3 epochs (reference)"]  # (3.57 - 1.06) / 3.57
