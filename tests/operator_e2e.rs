@@ -36,6 +36,8 @@ mod task_source;
 mod hostile;
 #[path = "operator_e2e/kubelet.rs"]
 mod kubelet;
+#[path = "operator_e2e/kueue.rs"]
+mod kueue;
 #[path = "operator_e2e/lease.rs"]
 mod lease;
 

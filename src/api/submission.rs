@@ -85,9 +85,12 @@ pub struct MinerSubmissionSpec {
 /// Where a submission's trainer is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 pub enum SubmissionPhase {
-    /// The trainer Job exists but no pod runs yet (queued, or waiting for GPUs).
+    /// The trainer Job exists but no pod runs yet (waiting for GPUs, image pull).
     #[default]
     Pending,
+    /// The trainer Job waits, suspended, for its Kueue queue to admit it; its hours have not
+    /// started.
+    Queued,
     Training,
     /// The trainer exited 0: the artifact is ready to evaluate.
     Succeeded,
@@ -95,12 +98,18 @@ pub enum SubmissionPhase {
 }
 
 impl SubmissionPhase {
-    pub const ALL: [SubmissionPhase; 4] =
-        [SubmissionPhase::Pending, SubmissionPhase::Training, SubmissionPhase::Succeeded, SubmissionPhase::Failed];
+    pub const ALL: [SubmissionPhase; 5] = [
+        SubmissionPhase::Pending,
+        SubmissionPhase::Queued,
+        SubmissionPhase::Training,
+        SubmissionPhase::Succeeded,
+        SubmissionPhase::Failed,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             SubmissionPhase::Pending => "Pending",
+            SubmissionPhase::Queued => "Queued",
             SubmissionPhase::Training => "Training",
             SubmissionPhase::Succeeded => "Succeeded",
             SubmissionPhase::Failed => "Failed",

@@ -273,7 +273,7 @@ impl<'a> Executor<'a> {
         observation.recorded = self.recorded;
         observation.workloads = self.results.clone();
         for (id, _) in &self.queue {
-            observation.workloads.insert(id.clone(), WorkloadState::Pending);
+            observation.workloads.insert(id.clone(), WorkloadState::Pending { since: None });
         }
         for running in &self.running {
             observation.workloads.insert(running.id.clone(), WorkloadState::Running { started_at: running.started_at });

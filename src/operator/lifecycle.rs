@@ -135,7 +135,13 @@ fn job_state(
             retryable: true,
         };
     }
-    if status.ready.unwrap_or(0) > 0 { WorkloadState::Running { started_at } } else { WorkloadState::Pending }
+    if job.spec.as_ref().and_then(|s| s.suspend) == Some(true) {
+        WorkloadState::Queued
+    } else if status.ready.unwrap_or(0) > 0 {
+        WorkloadState::Running { started_at }
+    } else {
+        WorkloadState::Pending { since: time(&status.start_time) }
+    }
 }
 
 /// The preparation: its termination message is `{"rows","train","test","synthetic"}`.
@@ -240,7 +246,8 @@ pub fn training_state(submission: &MinerSubmission) -> WorkloadState {
     let status = submission.status.clone().unwrap_or_default();
     let started_at = status.started_at.unwrap_or(created);
     match status.phase {
-        SubmissionPhase::Pending => WorkloadState::Pending,
+        SubmissionPhase::Pending => WorkloadState::Pending { since: status.started_at },
+        SubmissionPhase::Queued => WorkloadState::Queued,
         SubmissionPhase::Training => WorkloadState::Running { started_at },
         SubmissionPhase::Succeeded => WorkloadState::Succeeded {
             started_at,

@@ -84,7 +84,12 @@ fn evaluator_results_come_from_the_termination_message_only() {
     // Another container's message is never read.
     assert!(matches!(evaluation_state(&running, &[pod("sidecar", 0, Some(good))]), WorkloadState::Running { .. }));
     let pending = job(serde_json::json!({"active": 1}));
-    assert_eq!(evaluation_state(&pending, &[]), WorkloadState::Pending);
+    assert_eq!(evaluation_state(&pending, &[]), WorkloadState::Pending { since: None });
+    let admitted = job(serde_json::json!({"active": 1, "startTime": "2026-11-26T10:00:00Z"}));
+    assert_eq!(
+        evaluation_state(&admitted, &[]),
+        WorkloadState::Pending { since: Some("2026-11-26T10:00:00Z".parse().unwrap()) }
+    );
 }
 
 #[test]

@@ -229,6 +229,9 @@ pub fn next_status(
                 Some(message) => format!("{}: {message}", failed.reason.unwrap_or_default()),
                 None => failed.reason.unwrap_or_else(|| "Failed".to_string()),
             });
+        } else if job.spec.as_ref().and_then(|s| s.suspend) == Some(true) {
+            // Kueue holds the Job until its quota admits it (and suspends it again to preempt).
+            status.phase = SubmissionPhase::Queued;
         } else if job_status.ready.unwrap_or(0) > 0 {
             // A ready pod is a running trainer; an active one may still wait for GPUs.
             status.phase = SubmissionPhase::Training;
@@ -243,6 +246,7 @@ pub fn next_status(
         }
         SubmissionPhase::Training => Observed::new("Trained", None, "Training", ""),
         SubmissionPhase::Pending => Observed::new("Trained", None, "WaitingForGpus", ""),
+        SubmissionPhase::Queued => Observed::new("Trained", None, "WaitingForAdmission", ""),
     };
     status.conditions = conditions::merge(&previous.conditions, &[trained], generation, now);
     status
@@ -281,6 +285,27 @@ mod tests {
         assert!(conditions::is_true(&succeeded.conditions, "Trained"));
         // Idempotent: the same Job later gives the same status.
         assert_eq!(next_status(&succeeded, Some(&done), Some(1), now() + chrono::Duration::hours(1)), succeeded);
+    }
+
+    #[test]
+    fn a_suspended_job_is_queued_and_its_training_waits_without_a_clock() {
+        use crate::tournament::WorkloadState;
+        use k8s_openapi::api::batch::v1::JobSpec;
+        let mut suspended = job(serde_json::json!({}));
+        suspended.spec = Some(JobSpec { suspend: Some(true), ..JobSpec::default() });
+        let queued = next_status(&Default::default(), Some(&suspended), Some(1), now());
+        assert_eq!(queued.phase, SubmissionPhase::Queued);
+        assert_eq!(queued.conditions[0].reason, "WaitingForAdmission");
+        let mut submission = submission(None, None);
+        submission.status = Some(queued.clone());
+        assert_eq!(super::super::lifecycle::training_state(&submission), WorkloadState::Queued);
+        // Admitted (resumed): the Job's startTime is the admission, the pending clock's start.
+        let admitted = job(serde_json::json!({"active": 1, "startTime": "2026-11-26T11:40:00Z"}));
+        submission.status = Some(next_status(&queued, Some(&admitted), Some(1), now()));
+        assert_eq!(
+            super::super::lifecycle::training_state(&submission),
+            WorkloadState::Pending { since: Some("2026-11-26T11:40:00Z".parse().unwrap()) }
+        );
     }
 
     fn submission(owner_uid: Option<&str>, token: Option<&str>) -> MinerSubmission {

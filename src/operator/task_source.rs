@@ -101,7 +101,10 @@ async fn reconcile_source(guarded: Arc<DeserializeGuard<TaskSource>>, ctx: Arc<C
                 .filter(|s| {
                     // A trainer not yet observed (no status) does not run either: counting it
                     // closes the window in which a just-staffed organic Task looked satisfied.
-                    s.spec.task == task && s.status.as_ref().is_none_or(|st| st.phase == SubmissionPhase::Pending)
+                    s.spec.task == task
+                        && s.status
+                            .as_ref()
+                            .is_none_or(|st| matches!(st.phase, SubmissionPhase::Pending | SubmissionPhase::Queued))
                 })
                 .count();
             plan::organic_waiting(t.phase(), pending).map(|why| (task, why))

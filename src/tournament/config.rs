@@ -33,8 +33,9 @@ pub struct LifecycleConfig {
     /// Writing the synthetic set with a generator model (`spec.dataset.generator`) running
     /// longer than this fails the task (after retries).
     pub synthesize_timeout_s: u64,
-    /// A workload requested this long ago that has not started is stopped and failed. `None`:
-    /// wait as long as it takes (the local executor queues work behind its parallelism limit).
+    /// A workload requested (or admitted by its queue) this long ago that has not started is
+    /// stopped and failed; one still waiting in a Kueue queue never is. `None`: wait as long as
+    /// it takes (the local executor queues work behind its parallelism limit).
     pub pending_timeout_s: Option<u64>,
 }
 

@@ -382,12 +382,16 @@ impl Step<'_> {
         };
         let id = WorkloadId::new(kind, entrant, attempt).at_rung(rung);
         let now = self.now();
-        let started_at = match self.obs.workloads.get(&id) {
+        // Until it starts, the pending timeout counts from the later of the request and the
+        // workload's admission; a queued workload has no timeout.
+        let (started_at, pending_since) = match self.obs.workloads.get(&id) {
             None if seen => {
                 return self.retry_or_fail(&id, now, "the workload disappeared (lost or interrupted)", "", true);
             }
-            None | Some(WorkloadState::Pending) => None,
-            Some(WorkloadState::Running { started_at }) => Some(*started_at),
+            None => (None, Some(requested_at)),
+            Some(WorkloadState::Queued) => (None, None),
+            Some(WorkloadState::Pending { since }) => (None, Some(since.map_or(requested_at, |s| s.max(requested_at)))),
+            Some(WorkloadState::Running { started_at }) => (Some(*started_at), None),
             Some(WorkloadState::Succeeded { started_at, finished_at, output }) => {
                 return Work::Succeeded {
                     attempt,
@@ -410,15 +414,15 @@ impl Step<'_> {
                     None
                 }
             }
-            None => match self.config.lifecycle.pending_timeout() {
-                Some(timeout) if now > requested_at + timeout => {
+            None => match (pending_since, self.config.lifecycle.pending_timeout()) {
+                (Some(since), Some(timeout)) if now > since + timeout => {
                     Some(format!("did not start within {} s", timeout.num_seconds()))
                 }
-                Some(timeout) => {
-                    self.wake(requested_at + timeout);
+                (Some(since), Some(timeout)) => {
+                    self.wake(since + timeout);
                     None
                 }
-                None => None,
+                _ => None,
             },
         };
         if let Some(reason) = stop {

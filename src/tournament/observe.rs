@@ -111,8 +111,16 @@ impl Observation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "camelCase")]
 pub enum WorkloadState {
-    /// Accepted but not started (queued, pod unscheduled, image pulling).
-    Pending,
+    /// Waiting in a queue that admits work by quota (a Kueue-suspended Job): no pending timeout
+    /// runs while it waits, however long.
+    Queued,
+    /// Admitted but not started (pod unscheduled, image pulling). `since`: when it was let run
+    /// (a Job's `startTime`: its creation, or its admission by the queue); the pending timeout
+    /// counts from then.
+    Pending {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<DateTime<Utc>>,
+    },
     Running {
         started_at: DateTime<Utc>,
     },

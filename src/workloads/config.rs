@@ -28,7 +28,8 @@ pub struct WorkloadConfig {
     /// How to reach `s3://` artifacts (endpoint, region); required with them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_store: Option<crate::storage::ObjectStore>,
-    /// Kueue LocalQueue for trainer and evaluation Jobs; without it Jobs are not queued.
+    /// Kueue LocalQueue for trainer and evaluation Jobs (created suspended until admitted);
+    /// without it Jobs are not queued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kueue_queue: Option<String>,
     /// Scheduling of the CPU-only preparation Job.
@@ -50,8 +51,8 @@ pub struct WorkloadConfig {
     /// moment after it starts (kube-router); it fails the trainer where policies are not enforced.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub await_isolation: bool,
-    /// Timeouts and retries of the shared lifecycle (`tournament::LifecycleConfig`); e.g.
-    /// `pendingTimeoutS: null` lets trainers wait for GPUs behind a Kueue quota indefinitely.
+    /// Timeouts and retries of the shared lifecycle (`tournament::LifecycleConfig`). A Job
+    /// waiting in its Kueue queue has no pending timeout; it counts from admission.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle: Option<crate::tournament::LifecycleConfig>,
 }

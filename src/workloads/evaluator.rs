@@ -108,10 +108,7 @@ pub(crate) fn trusted_job(
     view: super::ArtifactView<'_>,
     config: &WorkloadConfig,
 ) -> Job {
-    let mut job_labels = pod_labels.clone();
-    if let Some(queue) = &config.kueue_queue {
-        job_labels.insert(labels::KUEUE_QUEUE.to_string(), queue.clone());
-    }
+    let (job_labels, suspend) = super::queued(config, pod_labels.clone());
     let mut staged = view.finish(super::scratch_volume("100Gi"));
     super::add_shared_memory(&mut staged, run.gpus);
     Job {
@@ -119,6 +116,7 @@ pub(crate) fn trusted_job(
         spec: Some(JobSpec {
             backoff_limit: Some(0),
             active_deadline_seconds: Some(super::deadline_seconds(config.evaluation_hours)),
+            suspend,
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta { labels: Some(pod_labels), ..ObjectMeta::default() }),
                 spec: Some(super::gpu_class_pod(

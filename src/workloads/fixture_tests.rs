@@ -52,6 +52,7 @@ fn trainer_job_is_locked_down() {
     let job = trainer::trainer_job(&submission, &config(), None).unwrap();
     let job_spec = job.spec.unwrap();
     assert_eq!(job_spec.active_deadline_seconds, Some(2 * 3600 + 1800 + 120), "the hours and the grace");
+    assert_eq!(job_spec.suspend, Some(true), "queued by Kueue: created suspended, resumed on admission");
     let pod = job_spec.template.spec.unwrap();
     assert_eq!(pod.automount_service_account_token, Some(false));
     assert_eq!(pod.security_context.as_ref().unwrap().run_as_non_root, Some(true));

@@ -152,6 +152,23 @@ pub(crate) fn base_labels(role: &str, task: &str) -> BTreeMap<String, String> {
     ])
 }
 
+/// The Job's labels, with its Kueue LocalQueue when one is configured, and whether it is created
+/// suspended: a queued Job starts suspended so that no pod exists before Kueue admits it (with or
+/// without Kueue's defaulting webhook); admission resumes it, and resuming resets the Job's
+/// `startTime` and `activeDeadlineSeconds`, so a trainer's hours count from its admission.
+pub(crate) fn queued(
+    config: &WorkloadConfig,
+    mut job_labels: BTreeMap<String, String>,
+) -> (BTreeMap<String, String>, Option<bool>) {
+    match &config.kueue_queue {
+        Some(queue) => {
+            job_labels.insert(labels::KUEUE_QUEUE.to_string(), queue.clone());
+            (job_labels, Some(true))
+        }
+        None => (job_labels, None),
+    }
+}
+
 /// Label values are at most 63 characters; names of our objects already are.
 pub fn label_value(value: &str) -> String {
     if value.len() <= 63 { value.to_string() } else { child_name(&[value]) }

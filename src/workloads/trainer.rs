@@ -63,10 +63,7 @@ pub fn trainer_job(
 
     let mut pod_labels = super::base_labels(labels::ROLE_TRAINER, &spec.task);
     pod_labels.insert(labels::MINER.to_string(), super::label_value(&spec.miner));
-    let mut job_labels = pod_labels.clone();
-    if let Some(queue) = &config.kueue_queue {
-        job_labels.insert(labels::KUEUE_QUEUE.to_string(), queue.clone());
-    }
+    let (job_labels, suspend) = super::queued(config, pod_labels.clone());
     let mut staged = view.finish(super::scratch_volume("200Gi"));
     super::add_shared_memory(&mut staged, spec.gpus);
     // The miner's code is the one that must not start before the pod's policy is in force.
@@ -84,6 +81,7 @@ pub fn trainer_job(
             // The trainer counts its hours from its own start, later than the Job's (scheduling,
             // image pull): the grace lets it save at its deadline before the Job ends it.
             active_deadline_seconds: Some(deadline),
+            suspend,
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta { labels: Some(pod_labels), ..ObjectMeta::default() }),
                 spec: Some(super::gpu_class_pod(

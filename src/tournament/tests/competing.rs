@@ -7,7 +7,7 @@ fn a_running_training_is_tracked_and_stopped_after_deadline_and_grace() {
     let state = training_state();
     let mut o = obs(secs(3));
     o.workloads.insert(id(WorkKind::Train, "alice", 1), WorkloadState::Running { started_at: secs(3) });
-    o.workloads.insert(id(WorkKind::Train, "bob", 1), WorkloadState::Pending);
+    o.workloads.insert(id(WorkKind::Train, "bob", 1), WorkloadState::Pending { since: None });
     let d = step(&state, &o);
     let alice = d.state.entrant("alice").unwrap();
     assert_eq!(alice.training, Work::Active { attempt: 1, requested_at: secs(1), started_at: Some(secs(3)) });
@@ -78,13 +78,45 @@ fn a_workload_that_never_starts_times_out_when_configured() {
     cfg.lifecycle.pending_timeout_s = Some(100);
     let state = training_state();
     let mut o = obs(secs(50));
-    o.workloads.insert(id(WorkKind::Train, "alice", 1), WorkloadState::Pending);
+    o.workloads.insert(id(WorkKind::Train, "alice", 1), WorkloadState::Pending { since: None });
     let d = decide("task-1", &spec(), &state, &o, &cfg);
     assert_eq!(d.wake_at, Some(secs(101)));
     o.now = secs(102);
     let d = decide("task-1", &spec(), &d.state, &o, &cfg);
     assert!(starts(&d).contains(&"stop train-alice-1".to_string()));
     assert!(d.state.entrant("alice").unwrap().training.failure().unwrap().contains("did not start"));
+}
+
+#[test]
+fn a_queued_workload_waits_without_timeout_and_its_clocks_start_at_admission() {
+    let mut cfg = config();
+    cfg.lifecycle.pending_timeout_s = Some(100);
+    let mut state = training_state();
+    let mut o = obs(secs(50));
+    // Queued behind a GPU quota far longer than both the pending timeout and the hours.
+    o.workloads.insert(id(WorkKind::Train, "alice", 1), WorkloadState::Queued);
+    for now in [50, 500, 5_000] {
+        o.now = secs(now);
+        let d = decide("task-1", &spec(), &state, &o, &cfg);
+        assert!(!starts(&d).contains(&"stop train-alice-1".to_string()), "stopped while queued at {now} s");
+        assert_eq!(d.state.entrant("alice").unwrap().training.failure(), None);
+        state = d.state;
+    }
+    // Admitted at 5,000 s and not started yet: the pending timeout counts from admission.
+    o.workloads.insert(id(WorkKind::Train, "alice", 1), WorkloadState::Pending { since: Some(secs(5_000)) });
+    o.now = secs(5_050);
+    let d = decide("task-1", &spec(), &state, &o, &cfg);
+    assert_eq!(d.wake_at, Some(secs(5_100)));
+    assert_eq!(d.state.entrant("alice").unwrap().training.failure(), None);
+    // Running from 5,060 s: its hours (36 s) and grace (10 s) count from then.
+    o.workloads.insert(id(WorkKind::Train, "alice", 1), WorkloadState::Running { started_at: secs(5_060) });
+    o.now = secs(5_070);
+    let d = decide("task-1", &spec(), &d.state, &o, &cfg);
+    assert!(!starts(&d).contains(&"stop train-alice-1".to_string()));
+    assert_eq!(d.wake_at, Some(secs(5_060 + 36 + 10)));
+    o.now = secs(5_060 + 36 + 11);
+    let d = decide("task-1", &spec(), &d.state, &o, &cfg);
+    assert!(starts(&d).contains(&"stop train-alice-1".to_string()), "past its hours counted from admission");
 }
 
 /// Observations in which everything trained and was sealed; `evals` are the evaluation results.
