@@ -162,3 +162,15 @@ def train(task: str, base: Path, train_data: Path, output: Path, strategy: str,
                 "stopped_by_deadline"):
         assert key in summary
     return summary
+
+
+def stopped_midway(out: Path, dest: Path, epochs_done: float) -> Path:
+    """A copy of a finished training's output as a slice stopped at its deadline leaves it: the
+    same files, with ``epochs_done`` below the strategy's epochs (the trainer writes the count
+    it reached; a deadline is a matter of timing, which tests do not rely on)."""
+    import shutil
+
+    shutil.copytree(out, dest)
+    info = json.loads((dest / "checkpoint.json").read_text())
+    (dest / "checkpoint.json").write_text(json.dumps({**info, "epochs_done": epochs_done}))
+    return dest

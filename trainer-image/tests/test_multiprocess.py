@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from conftest import DPO_COLUMNS, INS_COLUMNS, Data, evaluate, run_cli
+from conftest import DPO_COLUMNS, INS_COLUMNS, Data, evaluate, run_cli, stopped_midway
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 # The sharded evaluation deals the one-process batches over the processes and adds the
@@ -318,6 +318,7 @@ def test_fsdp_resume_continues_from_a_sharded_run(
         tmp_path: Path) -> None:
     first, lines = full_2p
     out = tmp_path / "resumed"
+    first = stopped_midway(first, tmp_path / "first-after-1-of-3", 1.0)
     proc = run(*train_args(data, text_base, out, "--strategy", "full-ft", "--strategy-overrides",
                            FULL_3_STEPS, "--resume-from", first))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -382,6 +383,7 @@ def test_fsdp_dpo_resume_keeps_the_base_as_reference(
         data: Data, text_base: Path, dpo_full_2p: tuple[Path, list[float]],
         tmp_path: Path) -> None:
     first, losses = dpo_full_2p
+    first = stopped_midway(first, tmp_path / "first-after-1-of-3", 1.0)
     proc = run(*dpo_full_args(data, text_base, tmp_path / "resumed", DPO_PAIRS // 2,
                               "--processes", "2", "--resume-from", first))
     assert proc.returncode == 0, proc.stderr[-3000:]

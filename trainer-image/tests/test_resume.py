@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import INS_COLUMNS, Data, evaluate, run_cli, train
+from conftest import INS_COLUMNS, Data, evaluate, run_cli, stopped_midway, train
 
 ONE_EPOCH = '{"epochs": 1}'
 
@@ -31,26 +31,50 @@ def first_slice(data: Data, text_base: Path, workdir: Path) -> tuple[Path, list[
     _, events = ins_train(data, text_base, out, "lora-fast")
     info = json.loads((out / "checkpoint.json").read_text())
     assert info["strategy"] == "lora-fast" and info["fingerprint"].startswith("sha256:")
+    assert info["epochs_done"] == 1.0, "its one epoch, all trained"
     return out, events
 
 
-def test_a_resumed_lora_training_starts_where_its_checkpoint_left_off(
+def identity(info: dict) -> dict:
+    return {k: v for k, v in info.items() if k != "epochs_done"}
+
+
+def test_a_resumed_lora_training_continues_its_epochs_from_its_checkpoint(
         data: Data, text_base: Path, workdir: Path, first_slice: tuple[Path, list[dict]]) -> None:
     previous, events = first_slice
+    first_steps = json.loads((previous / "training.json").read_text())["steps"]
+    halfway = stopped_midway(previous, workdir / "slice0-halfway", 0.5)
     out = workdir / "slice1"
-    summary, resumed = ins_train(data, text_base, out, "lora-fast", "--resume-from", previous)
-    assert summary["steps"] > 0
+    summary, resumed = ins_train(data, text_base, out, "lora-fast", "--resume-from", halfway)
+    # The half epoch left, not the strategy's whole epoch again.
+    assert summary["steps"] == summary["total_steps"] == -(-first_steps // 2), (summary, first_steps)
     # It continues from the trained adapter: its first loss is well below a fresh start's.
     assert first_loss(resumed) < 0.9 * first_loss(events), (first_loss(resumed), first_loss(events))
     result = evaluate("instruct", text_base, out / "model", data.ins_test, data.ins_synth, "--columns", INS_COLUMNS)
     assert result["ok"] is True, result
-    assert (out / "checkpoint.json").read_text() == (previous / "checkpoint.json").read_text()
+    info = json.loads((out / "checkpoint.json").read_text())
+    assert identity(info) == identity(json.loads((previous / "checkpoint.json").read_text()))
+    assert info["epochs_done"] == 1.0, info
+
+
+def test_a_slice_after_all_epochs_trains_nothing_and_hands_on_its_model(
+        data: Data, text_base: Path, workdir: Path, first_slice: tuple[Path, list[dict]]) -> None:
+    previous, _ = first_slice
+    out = workdir / "slice1-after-all"
+    summary, events = ins_train(data, text_base, out, "lora-fast", "--resume-from", previous)
+    assert summary["steps"] == 0 and not [e for e in events if e["event"] == "progress"], summary
+    for path in (previous / "model").iterdir():
+        assert (out / "model" / path.name).read_bytes() == path.read_bytes(), path.name
+    assert json.loads((out / "checkpoint.json").read_text())["epochs_done"] == 1.0
+    result = evaluate("instruct", text_base, out / "model", data.ins_test, data.ins_synth, "--columns", INS_COLUMNS)
+    assert result["ok"] is True, result
 
 
 def test_a_resumed_full_finetune_continues_from_its_own_weights(
         data: Data, text_base: Path, workdir: Path) -> None:
     _, fresh = ins_train(data, text_base, workdir / "full0", "full-ft")
-    _, resumed = ins_train(data, text_base, workdir / "full1", "full-ft", "--resume-from", workdir / "full0")
+    halfway = stopped_midway(workdir / "full0", workdir / "full0-halfway", 0.5)
+    _, resumed = ins_train(data, text_base, workdir / "full1", "full-ft", "--resume-from", halfway)
     assert first_loss(resumed) < first_loss(fresh)
     assert (workdir / "full1" / "model" / "model.safetensors").is_file()
 

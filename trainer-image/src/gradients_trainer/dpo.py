@@ -53,7 +53,7 @@ def train_dpo(ctx: TextTrainContext) -> RunState:
             for e in examples
         ]
     )
-    kwargs = common_args(ctx.strategy, ctx.output, ctx.seed)
+    kwargs = common_args(ctx.strategy, ctx.output, ctx.seed, ctx.epochs)
     args = DPOConfig(
         **kwargs,
         beta=ctx.strategy.dpo_beta,

@@ -29,7 +29,7 @@ def train_grpo(ctx: TextTrainContext) -> RunState:
     dataset = Dataset.from_list(rows)
     specs: list[RewardSpec] = ctx.rewards
     rewards = [SandboxedReward(spec) for spec in specs]
-    kwargs = common_args(s, ctx.output, ctx.seed)
+    kwargs = common_args(s, ctx.output, ctx.seed, ctx.epochs)
     # One prompt group per optimiser step on small budgets: batch = num_generations.
     kwargs["per_device_train_batch_size"] = s.grpo_num_generations
     kwargs["gradient_accumulation_steps"] = max(1, s.grad_accum // 2)

@@ -31,6 +31,7 @@ class StepControl:
 
     def begin(self, max_steps: int) -> None:
         self.run.planned_steps = max_steps
+        self.run.schedule_steps = max_steps
         self.budget.step_started()
 
     def end(self, step: int, max_steps: int, model: Any) -> bool:

@@ -5,8 +5,11 @@ Every training writes ``OUTPUT/checkpoint.json`` before its first step: the fing
 what it trains (task type, base model, training data) and its strategy. The periodic saves
 keep ``OUTPUT/model/`` valid, so even a training stopped at its deadline can be continued.
 A resumed training starts from those weights (the adapter, or the full model) with a fresh
-optimiser and schedule for its own, new budget; a checkpoint of another base model, task,
-dataset or strategy is refused (exit 2).
+optimiser, and continues the strategy's epochs: ``checkpoint.json`` counts the epochs trained
+so far (``epochs_done``, over all slices), a slice trains only the rest, and once the epochs are
+all done a further slice trains nothing and hands on the model it resumed (so an epoch-bound
+miner costs a halving tournament no more than one full training). A checkpoint of another base
+model, task, dataset or strategy is refused (exit 2).
 """
 
 from __future__ import annotations
@@ -58,9 +61,26 @@ def strategy_key(strategy: Strategy) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def write_checkpoint_info(output: Path, print_: str, strategy: Strategy) -> None:
-    info = {"fingerprint": print_, "strategy": strategy.name, "strategy_key": strategy_key(strategy)}
+def write_checkpoint_info(output: Path, print_: str, strategy: Strategy, epochs_done: float = 0.0) -> None:
+    info = {"fingerprint": print_, "strategy": strategy.name, "strategy_key": strategy_key(strategy),
+            "epochs_done": round(epochs_done, 6)}
     (output / CHECKPOINT_FILE).write_text(json.dumps(info, indent=2) + "\n")
+
+
+def epochs_done(resume: Path) -> float:
+    """The epochs the checkpoint's trainings trained in all (0 for a checkpoint without the count)."""
+    try:
+        value = json.loads((resume / CHECKPOINT_FILE).read_text()).get("epochs_done", 0.0)
+        return max(0.0, float(value))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0.0
+
+
+def epochs_after(before: float, epochs: float, steps: int, schedule_steps: int) -> float:
+    """Epochs done once ``steps`` of a ``schedule_steps`` schedule over ``epochs`` ran."""
+    if schedule_steps <= 0:
+        return before
+    return before + epochs * min(1.0, steps / schedule_steps)
 
 
 def check_resume(resume: Path, print_: str, strategy: Strategy, task: TaskType) -> Path:

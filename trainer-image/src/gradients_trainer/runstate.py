@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 @dataclass
 class RunState:
     planned_steps: int = 0
+    # The whole schedule's optimiser steps (its epochs), before the deadline caps the plan.
+    schedule_steps: int = 0
     steps: int = 0
     last_loss: float | None = None
     losses: list[float] = field(default_factory=list)

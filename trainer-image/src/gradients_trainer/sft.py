@@ -107,7 +107,7 @@ def train_sft(ctx: TextTrainContext) -> RunState:
         run.tokens = int(dist.sum_of(float(collator.tokens))[0])
         return run
     run = RunState()
-    args = TrainingArguments(**common_args(ctx.strategy, ctx.output, ctx.seed))
+    args = TrainingArguments(**common_args(ctx.strategy, ctx.output, ctx.seed, ctx.epochs))
     trainer = Trainer(
         model=model,
         args=args,

@@ -104,7 +104,7 @@ def train_sharded(ctx: TextTrainContext, model: Any, dataset: Any, objective: Ob
     import torch
     from transformers import Trainer, TrainingArguments, get_scheduler
 
-    args = TrainingArguments(**common_args(ctx.strategy, ctx.output, ctx.seed))
+    args = TrainingArguments(**common_args(ctx.strategy, ctx.output, ctx.seed, ctx.epochs))
     on_gpu = torch.cuda.is_available()
     device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else torch.device("cpu")
     model.config.use_cache = False

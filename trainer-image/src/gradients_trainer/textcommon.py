@@ -26,6 +26,8 @@ class TextTrainContext:
     rewards: list[Any] = field(default_factory=list)
     # ``--resume-from``: the checked model directory of an earlier slice to start from.
     start_from: Path | None = None
+    # Epochs to train: the strategy's, less those the earlier slices trained (None: all).
+    epochs: float | None = None
     method: str = "lora"
     final_model: Any = None
     # FSDP: the weights are sharded, so every process takes part in each save.

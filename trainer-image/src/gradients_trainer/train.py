@@ -62,12 +62,18 @@ def _run_train(req: TrainRequest, budget: Budget, started: float) -> TrainingSum
         load_image_folder(req.train_data, "--train-data")
     print_ = resume.fingerprint(req.task, req.base_model, req.train_data)
     start_from = None
+    done = 0.0
     if req.resume_from is not None:
         start_from = resume.check_resume(req.resume_from, print_, req.strategy, req.task)
+        done = resume.epochs_done(req.resume_from)
     req.output.mkdir(parents=True, exist_ok=True)
     (req.output / ".trainer").mkdir(exist_ok=True)
     if dist.is_main():
-        resume.write_checkpoint_info(req.output, print_, req.strategy)
+        # Before the first step, so that even a killed slice hands on the count it started from.
+        resume.write_checkpoint_info(req.output, print_, req.strategy, done)
+    remaining = req.strategy.epochs - done
+    if start_from is not None and remaining < EPOCH_EPSILON:
+        return _schedule_complete(req, start_from, done, budget, started)
 
     from .basemodel import seed_everything
 
@@ -79,13 +85,39 @@ def _run_train(req: TrainRequest, budget: Budget, started: float) -> TrainingSum
                              req.seed, budget)
         run, method = result.run, result.method
     else:
-        run, method = _train_text(req, budget, examples, specs, start_from)
+        run, method = _train_text(req, budget, examples, specs, start_from,
+                                  remaining if start_from is not None else None)
     if not dist.is_main():
         return _summary(req, run, method, budget, started)
+    if req.task.is_text:
+        epochs = remaining if start_from is not None else req.strategy.epochs
+        resume.write_checkpoint_info(req.output, print_, req.strategy,
+                                     resume.epochs_after(done, epochs, run.steps, run.schedule_steps))
     shutil.rmtree(req.output / ".trainer", ignore_errors=True)
     summary = _summary(req, run, method, budget, started)
     (req.output / TRAINING_SUMMARY_FILE).write_text(json.dumps(summary.to_json(), indent=2) + "\n")
     emit("done", **summary.to_json())
+    return summary
+
+
+# Less than this of an epoch left: the schedule is complete (a fraction of one step).
+EPOCH_EPSILON = 1e-3
+
+
+def _schedule_complete(req: TrainRequest, start_from: Path, done: float, budget: Budget,
+                       started: float) -> TrainingSummary:
+    """The earlier slices trained all the strategy's epochs: this slice trains nothing and hands
+    on the model it resumed, so an epoch-bound miner's later slices cost only their start."""
+    if dist.is_main():
+        log(f"resume: the earlier slices trained {done:g} of {req.strategy.epochs:g} epochs; "
+            "nothing left to train, the resumed model is this slice's")
+        shutil.copytree(start_from, req.output / resume.MODEL_DIR, dirs_exist_ok=True)
+        shutil.rmtree(req.output / ".trainer", ignore_errors=True)
+    method = "lora" if resume.is_adapter(start_from) else "full"
+    summary = _summary(req, RunState(), method, budget, started)
+    if dist.is_main():
+        (req.output / TRAINING_SUMMARY_FILE).write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+        emit("done", **summary.to_json())
     return summary
 
 
@@ -108,6 +140,7 @@ def _summary(req: TrainRequest, run: RunState, method: str, budget: Budget,
 def _train_text(
     req: TrainRequest, budget: Budget, examples: list[object], specs: list[RewardSpec],
     start_from: Path | None,
+    epochs: float | None,
 ) -> tuple[RunState, str]:
     from .modelio import load_tokenizer
     from .textcommon import TextTrainContext
@@ -124,6 +157,7 @@ def _train_text(
         tokenizer=tokenizer,
         rewards=specs,
         start_from=start_from,
+        epochs=epochs,
     )
     if req.task is TaskType.INSTRUCT:
         from .sft import train_sft
