@@ -375,9 +375,9 @@ impl Step<'_> {
     /// Folds the observation of one workload into its `Work`: starts, finishes, failures,
     /// retries (a new `Requested` attempt), losses and timeouts (with a `StopWorkload`).
     fn track(&mut self, work: &Work, kind: WorkKind, entrant: &str, rung: u32, limit: Limit<'_>) -> Work {
-        let (attempt, requested_at, seen) = match work {
-            Work::Requested { attempt, requested_at } => (*attempt, *requested_at, false),
-            Work::Active { attempt, requested_at, .. } => (*attempt, *requested_at, true),
+        let (attempt, requested_at, seen, ran_from) = match work {
+            Work::Requested { attempt, requested_at } => (*attempt, *requested_at, false, None),
+            Work::Active { attempt, requested_at, started_at } => (*attempt, *requested_at, true, *started_at),
             _ => return work.clone(),
         };
         let id = WorkloadId::new(kind, entrant, attempt).at_rung(rung);
@@ -390,6 +390,11 @@ impl Step<'_> {
             }
             None => (None, Some(requested_at)),
             Some(WorkloadState::Queued) => (None, None),
+            // Seen running from the same start: its pod has ended and its Job is not yet marked
+            // Complete. Still that run, under its deadline, not a new wait.
+            Some(WorkloadState::Pending { since }) if ran_from.is_some_and(|r| since.is_none_or(|s| s <= r)) => {
+                (ran_from, None)
+            }
             Some(WorkloadState::Pending { since }) => (None, Some(since.map_or(requested_at, |s| s.max(requested_at)))),
             Some(WorkloadState::Running { started_at }) => (Some(*started_at), None),
             Some(WorkloadState::Succeeded { started_at, finished_at, output }) => {

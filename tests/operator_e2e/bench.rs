@@ -119,9 +119,19 @@ fn control_plane_cpu() -> BTreeMap<String, f64> {
 async fn bench_scale() {
     let count = env_or("GRADIENTS_BENCH_TASKS", 2);
     let miners = env_or("GRADIENTS_BENCH_MINERS", 2);
+    // With a GPU quota: Kueue's controller admits the trainer and evaluation Jobs within it.
+    let kueue_gpus = env_or("GRADIENTS_BENCH_KUEUE_GPUS", 0);
     let cluster = Cluster::connect().await;
     let ns = cluster.fresh_namespace("e2e-bench").await;
-    cluster.helm_install_chart_for(&[&ns]);
+    let kueue = if kueue_gpus > 0 {
+        let kueue = crate::kueue::Kueue::start(&cluster).await;
+        cluster.apply_yaml(&crate::kueue::queues(&ns, kueue_gpus)).await;
+        cluster.helm_install_chart_for_with(&[&ns], &["--set", "workloads.kueueQueue=gpu-queue"]);
+        Some(kueue)
+    } else {
+        cluster.helm_install_chart_for(&[&ns]);
+        None
+    };
     let pool: String = (0..miners)
         .map(|m| {
             format!(
@@ -166,7 +176,7 @@ async fn bench_scale() {
         count_own("PATCH pods/status", patched);
         count_own("LIST pods", 1);
         count_own("LIST tasks", 1);
-        if bound_at.is_none() {
+        if bound_at.is_none() && kueue.is_none() {
             count_own("LIST pods", 1);
             let listed = pods.list(&trainers).await.unwrap().items;
             if listed.len() as u64 == count * miners
@@ -201,7 +211,13 @@ async fn bench_scale() {
     let (peak_kb, cpu) = operator.pid().map(process_figures).unwrap_or_default();
 
     println!("bench-scale: {count} Tasks x {miners} miners ({} trainer pods)", count * miners);
-    println!("  all trainer pods bound after {:?}", bound_at.unwrap_or_default());
+    match &kueue {
+        Some(kueue) => {
+            let (peak_kb, cpu) = process_figures(kueue.pid());
+            println!("  queued by Kueue within {kueue_gpus} GPUs: its peak RSS {} MB, CPU {cpu:.1} s", peak_kb / 1024);
+        }
+        None => println!("  all trainer pods bound after {:?}", bound_at.unwrap_or_default()),
+    }
     println!("  all Tasks Succeeded after  {:?}", succeeded_at.unwrap());
     println!("  operator peak RSS {} MB, CPU {cpu:.1} s", peak_kb / 1024);
     for controller in ["task", "leaderboard"] {
@@ -229,6 +245,9 @@ async fn bench_scale() {
     println!("  control plane CPU during the run: {}", cluster_cpu.join(", "));
     operator.stop().await;
     cluster.delete_namespace(&ns).await;
+    if kueue.is_some() {
+        cluster.kubectl(&["delete", "clusterqueue", &ns, "--wait=false"]);
+    }
 }
 
 #[test]

@@ -90,6 +90,12 @@ impl Kueue {
     }
 }
 
+impl Kueue {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Kueue {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -136,7 +142,7 @@ async fn ready(port: u16) -> bool {
 }
 
 /// A flavor, a ClusterQueue of `gpus` GPUs serving only `ns`, and its LocalQueue `gpu-queue`.
-fn queues(ns: &str, gpus: u32) -> String {
+pub(crate) fn queues(ns: &str, gpus: u64) -> String {
     format!(
         "apiVersion: kueue.x-k8s.io/v1beta2
 kind: ResourceFlavor
@@ -177,7 +183,7 @@ fn time(t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> Opt
     t.as_ref().and_then(gradients::api::conditions::from_time)
 }
 
-fn gpus_of(job: &Job) -> u32 {
+fn gpus_of(job: &Job) -> u64 {
     let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
     let limits = pod.containers[0].resources.as_ref().unwrap().limits.as_ref().unwrap();
     limits["nvidia.com/gpu"].0.parse().unwrap()

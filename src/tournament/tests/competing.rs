@@ -119,6 +119,28 @@ fn a_queued_workload_waits_without_timeout_and_its_clocks_start_at_admission() {
     assert!(starts(&d).contains(&"stop train-alice-1".to_string()), "past its hours counted from admission");
 }
 
+#[test]
+fn a_run_whose_pod_ended_before_its_job_completed_is_not_a_new_wait() {
+    let mut cfg = config();
+    cfg.lifecycle.pending_timeout_s = Some(20);
+    let mut o = obs(secs(10));
+    o.workloads.insert(id(WorkKind::Train, "alice", 1), WorkloadState::Running { started_at: secs(3) });
+    let d = decide("task-1", &spec(), &training_state(), &o, &cfg);
+    // The pod finished, the Job is not yet Complete: no Ready pod, the same startTime.
+    o.workloads.insert(id(WorkKind::Train, "alice", 1), WorkloadState::Pending { since: Some(secs(3)) });
+    o.now = secs(40);
+    let d = decide("task-1", &spec(), &d.state, &o, &cfg);
+    assert!(!starts(&d).contains(&"stop train-alice-1".to_string()), "not a pending timeout");
+    let alice = d.state.entrant("alice").unwrap();
+    assert_eq!(alice.training, Work::Active { attempt: 1, requested_at: secs(1), started_at: Some(secs(3)) });
+    assert_eq!(d.wake_at, Some(secs(3 + 36 + 10)), "still under its deadline");
+    // Preempted and admitted again later: a new wait, timed from the new admission.
+    o.workloads.insert(id(WorkKind::Train, "alice", 1), WorkloadState::Pending { since: Some(secs(45)) });
+    o.now = secs(46);
+    let d = decide("task-1", &spec(), &d.state, &o, &cfg);
+    assert_eq!(d.wake_at, Some(secs(45 + 20)));
+}
+
 /// Observations in which everything trained and was sealed; `evals` are the evaluation results.
 pub(super) fn all_trained(now: i64, evals: &[(&str, WorkloadState)]) -> Observation {
     let mut o = obs(secs(now));
