@@ -287,7 +287,9 @@ impl Operator {
             std::env::temp_dir().join(format!("gradients-e2e-weights-{}-{name}.json", std::process::id()));
         let log = std::env::temp_dir().join(format!("gradients-e2e-operator-{}-{name}.log", std::process::id()));
         let log_file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_gradients"))
+        // The scale benchmark measures a release build (e2e/bench-scale sets it).
+        let binary = std::env::var("GRADIENTS_E2E_OPERATOR_BIN").unwrap_or(env!("CARGO_BIN_EXE_gradients").to_string());
+        let child = Command::new(binary)
             .arg("operator")
             .arg("--config")
             .arg(&config_path)
