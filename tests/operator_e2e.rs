@@ -76,6 +76,38 @@ pub(crate) fn seal_report(entrant: &str) -> String {
     format!(r#"{{"ok":true,"digest":"sha256:{}","files":3,"bytes":4096,"training":{training}}}"#, digest_of(entrant))
 }
 
+/// An evaluator's termination message for a model it scored.
+pub(crate) fn evaluated(test: f64, synth: f64, sha: &str) -> String {
+    format!(
+        r#"{{"ok":true,"test_loss":{test},"synth_loss":{synth},"weights_sha256":"{sha}","checks":[],"failure":null}}"#
+    )
+}
+
+/// A Miner of the reference trainer's `lora-fast` strategy for each of `miners`, labelled
+/// `pool: POOL`.
+pub(crate) async fn apply_miner_pool(cluster: &Cluster, ns: &str, pool: &str, miners: &[&str]) {
+    for miner in miners {
+        cluster
+            .apply_yaml(&format!(
+                "apiVersion: gradients.io/v1alpha1\nkind: Miner\nmetadata: {{name: {miner}, namespace: {ns}, labels: {{pool: {pool}}}}}\nspec: {{strategy: lora-fast}}\n"
+            ))
+            .await;
+    }
+}
+
+/// Plays the seal and then the evaluation of each of `miners` (scored `loss`) at `rung` of `task`.
+pub(crate) async fn seal_and_evaluate(cluster: &Cluster, ns: &str, task: &str, miners: &[(&str, f64)], rung: u32) {
+    let name = |kind: WorkKind, miner: &str| workload_name(task, &WorkloadId::new(kind, miner, 1).at_rung(rung));
+    for (miner, _) in miners {
+        let pod = cluster.wait_for_job_pod(ns, &name(WorkKind::Seal, miner)).await;
+        cluster.finish_pod(ns, &pod, 0, Some(seal_report(miner).as_str()));
+    }
+    for (miner, loss) in miners {
+        let pod = cluster.wait_for_job_pod(ns, &name(WorkKind::Evaluate, miner)).await;
+        cluster.finish_pod(ns, &pod, 0, Some(evaluated(*loss, *loss, &format!("{miner}{rung}")).as_str()));
+    }
+}
+
 fn digest_of(entrant: &str) -> String {
     format!("{:0>64}", entrant.bytes().map(|b| format!("{b:02x}")).collect::<String>())
 }
@@ -193,11 +225,7 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
 
     // Evaluation: good messages, one malformed; the malformed one fails only its submission.
     // The baseline and the untrained base model are evaluated as unscored reference rows.
-    let result = |test: f64, synth: f64, sha: &str| {
-        format!(
-            r#"{{"ok":true,"test_loss":{test},"synth_loss":{synth},"weights_sha256":"{sha}","checks":[],"failure":null}}"#
-        )
-    };
+    let result = evaluated;
     let messages = BTreeMap::from([
         ("miner-a", result(0.91, 0.95, "aa")),
         ("miner-b", result(1.20, 1.31, "bb")),

@@ -58,13 +58,7 @@ fn task_yaml(ns: &str, name: &str) -> String {
 
 /// Two Miners and a Leaderboard.
 async fn apply_pool(cluster: &Cluster, ns: &str) {
-    for miner in MINERS {
-        cluster
-            .apply_yaml(&format!(
-                "apiVersion: gradients.io/v1alpha1\nkind: Miner\nmetadata: {{name: {miner}, namespace: {ns}, labels: {{pool: faults}}}}\nspec: {{strategy: lora-fast}}\n"
-            ))
-            .await;
-    }
+    crate::apply_miner_pool(cluster, ns, "faults", &MINERS).await;
     cluster
         .apply_yaml(&format!(
             "apiVersion: gradients.io/v1alpha1\nkind: Leaderboard\nmetadata: {{name: main, namespace: {ns}}}\nspec: {{}}\n"

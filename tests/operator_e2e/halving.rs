@@ -12,7 +12,7 @@ use gradients::workloads::{prepare, trainer, workload_name};
 use kube::Api;
 
 use crate::support::*;
-use crate::{SPLIT_SIZES, seal_report, task_yaml};
+use crate::{SPLIT_SIZES, apply_miner_pool, seal_and_evaluate, task_yaml};
 
 const TASK: &str = "halved";
 const MINERS: [&str; 4] = ["miner-a", "miner-b", "miner-c", "miner-d"];
@@ -26,26 +26,13 @@ fn job(kind: WorkKind, miner: &str, rung: u32) -> String {
     if kind == WorkKind::Train { trainer::job_name(&name) } else { name }
 }
 
-fn result(loss: f64, miner: &str, rung: u32) -> String {
-    format!(
-        r#"{{"ok":true,"test_loss":{loss},"synth_loss":{loss},"weights_sha256":"{miner}{rung}","checks":[],"failure":null}}"#
-    )
-}
-
 /// Finishes `miner`'s training, seal and evaluation of `rung` (the evaluation with `loss`).
 async fn finish_rung(cluster: &Cluster, ns: &str, miners: &[(&str, f64)], rung: u32) {
     for (miner, _) in miners {
         let pod = cluster.wait_for_job_pod(ns, &job(WorkKind::Train, miner, rung)).await;
         cluster.finish_pod(ns, &pod, 0, None);
     }
-    for (miner, _) in miners {
-        let pod = cluster.wait_for_job_pod(ns, &job(WorkKind::Seal, miner, rung)).await;
-        cluster.finish_pod(ns, &pod, 0, Some(seal_report(miner).as_str()));
-    }
-    for (miner, loss) in miners {
-        let pod = cluster.wait_for_job_pod(ns, &job(WorkKind::Evaluate, miner, rung)).await;
-        cluster.finish_pod(ns, &pod, 0, Some(result(*loss, miner, rung).as_str()));
-    }
+    seal_and_evaluate(cluster, ns, TASK, miners, rung).await;
 }
 
 #[tokio::test]
@@ -56,13 +43,7 @@ async fn successive_halving_runs_its_rungs_in_the_operator() {
     cluster.helm_install_chart_for(&[&ns]);
     let mut operator = Operator::start(&cluster, "halving");
     operator.wait_ready().await;
-    for miner in MINERS {
-        cluster
-            .apply_yaml(&format!(
-                "apiVersion: gradients.io/v1alpha1\nkind: Miner\nmetadata: {{name: {miner}, namespace: {ns}, labels: {{pool: halving}}}}\nspec: {{strategy: lora-fast}}\n"
-            ))
-            .await;
-    }
+    apply_miner_pool(&cluster, &ns, "halving", &MINERS).await;
     let timing = "hours: 3\n  minersPerTask: 4\n  minerSelector: {pool: halving}\n  baseline: false\n  \
                   evaluateBase: false\n  halving: {eta: 2, rungs: 2}";
     cluster.apply_yaml(&task_yaml(&ns, TASK, timing)).await;

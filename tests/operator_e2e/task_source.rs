@@ -53,13 +53,7 @@ spec:
 }
 
 async fn apply_miners(cluster: &Cluster, ns: &str) {
-    for miner in ["miner-a", "miner-b"] {
-        cluster
-            .apply_yaml(&format!(
-                "apiVersion: gradients.io/v1alpha1\nkind: Miner\nmetadata: {{name: {miner}, namespace: {ns}, labels: {{pool: synthetic}}}}\nspec: {{strategy: lora-fast}}\n"
-            ))
-            .await;
-    }
+    crate::apply_miner_pool(cluster, ns, "synthetic", &["miner-a", "miner-b"]).await;
 }
 
 /// This source's Tasks, by name.
@@ -260,13 +254,7 @@ async fn organic_tasks_waiting_for_gpus_pause_a_task_source() {
     let mut operator = Operator::start(&cluster, "gpus");
     operator.wait_ready().await;
     // Five 70B trainers of 8 GPUs each on 4 fake nodes of 8: one cannot be scheduled.
-    for miner in ["big-a", "big-b", "big-c", "big-d", "big-e"] {
-        cluster
-            .apply_yaml(&format!(
-                "apiVersion: gradients.io/v1alpha1\nkind: Miner\nmetadata: {{name: {miner}, namespace: {ns}, labels: {{pool: big}}}}\nspec: {{strategy: lora-fast}}\n"
-            ))
-            .await;
-    }
+    crate::apply_miner_pool(&cluster, &ns, "big", &["big-a", "big-b", "big-c", "big-d", "big-e"]).await;
     cluster
         .apply_yaml(&format!(
             "apiVersion: gradients.io/v1alpha1

@@ -281,8 +281,7 @@ impl Operator {
             "-o",
             r#"jsonpath={.spec.template.spec.containers[0].env[?(@.name=="GRADIENTS_WATCH_NAMESPACES")].value}"#,
         ]);
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let address = format!("127.0.0.1:{port}");
+        let address = format!("127.0.0.1:{}", free_port());
         let weights_file =
             std::env::temp_dir().join(format!("gradients-e2e-weights-{}-{name}.json", std::process::id()));
         let log = std::env::temp_dir().join(format!("gradients-e2e-operator-{}-{name}.log", std::process::id()));
@@ -329,17 +328,7 @@ impl Operator {
 
     /// The body of a GET, or an empty string when the server does not answer.
     pub async fn get(&self, path: &str) -> String {
-        let Ok(mut stream) = tokio::net::TcpStream::connect(&self.address).await else { return String::new() };
-        let request = format!("GET {path} HTTP/1.1\r\nhost: operator\r\nconnection: close\r\n\r\n");
-        if stream.write_all(request.as_bytes()).await.is_err() {
-            return String::new();
-        }
-        let mut response = String::new();
-        let _ = stream.read_to_string(&mut response).await;
-        match response.split_once("\r\n\r\n") {
-            Some((head, body)) if head.starts_with("HTTP/1.1 200") => body.to_string(),
-            _ => String::new(),
-        }
+        http_get_ok(&self.address, path).await.unwrap_or_default()
     }
 
     /// SIGKILL, as a crash or an OOM kill would: no release of anything; waits for the exit.
@@ -396,6 +385,24 @@ impl Drop for Operator {
             let _ = child.wait();
         }
     }
+}
+
+/// The body of a plain-HTTP GET of `path` at `address` (`HOST:PORT`) when it answers 200.
+pub async fn http_get_ok(address: &str, path: &str) -> Option<String> {
+    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response).await;
+    match response.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Some(body.to_string()),
+        _ => None,
+    }
+}
+
+/// A local TCP port free at the time of the call.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Polls `check` until it holds; fails with `what` after `limit`.

@@ -85,14 +85,12 @@ def _run_train(req: TrainRequest, budget: Budget, started: float) -> TrainingSum
                              req.seed, budget)
         run, method = result.run, result.method
     else:
-        run, method = _train_text(req, budget, examples, specs, start_from,
-                                  remaining if start_from is not None else None)
+        run, method = _train_text(req, budget, examples, specs, start_from, remaining)
     if not dist.is_main():
         return _summary(req, run, method, budget, started)
     if req.task.is_text:
-        epochs = remaining if start_from is not None else req.strategy.epochs
         resume.write_checkpoint_info(req.output, print_, req.strategy,
-                                     resume.epochs_after(done, epochs, run.steps, run.schedule_steps))
+                                     resume.epochs_after(done, remaining, run.steps, run.schedule_steps))
     shutil.rmtree(req.output / ".trainer", ignore_errors=True)
     summary = _summary(req, run, method, budget, started)
     (req.output / TRAINING_SUMMARY_FILE).write_text(json.dumps(summary.to_json(), indent=2) + "\n")
@@ -140,7 +138,7 @@ def _summary(req: TrainRequest, run: RunState, method: str, budget: Budget,
 def _train_text(
     req: TrainRequest, budget: Budget, examples: list[object], specs: list[RewardSpec],
     start_from: Path | None,
-    epochs: float | None,
+    epochs: float,
 ) -> tuple[RunState, str]:
     from .modelio import load_tokenizer
     from .textcommon import TextTrainContext
