@@ -14,12 +14,12 @@ use gradients::api::submission::SubmissionPhase;
 use gradients::api::task::TaskPhase;
 use gradients::api::{Evaluation, MinerSubmission, Task};
 use gradients::tournament::{WorkKind, WorkloadId};
-use gradients::workloads::{evaluator, prepare, trainer, workload_name};
+use gradients::workloads::{prepare, trainer, workload_name};
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 
 use crate::support::*;
-use crate::{SPLIT_SIZES, seal_report, task_yaml};
+use crate::{SPLIT_SIZES, apply_miner_pool, seal_and_evaluate, task_yaml};
 
 const TASK: &str = "queued";
 const MINERS: [&str; 4] = ["miner-a", "miner-b", "miner-c", "miner-d"];
@@ -79,7 +79,7 @@ impl Kueue {
         eprintln!("kueue: pid {}, log {}", child.id(), log.display());
         let mut kueue = Kueue { child, log, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(90);
-        while !ready(probe).await {
+        while http_get_ok(&format!("127.0.0.1:{probe}"), "/readyz").await.is_none() {
             if let Ok(Some(status)) = kueue.child.try_wait() {
                 panic!("kueue exited with {status}: {}", std::fs::read_to_string(&kueue.log).unwrap_or_default());
             }
@@ -109,10 +109,6 @@ fn which(program: &str) -> std::path::PathBuf {
         .unwrap_or_else(|| panic!("{program} not on PATH (e2e/cluster env puts e2e/build-tools' bin there)"))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A self-signed key pair for 127.0.0.1 in `dir` (tls.crt, tls.key), unless one is there.
 fn self_signed(dir: &std::path::Path) {
     if dir.join("tls.crt").is_file() && dir.join("tls.key").is_file() {
@@ -129,16 +125,6 @@ fn self_signed(dir: &std::path::Path) {
         .status()
         .expect("openssl");
     assert!(status.success(), "openssl could not write a certificate into {}", dir.display());
-}
-
-async fn ready(port: u16) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else { return false };
-    let request = "GET /readyz HTTP/1.1\r\nhost: kueue\r\nconnection: close\r\n\r\n";
-    let mut response = String::new();
-    stream.write_all(request.as_bytes()).await.is_ok()
-        && stream.read_to_string(&mut response).await.is_ok()
-        && response.starts_with("HTTP/1.1 200")
 }
 
 /// A flavor, a ClusterQueue of `gpus` GPUs serving only `ns`, and its LocalQueue `gpu-queue`.
@@ -189,25 +175,6 @@ fn gpus_of(job: &Job) -> u64 {
     limits["nvidia.com/gpu"].0.parse().unwrap()
 }
 
-fn evaluation_result(loss: f64, miner: &str) -> String {
-    format!(
-        r#"{{"ok":true,"test_loss":{loss},"synth_loss":{loss},"weights_sha256":"{miner}","checks":[],"failure":null}}"#
-    )
-}
-
-/// Finishes the seal and the evaluation of each of `miners` (the evaluation with `loss`).
-async fn seal_and_evaluate(cluster: &Cluster, ns: &str, miners: &[(&str, f64)]) {
-    for (miner, _) in miners {
-        let seal = workload_name(TASK, &WorkloadId::new(WorkKind::Seal, miner, 1));
-        let pod = cluster.wait_for_job_pod(ns, &seal).await;
-        cluster.finish_pod(ns, &pod, 0, Some(seal_report(miner).as_str()));
-    }
-    for (miner, loss) in miners {
-        let pod = cluster.wait_for_job_pod(ns, &evaluator::job_name(TASK, miner, 1)).await;
-        cluster.finish_pod(ns, &pod, 0, Some(evaluation_result(*loss, miner).as_str()));
-    }
-}
-
 #[tokio::test]
 #[ignore = "needs the e2e cluster: e2e/test -- cargo test --test operator_e2e -- --ignored"]
 async fn kueue_admits_trainers_by_quota_and_their_hours_start_at_admission() {
@@ -218,13 +185,7 @@ async fn kueue_admits_trainers_by_quota_and_their_hours_start_at_admission() {
     let lifecycle = format!("lifecycle: {{pendingTimeoutS: {PENDING_TIMEOUT_S}, deadlineGraceS: {GRACE_S}}}\n");
     let mut operator = Operator::start_with(&cluster, "kueue", &lifecycle);
     operator.wait_ready().await;
-    for miner in MINERS {
-        cluster
-            .apply_yaml(&format!(
-                "apiVersion: gradients.io/v1alpha1\nkind: Miner\nmetadata: {{name: {miner}, namespace: {ns}, labels: {{pool: queued}}}}\nspec: {{strategy: lora-fast}}\n"
-            ))
-            .await;
-    }
+    apply_miner_pool(&cluster, &ns, "queued", &MINERS).await;
     let timing = format!(
         "hours: {HOURS}\n  minersPerTask: 4\n  minerSelector: {{pool: queued}}\n  baseline: false\n  evaluateBase: false"
     );
@@ -329,7 +290,7 @@ async fn kueue_admits_trainers_by_quota_and_their_hours_start_at_admission() {
         cluster.finish_pod(&ns, &pod, 0, None);
     }
     let losses = [("miner-a", 1.0), ("miner-b", 2.0), ("miner-c", 0.5), ("miner-d", 3.0)];
-    seal_and_evaluate(&cluster, &ns, &losses).await;
+    seal_and_evaluate(&cluster, &ns, TASK, &losses, 0).await;
 
     let tasks: Api<Task> = Api::namespaced(cluster.client.clone(), &ns);
     wait_until("the task to succeed", Duration::from_secs(90), || async {
