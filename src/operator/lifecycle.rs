@@ -135,7 +135,7 @@ fn job_state(
             retryable: true,
         };
     }
-    if job.spec.as_ref().and_then(|s| s.suspend) == Some(true) {
+    if crate::workloads::awaiting_admission(job) {
         WorkloadState::Queued
     } else if status.ready.unwrap_or(0) > 0 {
         WorkloadState::Running { started_at }

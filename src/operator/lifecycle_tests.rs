@@ -93,6 +93,28 @@ fn evaluator_results_come_from_the_termination_message_only() {
 }
 
 #[test]
+fn a_queued_job_waits_for_admission_until_the_job_controller_starts_it() {
+    let queue = Some([(crate::workloads::labels::KUEUE_QUEUE.to_string(), "gpu-queue".to_string())].into());
+    let mut suspended = job(serde_json::json!({}));
+    suspended.metadata.labels = queue.clone();
+    suspended.spec = Some(k8s_openapi::api::batch::v1::JobSpec { suspend: Some(true), ..Default::default() });
+    assert_eq!(evaluation_state(&suspended, &[]), WorkloadState::Queued);
+    // Kueue has resumed it; the Job controller has not yet set its startTime. A pending state
+    // here (since: None) would count the pending timeout from the request, made long before.
+    let mut resumed = job(serde_json::json!({}));
+    resumed.metadata.labels = queue.clone();
+    assert_eq!(evaluation_state(&resumed, &[]), WorkloadState::Queued);
+    let mut started = job(serde_json::json!({"active": 1, "startTime": "2026-11-26T12:00:00Z"}));
+    started.metadata.labels = queue;
+    assert_eq!(
+        evaluation_state(&started, &[]),
+        WorkloadState::Pending { since: Some("2026-11-26T12:00:00Z".parse().unwrap()) }
+    );
+    // Without a queue, a Job the Job controller has not seen yet is pending as before.
+    assert_eq!(evaluation_state(&job(serde_json::json!({})), &[]), WorkloadState::Pending { since: None });
+}
+
+#[test]
 fn a_job_completed_without_a_trusted_pod_is_no_result() {
     // A forged pod that the Job controller adopted finished the Job; the trusted pods (here:
     // none left) hold no result. That attempt fails and is retried, never scored.

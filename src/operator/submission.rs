@@ -229,7 +229,7 @@ pub fn next_status(
                 Some(message) => format!("{}: {message}", failed.reason.unwrap_or_default()),
                 None => failed.reason.unwrap_or_else(|| "Failed".to_string()),
             });
-        } else if job.spec.as_ref().and_then(|s| s.suspend) == Some(true) {
+        } else if crate::workloads::awaiting_admission(job) {
             // Kueue holds the Job until its quota admits it (and suspends it again to preempt).
             status.phase = SubmissionPhase::Queued;
         } else if job_status.ready.unwrap_or(0) > 0 {
@@ -299,8 +299,15 @@ mod tests {
         let mut submission = submission(None, None);
         submission.status = Some(queued.clone());
         assert_eq!(super::super::lifecycle::training_state(&submission), WorkloadState::Queued);
+        // Resumed by Kueue but not yet started by the Job controller (no startTime): still
+        // waiting for admission, not a pending wait counted from the request.
+        let mut resumed = job(serde_json::json!({}));
+        resumed.metadata.labels = Some([(crate::workloads::labels::KUEUE_QUEUE.to_string(), "q".to_string())].into());
+        let still_queued = next_status(&queued, Some(&resumed), Some(1), now());
+        assert_eq!(still_queued.phase, SubmissionPhase::Queued);
         // Admitted (resumed): the Job's startTime is the admission, the pending clock's start.
-        let admitted = job(serde_json::json!({"active": 1, "startTime": "2026-11-26T11:40:00Z"}));
+        let mut admitted = job(serde_json::json!({"active": 1, "startTime": "2026-11-26T11:40:00Z"}));
+        admitted.metadata.labels = resumed.metadata.labels.clone();
         submission.status = Some(next_status(&queued, Some(&admitted), Some(1), now()));
         assert_eq!(
             super::super::lifecycle::training_state(&submission),

@@ -169,6 +169,16 @@ pub(crate) fn queued(
     }
 }
 
+/// Whether a Job still waits for its queue: suspended, or resumed by Kueue's admission but not
+/// yet started by the Job controller (no `startTime`). In that gap a Job looks merely pending,
+/// and a pending timeout counted from its request would stop a trainer the moment it is admitted.
+pub fn awaiting_admission(job: &k8s_openapi::api::batch::v1::Job) -> bool {
+    let suspended = job.spec.as_ref().and_then(|s| s.suspend) == Some(true);
+    let queued = job.metadata.labels.as_ref().is_some_and(|l| l.contains_key(labels::KUEUE_QUEUE));
+    let started = job.status.as_ref().is_some_and(|s| s.start_time.is_some());
+    suspended || (queued && !started)
+}
+
 /// Label values are at most 63 characters; names of our objects already are.
 pub fn label_value(value: &str) -> String {
     if value.len() <= 63 { value.to_string() } else { child_name(&[value]) }
