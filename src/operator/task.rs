@@ -88,7 +88,7 @@ async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>)
     let state = previous.lifecycle.clone().unwrap_or_default();
     let mut findings = Vec::new();
     let mut unrecorded = BTreeMap::new();
-    let miners = miners(client, &task).await?;
+    let miners = if state.draws_miners() { miners(client, &task).await? } else { BTreeMap::new() };
     let evaluation = match Api::<Evaluation>::namespaced(client.clone(), &namespace).get_opt(&name).await? {
         Some(found) if is_ours(&found, &previous, &mut unrecorded) => Some(found),
         Some(found) => {

@@ -254,4 +254,11 @@ impl TaskState {
     pub fn entrant(&self, name: &str) -> Option<&Entrant> {
         self.entrants.iter().find(|e| e.name == name)
     }
+
+    /// Whether the miner pool can still matter: it is read only to draw the miners, so once they
+    /// are drawn the operator need not list every Miner on each reconcile (a cost that grew with
+    /// the number of Tasks sharing a pool).
+    pub fn draws_miners(&self) -> bool {
+        matches!(self.phase, Phase::Pending | Phase::Preparing | Phase::Selecting | Phase::Delayed)
+    }
 }

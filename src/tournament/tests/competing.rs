@@ -288,3 +288,19 @@ fn the_state_round_trips_through_json() {
     let back: TaskState = serde_json::from_str(&text).unwrap();
     assert_eq!(back, state);
 }
+
+#[test]
+fn after_the_draw_no_decision_reads_the_miner_pool() {
+    let state = training_state();
+    assert!(!state.draws_miners(), "the operator skips listing Miners in this phase");
+    for now in [secs(3), secs(3 + 36 + 11)] {
+        let mut o = obs(now);
+        o.workloads.insert(id(WorkKind::Train, "alice", 1), WorkloadState::Running { started_at: secs(3) });
+        let mut without_pool = o.clone();
+        without_pool.pool.clear();
+        assert_eq!(step(&state, &o), step(&state, &without_pool));
+    }
+    for phase in [Phase::Pending, Phase::Preparing, Phase::Selecting, Phase::Delayed] {
+        assert!(TaskState { phase, ..TaskState::default() }.draws_miners(), "{phase:?}");
+    }
+}
