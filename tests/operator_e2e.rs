@@ -225,13 +225,12 @@ async fn a_tournament_runs_end_to_end_on_the_real_control_plane() {
 
     // Evaluation: good messages, one malformed; the malformed one fails only its submission.
     // The baseline and the untrained base model are evaluated as unscored reference rows.
-    let result = evaluated;
     let messages = BTreeMap::from([
-        ("miner-a", result(0.91, 0.95, "aa")),
-        ("miner-b", result(1.20, 1.31, "bb")),
+        ("miner-a", evaluated(0.91, 0.95, "aa")),
+        ("miner-b", evaluated(1.20, 1.31, "bb")),
         ("miner-c", "Traceback (most recent call last): not json".to_string()),
-        ("baseline", result(1.10, 1.15, "cc")),
-        ("base-model", result(2.50, 2.60, "dd")),
+        ("baseline", evaluated(1.10, 1.15, "cc")),
+        ("base-model", evaluated(2.50, 2.60, "dd")),
     ]);
     let policies = cluster.network_policies(&ns).await;
     assert!(policies.iter().any(|p| p.contains("isolate")), "deny-all policy exists before evaluation: {policies:?}");
