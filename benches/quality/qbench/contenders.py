@@ -278,6 +278,20 @@ def _final(task: tasks.Task, settings: Settings, t: dict[str, Any], model: Path,
             "final_eval_cost": e["cost"]}
 
 
+def rung_estimate(t: dict[str, Any], hours: float) -> float:
+    """What a search rung of `hours` trainer-hours is expected to cost, its validation included:
+    the tournament's compute per wall second over those hours plus a process's overhead, but no
+    more than a tournament miner's whole training cost. Where the miners end their epochs long
+    before their allotment, a trial does too; without the cap, a rung's wall-clock budget priced
+    at that rate exceeds all of B and the search could not start one trial. A rung that does run
+    longer is stopped at what is left of B all the same."""
+    rate = max(t["cpu_per_wall"], 1e-3)
+    top = t["hours_per_miner"]
+    overhead = max(0.0, t["mean_train_cost"] - rate * top * 3600)
+    training = min(overhead + rate * hours * 3600, max(t["mean_train_cost"], overhead))
+    return training + t["mean_eval_cost"]
+
+
 def search(task: tasks.Task, settings: Settings, t: dict[str, Any]) -> dict[str, Any]:
     """Optuna's TPE sampler with successive-halving pruning (ASHA), all of it within B.
 
@@ -305,8 +319,6 @@ def search(task: tasks.Task, settings: Settings, t: dict[str, Any]) -> dict[str,
                                                       min_early_stopping_rate=0),
     )
     top = t["hours_per_miner"]
-    rate = max(t["cpu_per_wall"], 1e-3)
-    overhead = max(0.0, t["mean_train_cost"] - rate * top * 3600)
     eval_estimate = t["mean_eval_cost"]
     spent = 0.0
     units: list[dict[str, Any]] = []
@@ -319,7 +331,7 @@ def search(task: tasks.Task, settings: Settings, t: dict[str, Any]) -> dict[str,
         pruned = False
         for rung in range(settings.rungs):
             hours = top / settings.eta ** (settings.rungs - 1 - rung)
-            estimate = overhead + rate * hours * 3600 + eval_estimate
+            estimate = rung_estimate(t, hours)
             unit_dir = folder / f"t{trial_number:03d}-r{rung}"
             unit = _load(unit_dir / "unit.json")
             key = {"strategy": strategy, "overrides": overrides, "hours": hours}
