@@ -209,7 +209,11 @@ fn operator(settings: gradients::operator::Settings) -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("cannot start the runtime: {e}"), 1),
     };
-    match runtime.block_on(gradients::operator::run(settings)) {
+    let result = runtime.block_on(gradients::operator::run(settings));
+    // What the controllers left running (kube-rs's watches, a reconcile cut short at the end of
+    // the grace period) must not hold up the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&format!("{e:#}"), 1),
     }

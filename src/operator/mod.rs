@@ -274,7 +274,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             }
         });
     }
-    futures::future::join_all(controllers).await;
+    // kube-rs holds a controller's reconciles until its first list is complete, and after a stop
+    // no longer polls that list: a stop in the first moments after taking the lease would wait
+    // for ever. The controllers get a grace period to finish what they run, no more.
+    let stopped_long_ago = {
+        let stop = stop.clone();
+        async move {
+            stop.await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        }
+    };
+    tokio::select! {
+        _ = futures::future::join_all(controllers) => {}
+        _ = stopped_long_ago => tracing::warn!(grace = ?SHUTDOWN_GRACE, "the controllers did not stop in time: stopping anyway"),
+    }
     health.stopping.store(true, Ordering::SeqCst);
     renewer.abort();
     metrics.leader.set(0);
@@ -287,6 +300,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!("stopped");
     Ok(())
 }
+
+/// How long the controllers may take to finish their reconciles after a stop (SIGTERM).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// How long the controllers may take to stop once the lease is lost, before the process exits.
 const LOST_LEASE_GRACE: Duration = Duration::from_secs(5);
