@@ -25,6 +25,11 @@ use crate::workloads::WorkloadConfig;
 /// The field manager of every server-side apply this operator makes.
 pub const FIELD_MANAGER: &str = "gradients-operator";
 
+/// A burst of watch events for one object (a Task's sixteen trainers starting, our own status
+/// write echoed back) becomes one reconcile once the object has been quiet this long. Every
+/// reconcile re-reads what it decides on, so a later one loses nothing.
+pub const DEBOUNCE: Duration = Duration::from_secs(1);
+
 pub struct Context {
     pub client: Client,
     pub workloads: WorkloadConfig,

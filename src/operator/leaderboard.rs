@@ -18,7 +18,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
 use super::chain_sink;
-use super::context::{Context, apply_status, list_all, log_stream_errors, object_key, scoped};
+use super::context::{Context, DEBOUNCE, apply_status, list_all, log_stream_errors, object_key, scoped};
 use super::error::Result;
 use super::results;
 use super::sink::{self, Weights};
@@ -51,7 +51,7 @@ pub fn controller(
             .reconcile_all_on(evaluations_changed)
             // Leaderboards at once (kube-rs never runs one object twice at once): one waiting on a
             // slow chain node (up to its sink's timeouts) must not hold up the others.
-            .with_config(controller::Config::default().concurrency(concurrency).debounce(Duration::from_secs(1)))
+            .with_config(controller::Config::default().concurrency(concurrency).debounce(DEBOUNCE))
             .graceful_shutdown_on(shutdown);
     let store = controller.store();
     let run = controller

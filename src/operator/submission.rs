@@ -13,7 +13,7 @@ use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 
-use super::context::{Context, apply_status, log_stream_errors, object_key, scoped};
+use super::context::{Context, DEBOUNCE, apply_status, log_stream_errors, object_key, scoped};
 use super::error::Result;
 use super::lifecycle;
 use super::ownership::{self, Claim, Ownership, Record};
@@ -37,7 +37,7 @@ pub fn controller(
                 scoped::<Job>(&client, namespace),
                 watcher::Config::default().labels(&format!("{}={}", labels::ROLE, labels::ROLE_TRAINER)),
             )
-            .with_config(controller::Config::default().concurrency(concurrency))
+            .with_config(controller::Config::default().concurrency(concurrency).debounce(DEBOUNCE))
             .graceful_shutdown_on(shutdown);
     let store = controller.store();
     let run = controller

@@ -20,7 +20,7 @@ use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 
-use super::context::{Context, apply, apply_status, list_all, log_stream_errors, object_key, scoped};
+use super::context::{Context, DEBOUNCE, apply, apply_status, list_all, log_stream_errors, object_key, scoped};
 use super::error::Result;
 use super::lifecycle;
 use super::ownership::{self, Claim, Ownership, Record};
@@ -50,7 +50,7 @@ pub fn controller(
         )
         .owns(scoped::<MinerSubmission>(&client, namespace), watcher::Config::default())
         .owns(scoped::<Evaluation>(&client, namespace), watcher::Config::default())
-        .with_config(controller::Config::default().concurrency(concurrency))
+        .with_config(controller::Config::default().concurrency(concurrency).debounce(DEBOUNCE))
         .graceful_shutdown_on(shutdown);
     let store = controller.store();
     let run = controller
