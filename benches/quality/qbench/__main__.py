@@ -37,7 +37,19 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--halving-rungs", type=int, default=3, choices=range(2, 6), metavar="{2..5}",
                    help="the halving tournament's spec.halving.rungs (slices of the allotment)")
     p.add_argument("--resamples", type=int, default=10000, help="bootstrap resamples")
+    p.add_argument("--contenders", type=_contenders, default=report.CONTENDERS, metavar="NAME,...",
+                   help="which contenders run beside the tournament (default: all of "
+                        f"{','.join(report.CONTENDERS)}); e.g. halving alone, to measure its share of B")
     return p.parse_args(argv)
+
+
+def _contenders(value: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    unknown = [n for n in names if n not in report.CONTENDERS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown contender {', '.join(unknown) or '(none given)'}; choose from {', '.join(report.CONTENDERS)}")
+    return names
 
 
 def log(message: str) -> None:
@@ -74,18 +86,22 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{task.name}: tournament ({task.miners} miners)")
         entry["tournament"] = t = contenders.tournament(task, settings)
         log(f"{task.name}: tournament spent B = {t['budget']:.1f} {settings.unit}-s; winner {t['winner']} "
-            f"({t['weighted']}); baseline with all of B")
-        entry["baseline"] = b = contenders.baseline(task, settings, t)
-        log(f"{task.name}: baseline used {b['cost']:.1f}, weighted {b['weighted']}; TPE + ASHA within B")
-        entry["search"] = s = contenders.search(task, settings, t)
-        log(f"{task.name}: search used {s['cost']:.1f} in {s['trials']} trials, weighted {s['weighted']}")
-        if task.task_type in tasks.HALVING_TYPES:
+            f"({t['weighted']})")
+        if "baseline" in args.contenders:
+            log(f"{task.name}: baseline with all of B")
+            entry["baseline"] = b = contenders.baseline(task, settings, t)
+            log(f"{task.name}: baseline used {b['cost']:.1f}, weighted {b['weighted']}")
+        if "search" in args.contenders:
+            log(f"{task.name}: TPE + ASHA within B")
+            entry["search"] = s = contenders.search(task, settings, t)
+            log(f"{task.name}: search used {s['cost']:.1f} in {s['trials']} trials, weighted {s['weighted']}")
+        if "halving" in args.contenders and task.task_type in tasks.HALVING_TYPES:
             log(f"{task.name}: tournament with successive halving (eta {args.halving_eta}, {args.halving_rungs} rungs)")
             entry["halving"] = h = contenders.tournament(task, settings, halving=True)
             h["share"] = h["cost"] / t["budget"] if t["budget"] else None
             log(f"{task.name}: halving spent {h['cost']:.1f} ({100 * (h['share'] or 0):.0f} % of B); "
                 f"winner {h['winner']} ({h['weighted']})")
-        else:
+        elif "halving" in args.contenders:
             log(f"{task.name}: no halving tournament: {task.task_type} trainers cannot continue from a checkpoint")
         results.append(entry)
     comparisons = [
