@@ -294,8 +294,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if lost.load(Ordering::SeqCst) {
         anyhow::bail!("lost the leader lease");
     }
-    if let Err(e) = lease.release().await {
-        tracing::warn!(error = %e, "cannot release the lease; the next leader waits for it to expire");
+    // A slow API server must not hold up the exit: without the release the next leader waits
+    // for the lease to expire, no more.
+    match tokio::time::timeout(RELEASE_TIMEOUT, lease.release()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot release the lease; the next leader waits for it to expire"),
+        Err(_) => {
+            tracing::warn!(timeout = ?RELEASE_TIMEOUT, "the lease release did not finish in time; the next leader waits for it to expire")
+        }
     }
     tracing::info!("stopped");
     Ok(())
@@ -303,6 +309,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
 /// How long the controllers may take to finish their reconciles after a stop (SIGTERM).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How long releasing the lease may take at a stop.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long the controllers may take to stop once the lease is lost, before the process exits.
 const LOST_LEASE_GRACE: Duration = Duration::from_secs(5);
