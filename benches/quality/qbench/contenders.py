@@ -288,7 +288,7 @@ def rung_estimate(t: dict[str, Any], hours: float) -> float:
     rate = max(t["cpu_per_wall"], 1e-3)
     top = t["hours_per_miner"]
     overhead = max(0.0, t["mean_train_cost"] - rate * top * 3600)
-    training = min(overhead + rate * hours * 3600, max(t["mean_train_cost"], overhead))
+    training = min(overhead + rate * hours * 3600, t["mean_train_cost"])
     return training + t["mean_eval_cost"]
 
 
