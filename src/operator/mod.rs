@@ -215,12 +215,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 lost.store(true, Ordering::SeqCst);
                 metrics.leader.set(0);
                 health.stopping.store(true, Ordering::SeqCst);
+                // The controllers stop within LOST_LEASE_GRACE (below), and the process exits.
                 let _ = sender.send(true);
-                // A reconcile stuck in a call must not keep a replica that lost the lease alive:
-                // it exits, and its pod is restarted as a standby.
-                tokio::time::sleep(LOST_LEASE_GRACE).await;
-                tracing::error!(grace = ?LOST_LEASE_GRACE, "the controllers did not stop after the lease was lost: exiting");
-                std::process::exit(1);
+                return;
             }
         })
     };
@@ -274,19 +271,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             }
         });
     }
-    // kube-rs holds a controller's reconciles until its first list is complete, and after a stop
-    // no longer polls that list: a stop in the first moments after taking the lease would wait
-    // for ever. The controllers get a grace period to finish what they run, no more.
+    // After a stop the controllers get a grace period to finish what they run, no more: a
+    // reconcile stuck in a call must not keep a replica that lost the lease alive (its pod
+    // restarts as a standby), and kube-rs holds a controller's reconciles until its first list
+    // is complete but no longer polls that list after a stop, so a stop in the first moments
+    // after taking the lease would otherwise wait for ever.
     let stopped_long_ago = {
-        let stop = stop.clone();
+        let (stop, lost) = (stop.clone(), lost.clone());
         async move {
             stop.await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
+            let grace = if lost.load(Ordering::SeqCst) { LOST_LEASE_GRACE } else { SHUTDOWN_GRACE };
+            tokio::time::sleep(grace).await;
+            grace
         }
     };
     tokio::select! {
         _ = futures::future::join_all(controllers) => {}
-        _ = stopped_long_ago => tracing::warn!(grace = ?SHUTDOWN_GRACE, "the controllers did not stop in time: stopping anyway"),
+        grace = stopped_long_ago => tracing::warn!(?grace, "the controllers did not stop in time: stopping anyway"),
     }
     health.stopping.store(true, Ordering::SeqCst);
     renewer.abort();
