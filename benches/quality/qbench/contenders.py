@@ -203,11 +203,16 @@ def _base_row(report: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _trainer_hours(cost: float, t: dict[str, Any]) -> float:
-    """The trainer's wall-clock budget for a compute budget `cost`: the tournament's measured
-    compute per wall second of training, less the per-process overhead it measured."""
+def _rate_and_overhead(t: dict[str, Any]) -> tuple[float, float]:
+    """The tournament's measured compute per wall second of training, and the per-process
+    overhead (start-up, imports, loading) a miner's training cost beyond that."""
     rate = max(t["cpu_per_wall"], 1e-3)
-    overhead = max(0.0, t["mean_train_cost"] - rate * t["hours_per_miner"] * 3600)
+    return rate, max(0.0, t["mean_train_cost"] - rate * t["hours_per_miner"] * 3600)
+
+
+def _trainer_hours(cost: float, t: dict[str, Any]) -> float:
+    """The trainer's wall-clock budget for a compute budget `cost`."""
+    rate, overhead = _rate_and_overhead(t)
     return max(cost - overhead, rate * 2.0) / rate / 3600
 
 
@@ -285,9 +290,7 @@ def rung_estimate(t: dict[str, Any], hours: float) -> float:
     before their allotment, a trial does too; without the cap, a rung's wall-clock budget priced
     at that rate exceeds all of B and the search could not start one trial. A rung that does run
     longer is stopped at what is left of B all the same."""
-    rate = max(t["cpu_per_wall"], 1e-3)
-    top = t["hours_per_miner"]
-    overhead = max(0.0, t["mean_train_cost"] - rate * top * 3600)
+    rate, overhead = _rate_and_overhead(t)
     training = min(overhead + rate * hours * 3600, t["mean_train_cost"])
     return training + t["mean_eval_cost"]
 
