@@ -111,7 +111,7 @@ fn failing_miners_are_marked_failed_and_the_tournament_goes_on() {
                   - {name: garbage, strategy: x, command: [sh, -c, 'mkdir -p \"$GRADIENTS_OUTPUT/model\" && \
                   head -c 4096 /dev/urandom > \"$GRADIENTS_OUTPUT/model/model.safetensors\" && echo {} > \"$GRADIENTS_OUTPUT/model/config.json\"']}\n";
     // 36 s and a 15 s grace: the good miner's trainer must import torch, train and save on a
-    // loaded 2-core CI machine (at 14 s and 5 s it was once still saving past its grace).
+    // loaded 2-core CI machine (at 14 s and 5 s it was once still running past its grace).
     let task = instruct_task(dir.path(), miners, "  hours: 0.01\n  baseline: false\n  evaluateBase: false\n");
     let started = Instant::now();
     let out = run(&task, &dir.path().join("data"), &["--grace-seconds", "15", "--trust-local-commands"]);
