@@ -390,14 +390,7 @@ pub async fn push(
             Observed::new(CONDITION, None, "NoWeights", "no miner has a standing yet"),
         );
     }
-    let hotkeys = match miner_hotkeys(ctx, &namespace).await {
-        Ok(hotkeys) => hotkeys,
-        Err(e) => {
-            let mut outcome = Outcome::new(previous.clone(), synced(false, "KubernetesError", e.to_string()));
-            outcome.error = Some(e);
-            return outcome;
-        }
-    };
+    let hotkeys = miner_hotkeys(ctx, &namespace);
     let desired = prepare(standings, &hotkeys, sink);
     match due(previous, &desired, sink, now) {
         Due::UpToDate { recheck } => {
@@ -616,11 +609,8 @@ fn success(
 }
 
 /// Miner name → its `spec.hotkey` (None without one), for the namespace's Miners.
-async fn miner_hotkeys(ctx: &Context, namespace: &str) -> Result<BTreeMap<String, Option<String>>, Error> {
-    use kube::core::DeserializeGuard;
-    let api = Api::<DeserializeGuard<crate::api::Miner>>::namespaced(ctx.client.clone(), namespace);
-    let miners = super::context::list_all(&api, &kube::api::ListParams::default()).await?;
-    Ok(miners.into_iter().filter_map(|m| m.0.ok()).map(|m| (m.name_any(), m.spec.hotkey.clone())).collect())
+fn miner_hotkeys(ctx: &Context, namespace: &str) -> BTreeMap<String, Option<String>> {
+    ctx.caches.all_miners(namespace).into_iter().map(|m| (m.name_any(), m.spec.hotkey.clone())).collect()
 }
 
 /// The condition's message once the chain holds the weights: the same on every reconcile.

@@ -39,6 +39,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// File sink for weights, when configured.
     pub weights_file: Option<PathBuf>,
+    /// The Miners and the Tasks' children, as watched.
+    pub caches: super::caches::Caches,
     backoff: Mutex<Backoffs>,
 }
 
@@ -49,6 +51,7 @@ impl Context {
         metrics: Metrics,
         identity: &str,
         weights_file: Option<PathBuf>,
+        caches: super::caches::Caches,
     ) -> Arc<Self> {
         let tournament = TournamentConfig {
             lifecycle: workloads.lifecycle.clone().unwrap_or_default(),
@@ -62,6 +65,7 @@ impl Context {
             tournament,
             metrics,
             weights_file,
+            caches,
             backoff: Mutex::new(Backoffs::default()),
         })
     }

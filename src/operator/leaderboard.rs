@@ -24,7 +24,7 @@ use super::results;
 use super::sink::{self, Weights};
 use crate::api::conditions::{self, Observed};
 use crate::api::leaderboard::{LeaderboardStatus, Standing, WeightPush};
-use crate::api::{Evaluation, Leaderboard, Miner, MinerStatus};
+use crate::api::{Evaluation, Leaderboard, MinerStatus};
 use crate::mechanism::records::TaskRecord;
 use crate::mechanism::{MechanismConfig, leaderboard, scoring};
 
@@ -191,10 +191,7 @@ pub fn standings(
 /// Copies each miner's standing into its `Miner` status (what selection reads).
 async fn update_miners(ctx: &Context, namespace: &str, standings: &[Standing]) -> Result<()> {
     let by_miner: BTreeMap<&str, &Standing> = standings.iter().map(|s| (s.miner.as_str(), s)).collect();
-    let miners =
-        list_all(&Api::<DeserializeGuard<Miner>>::namespaced(ctx.client.clone(), namespace), &ListParams::default())
-            .await?;
-    for miner in miners.into_iter().filter_map(|m| m.0.ok()) {
+    for miner in ctx.caches.all_miners(namespace) {
         let standing = by_miner.get(miner.name_any().as_str());
         let status = MinerStatus {
             tasks_in_window: standing.map(|s| s.tasks).unwrap_or(0),

@@ -83,6 +83,13 @@ fn terminated(pods: &[Pod], container: &str) -> Option<ContainerStateTerminated>
     })
 }
 
+/// Whether the Job has finished but none of `pods` shows its container's end: the pods were
+/// read from a cache older than the Job, and must be read again before the Job is judged.
+pub fn pods_behind(job: &Job, pods: &[Pod], container: &str) -> bool {
+    let finished = job_condition(job, "Complete").is_some() || job_condition(job, "Failed").is_some();
+    finished && terminated(pods, container).is_none()
+}
+
 /// Evicted or preempted pods are not the workload's fault: worth another attempt.
 fn lost(pods: &[Pod]) -> bool {
     pods.iter().any(|p| {

@@ -4,6 +4,7 @@
 //! [`leaderboard`], [`task_source`]), each a thin reconciler over a pure core ([`lifecycle`], [`results`],
 //! the workload builders). Only the replica holding the leader Lease runs them.
 
+pub mod caches;
 pub mod chain_sink;
 pub mod context;
 pub mod error;
@@ -222,13 +223,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         })
     };
 
-    let ctx = context::Context::new(client, workloads, metrics.clone(), &settings.identity, settings.weights_file);
+    let (caches, watches, triggers) = caches::Caches::new(&client, &scopes);
+    for watch in watches {
+        tokio::spawn(watch);
+    }
+    // Every reconcile reads them: no controller starts on an empty cache.
+    tokio::select! {
+        ready = caches.wait_until_ready() => ready?,
+        _ = stop.clone() => return Ok(()),
+    }
+    let ctx =
+        context::Context::new(client, workloads, metrics.clone(), &settings.identity, settings.weights_file, caches);
     let concurrency = settings.concurrency.max(1);
     // One set of controllers per namespace served (or one for the whole cluster).
     let mut controllers = Vec::new();
     let mut all = Stores::default();
-    for scope in scopes.iter().map(Option::as_deref) {
-        let (task_store, tasks) = task::controller(ctx.clone(), scope, concurrency, stop.clone());
+    for (scope, triggers) in scopes.iter().map(Option::as_deref).zip(triggers) {
+        let (task_store, tasks) = task::controller(ctx.clone(), scope, triggers, concurrency, stop.clone());
         let (submission_store, submissions) = submission::controller(ctx.clone(), scope, concurrency, stop.clone());
         let (evaluation_store, evaluations) = evaluation::controller(ctx.clone(), scope, concurrency, stop.clone());
         let (leaderboard_store, leaderboards) = leaderboard::controller(ctx.clone(), scope, concurrency, stop.clone());

@@ -20,6 +20,7 @@ use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 
+use super::caches::Triggers;
 use super::context::{Context, DEBOUNCE, apply, apply_status, list_all, log_stream_errors, object_key, scoped};
 use super::error::Result;
 use super::lifecycle;
@@ -27,29 +28,30 @@ use super::ownership::{self, Claim, Ownership, Record};
 use super::telemetry;
 use crate::api::conditions::{self, Observed};
 use crate::api::evaluation::EvaluationPhase;
-use crate::api::{Evaluation, Miner, MinerSubmission, Task, TaskStatus};
+use crate::api::{Miner, MinerSubmission, Task, TaskStatus};
 use crate::tournament::{self, Action, Observation, PoolMiner, WorkKind, WorkloadId, WorkloadState};
 use crate::workloads::evaluator::Evaluated;
-use crate::workloads::{evaluator, labels, network_policy, prepare, seal, synthesize};
+use crate::workloads::{evaluator, network_policy, prepare, seal, synthesize};
 
 const NAME: &str = "task";
 /// A task that is not finished is looked at again at least this often.
 const RESYNC: Duration = Duration::from_secs(300);
+/// How long a reconcile waits for the children's caches to be first filled.
+const CACHE_WAIT: Duration = Duration::from_secs(10);
 
 pub fn controller(
     ctx: Arc<Context>,
     namespace: Option<&str>,
+    children: Triggers,
     concurrency: u16,
     shutdown: super::Stop,
 ) -> (Store<DeserializeGuard<Task>>, BoxFuture<'static, ()>) {
     let client = ctx.client.clone();
+    // The children's changes come through the watches that fill the context's caches.
     let controller = Controller::new(scoped::<DeserializeGuard<Task>>(&client, namespace), watcher::Config::default())
-        .owns(
-            scoped::<Job>(&client, namespace),
-            watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER)),
-        )
-        .owns(scoped::<MinerSubmission>(&client, namespace), watcher::Config::default())
-        .owns(scoped::<Evaluation>(&client, namespace), watcher::Config::default())
+        .owns_stream(children.jobs)
+        .owns_stream(children.submissions)
+        .owns_stream(children.evaluations)
         .with_config(controller::Config::default().concurrency(concurrency).debounce(DEBOUNCE))
         .graceful_shutdown_on(shutdown);
     let store = controller.store();
@@ -69,6 +71,10 @@ async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>)
     let Some(cached) = ctx.readable(guarded.as_ref()).await else { return Ok(Requeue::await_change()) };
     let namespace = cached.namespace().unwrap_or_default();
     let name = cached.name_any();
+    if !ctx.caches.children_ready(&namespace, CACHE_WAIT).await {
+        tracing::warn!(task = %name, "the caches of Jobs, MinerSubmissions and Evaluations are not synced yet");
+        return Ok(Requeue::requeue(CACHE_WAIT));
+    }
     // The cache can lag behind our own last status write, and the state in it is what every
     // decision builds on: read it fresh.
     let Some(task) = Api::<Task>::namespaced(ctx.client.clone(), &namespace).get_opt(&name).await? else {
@@ -88,8 +94,9 @@ async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>)
     let state = previous.lifecycle.clone().unwrap_or_default();
     let mut findings = Vec::new();
     let mut unrecorded = BTreeMap::new();
-    let miners = if state.draws_miners() { miners(client, &task).await? } else { BTreeMap::new() };
-    let evaluation = match Api::<Evaluation>::namespaced(client.clone(), &namespace).get_opt(&name).await? {
+    let selector = task.spec.miner_selector.clone().unwrap_or_default();
+    let miners = if state.draws_miners() { ctx.caches.miners(&namespace, &selector) } else { BTreeMap::new() };
+    let evaluation = match ctx.caches.evaluation(&namespace, &name) {
         Some(found) if is_ours(&found, &previous, &mut unrecorded) => Some(found),
         Some(found) => {
             findings.push(Finding::not_adopted(&found, "record"));
@@ -97,7 +104,7 @@ async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>)
         }
         None => None,
     };
-    let submissions = children::<MinerSubmission>(client, &namespace, &name).await?;
+    let submissions = ctx.caches.submissions(&namespace, &name);
     let workloads =
         observe_workloads(&ctx, &task, &state, &previous, &submissions, &mut findings, &mut unrecorded).await?;
     // Our objects created just before a crash: their uids go into the status before anything
@@ -405,7 +412,11 @@ async fn execute(
         Action::RecordResults { record } => {
             let (evaluation, status) =
                 lifecycle::build_evaluation(task, record, state, &ctx.workloads, ctx.mechanism(), Utc::now())?;
-            if let Some(evaluation) = children.create(client, &evaluation).await? {
+            // Written once: a cache that has not seen the write yet asks for it again, and the
+            // record (read from the API server by the claim) must not be rewritten.
+            if let Some(evaluation) = children.create(client, &evaluation).await?
+                && evaluation.status.as_ref().is_none_or(|s| s.phase != EvaluationPhase::Complete)
+            {
                 apply_status(client, &evaluation, &status).await?;
             }
         }
@@ -481,16 +492,6 @@ async fn stop(
     }
 }
 
-/// Enabled `Miner` objects the task's selector matches, by name. A Miner that does not
-/// deserialize is skipped, not fatal.
-async fn miners(client: &Client, task: &Task) -> Result<BTreeMap<String, Miner>> {
-    let selector =
-        task.spec.miner_selector.iter().flatten().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
-    let api = Api::<DeserializeGuard<Miner>>::namespaced(client.clone(), &task.namespace().unwrap_or_default());
-    let list = list_all(&api, &ListParams::default().labels(&selector)).await?;
-    Ok(list.into_iter().filter_map(|m| m.0.ok()).filter(|m| m.spec.enabled).map(|m| (m.name_any(), m)).collect())
-}
-
 /// The pool: the task's inline miners, then the matching Miner objects, with the day's quality
 /// the leaderboard copied into their status.
 fn pool(task: &Task, miners: &BTreeMap<String, Miner>) -> Vec<PoolMiner> {
@@ -510,18 +511,6 @@ fn pool(task: &Task, miners: &BTreeMap<String, Miner>) -> Vec<PoolMiner> {
         }
     }
     pool
-}
-
-async fn children<K>(client: &Client, namespace: &str, task: &str) -> Result<Vec<K>>
-where
-    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    let api = Api::<DeserializeGuard<K>>::namespaced(client.clone(), namespace);
-    let selector = format!("{}={}", labels::TASK, crate::workloads::label_value(task));
-    Ok(list_all(&api, &ListParams::default().labels(&selector)).await?.into_iter().filter_map(|k| k.0.ok()).collect())
 }
 
 /// Every workload the state waits for that exists, by id: the objects the operator created
@@ -547,8 +536,8 @@ async fn observe_workloads(
     if ids.is_empty() {
         return Ok(workloads);
     }
-    let jobs: Vec<Job> = children(client, &namespace, &name).await?;
-    let pods: Vec<Pod> = children(client, &namespace, &name).await?;
+    let jobs = ctx.caches.jobs(&namespace, &name);
+    let pods = ctx.caches.pods(&namespace, &name);
     for id in ids {
         if id.kind == WorkKind::Train {
             let object = lifecycle::submission_name(&name, &id);
@@ -589,8 +578,13 @@ async fn observe_workloads(
             workloads.insert(id, lifecycle::not_adopted(now, &ownership::describe(&job)));
             continue;
         }
-        let labelled: Vec<Pod> =
+        let of_job = format!("batch.kubernetes.io/job-name={object}");
+        let mut labelled: Vec<Pod> =
             pods.iter().filter(|p| p.labels().get("batch.kubernetes.io/job-name") == Some(&object)).cloned().collect();
+        if lifecycle::pods_behind(&job, &ownership::trusted_pods(&labelled, &job, container, image).0, container) {
+            let api = Api::<Pod>::namespaced(client.clone(), &namespace);
+            labelled = list_all(&api, &ListParams::default().labels(&of_job)).await?;
+        }
         let (trusted, ignored) = ownership::trusted_pods(&labelled, &job, container, image);
         findings.extend(ignored.into_iter().map(|(pod, why)| Finding {
             reason: "ForgedPod",

@@ -1,0 +1,281 @@
+//! What a Task or Leaderboard reconcile reads besides its own object: the Miners and the
+//! Task's children, served from one watch per kind and namespace served (issue 13: listing them
+//! from the API server on every reconcile made the cost per Task grow with the number of Tasks).
+//!
+//! A store can lag a write the same reconcile just made. The readers stay safe: creating a
+//! child still asks the API server first (`ownership::claim`), a child the state waits for but
+//! the store lacks is fetched by name, and a finished Job whose result pod the store does not
+//! show yet has its pods listed fresh (see `task::observe_workloads`).
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use super::context::scoped;
+use crate::api::{Evaluation, Miner, MinerSubmission};
+use crate::workloads::labels;
+
+/// The stores of one namespace served (or of the whole cluster).
+struct Scope {
+    namespace: Option<String>,
+    miners: Store<DeserializeGuard<Miner>>,
+    jobs: Store<Job>,
+    pods: Store<Pod>,
+    submissions: Store<DeserializeGuard<MinerSubmission>>,
+    evaluations: Store<DeserializeGuard<Evaluation>>,
+}
+
+pub struct Caches {
+    scopes: Vec<Scope>,
+}
+
+/// A store of `K` and the watch that fills it, as the stream of the objects it touched (to be
+/// polled for the store to move).
+fn cached<K>(api: kube::Api<K>, config: watcher::Config) -> (Store<K>, BoxStream<'static, Result<K, watcher::Error>>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    // Nothing here reads who wrote which field: the largest part of a stored object goes.
+    let stream = watcher(api, config).default_backoff().modify(|object| object.managed_fields_mut().clear());
+    (reader, reflector::reflector(writer, stream).touched_objects().boxed())
+}
+
+/// Polls a watch that triggers nothing, for its store.
+fn drain<K: Resource<DynamicType = ()> + 'static>(
+    stream: BoxStream<'static, Result<K, watcher::Error>>,
+) -> BoxFuture<'static, ()> {
+    let kind = K::kind(&()).to_string();
+    stream
+        .for_each(move |event| {
+            if let Err(error) = event {
+                tracing::warn!(kind, %error, "cache watch error");
+            }
+            futures::future::ready(())
+        })
+        .boxed()
+}
+
+/// The watches of the children whose changes wake their Task: the Task controller polls them
+/// (`Controller::owns_stream`), so its store is never older than the change that woke it.
+pub struct Triggers {
+    pub jobs: BoxStream<'static, Result<Job, watcher::Error>>,
+    pub submissions: BoxStream<'static, Result<DeserializeGuard<MinerSubmission>, watcher::Error>>,
+    pub evaluations: BoxStream<'static, Result<DeserializeGuard<Evaluation>, watcher::Error>>,
+}
+
+impl Caches {
+    /// The stores of `scopes` (a namespace each, `None` for the whole cluster); the watches of
+    /// Miners and pods, to be spawned; and per scope, in order, the children's watches for its
+    /// Task controller.
+    pub fn new(client: &Client, scopes: &[Option<String>]) -> (Caches, Vec<BoxFuture<'static, ()>>, Vec<Triggers>) {
+        let mut background = Vec::new();
+        let mut triggers = Vec::new();
+        let mut out = Vec::new();
+        for namespace in scopes {
+            let ns = namespace.as_deref();
+            let (miners, stream) = cached(scoped(client, ns), watcher::Config::default());
+            background.push(drain(stream));
+            // Only the pods of the operator's Jobs (they carry their Task's label).
+            let (pods, stream) = cached(scoped(client, ns), watcher::Config::default().labels(labels::TASK));
+            background.push(drain(stream));
+            let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGER);
+            let (jobs, job_stream) = cached(scoped(client, ns), watcher::Config::default().labels(&managed));
+            let (submissions, submission_stream) = cached(scoped(client, ns), watcher::Config::default());
+            let (evaluations, evaluation_stream) = cached(scoped(client, ns), watcher::Config::default());
+            triggers.push(Triggers {
+                jobs: job_stream,
+                submissions: submission_stream,
+                evaluations: evaluation_stream,
+            });
+            out.push(Scope { namespace: namespace.clone(), miners, jobs, pods, submissions, evaluations });
+        }
+        (Caches { scopes: out }, background, triggers)
+    }
+
+    /// Waits until the stores of Miners and pods hold their first complete list.
+    pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
+        for scope in &self.scopes {
+            scope.miners.wait_until_ready().await?;
+            scope.pods.wait_until_ready().await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the stores of the children in `namespace` hold their first complete list, waiting
+    /// up to `within` (their watches run inside the Task controller, which starts them).
+    pub async fn children_ready(&self, namespace: &str, within: std::time::Duration) -> bool {
+        let Some(scope) = self.scope(namespace) else { return false };
+        let ready = async {
+            scope.jobs.wait_until_ready().await.is_ok()
+                && scope.submissions.wait_until_ready().await.is_ok()
+                && scope.evaluations.wait_until_ready().await.is_ok()
+        };
+        tokio::time::timeout(within, ready).await.unwrap_or(false)
+    }
+
+    fn scope(&self, namespace: &str) -> Option<&Scope> {
+        self.scopes.iter().find(|s| s.namespace.as_deref().is_none_or(|n| n == namespace))
+    }
+
+    /// The enabled Miners of `namespace` whose labels hold every pair of `selector`, by name. A
+    /// Miner that does not deserialize is skipped, not fatal.
+    pub fn miners(&self, namespace: &str, selector: &BTreeMap<String, String>) -> BTreeMap<String, Miner> {
+        let Some(scope) = self.scope(namespace) else { return BTreeMap::new() };
+        readable(&scope.miners, namespace)
+            .filter(|m| m.spec.enabled && selector.iter().all(|(k, v)| m.labels().get(k) == Some(v)))
+            .map(|m| (m.name_any(), m))
+            .collect()
+    }
+
+    /// The Jobs of the operator's Task `task`.
+    pub fn jobs(&self, namespace: &str, task: &str) -> Vec<Job> {
+        self.scope(namespace).map(|s| of_task(s.jobs.state(), namespace, task)).unwrap_or_default()
+    }
+
+    /// The pods of the Task's Jobs.
+    pub fn pods(&self, namespace: &str, task: &str) -> Vec<Pod> {
+        self.scope(namespace).map(|s| of_task(s.pods.state(), namespace, task)).unwrap_or_default()
+    }
+
+    /// The readable MinerSubmissions of the Task.
+    pub fn submissions(&self, namespace: &str, task: &str) -> Vec<MinerSubmission> {
+        let Some(scope) = self.scope(namespace) else { return Vec::new() };
+        let value = crate::workloads::label_value(task);
+        readable(&scope.submissions, namespace).filter(|s| s.labels().get(labels::TASK) == Some(&value)).collect()
+    }
+
+    /// The readable Evaluation of `name` in `namespace`.
+    pub fn evaluation(&self, namespace: &str, name: &str) -> Option<Evaluation> {
+        let scope = self.scope(namespace)?;
+        scope
+            .evaluations
+            .get(&reflector::ObjectRef::new(name).within(namespace))
+            .and_then(|guarded| guarded.0.as_ref().ok().cloned())
+    }
+
+    /// The readable Miners of `namespace` (for the Leaderboard).
+    pub fn all_miners(&self, namespace: &str) -> Vec<Miner> {
+        self.scope(namespace).map(|s| readable(&s.miners, namespace).collect()).unwrap_or_default()
+    }
+}
+
+/// The readable objects of `namespace` in a tolerant store.
+fn readable<K>(store: &Store<DeserializeGuard<K>>, namespace: &str) -> impl Iterator<Item = K>
+where
+    K: Resource<DynamicType = ()> + Clone,
+    DeserializeGuard<K>: Resource<DynamicType = ()>,
+{
+    let namespace = namespace.to_string();
+    store
+        .state()
+        .into_iter()
+        .filter_map(|guarded| guarded.0.as_ref().ok().cloned())
+        .filter(move |object| object.namespace().as_deref() == Some(namespace.as_str()))
+}
+
+/// The objects of `namespace` labelled as the Task's.
+fn of_task<K: Resource + Clone>(objects: Vec<std::sync::Arc<K>>, namespace: &str, task: &str) -> Vec<K> {
+    let value = crate::workloads::label_value(task);
+    objects
+        .into_iter()
+        .filter(|o| o.namespace().as_deref() == Some(namespace) && o.labels().get(labels::TASK) == Some(&value))
+        .map(|o| o.as_ref().clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::watcher::Event;
+
+    fn store_of<K>(objects: Vec<K>) -> Store<K>
+    where
+        K: Resource<DynamicType = ()> + Clone + 'static,
+    {
+        let (reader, mut writer) = reflector::store();
+        for object in objects {
+            writer.apply_watcher_event(&Event::Apply(object));
+        }
+        reader
+    }
+
+    fn object<K: serde::de::DeserializeOwned>(value: serde_json::Value) -> K {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn miner(namespace: &str, name: &str, pool: &str, enabled: bool) -> DeserializeGuard<Miner> {
+        object(serde_json::json!({
+            "apiVersion": "gradients.io/v1alpha1", "kind": "Miner",
+            "metadata": {"name": name, "namespace": namespace, "labels": {"pool": pool}},
+            "spec": {"strategy": "lora-fast", "enabled": enabled},
+        }))
+    }
+
+    fn job(namespace: &str, name: &str, task: &str) -> Job {
+        object(serde_json::json!({
+            "metadata": {"name": name, "namespace": namespace, "labels": {labels::TASK: task}},
+        }))
+    }
+
+    fn caches(namespace: Option<&str>, miners: Vec<DeserializeGuard<Miner>>, jobs: Vec<Job>) -> Caches {
+        Caches {
+            scopes: vec![Scope {
+                namespace: namespace.map(str::to_string),
+                miners: store_of(miners),
+                jobs: store_of(jobs),
+                pods: store_of(Vec::new()),
+                submissions: store_of(Vec::new()),
+                evaluations: store_of(Vec::new()),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_tasks_pool_is_the_enabled_miners_its_selector_matches_in_its_namespace() {
+        let caches = caches(
+            None,
+            vec![
+                miner("a", "m1", "bench", true),
+                miner("a", "m2", "other", true),
+                miner("a", "m3", "bench", false),
+                miner("b", "m4", "bench", true),
+            ],
+            Vec::new(),
+        );
+        let selector = BTreeMap::from([("pool".to_string(), "bench".to_string())]);
+        assert_eq!(caches.miners("a", &selector).into_keys().collect::<Vec<_>>(), ["m1"]);
+        assert_eq!(caches.miners("a", &BTreeMap::new()).into_keys().collect::<Vec<_>>(), ["m1", "m2"]);
+        assert_eq!(caches.all_miners("b").len(), 1);
+    }
+
+    #[test]
+    fn a_tasks_children_are_those_labelled_with_it_in_its_namespace() {
+        let caches = caches(
+            None,
+            Vec::new(),
+            vec![job("a", "t1-prepare", "t1"), job("a", "t2-prepare", "t2"), job("b", "x", "t1")],
+        );
+        let names: Vec<String> = caches.jobs("a", "t1").iter().map(|j| j.name_any()).collect();
+        assert_eq!(names, ["t1-prepare"]);
+        assert!(caches.jobs("c", "t1").is_empty());
+    }
+
+    #[test]
+    fn a_namespace_outside_the_scopes_served_has_nothing() {
+        let caches = caches(Some("a"), vec![miner("a", "m1", "bench", true)], vec![job("a", "j", "t1")]);
+        assert_eq!(caches.all_miners("a").len(), 1);
+        assert!(caches.all_miners("b").is_empty());
+        assert!(caches.jobs("b", "t1").is_empty());
+    }
+}
