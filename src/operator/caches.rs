@@ -70,13 +70,14 @@ fn drain<K: Resource<DynamicType = ()> + 'static>(
 /// (`Controller::owns_stream`), so its store is never older than the change that woke it.
 pub struct Triggers {
     pub jobs: BoxStream<'static, Result<Job, watcher::Error>>,
+    pub pods: BoxStream<'static, Result<Pod, watcher::Error>>,
     pub submissions: BoxStream<'static, Result<DeserializeGuard<MinerSubmission>, watcher::Error>>,
     pub evaluations: BoxStream<'static, Result<DeserializeGuard<Evaluation>, watcher::Error>>,
 }
 
 impl Caches {
     /// The stores of `scopes` (a namespace each, `None` for the whole cluster); the watches of
-    /// Miners and pods, to be spawned; and per scope, in order, the children's watches for its
+    /// Miners, to be spawned; and per scope, in order, the children's watches for its
     /// Task controller.
     pub fn new(client: &Client, scopes: &[Option<String>]) -> (Caches, Vec<BoxFuture<'static, ()>>, Vec<Triggers>) {
         let mut background = Vec::new();
@@ -86,15 +87,16 @@ impl Caches {
             let ns = namespace.as_deref();
             let (miners, stream) = cached(scoped(client, ns), watcher::Config::default());
             background.push(drain(stream));
-            // Only the pods of the operator's Jobs (they carry their Task's label).
-            let (pods, stream) = cached(scoped(client, ns), watcher::Config::default().labels(labels::TASK));
-            background.push(drain(stream));
+            // Only the pods of the operator's Jobs (they carry their Task's label). A pod's change
+            // wakes its Task too: a forged pod must be seen without waiting for a resync.
+            let (pods, pod_stream) = cached(scoped(client, ns), watcher::Config::default().labels(labels::TASK));
             let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGER);
             let (jobs, job_stream) = cached(scoped(client, ns), watcher::Config::default().labels(&managed));
             let (submissions, submission_stream) = cached(scoped(client, ns), watcher::Config::default());
             let (evaluations, evaluation_stream) = cached(scoped(client, ns), watcher::Config::default());
             triggers.push(Triggers {
                 jobs: job_stream,
+                pods: pod_stream,
                 submissions: submission_stream,
                 evaluations: evaluation_stream,
             });
@@ -103,11 +105,10 @@ impl Caches {
         (Caches { scopes: out }, background, triggers)
     }
 
-    /// Waits until the stores of Miners and pods hold their first complete list.
+    /// Waits until the stores of Miners hold their first complete list.
     pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
         for scope in &self.scopes {
             scope.miners.wait_until_ready().await?;
-            scope.pods.wait_until_ready().await?;
         }
         Ok(())
     }
@@ -118,6 +119,7 @@ impl Caches {
         let Some(scope) = self.scope(namespace) else { return false };
         let ready = async {
             scope.jobs.wait_until_ready().await.is_ok()
+                && scope.pods.wait_until_ready().await.is_ok()
                 && scope.submissions.wait_until_ready().await.is_ok()
                 && scope.evaluations.wait_until_ready().await.is_ok()
         };
