@@ -22,7 +22,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::context::scoped;
-use crate::api::{Evaluation, Miner, MinerSubmission};
+use crate::api::{Evaluation, Miner, MinerSubmission, Task};
 use crate::workloads::labels;
 
 /// The stores of one namespace served (or of the whole cluster).
@@ -196,6 +196,35 @@ fn of_task<K: Resource + Clone>(objects: Vec<std::sync::Arc<K>>, namespace: &str
         .collect()
 }
 
+/// The Task whose label value (`workloads::label_value` of its name) the pod carries. A name
+/// of up to 63 characters is its own label value, found directly; a longer one is hashed into
+/// its label (`workloads::child_name`: a head, `-` and 8 hex digits), and only for a label of
+/// that form are the Tasks searched.
+pub fn task_of_pod(
+    tasks: &Store<DeserializeGuard<Task>>,
+    pod: &Pod,
+) -> Option<reflector::ObjectRef<DeserializeGuard<Task>>> {
+    let value = pod.labels().get(labels::TASK)?;
+    let namespace = pod.namespace()?;
+    let direct = reflector::ObjectRef::new(value).within(&namespace);
+    if tasks.get(&direct).is_some() {
+        return Some(direct);
+    }
+    let hashed = value
+        .rsplit_once('-')
+        .is_some_and(|(_, suffix)| suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !hashed {
+        return None;
+    }
+    tasks
+        .state()
+        .iter()
+        .find(|task| {
+            task.namespace().as_deref() == Some(&namespace) && crate::workloads::label_value(&task.name_any()) == *value
+        })
+        .map(|task| reflector::ObjectRef::from_obj(task.as_ref()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,5 +308,34 @@ mod tests {
         assert_eq!(caches.all_miners("a").len(), 1);
         assert!(caches.all_miners("b").is_empty());
         assert!(caches.jobs("b", "t1").is_empty());
+    }
+
+    fn task(namespace: &str, name: &str) -> DeserializeGuard<Task> {
+        object(serde_json::json!({
+            "apiVersion": "gradients.io/v1alpha1", "kind": "Task",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"taskType": "InstructText", "hours": 0.1,
+                     "baseModel": {"uri": "file:///m"}, "dataset": {"uri": "file:///d"}},
+        }))
+    }
+
+    fn pod_of(namespace: &str, task: &str) -> Pod {
+        object(serde_json::json!({
+            "metadata": {"name": "p", "namespace": namespace,
+                         "labels": {labels::TASK: crate::workloads::label_value(task)}},
+        }))
+    }
+
+    #[test]
+    fn a_pods_change_wakes_the_task_its_label_names_even_when_the_name_was_hashed_into_it() {
+        let long = format!("a-task-whose-name-is-longer-than-a-label-value-may-be-{}", "x".repeat(20));
+        let tasks = store_of(vec![task("a", "short"), task("a", &long), task("b", "other")]);
+        let woken = |pod: Pod| task_of_pod(&tasks, &pod).map(|r| (r.namespace.unwrap_or_default(), r.name));
+        assert_eq!(woken(pod_of("a", "short")), Some(("a".to_string(), "short".to_string())));
+        assert_eq!(woken(pod_of("a", &long)), Some(("a".to_string(), long.clone())));
+        // Another namespace's Task of that name, or none at all, is not woken.
+        assert_eq!(woken(pod_of("b", "short")), None);
+        assert_eq!(woken(pod_of("a", "gone")), None);
+        assert_eq!(woken(object(serde_json::json!({"metadata": {"name": "p", "namespace": "a"}}))), None);
     }
 }

@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{self, Action as Requeue, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 
@@ -31,7 +31,7 @@ use crate::api::evaluation::EvaluationPhase;
 use crate::api::{Miner, MinerSubmission, Task, TaskStatus};
 use crate::tournament::{self, Action, Observation, PoolMiner, WorkKind, WorkloadId, WorkloadState};
 use crate::workloads::evaluator::Evaluated;
-use crate::workloads::{evaluator, labels, network_policy, prepare, seal, synthesize};
+use crate::workloads::{evaluator, network_policy, prepare, seal, synthesize};
 
 const NAME: &str = "task";
 /// A task that is not finished is looked at again at least this often.
@@ -56,7 +56,7 @@ pub fn controller(
         .owns_stream(children.submissions)
         .owns_stream(children.evaluations)
         // A pod is owned by its Job, not its Task: its Task's label says which Task it wakes.
-        .watches_stream(children.pods, move |pod: Pod| task_of_pod(&tasks, &pod))
+        .watches_stream(children.pods, move |pod: Pod| super::caches::task_of_pod(&tasks, &pod))
         .with_config(controller::Config::default().concurrency(concurrency).debounce(DEBOUNCE))
         .graceful_shutdown_on(shutdown);
     let run = controller
@@ -64,32 +64,6 @@ pub fn controller(
         .for_each(log_stream_errors(NAME, ctx))
         .boxed();
     (store, run)
-}
-
-/// The Task whose label value (`workloads::label_value` of its name) the pod carries. A name
-/// of up to 63 characters is its own label value, found directly; a longer one is hashed into
-/// its label (`workloads::child_name`: a head, `-` and 8 hex digits), and only for a label of
-/// that form are the Tasks searched.
-fn task_of_pod(tasks: &Store<DeserializeGuard<Task>>, pod: &Pod) -> Option<ObjectRef<DeserializeGuard<Task>>> {
-    let value = pod.labels().get(labels::TASK)?;
-    let namespace = pod.namespace()?;
-    let direct = ObjectRef::new(value).within(&namespace);
-    if tasks.get(&direct).is_some() {
-        return Some(direct);
-    }
-    let hashed = value.rsplit_once('-').is_some_and(|(_, suffix)| {
-        suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit())
-    });
-    if !hashed {
-        return None;
-    }
-    tasks
-        .state()
-        .iter()
-        .find(|task| {
-            task.namespace().as_deref() == Some(&namespace) && crate::workloads::label_value(&task.name_any()) == *value
-        })
-        .map(|task| ObjectRef::from_obj(task.as_ref()))
 }
 
 async fn reconcile(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>) -> Result<Requeue> {
