@@ -198,8 +198,7 @@ fn of_task<K: Resource + Clone>(objects: Vec<std::sync::Arc<K>>, namespace: &str
 
 /// The Task whose label value (`workloads::label_value` of its name) the pod carries. A name
 /// of up to 63 characters is its own label value, found directly; a longer one is hashed into
-/// its label (`workloads::child_name`: a head, `-` and 8 hex digits), and only for a label of
-/// that form are the Tasks searched.
+/// its label, and only for a label that may be such a hash are the Tasks searched.
 pub fn task_of_pod(
     tasks: &Store<DeserializeGuard<Task>>,
     pod: &Pod,
@@ -210,10 +209,7 @@ pub fn task_of_pod(
     if tasks.get(&direct).is_some() {
         return Some(direct);
     }
-    let hashed = value
-        .rsplit_once('-')
-        .is_some_and(|(_, suffix)| suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit()));
-    if !hashed {
+    if !crate::workloads::may_be_hashed(value) {
         return None;
     }
     tasks

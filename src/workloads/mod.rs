@@ -184,6 +184,12 @@ pub fn label_value(value: &str) -> String {
     if value.len() <= 63 { value.to_string() } else { child_name(&[value]) }
 }
 
+/// Whether `label` could be [`label_value`]'s hash of a longer value ([`child_name`]'s form: a
+/// head, `-`, 8 hex digits); any other label is the value itself.
+pub fn may_be_hashed(label: &str) -> bool {
+    label.rsplit_once('-').is_some_and(|(_, suffix)| suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// The restricted Pod Security Standard: non-root, RuntimeDefault seccomp.
 /// The pod every workload runs in: never restarted in place, no service-account token, no
 /// service links, the restricted security profile. Defined once so no builder can drop one.
