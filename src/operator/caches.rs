@@ -166,6 +166,20 @@ impl Caches {
             .and_then(|guarded| guarded.0.as_ref().ok().cloned())
     }
 
+    /// Whether a change of `pod` can matter to its Task's reconcile. A trainer's pods do not:
+    /// the Task follows a training through its MinerSubmission, whose controller watches the
+    /// trainer Job. Every other pod does (a forged one above all), and so does a pod whose Job
+    /// the store does not hold yet. With 16 miners, trainer pods make most of a Task's pod changes.
+    pub fn wakes_its_task(&self, pod: &Pod) -> bool {
+        let (Some(namespace), Some(job)) = (pod.namespace(), pod.labels().get(JOB_NAME)) else { return true };
+        let Some(scope) = self.scope(&namespace) else { return true };
+        let trainer = scope
+            .jobs
+            .get(&reflector::ObjectRef::new(job).within(&namespace))
+            .is_some_and(|job| job.labels().get(labels::ROLE).map(String::as_str) == Some(labels::ROLE_TRAINER));
+        !trainer
+    }
+
     /// The readable Miners of `namespace` (for the Leaderboard).
     pub fn all_miners(&self, namespace: &str) -> Vec<Miner> {
         self.scope(namespace).map(|s| readable(&s.miners, namespace).collect()).unwrap_or_default()
@@ -195,6 +209,9 @@ fn of_task<K: Resource + Clone>(objects: Vec<std::sync::Arc<K>>, namespace: &str
         .map(|o| o.as_ref().clone())
         .collect()
 }
+
+/// The label the Job controller puts on a Job's pods.
+pub const JOB_NAME: &str = "batch.kubernetes.io/job-name";
 
 /// The Task whose label value (`workloads::label_value` of its name) the pod carries. A name
 /// of up to 63 characters is its own label value, found directly; a longer one is hashed into
@@ -333,5 +350,28 @@ mod tests {
         assert_eq!(woken(pod_of("b", "short")), None);
         assert_eq!(woken(pod_of("a", "gone")), None);
         assert_eq!(woken(object(serde_json::json!({"metadata": {"name": "p", "namespace": "a"}}))), None);
+    }
+
+    #[test]
+    fn a_trainers_pods_do_not_wake_their_task_and_every_other_pod_does() {
+        let mut trainer = job("a", "t1-train-alice", "t1");
+        trainer.labels_mut().insert(labels::ROLE.to_string(), labels::ROLE_TRAINER.to_string());
+        let mut evaluator = job("a", "t1-eval-alice", "t1");
+        evaluator.labels_mut().insert(labels::ROLE.to_string(), labels::ROLE_EVALUATOR.to_string());
+        let caches = caches(None, Vec::new(), vec![trainer, evaluator]);
+        let pod = |namespace: &str, job: Option<&str>| -> Pod {
+            let mut labels = serde_json::json!({labels::TASK: "t1"});
+            if let Some(job) = job {
+                labels[JOB_NAME] = job.into();
+            }
+            object(serde_json::json!({"metadata": {"name": "p", "namespace": namespace, "labels": labels}}))
+        };
+        assert!(!caches.wakes_its_task(&pod("a", Some("t1-train-alice"))));
+        assert!(caches.wakes_its_task(&pod("a", Some("t1-eval-alice"))));
+        // A pod that only claims a Job, or a Job the store does not hold (yet), may be forged.
+        assert!(caches.wakes_its_task(&pod("a", None)));
+        assert!(caches.wakes_its_task(&pod("a", Some("t1-unknown"))));
+        // The trainer Job of another namespace is another Job.
+        assert!(caches.wakes_its_task(&pod("b", Some("t1-train-alice"))));
     }
 }

@@ -9,7 +9,7 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 
@@ -27,6 +27,7 @@ const NAME: &str = "submission";
 pub fn controller(
     ctx: Arc<Context>,
     namespace: Option<&str>,
+    tasks: Store<DeserializeGuard<Task>>,
     concurrency: u16,
     shutdown: super::Stop,
 ) -> (Store<DeserializeGuard<MinerSubmission>>, BoxFuture<'static, ()>) {
@@ -41,18 +42,30 @@ pub fn controller(
             .graceful_shutdown_on(shutdown);
     let store = controller.store();
     let run = controller
-        .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object, error), ctx.clone())
+        .run(
+            move |object, ctx| reconcile(object, ctx, tasks.clone()),
+            |object, error, ctx| ctx.error_policy(NAME, object, error),
+            ctx.clone(),
+        )
         .for_each(log_stream_errors(NAME, ctx))
         .boxed();
     (store, run)
 }
 
-async fn reconcile(guarded: Arc<DeserializeGuard<MinerSubmission>>, ctx: Arc<Context>) -> Result<Action> {
+async fn reconcile(
+    guarded: Arc<DeserializeGuard<MinerSubmission>>,
+    ctx: Arc<Context>,
+    tasks: Store<DeserializeGuard<Task>>,
+) -> Result<Action> {
     let key = object_key(guarded.as_ref());
-    ctx.instrumented(NAME, key, reconcile_submission(guarded, ctx.clone())).await
+    ctx.instrumented(NAME, key, reconcile_submission(guarded, ctx.clone(), tasks)).await
 }
 
-async fn reconcile_submission(guarded: Arc<DeserializeGuard<MinerSubmission>>, ctx: Arc<Context>) -> Result<Action> {
+async fn reconcile_submission(
+    guarded: Arc<DeserializeGuard<MinerSubmission>>,
+    ctx: Arc<Context>,
+    tasks: Store<DeserializeGuard<Task>>,
+) -> Result<Action> {
     let Some(cached) = ctx.readable(guarded.as_ref()).await else { return Ok(Action::await_change()) };
     let namespace = cached.namespace().unwrap_or_default();
     let api = Api::<MinerSubmission>::namespaced(ctx.client.clone(), &namespace);
@@ -62,11 +75,7 @@ async fn reconcile_submission(guarded: Arc<DeserializeGuard<MinerSubmission>>, c
     }
     // Only a submission that a Task's reconcile created and recorded runs a trainer: anyone
     // else's MinerSubmission is left alone, whatever it says.
-    let owner = match submission.owner_references().iter().find(|o| o.controller == Some(true) && o.kind == "Task") {
-        Some(owner) => Api::<Task>::namespaced(ctx.client.clone(), &namespace).get_opt(&owner.name).await?,
-        None => None,
-    };
-    match trust(&submission, owner.as_ref()) {
+    match trusted(&ctx, &tasks, &submission, &namespace).await? {
         Trust::Recorded => {}
         Trust::NotYet => return Ok(Action::requeue(Duration::from_secs(2))),
         Trust::Foreign(why) => {
@@ -126,6 +135,32 @@ pub enum Trust {
     NotYet,
     /// Not created by the operator, with why.
     Foreign(String),
+}
+
+/// Whether the submission is the operator's. The Task controller's cache answers for one its
+/// Task recorded (a record once made stays the operator's, however old the copy, and saves a
+/// GET per reconcile); anything else is judged against the Task read fresh.
+async fn trusted(
+    ctx: &Context,
+    tasks: &Store<DeserializeGuard<Task>>,
+    submission: &MinerSubmission,
+    namespace: &str,
+) -> Result<Trust> {
+    let Some(owner) = owner_name(submission) else { return Ok(trust(submission, None)) };
+    let cached = tasks.get(&ObjectRef::new(owner).within(namespace));
+    if let Some(task) = cached.as_ref().and_then(|guarded| guarded.0.as_ref().ok())
+        && trust(submission, Some(task)) == Trust::Recorded
+    {
+        return Ok(Trust::Recorded);
+    }
+    let fresh = Api::<Task>::namespaced(ctx.client.clone(), namespace).get_opt(owner).await?;
+    Ok(trust(submission, fresh.as_ref()))
+}
+
+/// The name of the Task that controls the submission, if one does.
+fn owner_name(submission: &MinerSubmission) -> Option<&str> {
+    let owner = submission.owner_references().iter().find(|o| o.controller == Some(true) && o.kind == "Task")?;
+    Some(owner.name.as_str())
 }
 
 pub fn trust(submission: &MinerSubmission, owner: Option<&Task>) -> Trust {

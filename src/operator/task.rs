@@ -51,12 +51,15 @@ pub fn controller(
     let controller = Controller::new(scoped::<DeserializeGuard<Task>>(&client, namespace), watcher::Config::default());
     let store = controller.store();
     let tasks = store.clone();
+    let caches = ctx.clone();
     let controller = controller
         .owns_stream(children.jobs)
         .owns_stream(children.submissions)
         .owns_stream(children.evaluations)
         // A pod is owned by its Job, not its Task: its Task's label says which Task it wakes.
-        .watches_stream(children.pods, move |pod: Pod| super::caches::task_of_pod(&tasks, &pod))
+        .watches_stream(children.pods, move |pod: Pod| {
+            if caches.caches.wakes_its_task(&pod) { super::caches::task_of_pod(&tasks, &pod) } else { None }
+        })
         .with_config(controller::Config::default().concurrency(concurrency).debounce(DEBOUNCE))
         .graceful_shutdown_on(shutdown);
     let run = controller
@@ -582,9 +585,9 @@ async fn observe_workloads(
             workloads.insert(id, lifecycle::not_adopted(now, &ownership::describe(&job)));
             continue;
         }
-        let of_job = format!("batch.kubernetes.io/job-name={object}");
+        let of_job = format!("{}={object}", super::caches::JOB_NAME);
         let mut labelled: Vec<Pod> =
-            pods.iter().filter(|p| p.labels().get("batch.kubernetes.io/job-name") == Some(&object)).cloned().collect();
+            pods.iter().filter(|p| p.labels().get(super::caches::JOB_NAME) == Some(&object)).cloned().collect();
         if lifecycle::pods_behind(&job, &ownership::trusted_pods(&labelled, &job, container, image).0, container) {
             let api = Api::<Pod>::namespaced(client.clone(), &namespace);
             labelled = list_all(&api, &ListParams::default().labels(&of_job)).await?;
