@@ -220,7 +220,7 @@ async fn bench_scale() {
     }
     println!("  all Tasks Succeeded after  {:?}", succeeded_at.unwrap());
     println!("  operator peak RSS {} MB, CPU {cpu:.1} s", peak_kb / 1024);
-    for controller in ["task", "leaderboard"] {
+    for controller in ["task", "submission", "leaderboard"] {
         let buckets = reconcile_buckets(&metrics, controller);
         println!(
             "  {controller} reconciles {}: p50 {:.1} ms, p99 {:.1} ms",
