@@ -239,7 +239,12 @@ async fn assert_real_pods_one_per_job(cluster: &Cluster, ns: &str) -> Vec<Pod> {
         assert_eq!(spec.node_name.as_deref(), Some(NODE), "{} ran on the real node", pod.name_any());
         let id =
             pod.status.as_ref().and_then(|s| s.container_statuses.as_ref()).and_then(|c| c[0].container_id.clone());
-        assert!(id.unwrap_or_default().starts_with("containerd://"), "{} ran in containerd", pod.name_any());
+        assert!(
+            id.unwrap_or_default().starts_with("containerd://"),
+            "{} ran in containerd; its status: {}",
+            pod.name_any(),
+            serde_json::to_string_pretty(&pod.status).unwrap_or_default()
+        );
         let job = pod.labels().get("batch.kubernetes.io/job-name").cloned().unwrap_or_default();
         *per_job.entry(job).or_default() += 1;
     }
