@@ -91,9 +91,12 @@ fn helm_install(ns: &str, extra: &[&str]) {
     let (repository, tag) = operator.rsplit_once(':').unwrap();
     let real_node = r#"{"gradients.io/e2e-real-node":"true"}"#;
     let toleration = r#"[{"key":"gradients.io/e2e-real-node","operator":"Exists","effect":"NoSchedule"}]"#;
-    // The CPU "GPU" class: one slot of the node's gradients.io/e2e-cpu-slot per GPU.
+    // The CPU "GPU" class: one slot of the node's gradients.io/e2e-cpu-slot per GPU. Its 4 slots
+    // (3 miners and the baseline) fit the node's 2 CPUs beside two operator pods (100m each, during
+    // a restart). At 500m one trainer waited for CPU with its clock running, and a CI run once found
+    // a GRPO trainer pod that had never started its container.
     let cpu_class = format!(
-        r#"{{"nodeSelector":{real_node},"tolerations":{toleration},"resource":"gradients.io/e2e-cpu-slot","cpuPerGpu":"500m","memoryPerGpu":"2Gi"}}"#
+        r#"{{"nodeSelector":{real_node},"tolerations":{toleration},"resource":"gradients.io/e2e-cpu-slot","cpuPerGpu":"450m","memoryPerGpu":"2Gi"}}"#
     );
     let mut args: Vec<String> = [
         "upgrade",

@@ -37,6 +37,15 @@ async fn the_gpu_agent_runs_on_gpu_nodes_and_names_the_pod_using_a_gpu() {
     cluster
         .apply_yaml("apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata: {name: nvidia}\nhandler: nvidia\n")
         .await;
+    // The agent mounts the host's /proc (hostPath), which only `privileged` pod security allows;
+    // the real-node suite leaves the release namespace `restricted`.
+    cluster.kubectl(&[
+        "label",
+        "--overwrite",
+        "namespace",
+        RELEASE_NAMESPACE,
+        "pod-security.kubernetes.io/enforce=privileged",
+    ]);
     helm_set("gpuAgent.enabled=true");
 
     let gpu_nodes = Api::<Node>::all(cluster.client.clone())
