@@ -51,15 +51,12 @@ pub fn controller(
     let controller = Controller::new(scoped::<DeserializeGuard<Task>>(&client, namespace), watcher::Config::default());
     let store = controller.store();
     let tasks = store.clone();
-    let caches = ctx.clone();
     let controller = controller
         .owns_stream(children.jobs)
         .owns_stream(children.submissions)
         .owns_stream(children.evaluations)
         // A pod is owned by its Job, not its Task: its Task's label says which Task it wakes.
-        .watches_stream(children.pods, move |pod: Pod| {
-            if caches.caches.wakes_its_task(&pod) { super::caches::task_of_pod(&tasks, &pod) } else { None }
-        })
+        .watches_stream(children.pods, move |pod: Pod| super::caches::task_of_pod(&tasks, &pod))
         .with_config(controller::Config::default().concurrency(concurrency).debounce(DEBOUNCE))
         .graceful_shutdown_on(shutdown);
     let run = controller
