@@ -176,7 +176,7 @@ fn a_1000_task_week_is_under_5000_series_on_the_operators_metrics() {
     let histograms = (7 + 5 * 2) * (12 + 3); // phases left and kind × result, 12 buckets + +Inf, sum, count
     // Tasks finished by result, ConfigMap pushes by result, the chain sink's decisions by outcome.
     let counters = 2 + 2 + crate::operator::chain_sink::OUTCOMES.len();
-    let health = 5 + 5 * (10 + 3) + 9 + 5 + 1; // reconciles and their durations, tasks, submissions, leader
+    let health = 5 + 5 * (12 + 3) + 9 + 5 + 1; // reconciles and their durations (12 buckets), tasks, submissions, leader
     assert_eq!(all, 4_614 + histograms + counters + health);
     assert!(all < 5_000, "{all} series");
     println!("series on /metrics after a 1,000-task week with 256 miners: {all} (histograms {histograms})");
