@@ -203,9 +203,6 @@ fn of_task<K: Resource + Clone>(objects: Vec<std::sync::Arc<K>>, namespace: &str
         .collect()
 }
 
-/// The label the Job controller puts on a Job's pods.
-pub const JOB_NAME: &str = "batch.kubernetes.io/job-name";
-
 /// The Task whose label value (`workloads::label_value` of its name) the pod carries. A name
 /// of up to 63 characters is its own label value, found directly; a longer one is hashed into
 /// its label, and only for a label that may be such a hash are the Tasks searched.

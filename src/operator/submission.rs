@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -146,7 +147,9 @@ async fn trusted(
     submission: &MinerSubmission,
     namespace: &str,
 ) -> Result<Trust> {
-    let Some(owner) = owner_name(submission) else { return Ok(trust(submission, None)) };
+    let Some(owner) = controlling_task(submission).map(|o| o.name.as_str()) else {
+        return Ok(trust(submission, None));
+    };
     let cached = tasks.get(&ObjectRef::new(owner).within(namespace));
     if let Some(task) = cached.as_ref().and_then(|guarded| guarded.0.as_ref().ok())
         && trust(submission, Some(task)) == Trust::Recorded
@@ -157,16 +160,14 @@ async fn trusted(
     Ok(trust(submission, fresh.as_ref()))
 }
 
-/// The name of the Task that controls the submission, if one does.
-fn owner_name(submission: &MinerSubmission) -> Option<&str> {
-    let owner = submission.owner_references().iter().find(|o| o.controller == Some(true) && o.kind == "Task")?;
-    Some(owner.name.as_str())
+/// The Task that controls the submission, if one does.
+fn controlling_task(submission: &MinerSubmission) -> Option<&OwnerReference> {
+    submission.owner_references().iter().find(|o| o.controller == Some(true) && o.kind == "Task")
 }
 
 pub fn trust(submission: &MinerSubmission, owner: Option<&Task>) -> Trust {
     let name = submission.name_any();
-    let controller = submission.owner_references().iter().find(|o| o.controller == Some(true) && o.kind == "Task");
-    let Some(reference) = controller else {
+    let Some(reference) = controlling_task(submission) else {
         return Trust::Foreign(format!("MinerSubmission {name} is not controlled by a Task; no trainer runs for it"));
     };
     let Some(task) = owner.filter(|t| t.uid().as_deref() == Some(reference.uid.as_str())) else {

@@ -582,9 +582,12 @@ async fn observe_workloads(
             workloads.insert(id, lifecycle::not_adopted(now, &ownership::describe(&job)));
             continue;
         }
-        let of_job = format!("{}={object}", super::caches::JOB_NAME);
-        let mut labelled: Vec<Pod> =
-            pods.iter().filter(|p| p.labels().get(super::caches::JOB_NAME) == Some(&object)).cloned().collect();
+        let of_job = format!("{}={object}", crate::workloads::labels::JOB_NAME);
+        let mut labelled: Vec<Pod> = pods
+            .iter()
+            .filter(|p| p.labels().get(crate::workloads::labels::JOB_NAME) == Some(&object))
+            .cloned()
+            .collect();
         if lifecycle::pods_behind(&job, &ownership::trusted_pods(&labelled, &job, container, image).0, container) {
             let api = Api::<Pod>::namespaced(client.clone(), &namespace);
             labelled = list_all(&api, &ListParams::default().labels(&of_job)).await?;

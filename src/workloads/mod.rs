@@ -41,6 +41,8 @@ pub mod labels {
     /// The rung of successive halving a training belongs to (`spec.halving`; absent: rung 0).
     pub const RUNG: &str = "gradients.io/rung";
     pub const KUEUE_QUEUE: &str = "kueue.x-k8s.io/queue-name";
+    /// Put by the Job controller on a Job's pods.
+    pub const JOB_NAME: &str = "batch.kubernetes.io/job-name";
 
     pub const ROLE_PREPARE: &str = "prepare";
     pub const ROLE_TRAINER: &str = "trainer";
