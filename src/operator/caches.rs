@@ -21,6 +21,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use super::condense;
 use super::context::scoped;
 use crate::api::{Evaluation, Miner, MinerSubmission, Task};
 use crate::workloads::labels;
@@ -40,15 +41,23 @@ pub struct Caches {
 }
 
 /// A store of `K` and the watch that fills it, as the stream of the objects it touched (to be
-/// polled for the store to move).
-fn cached<K>(api: kube::Api<K>, config: watcher::Config) -> (Store<K>, BoxStream<'static, Result<K, watcher::Error>>)
+/// polled for the store to move). Each object is `condensed` before it is stored.
+fn cached<K>(
+    api: kube::Api<K>,
+    config: watcher::Config,
+    condensed: fn(&mut K),
+) -> (Store<K>, BoxStream<'static, Result<K, watcher::Error>>)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    // Nothing here reads who wrote which field: the largest part of a stored object goes.
-    let stream = watcher(api, config).default_backoff().modify(|object| object.managed_fields_mut().clear());
+    let stream = watcher(api, config).default_backoff().modify(condensed);
     (reader, reflector::reflector(writer, stream).touched_objects().boxed())
+}
+
+/// Nothing here reads who wrote which field: the largest part of most stored objects goes.
+fn without_managed_fields<K: Resource>(object: &mut K) {
+    object.managed_fields_mut().clear();
 }
 
 /// Polls a watch that triggers nothing, for its store.
@@ -85,7 +94,7 @@ impl Caches {
         let mut out = Vec::new();
         for namespace in scopes {
             let ns = namespace.as_deref();
-            let (miners, stream) = cached(scoped(client, ns), watcher::Config::default());
+            let (miners, stream) = cached(scoped(client, ns), watcher::Config::default(), without_managed_fields);
             background.push(drain(stream));
             // Only the pods of the operator's Jobs (they carry their Task's label). A pod's change
             // wakes its Task too: a forged pod must be seen without waiting for a resync.
@@ -96,11 +105,20 @@ impl Caches {
             // is fetched by name, and results come only from the pods a Job owns.
             let not_trainer = format!("{}!={}", labels::ROLE, labels::ROLE_TRAINER);
             let pods_selector = format!("{},{not_trainer}", labels::TASK);
-            let (pods, pod_stream) = cached(scoped(client, ns), watcher::Config::default().labels(&pods_selector));
+            let (pods, pod_stream) =
+                cached(scoped(client, ns), watcher::Config::default().labels(&pods_selector), |pod| {
+                    without_managed_fields(pod);
+                    condense::pod(pod)
+                });
             let managed = format!("{}={},{not_trainer}", labels::MANAGED_BY, labels::MANAGER);
-            let (jobs, job_stream) = cached(scoped(client, ns), watcher::Config::default().labels(&managed));
-            let (submissions, submission_stream) = cached(scoped(client, ns), watcher::Config::default());
-            let (evaluations, evaluation_stream) = cached(scoped(client, ns), watcher::Config::default());
+            let (jobs, job_stream) = cached(scoped(client, ns), watcher::Config::default().labels(&managed), |job| {
+                without_managed_fields(job);
+                condense::job(job)
+            });
+            let (submissions, submission_stream) =
+                cached(scoped(client, ns), watcher::Config::default(), without_managed_fields);
+            let (evaluations, evaluation_stream) =
+                cached(scoped(client, ns), watcher::Config::default(), without_managed_fields);
             triggers.push(Triggers {
                 jobs: job_stream,
                 pods: pod_stream,

@@ -6,6 +6,7 @@
 
 pub mod caches;
 pub mod chain_sink;
+pub mod condense;
 pub mod context;
 pub mod error;
 pub mod evaluation;

@@ -14,9 +14,10 @@
 
 use std::fmt::Debug;
 use std::future::Future;
+use std::sync::OnceLock;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodSpec, VolumeMount};
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use kube::api::{ObjectMeta, PostParams};
 use kube::core::NamespaceResourceScope;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -138,26 +139,43 @@ pub fn untrusted_pod(pod: &Pod, job: &Job, container: &str, image: &str) -> Opti
             running.unwrap_or("nothing")
         ));
     }
-    if !same_workload(spec, template) {
+    if digest_of(&pod.metadata, spec) != digest_of(&job.metadata, template) {
         return Some(format!("pod {name} does not run Job {}'s containers and volumes", job.name_any()));
     }
     None
 }
 
-/// The parts of a pod that decide what its containers compute and may read or write. Admission
-/// defaulting treats a Job's template and its pods alike, so these compare equal for real pods.
-fn same_workload(pod: &PodSpec, template: &PodSpec) -> bool {
-    type Key<'a> = (&'a str, &'a Option<String>, &'a Option<Vec<String>>, &'a Option<Vec<String>>);
-    type Mounts<'a> = (&'a Option<Vec<EnvVar>>, &'a Option<Vec<VolumeMount>>, &'a Option<String>);
-    fn key(c: &Container) -> (Key<'_>, Mounts<'_>) {
-        ((&c.name, &c.image, &c.command, &c.args), (&c.env, &c.volume_mounts, &c.termination_message_path))
+/// The in-memory annotation of a pod or Job whose containers and volumes the operator condensed
+/// into their [`workload_digest`] (`condense`). It is never written to the API server.
+pub const WORKLOAD_DIGEST: &str = "gradients.io/workload-digest";
+
+/// The digest of the parts of a pod that decide what its containers compute and may read or
+/// write. Admission defaulting treats a Job's template and its pods alike, so a real pod's digest
+/// is its Job's. It is keyed with this process's own random secret: a digest an attacker writes
+/// into a forged pod's annotations cannot match, whatever they know of the Job.
+pub fn workload_digest(spec: &PodSpec) -> String {
+    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+    let key = KEY.get_or_init(rand::random);
+    let containers: Vec<_> = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .map(|c| (&c.name, &c.image, &c.command, &c.args, &c.env, &c.volume_mounts, &c.termination_message_path))
+        .collect();
+    let init_containers = spec.init_containers.iter().flatten().count();
+    let volumes = spec.volumes.as_deref().unwrap_or_default();
+    // These types always serialize; were one not to, the digest matches nothing.
+    let Ok(canonical) = serde_json::to_vec(&(containers, init_containers, volumes)) else { return new_token() };
+    hex(&Sha256::new().chain_update(key).chain_update(canonical).finalize())
+}
+
+/// The workload digest of a pod, or of a Job and its template: the one recorded when the object
+/// was condensed, else the spec's own.
+fn digest_of(meta: &ObjectMeta, spec: &PodSpec) -> String {
+    match meta.annotations.as_ref().and_then(|a| a.get(WORKLOAD_DIGEST)) {
+        Some(digest) => digest.clone(),
+        None => workload_digest(spec),
     }
-    fn containers(spec: &PodSpec) -> Vec<(Key<'_>, Mounts<'_>)> {
-        spec.containers.iter().chain(spec.init_containers.iter().flatten()).map(key).collect()
-    }
-    containers(pod) == containers(template)
-        && pod.init_containers.iter().flatten().count() == template.init_containers.iter().flatten().count()
-        && pod.volumes.clone().unwrap_or_default() == template.volumes.clone().unwrap_or_default()
 }
 
 /// The pods whose results count, and each one ignored with why.

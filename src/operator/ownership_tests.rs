@@ -198,3 +198,92 @@ fn a_foreign_object_is_named_with_its_writers() {
     assert!(text.contains(JOB_UID) && text.contains("kubectl-client-side-apply"), "{text}");
     assert_eq!(key::<Job>("t-prepare-1"), "Job/t-prepare-1");
 }
+
+/// What the operator keeps of a pod or Job it caches or reads ([`super::super::condense`]).
+fn condensed_pod(mut pod: Pod) -> Pod {
+    super::super::condense::pod(&mut pod);
+    pod
+}
+
+fn condensed_job(mut job: Job) -> Job {
+    super::super::condense::job(&mut job);
+    job
+}
+
+#[test]
+fn condensed_pods_and_jobs_are_judged_as_the_full_ones() {
+    let full = job();
+    let mut forged = real_pod(&full);
+    forged.spec.as_mut().unwrap().volumes.as_mut().unwrap().push(Volume {
+        name: "other-claim".into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource { claim_name: "x".into(), read_only: None }),
+        ..Volume::default()
+    });
+    let (container, image) = (evaluator::EVALUATOR_CONTAINER, config().evaluator_image);
+    for (pod_condensed, job_condensed) in [(true, true), (true, false), (false, true)] {
+        let job = if job_condensed { condensed_job(full.clone()) } else { full.clone() };
+        let pod = |pod: Pod| if pod_condensed { condensed_pod(pod) } else { pod };
+        assert_eq!(untrusted_pod(&pod(real_pod(&full)), &job, container, &image), None);
+        let why = untrusted_pod(&pod(forged.clone()), &job, container, &image).expect("ignored");
+        assert!(why.contains("containers and volumes"), "{why}");
+    }
+    // Condensing drops the specs: the volumes and the containers' env are gone from memory.
+    let kept = condensed_pod(real_pod(&full));
+    assert!(kept.spec.as_ref().unwrap().volumes.is_none());
+    assert!(kept.spec.as_ref().unwrap().containers.iter().all(|c| c.env.is_none() && c.image.is_some()));
+}
+
+#[test]
+fn a_forged_pod_cannot_bring_its_own_workload_digest() {
+    let job = job();
+    let mut forged = real_pod(&job);
+    forged.spec.as_mut().unwrap().volumes = None;
+    // The real template's digest (an attacker cannot compute it: it is keyed with the
+    // operator's secret), and what they can compute: the unkeyed SHA-256 of the template.
+    let template = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let unkeyed = hex(&Sha256::digest(serde_json::to_vec(template).unwrap()));
+    assert_ne!(workload_digest(template), unkeyed);
+    let (container, image) = (evaluator::EVALUATOR_CONTAINER, config().evaluator_image);
+    for claimed in [workload_digest(template), unkeyed] {
+        forged.metadata.annotations.get_or_insert_with(Default::default).insert(WORKLOAD_DIGEST.into(), claimed);
+        // Condensing replaces the claim with the digest of what the pod really runs.
+        assert!(untrusted_pod(&condensed_pod(forged.clone()), &job, container, &image).is_some());
+        assert!(
+            untrusted_pod(&condensed_pod(forged.clone()), &condensed_job(job.clone()), container, &image).is_some()
+        );
+    }
+    // Read as the API server returned it, a claim matches nothing the attacker could compute.
+    assert!(untrusted_pod(&forged, &job, container, &image).is_some());
+}
+
+#[test]
+fn condensing_keeps_what_a_tasks_reconcile_reads() {
+    let job: Job = {
+        let mut job = job();
+        job.status =
+            serde_json::from_value(serde_json::json!({"active": 1, "ready": 1, "startTime": "2026-11-26T11:00:00Z"}))
+                .unwrap();
+        job
+    };
+    let mut pod = real_pod(&job);
+    pod.status = serde_json::from_value(serde_json::json!({
+        "phase": "Succeeded", "podIP": "10.0.0.9",
+        "conditions": [{"type": "Ready", "status": "False"}],
+        "containerStatuses": [{"name": evaluator::EVALUATOR_CONTAINER, "image": "i", "imageID": "sha256:x", "ready": false,
+            "restartCount": 0, "containerID": "containerd://c",
+            "state": {"terminated": {"exitCode": 0, "finishedAt": "2026-11-26T11:30:00Z",
+                "message": r#"{"ok":true,"test_loss":1.25,"synth_loss":1.5,"weights_sha256":"ab","checks":[],"failure":null}"#}}}],
+    }))
+    .unwrap();
+    let (container, image) = (evaluator::EVALUATOR_CONTAINER, config().evaluator_image);
+    let observed = |job: &Job, pod: &Pod| {
+        let (trusted, _) = trusted_pods(std::slice::from_ref(pod), job, container, &image);
+        crate::operator::lifecycle::evaluation_state(job, &trusted)
+    };
+    let full = observed(&job, &pod);
+    assert!(matches!(full, crate::tournament::WorkloadState::Succeeded { .. }), "{full:?}");
+    assert_eq!(observed(&condensed_job(job.clone()), &condensed_pod(pod)), full);
+    let mut suspended = job.clone();
+    suspended.spec.as_mut().unwrap().suspend = Some(true);
+    assert!(crate::workloads::awaiting_admission(&condensed_job(suspended)));
+}

@@ -21,6 +21,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 
 use super::caches::Triggers;
+use super::condense;
 use super::context::{Context, DEBOUNCE, apply, apply_status, list_all, log_stream_errors, object_key, scoped};
 use super::error::Result;
 use super::lifecycle;
@@ -574,7 +575,10 @@ async fn observe_workloads(
         };
         let found = match jobs.iter().find(|j| j.name_any() == object) {
             Some(listed) => Some(listed.clone()),
-            None => Api::<Job>::namespaced(client.clone(), &namespace).get_opt(&object).await?,
+            None => Api::<Job>::namespaced(client.clone(), &namespace).get_opt(&object).await?.map(|mut job| {
+                condense::job(&mut job);
+                job
+            }),
         };
         let Some(job) = found else { continue };
         if !is_ours(&job, status, unrecorded) {
@@ -591,6 +595,7 @@ async fn observe_workloads(
         if lifecycle::pods_behind(&job, &ownership::trusted_pods(&labelled, &job, container, image).0, container) {
             let api = Api::<Pod>::namespaced(client.clone(), &namespace);
             labelled = list_all(&api, &ListParams::default().labels(&of_job)).await?;
+            labelled.iter_mut().for_each(condense::pod);
         }
         let (trusted, ignored) = ownership::trusted_pods(&labelled, &job, container, image);
         findings.extend(ignored.into_iter().map(|(pod, why)| Finding {
