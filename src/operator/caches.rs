@@ -16,7 +16,7 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::DeserializeGuard;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -55,6 +55,26 @@ where
     (reader, reflector::reflector(writer, stream).touched_objects().boxed())
 }
 
+/// How many changes a shared store's subscriber may lag before the watch waits for it.
+const SUBSCRIBER_BUFFER: usize = 256;
+
+/// Like [`cached`], for a kind whose own controller reads the same store: the store's writer
+/// also hands each applied object to `Shared::changes` (deletions are not handed on: such a
+/// controller has nothing to do for an object that is gone).
+fn cached_shared<K>(
+    api: kube::Api<K>,
+    config: watcher::Config,
+    condensed: fn(&mut K),
+) -> (Shared<K>, BoxStream<'static, Result<K, watcher::Error>>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store_shared(SUBSCRIBER_BUFFER);
+    let changes = writer.subscribe().expect("a shared store's writer has subscribers");
+    let stream = watcher(api, config).default_backoff().modify(condensed).reflect_shared(writer);
+    (Shared { store, changes }, stream.touched_objects().boxed())
+}
+
 /// Nothing here reads who wrote which field: the largest part of most stored objects goes.
 fn without_managed_fields<K: Resource>(object: &mut K) {
     object.managed_fields_mut().clear();
@@ -84,11 +104,28 @@ pub struct Triggers {
     pub evaluations: BoxStream<'static, Result<DeserializeGuard<Evaluation>, watcher::Error>>,
 }
 
+/// The MinerSubmission and Evaluation controllers read the same stores as the Task's
+/// reconciles: one copy of each object (issue 13: two stores held every one twice).
+pub struct SharedStores {
+    pub submissions: Shared<DeserializeGuard<MinerSubmission>>,
+    pub evaluations: Shared<DeserializeGuard<Evaluation>>,
+}
+
+/// A store and the changes it applied, for the controller of its kind
+/// (`Controller::for_shared_stream`). Its watch moves only while the Task controller polls it.
+pub struct Shared<K: Resource<DynamicType = ()> + Clone + 'static> {
+    pub store: Store<K>,
+    pub changes: ReflectHandle<K>,
+}
+
 impl Caches {
     /// The stores of `scopes` (a namespace each, `None` for the whole cluster); the watches of
     /// Miners, to be spawned; and per scope, in order, the children's watches for its
-    /// Task controller.
-    pub fn new(client: &Client, scopes: &[Option<String>]) -> (Caches, Vec<BoxFuture<'static, ()>>, Vec<Triggers>) {
+    /// Task controller and the stores its other controllers share.
+    pub fn new(
+        client: &Client,
+        scopes: &[Option<String>],
+    ) -> (Caches, Vec<BoxFuture<'static, ()>>, Vec<(Triggers, SharedStores)>) {
         let mut background = Vec::new();
         let mut triggers = Vec::new();
         let mut out = Vec::new();
@@ -116,16 +153,24 @@ impl Caches {
                 condense::job(job)
             });
             let (submissions, submission_stream) =
-                cached(scoped(client, ns), watcher::Config::default(), without_managed_fields);
+                cached_shared(scoped(client, ns), watcher::Config::default(), without_managed_fields);
             let (evaluations, evaluation_stream) =
-                cached(scoped(client, ns), watcher::Config::default(), without_managed_fields);
-            triggers.push(Triggers {
+                cached_shared(scoped(client, ns), watcher::Config::default(), without_managed_fields);
+            out.push(Scope {
+                namespace: namespace.clone(),
+                miners,
+                jobs,
+                pods,
+                submissions: submissions.store.clone(),
+                evaluations: evaluations.store.clone(),
+            });
+            let task_triggers = Triggers {
                 jobs: job_stream,
                 pods: pod_stream,
                 submissions: submission_stream,
                 evaluations: evaluation_stream,
-            });
-            out.push(Scope { namespace: namespace.clone(), miners, jobs, pods, submissions, evaluations });
+            };
+            triggers.push((task_triggers, SharedStores { submissions, evaluations }));
         }
         (Caches { scopes: out }, background, triggers)
     }

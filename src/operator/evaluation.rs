@@ -12,26 +12,25 @@ use kube::api::DeleteParams;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
-use super::context::{Context, log_stream_errors, object_key, scoped};
+use super::caches::Shared;
+use super::context::{Context, log_stream_errors, object_key};
 use super::error::Result;
 use crate::api::Evaluation;
 
 const NAME: &str = "evaluation";
 
+/// `evaluations`: the store the Task controller's reconciles read too, and its changes.
 pub fn controller(
     ctx: Arc<Context>,
-    namespace: Option<&str>,
+    evaluations: Shared<DeserializeGuard<Evaluation>>,
     concurrency: u16,
     shutdown: super::Stop,
 ) -> (Store<DeserializeGuard<Evaluation>>, BoxFuture<'static, ()>) {
-    let client = ctx.client.clone();
-    let controller =
-        Controller::new(scoped::<DeserializeGuard<Evaluation>>(&client, namespace), watcher::Config::default())
-            .with_config(controller::Config::default().concurrency(concurrency))
-            .graceful_shutdown_on(shutdown);
+    let controller = Controller::for_shared_stream(evaluations.changes, evaluations.store)
+        .with_config(controller::Config::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown);
     let store = controller.store();
     let run = controller
         .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object, error), ctx.clone())

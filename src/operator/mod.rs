@@ -239,11 +239,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // One set of controllers per namespace served (or one for the whole cluster).
     let mut controllers = Vec::new();
     let mut all = Stores::default();
-    for (scope, triggers) in scopes.iter().map(Option::as_deref).zip(triggers) {
+    for (scope, (triggers, shared)) in scopes.iter().map(Option::as_deref).zip(triggers) {
         let (task_store, tasks) = task::controller(ctx.clone(), scope, triggers, concurrency, stop.clone());
-        let (submission_store, submissions) =
-            submission::controller(ctx.clone(), scope, task_store.clone(), concurrency, stop.clone());
-        let (evaluation_store, evaluations) = evaluation::controller(ctx.clone(), scope, concurrency, stop.clone());
+        let (submission_store, submissions) = submission::controller(
+            ctx.clone(),
+            scope,
+            shared.submissions,
+            task_store.clone(),
+            concurrency,
+            stop.clone(),
+        );
+        let (evaluation_store, evaluations) =
+            evaluation::controller(ctx.clone(), shared.evaluations, concurrency, stop.clone());
         let (leaderboard_store, leaderboards) = leaderboard::controller(ctx.clone(), scope, concurrency, stop.clone());
         controllers.extend([
             tasks,

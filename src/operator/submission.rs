@@ -14,6 +14,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 
+use super::caches::Shared;
 use super::context::{Context, DEBOUNCE, apply_status, log_stream_errors, object_key, scoped};
 use super::error::Result;
 use super::lifecycle;
@@ -25,22 +26,23 @@ use crate::workloads::{labels, trainer};
 
 const NAME: &str = "submission";
 
+/// `submissions`: the store the Task controller's reconciles read too, and its changes.
 pub fn controller(
     ctx: Arc<Context>,
     namespace: Option<&str>,
+    submissions: Shared<DeserializeGuard<MinerSubmission>>,
     tasks: Store<DeserializeGuard<Task>>,
     concurrency: u16,
     shutdown: super::Stop,
 ) -> (Store<DeserializeGuard<MinerSubmission>>, BoxFuture<'static, ()>) {
     let client = ctx.client.clone();
-    let controller =
-        Controller::new(scoped::<DeserializeGuard<MinerSubmission>>(&client, namespace), watcher::Config::default())
-            .owns(
-                scoped::<Job>(&client, namespace),
-                watcher::Config::default().labels(&format!("{}={}", labels::ROLE, labels::ROLE_TRAINER)),
-            )
-            .with_config(controller::Config::default().concurrency(concurrency).debounce(DEBOUNCE))
-            .graceful_shutdown_on(shutdown);
+    let controller = Controller::for_shared_stream(submissions.changes, submissions.store)
+        .owns(
+            scoped::<Job>(&client, namespace),
+            watcher::Config::default().labels(&format!("{}={}", labels::ROLE, labels::ROLE_TRAINER)),
+        )
+        .with_config(controller::Config::default().concurrency(concurrency).debounce(DEBOUNCE))
+        .graceful_shutdown_on(shutdown);
     let store = controller.store();
     let run = controller
         .run(
