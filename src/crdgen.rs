@@ -72,7 +72,6 @@ pub fn undescribed(crd: &serde_json::Value) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
 
     /// Every field a user or an auditor reads has a description for `kubectl explain`.
     #[test]
@@ -90,7 +89,7 @@ mod tests {
     /// changing a type, and commit the result.
     #[test]
     fn committed_crds_are_up_to_date() {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crds");
+        let dir = crate::checkout().join("crds");
         let rendered = super::render().expect("render CRDs");
         let mut stale = Vec::new();
         for (name, yaml) in &rendered {

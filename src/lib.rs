@@ -19,3 +19,15 @@ pub mod synthetic;
 pub mod tournament;
 pub mod workdirs;
 pub mod workloads;
+
+/// The checkout under test. Cargo sets `CARGO_MANIFEST_DIR` when it runs a test as well as when
+/// it compiles one, and only the first is current: clones sharing a target directory share test
+/// binaries (cargo does not rebuild one for a checkout at another path), and the compiled-in
+/// path is that of whichever clone built it.
+#[cfg(test)]
+pub(crate) fn checkout() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}

@@ -179,7 +179,8 @@ fn call_data_equals_the_reference_sdk() {
     let lines: String = cases.iter().map(|c| serde_json::to_string(c).unwrap() + "\n").collect();
     let cases_file = dir.path().join("cases.jsonl");
     std::fs::write(&cases_file, lines).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/chain/sdk_call.py");
+    let script = common::repo().join("tests/chain/sdk_call.py");
+    let script = script.to_str().unwrap();
     let out = std::process::Command::new(&python)
         .args([std::ffi::OsStr::new(script), v15.as_os_str(), cases_file.as_os_str()])
         .stderr(std::process::Stdio::inherit())
@@ -206,7 +207,8 @@ fn sdk_python() -> String {
 
 /// `tests/chain/sdk_extrinsic.py ARGS` in the SDK's venv: its JSON answer.
 fn sdk_extrinsic(args: &[&std::ffi::OsStr]) -> serde_json::Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/chain/sdk_extrinsic.py");
+    let script = common::repo().join("tests/chain/sdk_extrinsic.py");
+    let script = script.to_str().unwrap();
     let out = std::process::Command::new(sdk_python())
         .arg(script)
         .args(args)
@@ -277,7 +279,8 @@ fn bittensor_drand_opens_our_timelocked_commit_and_we_open_its() {
     use gradients::chain::tlock;
     let payload = tlock::payload(&[7; 32], &[0, 3, 9, 1024], &[65535, 1, 32768, 7], 10_005_000);
     let commit = tlock::encrypt(&payload, 1000).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/chain/sdk_tlock.py");
+    let script = common::repo().join("tests/chain/sdk_tlock.py");
+    let script = script.to_str().unwrap();
     let out = std::process::Command::new(sdk_python())
         .args([script, &hex(&commit), &hex(&payload), ROUND_1000])
         .stderr(std::process::Stdio::inherit())

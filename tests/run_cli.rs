@@ -263,7 +263,8 @@ fn parallel_workloads_get_their_own_gpus_and_the_report_says_what_each_used() {
     let python = write_executable(ws.path(), "gpu-python", &wrapper);
     let miners = "    - {name: a, strategy: s1}\n    - {name: b, strategy: s2}\n    - {name: c, strategy: s3}\n";
     let task = write(ws.path(), "task.yaml", &task_yaml(miners, "  baseline: false\n  evaluateBase: false\n"));
-    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/gpu/h100x2.json");
+    let fixture = common::repo().join("tests/fixtures/gpu/h100x2.json");
+    let fixture = fixture.to_str().unwrap();
     let out =
         run(&task, &ws.path().join("data-dir"), &["--python", &python, "--parallel", "3", "--recorded-nvml", fixture]);
     let report = report(&out);

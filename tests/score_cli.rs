@@ -5,7 +5,7 @@ mod common;
 use common::gradients;
 
 fn example() -> String {
-    format!("{}/examples/score/records.json", env!("CARGO_MANIFEST_DIR"))
+    format!("{}/examples/score/records.json", common::repo().display())
 }
 
 #[test]

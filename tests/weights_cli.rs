@@ -8,7 +8,7 @@ use common::gradients;
 use serde_json::Value;
 
 fn example(file: &str) -> String {
-    format!("{}/examples/{file}", env!("CARGO_MANIFEST_DIR"))
+    format!("{}/examples/{file}", common::repo().display())
 }
 
 /// A flag and its value.

@@ -54,7 +54,7 @@ mod tests {
 
     #[test]
     fn a_recording_loads_and_answers_like_nvml() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpu/h100x2.json");
+        let path = crate::checkout().join("tests/fixtures/gpu/h100x2.json");
         let nvml = RecordedNvml::load(&path).unwrap();
         let devices = nvml.devices().unwrap();
         assert_eq!(devices.len(), 2);

@@ -146,7 +146,7 @@ mod tests {
     use super::*;
 
     fn recorded() -> LocalGpus {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpu/h100x2.json");
+        let path = crate::checkout().join("tests/fixtures/gpu/h100x2.json");
         LocalGpus::discover(Some(&path), None).unwrap()
     }
 
@@ -170,7 +170,7 @@ mod tests {
 
     #[test]
     fn the_runs_own_cuda_visible_devices_bounds_what_it_hands_out() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpu/h100x2.json");
+        let path = crate::checkout().join("tests/fixtures/gpu/h100x2.json");
         let mut gpus = LocalGpus::discover(Some(&path), Some("1")).unwrap();
         assert_eq!(gpus.devices().len(), 1);
         assert_eq!(gpus.take("a", 1).as_deref(), Some("GPU-9c0d2e4f-1a3b-4c5d-8e6f-7a8b9c0d1e22"));

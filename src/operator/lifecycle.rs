@@ -34,6 +34,19 @@ pub fn submission_name(task: &str, id: &WorkloadId) -> String {
     crate::workloads::workload_name(task, id)
 }
 
+/// The key (`Kind/name`) under which a task's status records the object of workload `id`: its
+/// MinerSubmission for a training, else its Job.
+pub fn child_key(task: &str, id: &WorkloadId) -> String {
+    use super::ownership::key;
+    match id.kind {
+        WorkKind::Prepare => key::<Job>(&crate::workloads::prepare::job_name(task, id.attempt)),
+        WorkKind::Train => key::<MinerSubmission>(&submission_name(task, id)),
+        WorkKind::Synthesize | WorkKind::Seal | WorkKind::Evaluate => {
+            key::<Job>(&crate::workloads::workload_name(task, id))
+        }
+    }
+}
+
 /// Where the model of one training attempt goes.
 pub fn model_uri(workloads: &WorkloadConfig, namespace: &str, task: &str, id: &WorkloadId) -> String {
     workloads.model_uri(namespace, task, &id.to_string())

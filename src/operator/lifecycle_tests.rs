@@ -337,3 +337,26 @@ fn the_status_is_a_fixed_point_of_the_same_state() {
     let again = task_status("t1", &first, &state, None, Some(1), now() + chrono::Duration::hours(1));
     assert_eq!(first, again, "no timestamps move unless something changed");
 }
+
+#[test]
+fn a_child_key_names_the_object_its_workload_creates() {
+    // The Task commits to a child's token under this key before the create: a key the object
+    // does not have would leave the commitment unused and the create unbatched.
+    let mut task = task();
+    task.spec.dataset.uri = "/artifacts/datasets/d.jsonl".into();
+    task.spec.base_model.uri = "/artifacts/models/m".into();
+    let config = workloads();
+    let key_of = |meta: &kube::api::ObjectMeta, kind: &str| format!("{kind}/{}", meta.name.clone().unwrap());
+    let prepare = WorkloadId::new(WorkKind::Prepare, "", 2);
+    let job = crate::workloads::prepare::prepare_job(&task, prepare.attempt, 7, &config, None).unwrap();
+    assert_eq!(child_key("t1", &prepare), key_of(&job.metadata, "Job"));
+    let evaluate = WorkloadId::new(WorkKind::Evaluate, "m1", 1);
+    let job =
+        evaluator::evaluation_job(&task, &evaluate, crate::workloads::evaluator::Evaluated::BaseModel, &config, None)
+            .unwrap();
+    assert_eq!(child_key("t1", &evaluate), key_of(&job.metadata, "Job"));
+    let train = WorkloadId::new(WorkKind::Train, "m1", 1);
+    let submission = build_submission(&task, &train, None, (1.0, None, None), None, &config, now()).unwrap();
+    assert_eq!(child_key("t1", &train), key_of(&submission.metadata, "MinerSubmission"));
+    assert_ne!(child_key("t1", &train), child_key("t1", &WorkloadId::new(WorkKind::Seal, "m1", 1)));
+}

@@ -211,7 +211,8 @@ pub enum Claim<K> {
 /// Creates `object` unless an object of its name exists, and says whose that one is. A create,
 /// not an apply: an apply would silently take over an object someone placed under our name.
 /// Before the create, `commit` records the commitment of the token the object will carry; an
-/// error there creates nothing.
+/// error there creates nothing. A name with nothing recorded is not read first: nothing of ours
+/// can hold it, and someone else's object there is found by the create.
 pub async fn claim<K, F, Fut>(client: &Client, object: &K, record: Record<'_>, commit: F) -> Result<Claim<K>>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + Debug,
@@ -221,26 +222,50 @@ where
     let namespace = object.meta().namespace.clone().unwrap_or_default();
     let name = object.meta().name.clone().unwrap_or_default();
     let api: Api<K> = Api::namespaced(client.clone(), &namespace);
-    if let Some(existing) = api.get_opt(&name).await? {
-        return Ok(match ownership(Some(existing.meta()), record) {
-            Ownership::Ours => Claim::Ours(existing),
-            Ownership::Unrecorded => {
-                tracing::info!(object = %describe(&existing), "adopting an object created before its uid was recorded");
-                Claim::Unrecorded(existing)
-            }
-            Ownership::Absent | Ownership::Foreign => Claim::Foreign(existing),
-        });
+    if (record.uid.is_some() || record.commitment.is_some())
+        && let Some(existing) = api.get_opt(&name).await?
+    {
+        return Ok(judge(existing, record));
     }
     let token = new_token();
     commit(commitment(&token)).await?;
+    create_committed(client, object, token).await
+}
+
+/// Creates `object` carrying `token`, whose commitment its owner's status already records: for
+/// a name the owner never committed to before this token, nothing of ours can exist, so an
+/// object found there (409) is someone else's.
+pub async fn create_committed<K>(client: &Client, object: &K, token: String) -> Result<Claim<K>>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + Debug,
+{
+    let namespace = object.meta().namespace.clone().unwrap_or_default();
+    let name = object.meta().name.clone().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
+    let committed = commitment(&token);
     let mut object = object.clone();
     object.meta_mut().annotations.get_or_insert_with(Default::default).insert(CREATION_TOKEN.to_string(), token);
     let params = PostParams { field_manager: Some(FIELD_MANAGER.to_string()), ..PostParams::default() };
     match api.create(&params, &object).await {
         Ok(created) => Ok(Claim::Unrecorded(created)),
-        // Someone created it between our read and our create (without our new token).
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(Claim::Foreign(api.get(&name).await?)),
+        // Someone created it before us (without our new token).
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            let record = Record { uid: None, commitment: Some(&committed) };
+            Ok(judge(api.get(&name).await?, record))
+        }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Whose the object found under our name is, given what the owner's status records of it.
+fn judge<K: Resource<DynamicType = ()>>(existing: K, record: Record<'_>) -> Claim<K> {
+    match ownership(Some(existing.meta()), record) {
+        Ownership::Ours => Claim::Ours(existing),
+        Ownership::Unrecorded => {
+            tracing::info!(object = %describe(&existing), "adopting an object created before its uid was recorded");
+            Claim::Unrecorded(existing)
+        }
+        Ownership::Absent | Ownership::Foreign => Claim::Foreign(existing),
     }
 }
 

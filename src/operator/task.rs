@@ -118,7 +118,7 @@ async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>)
         for key in unrecorded.keys() {
             tracing::info!(task = %name, object = %key, "adopting an object created before its uid was recorded");
         }
-        record_children(client, &task, &unrecorded).await?;
+        record_children(client, &task, &unrecorded, &[]).await?;
         for (key, uid) in unrecorded {
             previous.creating.remove(&key);
             previous.children.insert(key, uid);
@@ -146,6 +146,7 @@ async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>)
         now,
     );
     status.conditions.extend(foreign_objects_condition(&previous, &findings, task.metadata.generation, now));
+    let tokens = commit_children(&name, &decision.actions, &mut status);
     if status != previous {
         apply_status(client, &task, &status).await?;
         let finished = previous.lifecycle.as_ref().map(|p| telemetry::finished_work(p, &decision.state));
@@ -169,10 +170,24 @@ async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>)
             apply(client, &policy).await?;
         }
     }
-    let mut children = Children { task: &task, recorded: status.children.clone(), creating: status.creating.clone() };
+    let mut children = Children {
+        task: &task,
+        recorded: status.children.clone(),
+        creating: status.creating.clone(),
+        tokens,
+        created: BTreeMap::new(),
+        refused: Vec::new(),
+    };
+    let mut executed = Ok(());
     for action in &decision.actions {
-        execute(&ctx, &mut children, &decision.state, action, &miners, &submissions).await?;
+        executed = execute(&ctx, &mut children, &decision.state, action, &miners, &submissions).await;
+        if executed.is_err() {
+            break;
+        }
     }
+    // What was created is recorded even when a later action failed.
+    children.record(client).await?;
+    executed?;
     Ok(match (status.phase.is_terminal(), decision.wake_at) {
         (true, _) => Requeue::await_change(),
         (false, Some(at)) => {
@@ -251,10 +266,19 @@ fn is_ours<K: kube::Resource<DynamicType = ()>>(
     }
 }
 
-/// Records the uids of children (by key) in the task's status, and drops their commitments.
-async fn record_children(client: &Client, task: &Task, uids: &BTreeMap<String, String>) -> Result<()> {
+/// Records the uids of children (by key) in the task's status, and drops their commitments and
+/// those of the `unused` keys.
+async fn record_children(
+    client: &Client,
+    task: &Task,
+    uids: &BTreeMap<String, String>,
+    unused: &[&String],
+) -> Result<()> {
+    if uids.is_empty() && unused.is_empty() {
+        return Ok(());
+    }
     let creating: serde_json::Map<String, serde_json::Value> =
-        uids.keys().map(|key| (key.clone(), serde_json::Value::Null)).collect();
+        uids.keys().chain(unused.iter().copied()).map(|key| (key.clone(), serde_json::Value::Null)).collect();
     let patch = serde_json::json!({"status": {"children": uids, "creating": creating}});
     Api::<Task>::namespaced(client.clone(), &task.namespace().unwrap_or_default())
         .patch_status(&task.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
@@ -262,13 +286,48 @@ async fn record_children(client: &Client, task: &Task, uids: &BTreeMap<String, S
     Ok(())
 }
 
-/// The task's children as the operator created them: each new one's uid is recorded in the
-/// Task's status right after its creation, before anything relies on it, and a commitment to
-/// its token right before (see [`ownership`]).
+/// Commits, in the status about to be written, to a fresh token for each child that `actions`
+/// create and that was never committed to: one status write for all of them rather than one
+/// each. A child committed to before (a create that may have happened) keeps its commitment;
+/// [`Children::create`] looks before it creates one.
+fn commit_children(task: &str, actions: &[Action], status: &mut TaskStatus) -> BTreeMap<String, String> {
+    let mut tokens = BTreeMap::new();
+    for id in actions.iter().filter_map(created_workload) {
+        let key = lifecycle::child_key(task, id);
+        if !status.children.contains_key(&key) && !status.creating.contains_key(&key) {
+            let token = ownership::new_token();
+            status.creating.insert(key.clone(), ownership::commitment(&token));
+            tokens.insert(key, token);
+        }
+    }
+    tokens
+}
+
+/// The workload whose object an action creates.
+fn created_workload(action: &Action) -> Option<&WorkloadId> {
+    match action {
+        Action::PrepareDataset { id, .. }
+        | Action::GenerateSyntheticSet { id, .. }
+        | Action::StartTraining { id, .. }
+        | Action::StartSeal { id, .. }
+        | Action::StartEvaluation { id, .. } => Some(id),
+        _ => None,
+    }
+}
+
+/// The task's children as the operator created them: each new one carries a token whose
+/// commitment the Task's status recorded before the create, and its uid is recorded in one
+/// patch after this reconcile's creates, before anything relies on it (see [`ownership`]).
 struct Children<'a> {
     task: &'a Task,
     recorded: BTreeMap<String, String>,
     creating: BTreeMap<String, String>,
+    /// The tokens committed to by this reconcile's status write ([`commit_children`]), by key.
+    tokens: BTreeMap<String, String>,
+    /// The uids of the children created by this reconcile and not recorded yet.
+    created: BTreeMap<String, String>,
+    /// The keys whose create found someone else's object: their commitments are dropped.
+    refused: Vec<String>,
 }
 
 impl Children<'_> {
@@ -295,21 +354,39 @@ impl Children<'_> {
                 Ok(())
             }
         };
-        match ownership::claim(client, object, record, commit).await? {
+        let claim = match self.tokens.remove(&key) {
+            Some(token) => ownership::create_committed(client, object, token).await?,
+            None => ownership::claim(client, object, record, commit).await?,
+        };
+        match claim {
             Claim::Ours(existing) => Ok(Some(existing)),
             Claim::Unrecorded(created) => {
                 let uid = created.uid().unwrap_or_default();
-                record_children(client, self.task, &BTreeMap::from([(key.clone(), uid.clone())])).await?;
                 self.creating.remove(&key);
-                self.recorded.insert(key, uid);
+                self.recorded.insert(key.clone(), uid.clone());
+                self.created.insert(key, uid);
                 Ok(Some(created))
             }
             Claim::Foreign(foreign) => {
                 // The next observation fails this attempt and names the squatter.
+                if self.creating.remove(&key).is_some() && !self.recorded.contains_key(&key) {
+                    self.refused.push(key);
+                }
                 tracing::warn!(object = %ownership::describe(&foreign), "not adopting an object the operator did not create");
                 Ok(None)
             }
         }
+    }
+
+    /// Records the uids of the children created, in one patch, and drops the commitments of
+    /// tokens no object carries: those no create used, and those of creates someone else's
+    /// object refused.
+    async fn record(&mut self, client: &Client) -> Result<()> {
+        let created = std::mem::take(&mut self.created);
+        let unused = std::mem::take(&mut self.tokens);
+        let refused = std::mem::take(&mut self.refused);
+        let dropped: Vec<&String> = unused.keys().chain(&refused).collect();
+        record_children(client, self.task, &created, &dropped).await
     }
 }
 
@@ -470,13 +547,7 @@ async fn stop(
     id: &WorkloadId,
     recorded: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let key = match id.kind {
-        WorkKind::Prepare => ownership::key::<Job>(&prepare::job_name(task, id.attempt)),
-        WorkKind::Train => ownership::key::<MinerSubmission>(&lifecycle::submission_name(task, id)),
-        WorkKind::Synthesize | WorkKind::Seal | WorkKind::Evaluate => {
-            ownership::key::<Job>(&crate::workloads::workload_name(task, id))
-        }
-    };
+    let key = lifecycle::child_key(task, id);
     let Some(uid) = recorded.get(&key) else { return Ok(()) };
     let object = key.split_once('/').map(|(_, name)| name).unwrap_or_default();
     let params = DeleteParams {

@@ -708,7 +708,7 @@ mod tests {
 
     #[test]
     fn the_committed_description_is_current() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("trainer-image/workload-contract.json");
+        let path = crate::checkout().join("trainer-image/workload-contract.json");
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         let current = serde_json::to_string_pretty(&describe()).unwrap() + "\n";
         assert!(committed == current, "{} is stale: run scripts/generate", path.display());

@@ -9,7 +9,7 @@ use super::*;
 use crate::api::{MinerSubmission, Task};
 
 fn fixture_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/workloads")
+    crate::checkout().join("tests/fixtures/workloads")
 }
 
 fn load<T: serde::de::DeserializeOwned>(name: &str) -> T {

@@ -64,7 +64,7 @@ impl Double {
 }
 
 pub fn example(file: &str) -> String {
-    format!("{}/examples/{file}", env!("CARGO_MANIFEST_DIR"))
+    format!("{}/examples/{file}", super::repo().display())
 }
 
 pub fn validator() -> Keypair {

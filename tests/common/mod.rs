@@ -12,8 +12,14 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_gradients")
 }
 
+/// The checkout under test. Cargo sets `CARGO_MANIFEST_DIR` when it runs a test as well as when
+/// it compiles one, and only the first is current: clones sharing a target directory share test
+/// binaries (cargo does not rebuild one for a checkout at another path), and the compiled-in
+/// path is that of whichever clone built it.
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 /// A folder with a JSONL dataset (`q`/`a` columns) and an empty "base model" directory.

@@ -177,11 +177,16 @@ async fn bench_scale() {
         count_own("LIST pods", 1);
         count_own("LIST tasks", 1);
         if bound_at.is_none() && kueue.is_none() {
+            // The unbound trainers only (a small answer), and all of them once none is unbound.
             count_own("LIST pods", 1);
-            let listed = pods.list(&trainers).await.unwrap().items;
-            if listed.len() as u64 == count * miners
-                && listed.iter().all(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some())
-            {
+            let unbound = pods.list(&trainers.clone().fields("spec.nodeName=")).await.unwrap().items.len();
+            let created = if unbound == 0 {
+                count_own("LIST pods", 1);
+                pods.list(&trainers).await.unwrap().items.len() as u64
+            } else {
+                0
+            };
+            if unbound == 0 && created == count * miners {
                 bound_at = Some(applied.elapsed());
                 println!("  (progress) all trainer pods bound after {:?}", applied.elapsed());
             }

@@ -21,7 +21,9 @@ pub struct S3sFs {
 
 impl S3sFs {
     pub fn spawn(host: &str, credentials: Credentials) -> Self {
-        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let repo = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
         let build = Command::new(repo.join("e2e/build-s3-server")).stderr(Stdio::inherit()).output().unwrap();
         assert!(build.status.success(), "e2e/build-s3-server failed");
         let binary = String::from_utf8(build.stdout).unwrap().lines().last().unwrap().to_string();

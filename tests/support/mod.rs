@@ -23,8 +23,14 @@ pub const SERVICE_ACCOUNT: &str = "system:serviceaccount:gradients-system:gradie
 /// Where the e2e Tasks' datasets and base models may be (`workloads.allowedSources`).
 pub const ALLOWED_SOURCES: &str = r#"["kwok://gradients-e2e/datasets/","kwok://gradients-e2e/models/"]"#;
 
+/// The checkout under test. Cargo sets `CARGO_MANIFEST_DIR` when it runs a test as well as when
+/// it compiles one, and only the first is current: clones sharing a target directory share test
+/// binaries (cargo does not rebuild one for a checkout at another path), and the compiled-in
+/// path is that of whichever clone built it.
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 pub struct Cluster {
