@@ -369,7 +369,7 @@ impl Children<'_> {
             }
             Claim::Foreign(foreign) => {
                 // The next observation fails this attempt and names the squatter.
-                if self.creating.remove(&key).is_some() && !self.recorded.contains_key(&key) {
+                if self.creating.remove(&key).is_some() {
                     self.refused.push(key);
                 }
                 tracing::warn!(object = %ownership::describe(&foreign), "not adopting an object the operator did not create");
