@@ -18,10 +18,11 @@ const CONCURRENT: usize = 16;
 
 /// Plays the kubelet for one pass: every running workload pod of the namespace ends as its
 /// role's container would (split sizes, a trained model, its seal, an evaluation result).
-/// Returns the status patches sent (one LIST of pods besides). The API server filters the list
+/// Returns the name and role of each pod it ended (one status patch each, and one LIST of pods
+/// besides): a trainer named here was bound and running. The API server filters the list
 /// to the running pods: at scale the ended ones are thousands, and serializing them every pass
 /// would make this harness, not the operator, the API server's heaviest client.
-pub async fn finish_running_pods(cluster: &Cluster, ns: &str) -> usize {
+pub async fn finish_running_pods(cluster: &Cluster, ns: &str) -> Vec<(String, Option<String>)> {
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
     let running: Vec<(Pod, Option<&str>)> = pods
         .list(&ListParams::default().fields("status.phase=Running"))
@@ -41,7 +42,8 @@ pub async fn finish_running_pods(cluster: &Cluster, ns: &str) -> usize {
             Some((pod, message))
         })
         .collect();
-    let sent = running.len();
+    let ended =
+        running.iter().map(|(pod, _)| (pod.name_any(), pod.labels().get("gradients.io/role").cloned())).collect();
     futures::stream::iter(running)
         .for_each_concurrent(CONCURRENT, |(pod, message)| {
             let pods = pods.clone();
@@ -53,7 +55,7 @@ pub async fn finish_running_pods(cluster: &Cluster, ns: &str) -> usize {
             }
         })
         .await;
-    sent
+    ended
 }
 
 fn now() -> String {
