@@ -28,6 +28,8 @@ mod gpu_support;
 mod halving;
 #[path = "operator_e2e/prometheus.rs"]
 mod prometheus;
+#[path = "operator_e2e/retention.rs"]
+mod retention;
 mod support;
 #[path = "operator_e2e/task_source.rs"]
 mod task_source;

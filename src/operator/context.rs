@@ -41,7 +41,20 @@ pub struct Context {
     pub weights_file: Option<PathBuf>,
     /// The Miners and the Tasks' children, as watched.
     pub caches: super::caches::Caches,
+    /// How long an ended Task's Jobs are kept ([`super::retention`]).
+    pub keep_finished_jobs: Duration,
+    turns: super::turns::Turns,
     backoff: Mutex<Backoffs>,
+}
+
+/// How this replica runs, besides its client, configuration and caches.
+pub struct Options {
+    pub identity: String,
+    pub weights_file: Option<PathBuf>,
+    pub keep_finished_jobs: Duration,
+    /// Reconciles that may run at once, per controller.
+    pub concurrency: u16,
+    pub stop: super::Stop,
 }
 
 impl Context {
@@ -49,23 +62,24 @@ impl Context {
         client: Client,
         workloads: WorkloadConfig,
         metrics: Metrics,
-        identity: &str,
-        weights_file: Option<PathBuf>,
         caches: super::caches::Caches,
+        options: Options,
     ) -> Arc<Self> {
         let tournament = TournamentConfig {
             lifecycle: workloads.lifecycle.clone().unwrap_or_default(),
             ..TournamentConfig::default()
         };
-        let reporter = Reporter { controller: FIELD_MANAGER.to_string(), instance: Some(identity.to_string()) };
+        let reporter = Reporter { controller: FIELD_MANAGER.to_string(), instance: Some(options.identity) };
         Arc::new(Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             workloads,
             tournament,
             metrics,
-            weights_file,
+            weights_file: options.weights_file,
             caches,
+            keep_finished_jobs: options.keep_finished_jobs,
+            turns: super::turns::Turns::new(options.concurrency, options.stop),
             backoff: Mutex::new(Backoffs::default()),
         })
     }
@@ -90,11 +104,14 @@ impl Context {
         &self.tournament.mechanism
     }
 
-    /// Runs one reconcile with its metrics, and resets the object's backoff on success.
+    /// Runs one reconcile in its turn ([`super::turns`]) with its metrics, and resets the
+    /// object's backoff on success. Once the operator stops, a reconcile still waiting for its
+    /// turn does nothing.
     pub async fn instrumented<F>(&self, controller: &'static str, key: String, reconcile: F) -> Result<Action>
     where
         F: std::future::Future<Output = Result<Action>>,
     {
+        let Some(_turn) = self.turns.take(controller).await else { return Ok(Action::await_change()) };
         let started = Instant::now();
         self.metrics.reconciles.with_label_values(&[controller]).inc();
         let result = reconcile.await;

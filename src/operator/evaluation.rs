@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use kube::api::DeleteParams;
 use kube::core::DeserializeGuard;
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::Store;
 use kube::{Api, ResourceExt};
 
@@ -25,12 +25,10 @@ const NAME: &str = "evaluation";
 pub fn controller(
     ctx: Arc<Context>,
     evaluations: Shared<DeserializeGuard<Evaluation>>,
-    concurrency: u16,
     shutdown: super::Stop,
 ) -> (Store<DeserializeGuard<Evaluation>>, BoxFuture<'static, ()>) {
-    let controller = Controller::for_shared_stream(evaluations.changes, evaluations.store)
-        .with_config(controller::Config::default().concurrency(concurrency))
-        .graceful_shutdown_on(shutdown);
+    let controller =
+        Controller::for_shared_stream(evaluations.changes, evaluations.store).graceful_shutdown_on(shutdown);
     let store = controller.store();
     let run = controller
         .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object, error), ctx.clone())

@@ -35,7 +35,6 @@ const RESYNC: Duration = Duration::from_secs(3600);
 pub fn controller(
     ctx: Arc<Context>,
     namespace: Option<&str>,
-    concurrency: u16,
     shutdown: super::Stop,
 ) -> (Store<DeserializeGuard<Leaderboard>>, BoxFuture<'static, ()>) {
     let client = ctx.client.clone();
@@ -51,7 +50,7 @@ pub fn controller(
             .reconcile_all_on(evaluations_changed)
             // Leaderboards at once (kube-rs never runs one object twice at once): one waiting on a
             // slow chain node (up to its sink's timeouts) must not hold up the others.
-            .with_config(controller::Config::default().concurrency(concurrency).debounce(DEBOUNCE))
+            .with_config(controller::Config::default().debounce(DEBOUNCE))
             .graceful_shutdown_on(shutdown);
     let store = controller.store();
     let run = controller

@@ -17,11 +17,13 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod ownership;
 pub mod results;
+pub mod retention;
 pub mod sink;
 pub mod submission;
 pub mod task;
 pub mod task_source;
 pub mod telemetry;
+pub mod turns;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -73,9 +75,14 @@ pub struct Settings {
     /// own; none: every namespace, which needs the chart's cluster-wide RBAC (`clusterWide`).
     #[arg(long, env = "GRADIENTS_WATCH_NAMESPACES", value_delimiter = ',')]
     pub namespaces: Vec<String>,
-    /// Reconciles that may run at once, per controller.
+    /// Reconciles that may run at once, per controller (across the namespaces served); the
+    /// others wait their turn in the order they were triggered.
     #[arg(long, env = "GRADIENTS_CONCURRENCY", default_value_t = 4)]
     pub concurrency: u16,
+    /// Seconds an ended Task's Jobs and their pods are kept (for `kubectl logs`) before they are
+    /// deleted; its records (MinerSubmissions, Evaluation) stay.
+    #[arg(long, env = "GRADIENTS_KEEP_FINISHED_JOBS_SECONDS", default_value_t = 600)]
+    pub keep_finished_jobs_seconds: u64,
 }
 
 /// Outside a cluster (no POD_NAME): the host name and process id, unique per replica.
@@ -233,31 +240,29 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         ready = caches.wait_until_ready() => ready?,
         _ = stop.clone() => return Ok(()),
     }
-    let ctx =
-        context::Context::new(client, workloads, metrics.clone(), &settings.identity, settings.weights_file, caches);
-    let concurrency = settings.concurrency.max(1);
+    let options = context::Options {
+        identity: settings.identity.clone(),
+        weights_file: settings.weights_file,
+        keep_finished_jobs: Duration::from_secs(settings.keep_finished_jobs_seconds),
+        concurrency: settings.concurrency,
+        stop: stop.clone(),
+    };
+    let ctx = context::Context::new(client, workloads, metrics.clone(), caches, options);
     // One set of controllers per namespace served (or one for the whole cluster).
     let mut controllers = Vec::new();
     let mut all = Stores::default();
     for (scope, (triggers, shared)) in scopes.iter().map(Option::as_deref).zip(triggers) {
-        let (task_store, tasks) = task::controller(ctx.clone(), scope, triggers, concurrency, stop.clone());
-        let (submission_store, submissions) = submission::controller(
-            ctx.clone(),
-            scope,
-            shared.submissions,
-            task_store.clone(),
-            concurrency,
-            stop.clone(),
-        );
-        let (evaluation_store, evaluations) =
-            evaluation::controller(ctx.clone(), shared.evaluations, concurrency, stop.clone());
-        let (leaderboard_store, leaderboards) = leaderboard::controller(ctx.clone(), scope, concurrency, stop.clone());
+        let (task_store, tasks) = task::controller(ctx.clone(), scope, triggers, stop.clone());
+        let (submission_store, submissions) =
+            submission::controller(ctx.clone(), scope, shared.submissions, task_store.clone(), stop.clone());
+        let (evaluation_store, evaluations) = evaluation::controller(ctx.clone(), shared.evaluations, stop.clone());
+        let (leaderboard_store, leaderboards) = leaderboard::controller(ctx.clone(), scope, stop.clone());
         controllers.extend([
             tasks,
             submissions,
             evaluations,
             leaderboards,
-            task_source::controller(ctx.clone(), scope, concurrency, stop.clone()),
+            task_source::controller(ctx.clone(), scope, stop.clone()),
         ]);
         all.tasks.push(task_store);
         all.submissions.push(submission_store);

@@ -32,7 +32,6 @@ pub fn controller(
     namespace: Option<&str>,
     submissions: Shared<DeserializeGuard<MinerSubmission>>,
     tasks: Store<DeserializeGuard<Task>>,
-    concurrency: u16,
     shutdown: super::Stop,
 ) -> (Store<DeserializeGuard<MinerSubmission>>, BoxFuture<'static, ()>) {
     let client = ctx.client.clone();
@@ -41,7 +40,7 @@ pub fn controller(
             scoped::<Job>(&client, namespace),
             watcher::Config::default().labels(&format!("{}={}", labels::ROLE, labels::ROLE_TRAINER)),
         )
-        .with_config(controller::Config::default().concurrency(concurrency).debounce(DEBOUNCE))
+        .with_config(controller::Config::default().debounce(DEBOUNCE))
         .graceful_shutdown_on(shutdown);
     let store = controller.store();
     let run = controller

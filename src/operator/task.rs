@@ -26,6 +26,7 @@ use super::context::{Context, DEBOUNCE, apply, apply_status, list_all, log_strea
 use super::error::Result;
 use super::lifecycle;
 use super::ownership::{self, Claim, Ownership, Record};
+use super::retention::{self, FinishedJobs};
 use super::telemetry;
 use crate::api::conditions::{self, Observed};
 use crate::api::evaluation::EvaluationPhase;
@@ -44,7 +45,6 @@ pub fn controller(
     ctx: Arc<Context>,
     namespace: Option<&str>,
     children: Triggers,
-    concurrency: u16,
     shutdown: super::Stop,
 ) -> (Store<DeserializeGuard<Task>>, BoxFuture<'static, ()>) {
     let client = ctx.client.clone();
@@ -58,7 +58,7 @@ pub fn controller(
         .owns_stream(children.evaluations)
         // A pod is owned by its Job, not its Task: its Task's label says which Task it wakes.
         .watches_stream(children.pods, move |pod: Pod| super::caches::task_of_pod(&tasks, &pod))
-        .with_config(controller::Config::default().concurrency(concurrency).debounce(DEBOUNCE))
+        .with_config(controller::Config::default().debounce(DEBOUNCE))
         .graceful_shutdown_on(shutdown);
     let run = controller
         .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object, error), ctx.clone())
@@ -147,6 +147,14 @@ async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>)
     );
     status.conditions.extend(foreign_objects_condition(&previous, &findings, task.metadata.generation, now));
     let tokens = commit_children(&name, &decision.actions, &mut status);
+    // An ended Task's Jobs go once kept long enough; deleted before the status says so, so a
+    // failed delete is retried, never forgotten.
+    let finished = retention::finished_jobs(&status, &previous, &submissions, ctx.keep_finished_jobs, now);
+    if let FinishedJobs::Remove(jobs) = &finished {
+        retention::remove(client, &namespace, jobs).await?;
+    }
+    let removed_now = matches!(finished, FinishedJobs::Remove(_));
+    status.conditions.extend(retention::condition(&previous, removed_now, task.metadata.generation, now));
     if status != previous {
         apply_status(client, &task, &status).await?;
         let finished = previous.lifecycle.as_ref().map(|p| telemetry::finished_work(p, &decision.state));
@@ -189,12 +197,17 @@ async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>)
     children.record(client).await?;
     executed?;
     Ok(match (status.phase.is_terminal(), decision.wake_at) {
-        (true, _) => Requeue::await_change(),
-        (false, Some(at)) => {
-            Requeue::requeue((at - now).to_std().unwrap_or_default().clamp(Duration::from_secs(1), RESYNC))
-        }
+        (true, _) => match finished {
+            FinishedJobs::KeepUntil(at) => Requeue::requeue(until(at, now).max(Duration::from_secs(1))),
+            _ => Requeue::await_change(),
+        },
+        (false, Some(at)) => Requeue::requeue(until(at, now).clamp(Duration::from_secs(1), RESYNC)),
         (false, None) => Requeue::requeue(RESYNC),
     })
+}
+
+fn until(at: chrono::DateTime<Utc>, now: chrono::DateTime<Utc>) -> Duration {
+    (at - now).to_std().unwrap_or_default()
 }
 
 /// Something in the task's namespace that pretends to be the task's: a Warning Event each.

@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use kube::api::ListParams;
 use kube::core::DeserializeGuard;
-use kube::runtime::controller::{self, Action as Requeue, Controller};
+use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
@@ -29,12 +29,7 @@ const NAME: &str = "tasksource";
 /// Looked at again at least this often, whatever happens in the namespace.
 const RESYNC: Duration = Duration::from_secs(60);
 
-pub fn controller(
-    ctx: Arc<Context>,
-    namespace: Option<&str>,
-    concurrency: u16,
-    shutdown: super::Stop,
-) -> BoxFuture<'static, ()> {
+pub fn controller(ctx: Arc<Context>, namespace: Option<&str>, shutdown: super::Stop) -> BoxFuture<'static, ()> {
     let client = ctx.client.clone();
     let controller =
         Controller::new(scoped::<DeserializeGuard<TaskSource>>(&client, namespace), watcher::Config::default());
@@ -53,7 +48,6 @@ pub fn controller(
             watcher::Config::default(),
             move |s| for_submissions(s.namespace()),
         )
-        .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object, error), ctx.clone())
         .for_each(log_stream_errors(NAME, ctx))

@@ -48,7 +48,7 @@ fn adoptions(operators: &[std::path::PathBuf]) -> usize {
 }
 
 /// A small tournament: a 3B DPO task of the pool's two miners, no reference rows.
-fn task_yaml(ns: &str, name: &str) -> String {
+pub(crate) fn task_yaml(ns: &str, name: &str) -> String {
     crate::task_yaml(
         ns,
         name,
@@ -57,7 +57,7 @@ fn task_yaml(ns: &str, name: &str) -> String {
 }
 
 /// Two Miners and a Leaderboard.
-async fn apply_pool(cluster: &Cluster, ns: &str) {
+pub(crate) async fn apply_pool(cluster: &Cluster, ns: &str) {
     crate::apply_miner_pool(cluster, ns, "faults", &MINERS).await;
     cluster
         .apply_yaml(&format!(
@@ -92,7 +92,7 @@ async fn play_kubelet(cluster: &Cluster, ns: &str, window: Duration) {
 }
 
 /// Plays the kubelet until every Task is final.
-async fn finish_all(cluster: &Cluster, ns: &str, limit: Duration) {
+pub(crate) async fn finish_all(cluster: &Cluster, ns: &str, limit: Duration) {
     wait_until("every Task to reach a final phase", limit, || async {
         finish_running_pods(cluster, ns).await;
         tasks(cluster, ns).await.iter().all(|t| t.phase().is_terminal())
@@ -102,12 +102,12 @@ async fn finish_all(cluster: &Cluster, ns: &str, limit: Duration) {
 
 /// What the invariants found.
 #[derive(Debug, Default)]
-struct Audit {
+pub(crate) struct Audit {
     tasks: usize,
     succeeded: usize,
-    jobs: usize,
-    pods: usize,
-    submissions: usize,
+    pub(crate) jobs: usize,
+    pub(crate) pods: usize,
+    pub(crate) submissions: usize,
     evaluations: usize,
     duplicates: Vec<String>,
     lost: Vec<String>,
@@ -118,7 +118,7 @@ struct Audit {
 /// one complete Evaluation per Task with a result per miner; every child the Task's status
 /// records exists with the recorded uid and every child that exists is recorded. Then the
 /// Leaderboard's weights against `gradients score`.
-async fn audit(cluster: &Cluster, ns: &str) -> Audit {
+pub(crate) async fn audit(cluster: &Cluster, ns: &str) -> Audit {
     let client = &cluster.client;
     let all = ListParams::default();
     let tasks = tasks(cluster, ns).await;
@@ -232,7 +232,7 @@ fn compare(audit: &mut Audit, what: &str, found: Vec<String>, expected: usize) {
 }
 
 /// The Leaderboard counts every record and publishes what `gradients score` computes from them.
-async fn check_weights(cluster: &Cluster, ns: &str, evaluations: &[Evaluation]) {
+pub(crate) async fn check_weights(cluster: &Cluster, ns: &str, evaluations: &[Evaluation]) {
     let boards: Api<Leaderboard> = Api::namespaced(cluster.client.clone(), ns);
     wait_until("the leaderboard to count every record", Duration::from_secs(60), || async {
         boards
@@ -256,7 +256,7 @@ async fn check_weights(cluster: &Cluster, ns: &str, evaluations: &[Evaluation]) 
     assert_eq!(sunk, audited, "the ConfigMap sink holds the same weights");
 }
 
-fn assert_clean(audit: &Audit) {
+pub(crate) fn assert_clean(audit: &Audit) {
     assert!(audit.duplicates.is_empty() && audit.lost.is_empty(), "invariants broken: {audit:#?}");
     assert_eq!(audit.succeeded, audit.tasks, "{audit:#?}");
 }
@@ -295,7 +295,12 @@ async fn reconciles(operator: &Operator, controller: &str) -> u64 {
 
 /// A new leader reconciles every object once it starts; none of them is written again when
 /// nothing changed (server-side apply and status patches only on a difference).
-async fn restart_rewrites_nothing(cluster: &Cluster, ns: &str, operator: &mut Operator, name: &str) -> Operator {
+pub(crate) async fn restart_rewrites_nothing(
+    cluster: &Cluster,
+    ns: &str,
+    operator: &mut Operator,
+    name: &str,
+) -> Operator {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = versions(cluster, ns).await;
     operator.stop().await;
