@@ -37,9 +37,10 @@ pub fn controller(
     (store, run)
 }
 
-async fn reconcile(guarded: Arc<DeserializeGuard<Evaluation>>, ctx: Arc<Context>) -> Result<Action> {
+pub(super) async fn reconcile(guarded: Arc<DeserializeGuard<Evaluation>>, ctx: Arc<Context>) -> Result<Action> {
     let key = object_key(guarded.as_ref());
-    ctx.instrumented(NAME, key, reconcile_evaluation(guarded, ctx.clone())).await
+    let run_ctx = ctx.clone();
+    ctx.instrumented(NAME, key, move || reconcile_evaluation(guarded, run_ctx)).await
 }
 
 async fn reconcile_evaluation(guarded: Arc<DeserializeGuard<Evaluation>>, ctx: Arc<Context>) -> Result<Action> {

@@ -60,9 +60,10 @@ pub fn controller(
     (store, run)
 }
 
-async fn reconcile(guarded: Arc<DeserializeGuard<Leaderboard>>, ctx: Arc<Context>) -> Result<Action> {
+pub(super) async fn reconcile(guarded: Arc<DeserializeGuard<Leaderboard>>, ctx: Arc<Context>) -> Result<Action> {
     let key = object_key(guarded.as_ref());
-    ctx.instrumented(NAME, key, reconcile_leaderboard(guarded, ctx.clone())).await
+    let run_ctx = ctx.clone();
+    ctx.instrumented(NAME, key, move || reconcile_leaderboard(guarded, run_ctx)).await
 }
 
 async fn reconcile_leaderboard(guarded: Arc<DeserializeGuard<Leaderboard>>, ctx: Arc<Context>) -> Result<Action> {

@@ -54,13 +54,14 @@ pub fn controller(
     (store, run)
 }
 
-async fn reconcile(
+pub(super) async fn reconcile(
     guarded: Arc<DeserializeGuard<MinerSubmission>>,
     ctx: Arc<Context>,
     tasks: Store<DeserializeGuard<Task>>,
 ) -> Result<Action> {
     let key = object_key(guarded.as_ref());
-    ctx.instrumented(NAME, key, reconcile_submission(guarded, ctx.clone(), tasks)).await
+    let run_ctx = ctx.clone();
+    ctx.instrumented(NAME, key, move || reconcile_submission(guarded, run_ctx, tasks)).await
 }
 
 async fn reconcile_submission(

@@ -67,9 +67,10 @@ pub fn controller(
     (store, run)
 }
 
-async fn reconcile(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>) -> Result<Requeue> {
+pub(super) async fn reconcile(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>) -> Result<Requeue> {
     let key = object_key(guarded.as_ref());
-    ctx.instrumented(NAME, key, reconcile_task(guarded, ctx.clone())).await
+    let run_ctx = ctx.clone();
+    ctx.instrumented(NAME, key, move || reconcile_task(guarded, run_ctx)).await
 }
 
 async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>) -> Result<Requeue> {

@@ -54,9 +54,10 @@ pub fn controller(ctx: Arc<Context>, namespace: Option<&str>, shutdown: super::S
         .boxed()
 }
 
-async fn reconcile(guarded: Arc<DeserializeGuard<TaskSource>>, ctx: Arc<Context>) -> Result<Requeue> {
+pub(super) async fn reconcile(guarded: Arc<DeserializeGuard<TaskSource>>, ctx: Arc<Context>) -> Result<Requeue> {
     let key = object_key(guarded.as_ref());
-    ctx.instrumented(NAME, key, reconcile_source(guarded, ctx.clone())).await
+    let run_ctx = ctx.clone();
+    ctx.instrumented(NAME, key, move || reconcile_source(guarded, run_ctx)).await
 }
 
 async fn reconcile_source(guarded: Arc<DeserializeGuard<TaskSource>>, ctx: Arc<Context>) -> Result<Requeue> {
