@@ -21,7 +21,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use super::condense;
+use super::condense::{CachedJob, CachedPod};
 use super::context::scoped;
 use crate::api::{Evaluation, Miner, MinerSubmission, Task};
 use crate::workloads::labels;
@@ -30,8 +30,8 @@ use crate::workloads::labels;
 struct Scope {
     namespace: Option<String>,
     miners: Store<DeserializeGuard<Miner>>,
-    jobs: Store<Job>,
-    pods: Store<Pod>,
+    jobs: Store<CachedJob>,
+    pods: Store<CachedPod>,
     submissions: Store<DeserializeGuard<MinerSubmission>>,
     evaluations: Store<DeserializeGuard<Evaluation>>,
 }
@@ -98,8 +98,8 @@ fn drain<K: Resource<DynamicType = ()> + 'static>(
 /// The watches of the children whose changes wake their Task: the Task controller polls them
 /// (`Controller::owns_stream`), so its store is never older than the change that woke it.
 pub struct Triggers {
-    pub jobs: BoxStream<'static, Result<Job, watcher::Error>>,
-    pub pods: BoxStream<'static, Result<Pod, watcher::Error>>,
+    pub jobs: BoxStream<'static, Result<CachedJob, watcher::Error>>,
+    pub pods: BoxStream<'static, Result<CachedPod, watcher::Error>>,
     pub submissions: BoxStream<'static, Result<DeserializeGuard<MinerSubmission>, watcher::Error>>,
     pub evaluations: BoxStream<'static, Result<DeserializeGuard<Evaluation>, watcher::Error>>,
 }
@@ -143,15 +143,10 @@ impl Caches {
             let not_trainer = format!("{}!={}", labels::ROLE, labels::ROLE_TRAINER);
             let pods_selector = format!("{},{not_trainer}", labels::TASK);
             let (pods, pod_stream) =
-                cached(scoped(client, ns), watcher::Config::default().labels(&pods_selector), |pod| {
-                    without_managed_fields(pod);
-                    condense::pod(pod)
-                });
+                cached(scoped(client, ns), watcher::Config::default().labels(&pods_selector), without_managed_fields);
             let managed = format!("{}={},{not_trainer}", labels::MANAGED_BY, labels::MANAGER);
-            let (jobs, job_stream) = cached(scoped(client, ns), watcher::Config::default().labels(&managed), |job| {
-                without_managed_fields(job);
-                condense::job(job)
-            });
+            let (jobs, job_stream) =
+                cached(scoped(client, ns), watcher::Config::default().labels(&managed), without_managed_fields);
             let (submissions, submission_stream) =
                 cached_shared(scoped(client, ns), watcher::Config::default(), without_managed_fields);
             let (evaluations, evaluation_stream) =
@@ -208,14 +203,16 @@ impl Caches {
         readable(&scope.miners, namespace, selected).into_iter().map(|m| (m.name_any(), m)).collect()
     }
 
-    /// The Jobs of the operator's Task `task`.
+    /// The Jobs of the operator's Task `task`, condensed.
     pub fn jobs(&self, namespace: &str, task: &str) -> Vec<Job> {
-        self.scope(namespace).map(|s| of_task(s.jobs.state(), namespace, task)).unwrap_or_default()
+        let Some(scope) = self.scope(namespace) else { return Vec::new() };
+        of_task(scope.jobs.state(), namespace, task).map(|job| job.to_job()).collect()
     }
 
-    /// The pods of the Task's Jobs.
+    /// The pods of the Task's Jobs, condensed.
     pub fn pods(&self, namespace: &str, task: &str) -> Vec<Pod> {
-        self.scope(namespace).map(|s| of_task(s.pods.state(), namespace, task)).unwrap_or_default()
+        let Some(scope) = self.scope(namespace) else { return Vec::new() };
+        of_task(scope.pods.state(), namespace, task).map(|pod| pod.to_pod()).collect()
     }
 
     /// The readable MinerSubmissions of the Task.
@@ -258,13 +255,15 @@ where
 }
 
 /// The objects of `namespace` labelled as the Task's.
-fn of_task<K: Resource + Clone>(objects: Vec<std::sync::Arc<K>>, namespace: &str, task: &str) -> Vec<K> {
-    let value = crate::workloads::label_value(task);
-    objects
-        .into_iter()
-        .filter(|o| o.namespace().as_deref() == Some(namespace) && o.labels().get(labels::TASK) == Some(&value))
-        .map(|o| o.as_ref().clone())
-        .collect()
+fn of_task<K: Resource>(
+    objects: Vec<std::sync::Arc<K>>,
+    namespace: &str,
+    task: &str,
+) -> impl Iterator<Item = std::sync::Arc<K>> {
+    let (value, namespace) = (crate::workloads::label_value(task), namespace.to_string());
+    objects.into_iter().filter(move |o| {
+        o.meta().namespace.as_deref() == Some(namespace.as_str()) && o.labels().get(labels::TASK) == Some(&value)
+    })
 }
 
 /// The Task whose label value (`workloads::label_value` of its name) the pod carries. A name
@@ -272,7 +271,7 @@ fn of_task<K: Resource + Clone>(objects: Vec<std::sync::Arc<K>>, namespace: &str
 /// its label, and only for a label that may be such a hash are the Tasks searched.
 pub fn task_of_pod(
     tasks: &Store<DeserializeGuard<Task>>,
-    pod: &Pod,
+    pod: &CachedPod,
 ) -> Option<reflector::ObjectRef<DeserializeGuard<Task>>> {
     let value = pod.labels().get(labels::TASK)?;
     let namespace = pod.namespace()?;
@@ -331,7 +330,7 @@ mod tests {
             scopes: vec![Scope {
                 namespace: namespace.map(str::to_string),
                 miners: store_of(miners),
-                jobs: store_of(jobs),
+                jobs: store_of(jobs.into_iter().map(CachedJob::from).collect()),
                 pods: store_of(Vec::new()),
                 submissions: store_of(Vec::new()),
                 evaluations: store_of(Vec::new()),
@@ -386,7 +385,7 @@ mod tests {
         }))
     }
 
-    fn pod_of(namespace: &str, task: &str) -> Pod {
+    fn pod_of(namespace: &str, task: &str) -> CachedPod {
         object(serde_json::json!({
             "metadata": {"name": "p", "namespace": namespace,
                          "labels": {labels::TASK: crate::workloads::label_value(task)}},
@@ -397,7 +396,7 @@ mod tests {
     fn a_pods_change_wakes_the_task_its_label_names_even_when_the_name_was_hashed_into_it() {
         let long = format!("a-task-whose-name-is-longer-than-a-label-value-may-be-{}", "x".repeat(20));
         let tasks = store_of(vec![task("a", "short"), task("a", &long), task("b", "other")]);
-        let woken = |pod: Pod| task_of_pod(&tasks, &pod).map(|r| (r.namespace.unwrap_or_default(), r.name));
+        let woken = |pod: CachedPod| task_of_pod(&tasks, &pod).map(|r| (r.namespace.unwrap_or_default(), r.name));
         assert_eq!(woken(pod_of("a", "short")), Some(("a".to_string(), "short".to_string())));
         assert_eq!(woken(pod_of("a", &long)), Some(("a".to_string(), long.clone())));
         // Another namespace's Task of that name, or none at all, is not woken.

@@ -4,6 +4,7 @@
 use k8s_openapi::api::core::v1::{PersistentVolumeClaimVolumeSource, Volume};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
+use super::super::condense::{CachedJob, CachedPod};
 use super::*;
 use crate::api::Task;
 use crate::workloads::{WorkloadConfig, evaluator};
@@ -199,14 +200,20 @@ fn a_foreign_object_is_named_with_its_writers() {
     assert_eq!(key::<Job>("t-prepare-1"), "Job/t-prepare-1");
 }
 
-/// What the operator keeps of a pod or Job it caches or reads ([`super::super::condense`]).
+/// What the operator keeps of a pod or Job it caches or reads ([`super::super::condense`]): a
+/// cache reads the object's JSON into its [`CachedPod`] or [`CachedJob`], and gives back what a
+/// pod or Job read fresh becomes; both ways must agree.
 fn condensed_pod(mut pod: Pod) -> Pod {
+    let cached: CachedPod = serde_json::from_value(serde_json::to_value(&pod).unwrap()).unwrap();
     super::super::condense::pod(&mut pod);
+    assert_eq!(cached.to_pod(), pod);
     pod
 }
 
 fn condensed_job(mut job: Job) -> Job {
+    let cached: CachedJob = serde_json::from_value(serde_json::to_value(&job).unwrap()).unwrap();
     super::super::condense::job(&mut job);
+    assert_eq!(cached.to_job(), job);
     job
 }
 

@@ -57,7 +57,7 @@ pub fn controller(
         .owns_stream(children.submissions)
         .owns_stream(children.evaluations)
         // A pod is owned by its Job, not its Task: its Task's label says which Task it wakes.
-        .watches_stream(children.pods, move |pod: Pod| super::caches::task_of_pod(&tasks, &pod))
+        .watches_stream(children.pods, move |pod| super::caches::task_of_pod(&tasks, &pod))
         .with_config(controller::Config::default().debounce(DEBOUNCE))
         .graceful_shutdown_on(shutdown);
     let run = controller
