@@ -30,9 +30,6 @@ pub const FIELD_MANAGER: &str = "gradients-operator";
 /// reconcile re-reads what it decides on, so a later one loses nothing.
 pub const DEBOUNCE: Duration = Duration::from_secs(1);
 
-/// An object waiting in line is woken when its turn comes; this is the safety net.
-const IN_LINE_RECHECK: Duration = Duration::from_secs(300);
-
 pub struct Context {
     pub client: Client,
     pub workloads: WorkloadConfig,
@@ -46,7 +43,7 @@ pub struct Context {
     pub caches: super::caches::Caches,
     /// How long an ended Task's Jobs are kept ([`super::retention`]).
     pub keep_finished_jobs: Duration,
-    pub turns: super::turns::Turns,
+    turns: super::turns::Turns,
     backoff: Mutex<Backoffs>,
 }
 
@@ -108,28 +105,22 @@ impl Context {
     }
 
     /// Runs one reconcile in its turn ([`super::turns`]) with its metrics, and resets the
-    /// object's backoff on success. An object not yet in turn returns at once: it is woken when
-    /// its turn comes (and looked at again within [`IN_LINE_RECHECK`] whatever happens). Once
-    /// the operator stops, no reconcile starts.
+    /// object's backoff on success. Once the operator stops, a reconcile still waiting for its
+    /// turn does nothing.
     ///
-    /// The reconcile is made, on the heap, only once its turn comes: a future that held room for
-    /// a whole reconcile's state (30 to 50 kB) for every triggered object was most of the
-    /// operator's memory at 1,000 Tasks.
+    /// The reconcile is made, on the heap, only once its turn comes: kube-runtime spawns every
+    /// triggered object's reconcile at once, and a waiting one that held room for a whole
+    /// reconcile's state (30 to 50 kB) made most of the operator's memory at 1,000 Tasks.
     pub async fn instrumented<F>(
         &self,
         controller: &'static str,
-        waiter: super::turns::Waiter,
+        key: String,
         reconcile: impl FnOnce() -> F,
     ) -> Result<Action>
     where
         F: std::future::Future<Output = Result<Action>>,
     {
-        let _turn = match self.turns.take(controller, &waiter) {
-            super::turns::Turn::Go(permit) => permit,
-            super::turns::Turn::Queued => return Ok(Action::requeue(IN_LINE_RECHECK)),
-            super::turns::Turn::Stopped => return Ok(Action::await_change()),
-        };
-        let key = waiter.to_string();
+        let Some(_turn) = self.turns.take(controller).await else { return Ok(Action::await_change()) };
         let started = Instant::now();
         self.metrics.reconciles.with_label_values(&[controller]).inc();
         let result = Box::pin(reconcile()).await;

@@ -15,7 +15,7 @@ use kube::runtime::reflector::Store;
 use kube::{Api, ResourceExt};
 
 use super::caches::Shared;
-use super::context::{Context, log_stream_errors};
+use super::context::{Context, log_stream_errors, object_key};
 use super::error::Result;
 use crate::api::Evaluation;
 
@@ -24,13 +24,11 @@ const NAME: &str = "evaluation";
 /// `evaluations`: the store the Task controller's reconciles read too, and its changes.
 pub fn controller(
     ctx: Arc<Context>,
-    namespace: Option<&str>,
     evaluations: Shared<DeserializeGuard<Evaluation>>,
     shutdown: super::Stop,
 ) -> (Store<DeserializeGuard<Evaluation>>, BoxFuture<'static, ()>) {
-    let controller = Controller::for_shared_stream(evaluations.changes, evaluations.store)
-        .reconcile_on(ctx.turns.wakes(NAME, namespace))
-        .graceful_shutdown_on(shutdown);
+    let controller =
+        Controller::for_shared_stream(evaluations.changes, evaluations.store).graceful_shutdown_on(shutdown);
     let store = controller.store();
     let run = controller
         .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object, error), ctx.clone())
@@ -40,9 +38,9 @@ pub fn controller(
 }
 
 pub(super) async fn reconcile(guarded: Arc<DeserializeGuard<Evaluation>>, ctx: Arc<Context>) -> Result<Action> {
-    let waiter = super::turns::Waiter::of(guarded.as_ref());
+    let key = object_key(guarded.as_ref());
     let run_ctx = ctx.clone();
-    ctx.instrumented(NAME, waiter, move || reconcile_evaluation(guarded, run_ctx)).await
+    ctx.instrumented(NAME, key, move || reconcile_evaluation(guarded, run_ctx)).await
 }
 
 async fn reconcile_evaluation(guarded: Arc<DeserializeGuard<Evaluation>>, ctx: Arc<Context>) -> Result<Action> {

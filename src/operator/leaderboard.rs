@@ -18,7 +18,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
 use super::chain_sink;
-use super::context::{Context, DEBOUNCE, apply_status, list_all, log_stream_errors, scoped};
+use super::context::{Context, DEBOUNCE, apply_status, list_all, log_stream_errors, object_key, scoped};
 use super::error::Result;
 use super::results;
 use super::sink::{self, Weights};
@@ -51,7 +51,6 @@ pub fn controller(
             // Leaderboards at once (kube-rs never runs one object twice at once): one waiting on a
             // slow chain node (up to its sink's timeouts) must not hold up the others.
             .with_config(controller::Config::default().debounce(DEBOUNCE))
-            .reconcile_on(ctx.turns.wakes(NAME, namespace))
             .graceful_shutdown_on(shutdown);
     let store = controller.store();
     let run = controller
@@ -62,9 +61,9 @@ pub fn controller(
 }
 
 pub(super) async fn reconcile(guarded: Arc<DeserializeGuard<Leaderboard>>, ctx: Arc<Context>) -> Result<Action> {
-    let waiter = super::turns::Waiter::of(guarded.as_ref());
+    let key = object_key(guarded.as_ref());
     let run_ctx = ctx.clone();
-    ctx.instrumented(NAME, waiter, move || reconcile_leaderboard(guarded, run_ctx)).await
+    ctx.instrumented(NAME, key, move || reconcile_leaderboard(guarded, run_ctx)).await
 }
 
 async fn reconcile_leaderboard(guarded: Arc<DeserializeGuard<Leaderboard>>, ctx: Arc<Context>) -> Result<Action> {

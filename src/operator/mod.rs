@@ -255,8 +255,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let (task_store, tasks) = task::controller(ctx.clone(), scope, triggers, stop.clone());
         let (submission_store, submissions) =
             submission::controller(ctx.clone(), scope, shared.submissions, task_store.clone(), stop.clone());
-        let (evaluation_store, evaluations) =
-            evaluation::controller(ctx.clone(), scope, shared.evaluations, stop.clone());
+        let (evaluation_store, evaluations) = evaluation::controller(ctx.clone(), shared.evaluations, stop.clone());
         let (leaderboard_store, leaderboards) = leaderboard::controller(ctx.clone(), scope, stop.clone());
         controllers.extend([
             tasks,

@@ -15,7 +15,7 @@ use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 
 use super::caches::Shared;
-use super::context::{Context, DEBOUNCE, apply_status, log_stream_errors, scoped};
+use super::context::{Context, DEBOUNCE, apply_status, log_stream_errors, object_key, scoped};
 use super::error::Result;
 use super::lifecycle;
 use super::ownership::{self, Claim, Ownership, Record};
@@ -41,7 +41,6 @@ pub fn controller(
             watcher::Config::default().labels(&format!("{}={}", labels::ROLE, labels::ROLE_TRAINER)),
         )
         .with_config(controller::Config::default().debounce(DEBOUNCE))
-        .reconcile_on(ctx.turns.wakes(NAME, namespace))
         .graceful_shutdown_on(shutdown);
     let store = controller.store();
     let run = controller
@@ -60,9 +59,9 @@ pub(super) async fn reconcile(
     ctx: Arc<Context>,
     tasks: Store<DeserializeGuard<Task>>,
 ) -> Result<Action> {
-    let waiter = super::turns::Waiter::of(guarded.as_ref());
+    let key = object_key(guarded.as_ref());
     let run_ctx = ctx.clone();
-    ctx.instrumented(NAME, waiter, move || reconcile_submission(guarded, run_ctx, tasks)).await
+    ctx.instrumented(NAME, key, move || reconcile_submission(guarded, run_ctx, tasks)).await
 }
 
 async fn reconcile_submission(

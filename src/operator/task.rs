@@ -22,7 +22,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 
 use super::caches::Triggers;
 use super::condense;
-use super::context::{Context, DEBOUNCE, apply, apply_status, list_all, log_stream_errors, scoped};
+use super::context::{Context, DEBOUNCE, apply, apply_status, list_all, log_stream_errors, object_key, scoped};
 use super::error::Result;
 use super::lifecycle;
 use super::ownership::{self, Claim, Ownership, Record};
@@ -59,7 +59,6 @@ pub fn controller(
         // A pod is owned by its Job, not its Task: its Task's label says which Task it wakes.
         .watches_stream(children.pods, move |pod| super::caches::task_of_pod(&tasks, &pod))
         .with_config(controller::Config::default().debounce(DEBOUNCE))
-        .reconcile_on(ctx.turns.wakes(NAME, namespace))
         .graceful_shutdown_on(shutdown);
     let run = controller
         .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object, error), ctx.clone())
@@ -69,9 +68,9 @@ pub fn controller(
 }
 
 pub(super) async fn reconcile(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>) -> Result<Requeue> {
-    let waiter = super::turns::Waiter::of(guarded.as_ref());
+    let key = object_key(guarded.as_ref());
     let run_ctx = ctx.clone();
-    ctx.instrumented(NAME, waiter, move || reconcile_task(guarded, run_ctx)).await
+    ctx.instrumented(NAME, key, move || reconcile_task(guarded, run_ctx)).await
 }
 
 async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>) -> Result<Requeue> {

@@ -15,7 +15,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 
-use super::context::{Context, apply_status, ensure, list_all, log_stream_errors, scoped};
+use super::context::{Context, apply_status, ensure, list_all, log_stream_errors, object_key, scoped};
 use super::error::{Error, Result};
 use crate::api::submission::SubmissionPhase;
 use crate::api::task::Origin;
@@ -48,7 +48,6 @@ pub fn controller(ctx: Arc<Context>, namespace: Option<&str>, shutdown: super::S
             watcher::Config::default(),
             move |s| for_submissions(s.namespace()),
         )
-        .reconcile_on(ctx.turns.wakes(NAME, namespace))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, |object, error, ctx| ctx.error_policy(NAME, object, error), ctx.clone())
         .for_each(log_stream_errors(NAME, ctx))
@@ -56,9 +55,9 @@ pub fn controller(ctx: Arc<Context>, namespace: Option<&str>, shutdown: super::S
 }
 
 pub(super) async fn reconcile(guarded: Arc<DeserializeGuard<TaskSource>>, ctx: Arc<Context>) -> Result<Requeue> {
-    let waiter = super::turns::Waiter::of(guarded.as_ref());
+    let key = object_key(guarded.as_ref());
     let run_ctx = ctx.clone();
-    ctx.instrumented(NAME, waiter, move || reconcile_source(guarded, run_ctx)).await
+    ctx.instrumented(NAME, key, move || reconcile_source(guarded, run_ctx)).await
 }
 
 async fn reconcile_source(guarded: Arc<DeserializeGuard<TaskSource>>, ctx: Arc<Context>) -> Result<Requeue> {

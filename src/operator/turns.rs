@@ -2,181 +2,115 @@
 //! reconciles a controller runs at once, but an object that waits for a free slot waits in a
 //! hash set, and the first object the set's iteration finds goes next: at saturation, objects
 //! triggered again and again (a Task whose pods keep changing) keep winning and others starve
-//! (52 of 300 Tasks had no status for 20 minutes).
+//! (52 of 300 Tasks had no status for 20 minutes). So the controllers run without kube-runtime's
+//! bound, and each reconcile first waits here for its controller's turn, on a semaphore that
+//! serves its waiters first come, first served (tokio's is fair).
 //!
-//! Nor may a reconcile wait for its turn inside kube-runtime: every waiting object then counts
-//! as running, each change to one of them waits in kube-runtime's pending set, and kube-runtime
-//! scans that whole set on every poll for an object it may start. At 1,000 Tasks, 17,000 objects
-//! waited so, and the scan took 70 % of the operator's CPU.
-//!
-//! So the controllers run without kube-runtime's bound, and a reconcile that finds no free turn
-//! joins its controller's line (first come, first served) and returns at once. A freed turn is
-//! granted to the head of the line, which is woken (`Controller::reconcile_on`) and takes it. A
-//! grant not taken within [`GRANT_DEADLINE`] (the object was deleted meanwhile) passes on.
+//! kube-runtime still runs one reconcile per object at a time: an object triggered while its
+//! reconcile waits here runs once more after it, as before.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use futures::{FutureExt, Stream, StreamExt};
-use kube::Resource;
-use kube::runtime::reflector::ObjectRef;
-use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::Stop;
 
-/// How long a granted turn waits for its object's reconcile.
-pub const GRANT_DEADLINE: Duration = Duration::from_secs(30);
-
-/// An object in a line: its namespace and name.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Waiter {
-    pub namespace: String,
-    pub name: String,
+pub struct Turns {
+    /// Reconciles that may run at once, per controller.
+    permits: usize,
+    semaphores: Mutex<HashMap<&'static str, Arc<Semaphore>>>,
+    stop: Stop,
 }
 
-impl Waiter {
-    pub fn of<K: Resource>(object: &K) -> Waiter {
-        let meta = object.meta();
-        Waiter { namespace: meta.namespace.clone().unwrap_or_default(), name: meta.name.clone().unwrap_or_default() }
+impl Turns {
+    pub fn new(permits: u16, stop: Stop) -> Turns {
+        Turns { permits: usize::from(permits.max(1)), semaphores: Mutex::default(), stop }
     }
-}
 
-impl std::fmt::Display for Waiter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
-
-/// What a reconcile gets when it asks for a turn.
-pub enum Turn {
-    /// Its turn, held until the permit is dropped.
-    Go(Permit),
-    /// It is in line; it will be woken when its turn comes.
-    Queued,
-    /// The operator is stopping: a reconcile that has not started by then never starts (a
-    /// replica that lost its lease writes nothing more).
-    Stopped,
-}
-
-/// One controller's line.
-#[derive(Default)]
-struct Line {
-    /// Turns held, and turns granted but not taken yet.
-    held: usize,
-    waiting: VecDeque<Waiter>,
-    queued: HashSet<Waiter>,
-    /// Granted turns and when each lapses.
-    granted: HashMap<Waiter, Instant>,
-    /// Each running controller's wakes, by the namespace it serves (`None`: all of them).
-    wakes: Vec<(Option<String>, UnboundedSender<Waiter>)>,
-}
-
-impl Line {
-    /// Returns lapsed grants, then grants free turns to the head of the line and wakes it.
-    fn grant(&mut self, permits: usize, now: Instant) {
-        let before = self.granted.len();
-        self.granted.retain(|_, lapses| *lapses > now);
-        self.held -= before - self.granted.len();
-        while self.held < permits {
-            let Some(next) = self.waiting.pop_front() else { break };
-            self.queued.remove(&next);
-            self.held += 1;
-            self.granted.insert(next.clone(), now + GRANT_DEADLINE);
-            // Only the controller that serves its namespace knows the object. With none running,
-            // the grant lapses and passes on.
-            self.wakes.retain(|(_, wake)| !wake.is_closed());
-            for (_, wake) in self.wakes.iter().filter(|(scope, _)| scope.as_ref().is_none_or(|s| *s == next.namespace))
-            {
-                let _ = wake.send(next.clone());
+    /// Waits for one of `controller`'s turns, kept until the permit is dropped. `None` once the
+    /// operator is stopping: a reconcile that has not started by then never starts (a replica
+    /// that lost its lease writes nothing more).
+    pub fn take(
+        &self,
+        controller: &'static str,
+    ) -> impl Future<Output = Option<OwnedSemaphorePermit>> + Send + 'static {
+        let semaphore = {
+            let mut semaphores = self.semaphores.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            semaphores.entry(controller).or_insert_with(|| Arc::new(Semaphore::new(self.permits))).clone()
+        };
+        let stop = self.stop.clone();
+        // Owns what it waits on: a reconcile's future must be Send for any lifetime.
+        async move {
+            tokio::select! {
+                biased;
+                _ = stop => None,
+                permit = semaphore.acquire_owned() => permit.ok(),
             }
         }
     }
 }
 
-type Lines = Arc<Mutex<HashMap<&'static str, Line>>>;
-
-fn locked(lines: &Lines) -> std::sync::MutexGuard<'_, HashMap<&'static str, Line>> {
-    lines.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-pub struct Turns {
-    /// Reconciles that may run at once, per controller.
-    permits: usize,
-    lines: Lines,
-    stop: Stop,
-}
-
-/// A turn held; dropping it frees the turn for the head of the line.
-pub struct Permit {
-    lines: Lines,
-    controller: &'static str,
-    permits: usize,
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        let mut lines = locked(&self.lines);
-        let line = lines.entry(self.controller).or_default();
-        line.held -= 1;
-        line.grant(self.permits, Instant::now());
-    }
-}
-
-impl Turns {
-    pub fn new(permits: u16, stop: Stop) -> Turns {
-        Turns { permits: usize::from(permits.max(1)), lines: Arc::default(), stop }
-    }
-
-    /// `waiter`'s turn in `controller`'s line, if it is its turn now.
-    pub fn take(&self, controller: &'static str, waiter: &Waiter) -> Turn {
-        self.take_at(controller, waiter, Instant::now())
-    }
-
-    fn take_at(&self, controller: &'static str, waiter: &Waiter, now: Instant) -> Turn {
-        if self.stop.clone().now_or_never().is_some() {
-            return Turn::Stopped;
-        }
-        let mut lines = locked(&self.lines);
-        let line = lines.entry(controller).or_default();
-        line.grant(self.permits, now);
-        let go = if line.granted.remove(waiter).is_some() {
-            true
-        } else if line.queued.contains(waiter) {
-            false
-        } else if line.held < self.permits {
-            // The line is empty: `grant` gives every free turn to a waiter.
-            line.held += 1;
-            true
-        } else {
-            line.queued.insert(waiter.clone());
-            line.waiting.push_back(waiter.clone());
-            false
-        };
-        match go {
-            true => Turn::Go(Permit { lines: self.lines.clone(), controller, permits: self.permits }),
-            false => Turn::Queued,
-        }
-    }
-
-    /// The objects of `controller` in `namespace` (`None`: all) whose turn came, for that
-    /// controller's `Controller::reconcile_on` (one runs per namespace served).
-    pub fn wakes<K: Resource>(
-        &self,
-        controller: &'static str,
-        namespace: Option<&str>,
-    ) -> impl Stream<Item = ObjectRef<K>> + Send + 'static
-    where
-        K::DynamicType: Default,
-    {
-        let (sender, mut receiver) = unbounded_channel::<Waiter>();
-        let scope = namespace.map(str::to_string);
-        locked(&self.lines).entry(controller).or_default().wakes.push((scope, sender));
-        futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
-            .map(|waiter| ObjectRef::new(&waiter.name).within(&waiter.namespace))
-    }
-}
-
 #[cfg(test)]
-#[path = "turns_tests.rs"]
-mod tests;
+mod tests {
+    use futures::FutureExt;
+
+    use super::*;
+
+    fn never_stopped() -> Stop {
+        futures::future::pending::<()>().boxed().shared()
+    }
+
+    #[tokio::test]
+    async fn turns_go_in_the_order_they_were_asked_for_whoever_asks_again_first() {
+        let turns = Turns::new(1, never_stopped());
+        let held = turns.take("task").await.expect("a free turn");
+        let mut first = Box::pin(turns.take("task"));
+        let mut second = Box::pin(turns.take("task"));
+        assert!((&mut first).now_or_never().is_none());
+        assert!((&mut second).now_or_never().is_none());
+        drop(held);
+        // The later waiter is polled first, as a busy object's reconcile would be: it still waits.
+        assert!((&mut second).now_or_never().is_none());
+        let first_turn = (&mut first).now_or_never().expect("the first waiter's turn").expect("not stopped");
+        drop(first_turn);
+        assert!((&mut second).now_or_never().expect("then the second's").is_some());
+    }
+
+    #[tokio::test]
+    async fn each_controller_has_its_own_turns() {
+        let turns = Turns::new(1, never_stopped());
+        let _task = turns.take("task").await;
+        assert!(turns.take("leaderboard").now_or_never().flatten().is_some());
+    }
+
+    #[tokio::test]
+    async fn no_turn_is_given_once_the_operator_stops() {
+        let turns = Turns::new(2, futures::future::ready(()).boxed().shared());
+        assert!(turns.take("task").await.is_none());
+    }
+
+    /// The size of the future a controller's reconcile returns, without making one.
+    fn future_size<A, B, F>(_: impl Fn(A, B) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// kube-runtime spawns every triggered object's reconcile at once, and most of them wait here
+    /// for a turn: such a future must not hold room for the whole reconcile (issue 13: at 1,000
+    /// Tasks, 16,000 waiting reconciles held most of the operator's memory).
+    #[test]
+    fn a_reconcile_waiting_for_its_turn_holds_little_memory() {
+        use crate::operator::{evaluation, leaderboard, submission, task, task_source};
+        let tasks = |g, c| submission::reconcile(g, c, kube::runtime::reflector::store().0);
+        let sizes = [
+            ("task", future_size(task::reconcile)),
+            ("submission", future_size(tasks)),
+            ("evaluation", future_size(evaluation::reconcile)),
+            ("leaderboard", future_size(leaderboard::reconcile)),
+            ("task source", future_size(task_source::reconcile)),
+        ];
+        for (controller, size) in sizes {
+            assert!(size <= 1024, "a waiting {controller} reconcile holds {size} bytes");
+        }
+    }
+}
