@@ -128,9 +128,9 @@ enum ScoreOutput {
 /// Exit code for input the command cannot use.
 const EXIT_BAD_INPUT: u8 = 2;
 
-/// jemalloc, not glibc's malloc: glibc kept the room its worker-thread arenas had freed (at
-/// 1,000 Tasks the operator's arenas held 416 MB for 282 MB in use, 134 MB of it in the two
-/// worker arenas for 21 MB in use), and it is the peak RSS that a memory limit meets.
+/// jemalloc, not glibc's malloc: glibc had not given back the room its worker-thread arenas freed
+/// (at 1,000 Tasks the operator's arenas held 416 MB for 282 MB in use; the two worker arenas
+/// held 154 MB for 21 MB), and it is the peak RSS that a memory limit meets.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
