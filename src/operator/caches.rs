@@ -41,17 +41,15 @@ pub struct Caches {
 }
 
 /// A store of `K` and the watch that fills it, as the stream of the objects it touched (to be
-/// polled for the store to move). Each object is `condensed` before it is stored.
-fn cached<K>(
-    api: kube::Api<K>,
-    config: watcher::Config,
-    condensed: fn(&mut K),
-) -> (Store<K>, BoxStream<'static, Result<K, watcher::Error>>)
+/// polled for the store to move). Who wrote which field is never read, so it is not stored (the
+/// largest part of most objects); a cached kind that condenses more does so where it is read
+/// from JSON (`condense::CachedJob`, `CachedPod`).
+fn cached<K>(api: kube::Api<K>, config: watcher::Config) -> (Store<K>, BoxStream<'static, Result<K, watcher::Error>>)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = watcher(api, config).default_backoff().modify(condensed);
+    let stream = watcher(api, config).default_backoff().modify(without_managed_fields);
     (reader, reflector::reflector(writer, stream).touched_objects().boxed())
 }
 
@@ -64,18 +62,16 @@ const SUBSCRIBER_BUFFER: usize = 256;
 fn cached_shared<K>(
     api: kube::Api<K>,
     config: watcher::Config,
-    condensed: fn(&mut K),
 ) -> (Shared<K>, BoxStream<'static, Result<K, watcher::Error>>)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store_shared(SUBSCRIBER_BUFFER);
     let changes = writer.subscribe().expect("a shared store's writer has subscribers");
-    let stream = watcher(api, config).default_backoff().modify(condensed).reflect_shared(writer);
+    let stream = watcher(api, config).default_backoff().modify(without_managed_fields).reflect_shared(writer);
     (Shared { store, changes }, stream.touched_objects().boxed())
 }
 
-/// Nothing here reads who wrote which field: the largest part of most stored objects goes.
 fn without_managed_fields<K: Resource>(object: &mut K) {
     object.managed_fields_mut().clear();
 }
@@ -131,7 +127,7 @@ impl Caches {
         let mut out = Vec::new();
         for namespace in scopes {
             let ns = namespace.as_deref();
-            let (miners, stream) = cached(scoped(client, ns), watcher::Config::default(), without_managed_fields);
+            let (miners, stream) = cached(scoped(client, ns), watcher::Config::default());
             background.push(drain(stream));
             // Only the pods of the operator's Jobs (they carry their Task's label). A pod's change
             // wakes its Task too: a forged pod must be seen without waiting for a resync.
@@ -142,15 +138,11 @@ impl Caches {
             // is fetched by name, and results come only from the pods a Job owns.
             let not_trainer = format!("{}!={}", labels::ROLE, labels::ROLE_TRAINER);
             let pods_selector = format!("{},{not_trainer}", labels::TASK);
-            let (pods, pod_stream) =
-                cached(scoped(client, ns), watcher::Config::default().labels(&pods_selector), without_managed_fields);
+            let (pods, pod_stream) = cached(scoped(client, ns), watcher::Config::default().labels(&pods_selector));
             let managed = format!("{}={},{not_trainer}", labels::MANAGED_BY, labels::MANAGER);
-            let (jobs, job_stream) =
-                cached(scoped(client, ns), watcher::Config::default().labels(&managed), without_managed_fields);
-            let (submissions, submission_stream) =
-                cached_shared(scoped(client, ns), watcher::Config::default(), without_managed_fields);
-            let (evaluations, evaluation_stream) =
-                cached_shared(scoped(client, ns), watcher::Config::default(), without_managed_fields);
+            let (jobs, job_stream) = cached(scoped(client, ns), watcher::Config::default().labels(&managed));
+            let (submissions, submission_stream) = cached_shared(scoped(client, ns), watcher::Config::default());
+            let (evaluations, evaluation_stream) = cached_shared(scoped(client, ns), watcher::Config::default());
             out.push(Scope {
                 namespace: namespace.clone(),
                 miners,
