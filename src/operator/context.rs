@@ -120,7 +120,7 @@ impl Context {
     where
         F: std::future::Future<Output = Result<Action>>,
     {
-        let Some(_turn) = self.turns.take(controller).await else { return Ok(Action::await_change()) };
+        let Some(_turn) = self.turns.take(controller, key.clone()).await else { return Ok(Action::await_change()) };
         let started = Instant::now();
         self.metrics.reconciles.with_label_values(&[controller]).inc();
         let result = Box::pin(reconcile()).await;
@@ -129,6 +129,27 @@ impl Context {
             self.backoff.lock().map(|mut b| b.succeeded(&key)).ok();
         }
         result
+    }
+
+    /// `children` without the changes that need no reconcile of their own: those whose every
+    /// `Owner` is still waiting for its turn in `controller` ([`super::turns`]).
+    pub fn unless_owner_waits<Owner, Child, E>(
+        &self,
+        controller: &'static str,
+        children: impl futures::Stream<Item = std::result::Result<Child, E>> + Send + 'static,
+    ) -> futures::stream::BoxStream<'static, std::result::Result<Child, E>>
+    where
+        Owner: Resource<DynamicType = ()>,
+        Child: Resource + Send + 'static,
+        E: Send + 'static,
+    {
+        let skipped = self.metrics.triggers_skipped.with_label_values(&[controller]);
+        super::turns::skip_waiting_owners::<Owner, _, _>(children, self.turns.waiting(controller), skipped)
+    }
+
+    /// The objects whose reconcile by `controller` waits for its turn.
+    pub fn waiting(&self, controller: &'static str) -> super::turns::Waiting {
+        self.turns.waiting(controller)
     }
 
     /// Exponential per-object backoff, 2 s doubling up to 5 min, reset by the next success.

@@ -8,10 +8,10 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::core::DeserializeGuard;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 
 use super::caches::Shared;
@@ -35,11 +35,15 @@ pub fn controller(
     shutdown: super::Stop,
 ) -> (Store<DeserializeGuard<MinerSubmission>>, BoxFuture<'static, ()>) {
     let client = ctx.client.clone();
+    let trainers = watcher(
+        scoped::<PartialObjectMeta<Job>>(&client, namespace),
+        watcher::Config::default().labels(&format!("{}={}", labels::ROLE, labels::ROLE_TRAINER)),
+    )
+    .default_backoff()
+    .touched_objects();
     let controller = Controller::for_shared_stream(submissions.changes, submissions.store)
-        .owns(
-            scoped::<Job>(&client, namespace),
-            watcher::Config::default().labels(&format!("{}={}", labels::ROLE, labels::ROLE_TRAINER)),
-        )
+        // A trainer's change while its submission waits for its turn is read in that turn.
+        .owns_stream(ctx.unless_owner_waits::<MinerSubmission, _, _>(NAME, trainers))
         .with_config(controller::Config::default().debounce(DEBOUNCE))
         .graceful_shutdown_on(shutdown);
     let store = controller.store();

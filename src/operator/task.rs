@@ -52,12 +52,22 @@ pub fn controller(
     let controller = Controller::new(scoped::<DeserializeGuard<Task>>(&client, namespace), watcher::Config::default());
     let store = controller.store();
     let tasks = store.clone();
+    // A change of a Task's child while the Task waits for its turn is read in that turn.
+    let (waiting, skipped) = (ctx.waiting(NAME), ctx.metrics.triggers_skipped.with_label_values(&[NAME]));
     let controller = controller
-        .owns_stream(children.jobs)
-        .owns_stream(children.submissions)
-        .owns_stream(children.evaluations)
+        .owns_stream(ctx.unless_owner_waits::<Task, _, _>(NAME, children.jobs))
+        .owns_stream(ctx.unless_owner_waits::<Task, _, _>(NAME, children.submissions))
+        .owns_stream(ctx.unless_owner_waits::<Task, _, _>(NAME, children.evaluations))
         // A pod is owned by its Job, not its Task: its Task's label says which Task it wakes.
-        .watches_stream(children.pods, move |pod| super::caches::task_of_pod(&tasks, &pod))
+        .watches_stream(children.pods, move |pod| {
+            let task = super::caches::task_of_pod(&tasks, &pod)?;
+            let key = format!("{}/{}", task.namespace.as_deref().unwrap_or_default(), task.name);
+            if waiting.contains(&key) {
+                skipped.inc();
+                return None;
+            }
+            Some(task)
+        })
         .with_config(controller::Config::default().debounce(DEBOUNCE))
         .graceful_shutdown_on(shutdown);
     let run = controller
