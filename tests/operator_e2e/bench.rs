@@ -241,6 +241,13 @@ async fn bench_scale() {
             quantile(&buckets, 0.99) * 1000.0
         );
     }
+    let skipped: Vec<String> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("gradients_reconcile_triggers_skipped_total{controller=\""))
+        .filter_map(|rest| rest.split_once("\"} "))
+        .map(|(controller, n)| format!("{controller} {}", n.trim()))
+        .collect();
+    println!("  children's changes dropped while their owner waited for its turn: {}", skipped.join(", "));
     let per_task: Vec<String> = after
         .iter()
         .map(|(key, value)| (key, (value - before.get(key).copied().unwrap_or(0.0)) / count as f64))
