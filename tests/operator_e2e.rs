@@ -17,6 +17,8 @@ mod chain_sink;
 #[path = "operator_e2e/chart.rs"]
 mod chart;
 mod common;
+#[path = "operator_e2e/events.rs"]
+mod events;
 #[path = "operator_e2e/fault_proxy.rs"]
 mod fault_proxy;
 #[path = "operator_e2e/faults.rs"]

@@ -40,16 +40,37 @@ pub struct Caches {
     scopes: Vec<Scope>,
 }
 
+/// What a cache keeps of an object of its kind. Who wrote which field is never read, so it is not
+/// kept (the largest part of most objects). A kind may drop more here, or where it is read from
+/// JSON (`condense::CachedJob`, `CachedPod`).
+trait Kept: Resource + Sized {
+    fn condense(&mut self) {
+        self.managed_fields_mut().clear();
+    }
+}
+
+impl Kept for DeserializeGuard<Miner> {}
+impl Kept for CachedJob {}
+impl Kept for CachedPod {}
+impl Kept for DeserializeGuard<Evaluation> {}
+
+impl Kept for DeserializeGuard<MinerSubmission> {
+    fn condense(&mut self) {
+        self.managed_fields_mut().clear();
+        if let Ok(submission) = &mut self.0 {
+            super::condense::submission(submission);
+        }
+    }
+}
+
 /// A store of `K` and the watch that fills it, as the stream of the objects it touched (to be
-/// polled for the store to move). Who wrote which field is never read, so it is not stored (the
-/// largest part of most objects); a cached kind that condenses more does so where it is read
-/// from JSON (`condense::CachedJob`, `CachedPod`).
+/// polled for the store to move).
 fn cached<K>(api: kube::Api<K>, config: watcher::Config) -> (Store<K>, BoxStream<'static, Result<K, watcher::Error>>)
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Kept<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = watcher(api, config).default_backoff().modify(without_managed_fields);
+    let stream = watcher(api, config).default_backoff().modify(K::condense);
     (reader, reflector::reflector(writer, stream).touched_objects().boxed())
 }
 
@@ -64,16 +85,12 @@ fn cached_shared<K>(
     config: watcher::Config,
 ) -> (Shared<K>, BoxStream<'static, Result<K, watcher::Error>>)
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Kept<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store_shared(SUBSCRIBER_BUFFER);
     let changes = writer.subscribe().expect("a shared store's writer has subscribers");
-    let stream = watcher(api, config).default_backoff().modify(without_managed_fields).reflect_shared(writer);
+    let stream = watcher(api, config).default_backoff().modify(K::condense).reflect_shared(writer);
     (Shared { store, changes }, stream.touched_objects().boxed())
-}
-
-fn without_managed_fields<K: Resource>(object: &mut K) {
-    object.managed_fields_mut().clear();
 }
 
 /// Polls a watch that triggers nothing, for its store.
@@ -366,6 +383,37 @@ mod tests {
         assert_eq!(caches.all_miners("a").len(), 1);
         assert!(caches.all_miners("b").is_empty());
         assert!(caches.jobs("b", "t1").is_empty());
+    }
+
+    /// The Task and the metrics read a cached submission's miner, GPUs, metadata and status; the
+    /// trainer's inputs are read fresh by the only reconcile that builds a trainer.
+    #[test]
+    fn a_cached_submission_keeps_what_tasks_and_metrics_read_and_drops_the_trainers_inputs() {
+        let mut guarded: DeserializeGuard<MinerSubmission> = object(serde_json::json!({
+            "apiVersion": "gradients.io/v1alpha1", "kind": "MinerSubmission",
+            "metadata": {"name": "t-m1-1", "namespace": "a", "uid": "u1", "labels": {labels::TASK: "t"},
+                         "managedFields": [{"manager": "kubectl"}]},
+            "spec": {"task": "t", "miner": "m1", "taskType": "Dpo", "baseModelUri": "file:///models/base",
+                     "baseModelParamsB": 0.5, "dataUri": "file:///data/a/t", "columns": {"prompt": "q"},
+                     "artifactUri": "file:///artifacts/a/t/m1", "hours": 1.5, "gpus": 2, "gpuClass": "h100",
+                     "image": "trainer:1", "command": ["python"], "strategy": "lora-fast",
+                     "args": ["--strategy-overrides", "{}"], "seed": 7, "resumeUri": "file:///artifacts/a/t/m0"},
+            "status": {"phase": "Training", "job": "t-m1-1-train", "jobUid": "j1"},
+        }));
+        guarded.condense();
+        let kept = guarded.0.expect("readable");
+        assert!(kept.metadata.managed_fields.as_ref().is_none_or(|fields| fields.is_empty()));
+        assert_eq!(
+            (kept.metadata.uid.as_deref(), kept.labels().get(labels::TASK).map(String::as_str)),
+            (Some("u1"), Some("t"))
+        );
+        let spec = &kept.spec;
+        assert_eq!((spec.task.as_str(), spec.miner.as_str(), spec.gpus, spec.hours, spec.seed), ("t", "m1", 2, 1.5, 7));
+        let status = kept.status.as_ref().expect("status kept");
+        assert_eq!((status.job.as_deref(), status.job_uid.as_deref()), (Some("t-m1-1-train"), Some("j1")));
+        assert!(spec.base_model_uri.is_empty() && spec.data_uri.is_empty() && spec.artifact_uri.is_empty());
+        assert!(spec.columns.is_empty() && spec.command.is_empty() && spec.args.is_empty());
+        assert_eq!((&spec.image, &spec.strategy, &spec.resume_uri), (&None, &None, &None));
     }
 
     fn task(namespace: &str, name: &str) -> DeserializeGuard<Task> {

@@ -1,5 +1,5 @@
-//! What the operator keeps in memory of its pods and Jobs: only what a Task reconcile reads of
-//! them (issue 13: at 100 Tasks x 16 miners the caches held 3,300 of each, most of its memory).
+//! What the operator keeps in memory of its pods, Jobs and MinerSubmissions: only what a Task
+//! reconcile reads of them (issue 13: at 100 Tasks x 16 miners the caches held 3,300 of each, most of its memory).
 //! The containers and volumes, which only the trust check reads, become their workload digest
 //! (`ownership::WORKLOAD_DIGEST`), computed from the object as the API server returned it: each
 //! object is condensed once, where it comes in (a second pass would digest the condensed spec).
@@ -9,6 +9,7 @@
 //! operator's memory at 1,000 Tasks. A reader gets the condensed `Job` or `Pod` back.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec, JobStatus};
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, PodSpec, PodStatus, PodTemplateSpec};
@@ -17,6 +18,7 @@ use kube::Resource;
 use serde::Deserialize;
 
 use super::ownership::{WORKLOAD_DIGEST, workload_digest};
+use crate::api::MinerSubmission;
 
 /// A pod as the caches keep it: its metadata, its containers' names and images, and the status
 /// a Task reads (its phase and reason, each container's name and state).
@@ -72,6 +74,20 @@ fn record_digest(meta: &mut ObjectMeta, digest: Option<String>) {
 
 fn images(containers: Vec<Container>) -> Vec<Container> {
     containers.into_iter().map(|c| Container { name: c.name, image: c.image, ..Container::default() }).collect()
+}
+
+/// A MinerSubmission as the caches keep it: the spec's locations and the trainer's command, which
+/// only its trainer Job is built from, are dropped (the submission controller reads the
+/// submission fresh before it builds one). What the Tasks and the metrics read stays: the task,
+/// the miner, the GPUs and the other numbers, the metadata and the status.
+pub fn submission(submission: &mut MinerSubmission) {
+    let spec = &mut submission.spec;
+    for location in [&mut spec.base_model_uri, &mut spec.data_uri, &mut spec.artifact_uri, &mut spec.gpu_class] {
+        *location = String::new();
+    }
+    spec.columns = BTreeMap::new();
+    (spec.image, spec.strategy, spec.resume_uri) = (None, None, None);
+    (spec.command, spec.args) = (Vec::new(), Vec::new());
 }
 
 /// A condensed Job ([`job`]) as the caches hold it.

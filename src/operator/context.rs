@@ -11,7 +11,6 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::core::NamespaceResourceScope;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -36,7 +35,7 @@ pub struct Context {
     /// The mechanism's constants and the lifecycle's timeouts and retries.
     pub tournament: TournamentConfig,
     pub metrics: Metrics,
-    pub recorder: Recorder,
+    pub events: super::events::Events,
     /// File sink for weights, when configured.
     pub weights_file: Option<PathBuf>,
     /// The Miners and the Tasks' children, as watched.
@@ -69,9 +68,8 @@ impl Context {
             lifecycle: workloads.lifecycle.clone().unwrap_or_default(),
             ..TournamentConfig::default()
         };
-        let reporter = Reporter { controller: FIELD_MANAGER.to_string(), instance: Some(options.identity) };
         Arc::new(Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: super::events::Events::new(client.clone(), FIELD_MANAGER.to_string(), options.identity),
             client,
             workloads,
             tournament,
@@ -202,14 +200,15 @@ impl Context {
         reason: &str,
         note: String,
     ) {
-        let event = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
-            reason: reason.to_string(),
-            note: Some(note),
-            action: "Reconcile".to_string(),
-            secondary: related,
+        let note = super::events::Note {
+            regarding: object.object_ref(&()),
+            related,
+            warning,
+            reason,
+            action: "Reconcile",
+            note,
         };
-        if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
+        if let Err(e) = self.events.publish(note).await {
             tracing::warn!(error = %e, reason, "cannot publish event");
         }
     }

@@ -10,6 +10,7 @@ pub mod condense;
 pub mod context;
 pub mod error;
 pub mod evaluation;
+pub mod events;
 pub mod http;
 pub mod leader;
 pub mod leaderboard;
