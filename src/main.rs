@@ -130,7 +130,9 @@ const EXIT_BAD_INPUT: u8 = 2;
 
 /// jemalloc, not glibc's malloc: glibc had not given back the room its worker-thread arenas freed
 /// (at 1,000 Tasks the operator's arenas held 416 MB for 282 MB in use; the two worker arenas
-/// held 154 MB for 21 MB), and it is the peak RSS that a memory limit meets.
+/// held 154 MB for 21 MB), and it is the peak RSS that a memory limit meets. A heap profiler that
+/// hooks malloc (heaptrack) needs the build without it: `--no-default-features`.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
