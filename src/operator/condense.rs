@@ -17,13 +17,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use serde::Deserialize;
 
-use super::ownership::{WORKLOAD_DIGEST, workload_digest};
+use super::ownership::{CREATION_TOKEN, WORKLOAD_DIGEST, workload_digest};
 use crate::api::MinerSubmission;
+use crate::workloads::labels;
 
 /// A pod as the caches keep it: its metadata, its containers' names and images, and the status
 /// a Task reads (its phase and reason, each container's name and state).
 pub fn pod(pod: &mut Pod) {
-    record_digest(&mut pod.metadata, pod.spec.as_ref().map(workload_digest));
+    condense_metadata(&mut pod.metadata, pod.spec.as_ref().map(workload_digest));
     pod.spec = pod.spec.take().map(|spec| PodSpec {
         containers: images(spec.containers),
         node_name: spec.node_name,
@@ -55,7 +56,7 @@ pub fn pod(pod: &mut Pod) {
 /// against the digest, never the Job's containers, and each kept container cost 2 kB (issue 13).
 pub fn job(job: &mut Job) {
     let template = job.spec.as_ref().and_then(|s| s.template.spec.as_ref());
-    record_digest(&mut job.metadata, template.map(workload_digest));
+    condense_metadata(&mut job.metadata, template.map(workload_digest));
     job.spec = job.spec.take().map(|spec| JobSpec {
         suspend: spec.suspend,
         template: PodTemplateSpec { metadata: None, spec: spec.template.spec.map(|_| PodSpec::default()) },
@@ -63,9 +64,21 @@ pub fn job(job: &mut Job) {
     });
 }
 
-/// Replaces whatever the object claimed as its digest: only the operator's own computation counts.
-fn record_digest(meta: &mut ObjectMeta, digest: Option<String>) {
+/// The labels a reconcile reads of a pod or Job: which Task (the caches' selection) and which Job
+/// a pod is of. A Job's pod carries a dozen more (about 1 kB), which nothing reads; labels prove
+/// nothing about an object anyway (`ownership::untrusted_pod`).
+const KEPT_LABELS: [&str; 2] = [labels::TASK, labels::JOB_NAME];
+/// The annotations a reconcile reads: the creation token (is the Job ours) and the digest.
+const KEPT_ANNOTATIONS: [&str; 2] = [CREATION_TOKEN, WORKLOAD_DIGEST];
+
+/// Keeps only the labels and annotations read, and replaces whatever the object claimed as its
+/// digest: only the operator's own computation counts.
+fn condense_metadata(meta: &mut ObjectMeta, digest: Option<String>) {
+    if let Some(labels) = meta.labels.as_mut() {
+        labels.retain(|key, _| KEPT_LABELS.contains(&key.as_str()));
+    }
     let annotations = meta.annotations.get_or_insert_with(Default::default);
+    annotations.retain(|key, _| KEPT_ANNOTATIONS.contains(&key.as_str()));
     match digest {
         Some(digest) => annotations.insert(WORKLOAD_DIGEST.to_string(), digest),
         None => annotations.remove(WORKLOAD_DIGEST),
