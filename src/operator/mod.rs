@@ -393,20 +393,27 @@ struct Stores {
     leaderboards: Vec<Store<DeserializeGuard<Leaderboard>>>,
 }
 
-/// The readable objects of some stores.
-fn readable<K: Clone + kube::Resource<DynamicType = ()>>(stores: &[Store<DeserializeGuard<K>>]) -> Vec<K>
+/// The objects of some stores, shared with them.
+fn shared<K>(stores: &[Store<DeserializeGuard<K>>]) -> Vec<std::sync::Arc<DeserializeGuard<K>>>
 where
-    DeserializeGuard<K>: kube::Resource<DynamicType = ()>,
+    DeserializeGuard<K>: kube::Resource<DynamicType = ()> + Clone,
 {
-    stores.iter().flat_map(|store| store.state()).filter_map(|guarded| guarded.0.as_ref().ok().cloned()).collect()
+    stores.iter().flat_map(|store| store.state()).collect()
+}
+
+/// The readable ones among `objects`.
+fn readable<K>(objects: &[std::sync::Arc<DeserializeGuard<K>>]) -> Vec<&K> {
+    objects.iter().filter_map(|guarded| guarded.0.as_ref().ok()).collect()
 }
 
 impl Stores {
     fn refresh(&self, metrics: &metrics::Metrics) {
+        let (leaderboards, submissions, evaluations) =
+            (shared(&self.leaderboards), shared(&self.submissions), shared(&self.evaluations));
         metrics.set_tournament(&telemetry::snapshot(
-            &readable(&self.leaderboards),
-            &readable(&self.submissions),
-            &readable(&self.evaluations),
+            &readable(&leaderboards),
+            &readable(&submissions),
+            &readable(&evaluations),
         ));
         for phase in crate::api::task::TaskPhase::ALL {
             let count: usize = self

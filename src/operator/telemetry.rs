@@ -87,14 +87,16 @@ fn seconds(at: DateTime<Utc>) -> f64 {
 }
 
 /// Every gauge's values from the objects in the caches.
+/// They are read where the caches hold them, never cloned: a scrape at 1,000 Tasks would have
+/// copied 16,000 MinerSubmissions and 1,000 Evaluations, tens of MB, each time.
 pub fn snapshot(
-    leaderboards: &[Leaderboard],
-    submissions: &[MinerSubmission],
-    evaluations: &[Evaluation],
+    leaderboards: &[&Leaderboard],
+    submissions: &[&MinerSubmission],
+    evaluations: &[&Evaluation],
 ) -> Vec<Sample> {
     let mut samples = Vec::new();
     let mut newest: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
-    for evaluation in evaluations {
+    for &evaluation in evaluations {
         if let Some(at) =
             evaluation.status.as_ref().filter(|s| s.phase == EvaluationPhase::Complete).and_then(|s| s.finished_at)
         {
@@ -102,7 +104,7 @@ pub fn snapshot(
             *entry = (*entry).max(at);
         }
     }
-    for board in leaderboards {
+    for &board in leaderboards {
         let ns = namespace(board);
         let name = board.metadata.name.clone().unwrap_or_default();
         let status = board.status.clone().unwrap_or_default();
@@ -165,20 +167,21 @@ fn recent_miners<'a>(
         .collect()
 }
 
-fn submission_samples(submissions: &[MinerSubmission]) -> Vec<Sample> {
+fn submission_samples(submissions: &[&MinerSubmission]) -> Vec<Sample> {
     let when = |s: &MinerSubmission| {
         let status = s.status.as_ref();
         status
             .and_then(|st| st.finished_at.or(st.started_at))
             .or_else(|| s.metadata.creation_timestamp.as_ref().and_then(crate::api::conditions::from_time))
     };
-    let kept =
-        recent_miners(submissions.iter().filter_map(|s| when(s).map(|at| (namespace(s), s.spec.miner.as_str(), at))));
+    let kept = recent_miners(
+        submissions.iter().copied().filter_map(|s| when(s).map(|at| (namespace(s), s.spec.miner.as_str(), at))),
+    );
     let mut samples = Vec::new();
     for (ns, miners) in &kept {
         for miner in miners {
             let theirs: Vec<&MinerSubmission> =
-                submissions.iter().filter(|s| &namespace(*s) == ns && &s.spec.miner == miner).collect();
+                submissions.iter().copied().filter(|s| &namespace(*s) == ns && &s.spec.miner == miner).collect();
             for phase in crate::api::submission::SubmissionPhase::ALL {
                 let count = theirs.iter().filter(|s| s.status.as_ref().map(|st| st.phase).unwrap_or_default() == phase);
                 samples.push(sample("miner_submissions", &[ns, miner, phase.as_str()], count.count() as f64));
@@ -208,9 +211,10 @@ fn results(evaluation: &Evaluation) -> Vec<&crate::api::evaluation::SubmissionRe
     evaluation.status.iter().flat_map(|s| s.results.iter()).collect()
 }
 
-fn evaluation_samples(evaluations: &[Evaluation]) -> Vec<Sample> {
+fn evaluation_samples(evaluations: &[&Evaluation]) -> Vec<Sample> {
     let complete: Vec<(&Evaluation, DateTime<Utc>)> = evaluations
         .iter()
+        .copied()
         .filter_map(|e| {
             let status = e.status.as_ref().filter(|s| s.phase == EvaluationPhase::Complete)?;
             Some((e, status.finished_at?))

@@ -82,7 +82,7 @@ fn standings_trainings_and_losses_become_gauges_labelled_by_miner_never_by_task(
     ];
     let evaluations =
         [evaluation("ns", "t1", 12, &[("alice", 2.0, 2)]), evaluation("ns", "t2", 22, &[("alice", 0.9, 1)])];
-    let samples = snapshot(&boards, &submissions, &evaluations);
+    let samples = snapshot(&refs(&boards), &refs(&submissions), &refs(&evaluations));
     assert_eq!(value(&samples, "leaderboard_miner_weight_ratio", &["ns", "main", "alice"]), Some(0.75));
     assert_eq!(value(&samples, "leaderboard_miner_quality", &["ns", "main", "bob"]), Some(0.5));
     assert_eq!(value(&samples, "leaderboard_weights_in_sync", &["ns", "main"]), Some(1.0));
@@ -110,7 +110,7 @@ fn standings_trainings_and_losses_become_gauges_labelled_by_miner_never_by_task(
     );
     assert!(text.contains(r#"gradients_trainer_tokens_per_second{miner="alice",namespace="ns"} 600"#), "{text}");
     let unsynced = [leaderboard("other", "b2", &[("carol", 1.0, 65535)], false)];
-    metrics.set_tournament(&snapshot(&unsynced, &[], &[]));
+    metrics.set_tournament(&snapshot(&refs(&unsynced), &[], &[]));
     let now = series(&metrics);
     assert!(now.iter().all(|l| !l.contains(r#"leaderboard="main""#) && !l.contains("alice")), "{now:?}");
     assert!(
@@ -139,7 +139,7 @@ fn week(tasks: usize, miners: usize) -> Metrics {
     let standings: Vec<(&str, f64, u16)> = standings.iter().map(|(m, w, u)| (m.as_str(), *w, *u)).collect();
     let boards = [leaderboard("ns", "main", &standings, true)];
     let metrics = Metrics::new();
-    metrics.set_tournament(&snapshot(&boards, &submissions, &evaluations));
+    metrics.set_tournament(&snapshot(&refs(&boards), &refs(&submissions), &refs(&evaluations)));
     metrics
 }
 
@@ -234,4 +234,8 @@ fn a_phase_change_and_each_ended_workload_are_observed_once() {
         ]
     );
     assert_eq!(finished_work(&after, &after), vec![], "an ended workload is not counted again");
+}
+
+fn refs<T>(objects: &[T]) -> Vec<&T> {
+    objects.iter().collect()
 }
