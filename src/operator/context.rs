@@ -129,25 +129,21 @@ impl Context {
         result
     }
 
-    /// `children` without the changes that need no reconcile of their own: those whose every
-    /// `Owner` is still waiting for its turn in `controller` ([`super::turns`]).
-    pub fn unless_owner_waits<Owner, Child, E>(
+    /// `changes` without those that need no reconcile of their own: those whose every object
+    /// (`objects_of`, as `namespace/name`) still waits for its turn in `controller`
+    /// ([`super::turns`]): it reads the caches only once its turn comes.
+    pub fn unless_waiting<Changed, E>(
         &self,
         controller: &'static str,
-        children: impl futures::Stream<Item = std::result::Result<Child, E>> + Send + 'static,
-    ) -> futures::stream::BoxStream<'static, std::result::Result<Child, E>>
+        changes: impl futures::Stream<Item = std::result::Result<Changed, E>> + Send + 'static,
+        objects_of: impl Fn(&Changed) -> Vec<String> + Send + 'static,
+    ) -> futures::stream::BoxStream<'static, std::result::Result<Changed, E>>
     where
-        Owner: Resource<DynamicType = ()>,
-        Child: Resource + Send + 'static,
+        Changed: Send + 'static,
         E: Send + 'static,
     {
         let skipped = self.metrics.triggers_skipped.with_label_values(&[controller]);
-        super::turns::skip_waiting_owners::<Owner, _, _>(children, self.turns.waiting(controller), skipped)
-    }
-
-    /// The objects whose reconcile by `controller` waits for its turn.
-    pub fn waiting(&self, controller: &'static str) -> super::turns::Waiting {
-        self.turns.waiting(controller)
+        super::turns::skip_waiting(changes, self.turns.waiting(controller), skipped, objects_of)
     }
 
     /// Exponential per-object backoff, 2 s doubling up to 5 min, reset by the next success.

@@ -43,7 +43,7 @@ pub fn controller(
     .touched_objects();
     let controller = Controller::for_shared_stream(submissions.changes, submissions.store)
         // A trainer's change while its submission waits for its turn is read in that turn.
-        .owns_stream(ctx.unless_owner_waits::<MinerSubmission, _, _>(NAME, trainers))
+        .owns_stream(ctx.unless_waiting(NAME, trainers, super::turns::owners::<MinerSubmission, _>))
         .with_config(controller::Config::default().debounce(DEBOUNCE))
         .graceful_shutdown_on(shutdown);
     let store = controller.store();

@@ -28,6 +28,7 @@ use super::lifecycle;
 use super::ownership::{self, Claim, Ownership, Record};
 use super::retention::{self, FinishedJobs};
 use super::telemetry;
+use super::turns;
 use crate::api::conditions::{self, Observed};
 use crate::api::evaluation::EvaluationPhase;
 use crate::api::{Miner, MinerSubmission, Task, TaskStatus};
@@ -53,21 +54,21 @@ pub fn controller(
     let store = controller.store();
     let tasks = store.clone();
     // A change of a Task's child while the Task waits for its turn is read in that turn.
-    let (waiting, skipped) = (ctx.waiting(NAME), ctx.metrics.triggers_skipped.with_label_values(&[NAME]));
-    let controller = controller
-        .owns_stream(ctx.unless_owner_waits::<Task, _, _>(NAME, children.jobs))
-        .owns_stream(ctx.unless_owner_waits::<Task, _, _>(NAME, children.submissions))
-        .owns_stream(ctx.unless_owner_waits::<Task, _, _>(NAME, children.evaluations))
-        // A pod is owned by its Job, not its Task: its Task's label says which Task it wakes.
-        .watches_stream(children.pods, move |pod| {
-            let task = super::caches::task_of_pod(&tasks, &pod)?;
-            let key = format!("{}/{}", task.namespace.as_deref().unwrap_or_default(), task.name);
-            if waiting.contains(&key) {
-                skipped.inc();
-                return None;
-            }
-            Some(task)
+    let pods = {
+        let tasks = tasks.clone();
+        ctx.unless_waiting(NAME, children.pods, move |pod| {
+            super::caches::task_of_pod(&tasks, pod)
+                .map(|task| format!("{}/{}", task.namespace.as_deref().unwrap_or_default(), task.name))
+                .into_iter()
+                .collect()
         })
+    };
+    let controller = controller
+        .owns_stream(ctx.unless_waiting(NAME, children.jobs, turns::owners::<Task, _>))
+        .owns_stream(ctx.unless_waiting(NAME, children.submissions, turns::owners::<Task, _>))
+        .owns_stream(ctx.unless_waiting(NAME, children.evaluations, turns::owners::<Task, _>))
+        // A pod is owned by its Job, not its Task: its Task's label says which Task it wakes.
+        .watches_stream(pods, move |pod| super::caches::task_of_pod(&tasks, &pod))
         .with_config(controller::Config::default().debounce(DEBOUNCE))
         .graceful_shutdown_on(shutdown);
     let run = controller

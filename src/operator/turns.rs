@@ -12,7 +12,7 @@
 //! waited here and the scan took 70 % of the operator's CPU. But a reconcile that has not had its
 //! turn yet reads the caches only once it has, and a child's change is in the caches before it
 //! triggers anything: so the change of a child whose owner waits here is dropped
-//! ([`skip_waiting_owners`]), not queued for one more reconcile after this one.
+//! ([`skip_waiting`]), not queued for one more reconcile after this one.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -115,30 +115,24 @@ impl Turns {
     }
 }
 
-/// `children` without the changes whose every `Owner` (by owner reference) waits for its turn in
-/// `waiting`, each such change counted in `skipped`. A child with no such owner passes, and so
-/// does every error.
-pub fn skip_waiting_owners<Owner, Child, E>(
-    children: impl Stream<Item = Result<Child, E>> + Send + 'static,
+/// `changes` without those whose every object (`objects_of`, as `namespace/name`) waits for its
+/// turn in `waiting`, each such change counted in `skipped`. A change that names no object
+/// passes, and so does every error.
+pub fn skip_waiting<Changed, E>(
+    changes: impl Stream<Item = Result<Changed, E>> + Send + 'static,
     waiting: Waiting,
     skipped: IntCounter,
-) -> BoxStream<'static, Result<Child, E>>
+    objects_of: impl Fn(&Changed) -> Vec<String> + Send + 'static,
+) -> BoxStream<'static, Result<Changed, E>>
 where
-    Owner: Resource<DynamicType = ()>,
-    Child: Resource + Send + 'static,
+    Changed: Send + 'static,
     E: Send + 'static,
 {
-    let (kind, api_version) = (Owner::kind(&()).to_string(), Owner::api_version(&()).to_string());
-    children
+    changes
         .filter(move |change| {
-            let skip = change.as_ref().is_ok_and(|child| {
-                let namespace = child.namespace().unwrap_or_default();
-                let mut owners = child
-                    .owner_references()
-                    .iter()
-                    .filter(|owner| owner.kind == kind && owner.api_version == api_version)
-                    .peekable();
-                owners.peek().is_some() && owners.all(|owner| waiting.contains(&format!("{namespace}/{}", owner.name)))
+            let skip = change.as_ref().is_ok_and(|changed| {
+                let objects = objects_of(changed);
+                !objects.is_empty() && objects.iter().all(|key| waiting.contains(key))
             });
             if skip {
                 skipped.inc();
@@ -146,6 +140,17 @@ where
             futures::future::ready(!skip)
         })
         .boxed()
+}
+
+/// `child`'s owners of kind `Owner`, as `namespace/name`.
+pub fn owners<Owner: Resource<DynamicType = ()>, Child: Resource>(child: &Child) -> Vec<String> {
+    let namespace = child.namespace().unwrap_or_default();
+    child
+        .owner_references()
+        .iter()
+        .filter(|owner| owner.kind == Owner::kind(&()) && owner.api_version == Owner::api_version(&()))
+        .map(|owner| format!("{namespace}/{}", owner.name))
+        .collect()
 }
 
 #[cfg(test)]
@@ -247,7 +252,7 @@ mod tests {
             Err("a watch error"),
         ];
         let passed: Vec<_> =
-            skip_waiting_owners::<Task, _, _>(futures::stream::iter(changes), turns.waiting("task"), skipped.clone())
+            skip_waiting(futures::stream::iter(changes), turns.waiting("task"), skipped.clone(), owners::<Task, _>)
                 .collect()
                 .await;
         let owners: Vec<_> = passed
