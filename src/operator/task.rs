@@ -16,8 +16,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{self, Action as Requeue, Controller};
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use super::caches::Triggers;
@@ -49,9 +49,15 @@ pub fn controller(
     shutdown: super::Stop,
 ) -> (Store<DeserializeGuard<Task>>, BoxFuture<'static, ()>) {
     let client = ctx.client.clone();
-    // The children's changes come through the watches that fill the context's caches.
-    let controller = Controller::new(scoped::<DeserializeGuard<Task>>(&client, namespace), watcher::Config::default());
-    let store = controller.store();
+    // The store keeps Tasks condensed (`condense::task`). The children's changes come through the
+    // watches that fill the context's caches.
+    let (store, writer) = reflector::store();
+    let own = watcher(scoped::<DeserializeGuard<Task>>(&client, namespace), watcher::Config::default())
+        .default_backoff()
+        .modify(condense::task)
+        .reflect(writer)
+        .applied_objects();
+    let controller = Controller::for_stream(own, store.clone());
     let tasks = store.clone();
     // A change of a Task's child while the Task waits for its turn is read in that turn.
     let pods = {
