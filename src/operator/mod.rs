@@ -4,6 +4,7 @@
 //! [`leaderboard`], [`task_source`]), each a thin reconciler over a pure core ([`lifecycle`], [`results`],
 //! the workload builders). Only the replica holding the leader Lease runs them.
 
+pub mod by_task;
 pub mod caches;
 pub mod chain_sink;
 pub mod condense;
