@@ -280,20 +280,21 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             loop {
                 let synced = async {
                     for store in &task_stores {
-                        if store.wait_until_ready().await.is_err() {
-                            return false;
-                        }
+                        store.wait_until_ready().await?;
                     }
                     for store in &submission_stores {
-                        if store.wait_until_ready().await.is_err() {
-                            return false;
-                        }
+                        store.wait_until_ready().await?;
                     }
-                    true
+                    Ok::<(), kube::runtime::reflector::store::WriterDropped>(())
                 };
-                if let Ok(true) = tokio::time::timeout(Duration::from_secs(1), synced).await {
-                    tracing::info!("caches synced");
-                    return;
+                match tokio::time::timeout(Duration::from_secs(1), synced).await {
+                    Ok(Ok(())) => return tracing::info!("caches synced"),
+                    // The controllers stopped before their first lists were complete (a stop
+                    // just after taking the lease). Asking again would be answered at once, for
+                    // ever: this loop never yielded and kept a runtime thread spinning, and the
+                    // process never exited.
+                    Ok(Err(_)) => return,
+                    Err(_) => {}
                 }
             }
         });
