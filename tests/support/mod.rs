@@ -376,6 +376,10 @@ impl Operator {
                 return;
             }
             if Instant::now() > deadline {
+                // Where each thread is, for the report (a hung exit was found this way); skipped
+                // where gdb is not installed.
+                let pid = child.id().to_string();
+                let _ = Command::new("gdb").args(["-p", &pid, "-batch", "-ex", "thread apply all bt"]).status();
                 let _ = child.kill();
                 panic!("operator did not stop within 30 s after SIGTERM");
             }
