@@ -9,9 +9,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
-use kube::ResourceExt;
 use kube::runtime::watcher::Event;
+use kube::{Resource, ResourceExt};
 
+use super::context::object_key;
 use crate::workloads::labels;
 
 /// The names of the objects of one kind in the store, by namespace and Task label.
@@ -32,11 +33,11 @@ struct Index {
 
 impl ByTask {
     /// Follows one of the watch's events, before the store applies it.
-    pub fn observe<K: ResourceExt>(&self, event: &Event<K>) {
+    pub fn observe<K: Resource>(&self, event: &Event<K>) {
         let mut index = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         match event {
             Event::Apply(object) => index.insert(object),
-            Event::Delete(object) => index.remove(&key_of(object)),
+            Event::Delete(object) => index.remove(&object_key(object)),
             Event::Init => index.relist = Some(Box::default()),
             Event::InitApply(object) => index.relist.get_or_insert_default().insert(object),
             Event::InitDone => {
@@ -63,8 +64,8 @@ impl ByTask {
 }
 
 impl Index {
-    fn insert<K: ResourceExt>(&mut self, object: &K) {
-        let key = key_of(object);
+    fn insert<K: Resource>(&mut self, object: &K) {
+        let key = object_key(object);
         let Some(label) = object.labels().get(labels::TASK) else {
             self.remove(&key);
             return;
@@ -92,10 +93,6 @@ impl Index {
             }
         }
     }
-}
-
-fn key_of<K: ResourceExt>(object: &K) -> String {
-    format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any())
 }
 
 #[cfg(test)]

@@ -31,14 +31,34 @@ use crate::workloads::labels;
 struct Scope {
     namespace: Option<String>,
     miners: Store<DeserializeGuard<Miner>>,
-    jobs: Store<CachedJob>,
-    pods: Store<CachedPod>,
-    submissions: Store<DeserializeGuard<MinerSubmission>>,
+    jobs: OfTasks<CachedJob>,
+    pods: OfTasks<CachedPod>,
+    submissions: OfTasks<DeserializeGuard<MinerSubmission>>,
     evaluations: Store<DeserializeGuard<Evaluation>>,
-    /// The Jobs, pods and MinerSubmissions above, by Task.
-    jobs_by_task: ByTask,
-    pods_by_task: ByTask,
-    submissions_by_task: ByTask,
+}
+
+/// A store of a kind of Task children and its index by Task, filled by the same watch.
+struct OfTasks<K: Resource<DynamicType = ()> + Clone + 'static> {
+    store: Store<K>,
+    by_task: ByTask,
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> From<(Store<K>, ByTask)> for OfTasks<K> {
+    fn from((store, by_task): (Store<K>, ByTask)) -> Self {
+        OfTasks { store, by_task }
+    }
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> OfTasks<K> {
+    /// The objects of `namespace` labelled as the Task's: those the index names, as the store
+    /// holds them and still labelled so (the index may be a moment ahead of or behind the store).
+    fn of_task<'a>(&'a self, namespace: &'a str, task: &str) -> impl Iterator<Item = std::sync::Arc<K>> + 'a {
+        let value = crate::workloads::label_value(task);
+        let found = self.by_task.names(namespace, &value).into_iter();
+        found
+            .filter_map(|name| self.store.get(&reflector::ObjectRef::new(&name).within(namespace)))
+            .filter(move |object| object.labels().get(labels::TASK) == Some(&value))
+    }
 }
 
 pub struct Caches {
@@ -177,7 +197,7 @@ impl Caches {
             // is fetched by name, and results come only from the pods a Job owns.
             let not_trainer = format!("{}!={}", labels::ROLE, labels::ROLE_TRAINER);
             let pods_selector = format!("{},{not_trainer}", labels::TASK);
-            let (jobs_by_task, pods_by_task, submissions_by_task) = Default::default();
+            let (pods_by_task, jobs_by_task, submissions_by_task) = Default::default();
             let pods_config = watcher::Config::default().labels(&pods_selector);
             let (pods, pod_stream) = cached(scoped(client, ns), pods_config, Some(ByTask::clone(&pods_by_task)));
             let managed = format!("{}={},{not_trainer}", labels::MANAGED_BY, labels::MANAGER);
@@ -192,13 +212,10 @@ impl Caches {
             out.push(Scope {
                 namespace: namespace.clone(),
                 miners,
-                jobs,
-                pods,
-                submissions: submissions.store.clone(),
+                jobs: (jobs, jobs_by_task).into(),
+                pods: (pods, pods_by_task).into(),
+                submissions: (submissions.store.clone(), submissions_by_task).into(),
                 evaluations: evaluations.store.clone(),
-                jobs_by_task,
-                pods_by_task,
-                submissions_by_task,
             });
             let task_triggers = Triggers {
                 jobs: job_stream,
@@ -224,9 +241,9 @@ impl Caches {
     pub async fn children_ready(&self, namespace: &str, within: std::time::Duration) -> bool {
         let Some(scope) = self.scope(namespace) else { return false };
         let ready = async {
-            scope.jobs.wait_until_ready().await.is_ok()
-                && scope.pods.wait_until_ready().await.is_ok()
-                && scope.submissions.wait_until_ready().await.is_ok()
+            scope.jobs.store.wait_until_ready().await.is_ok()
+                && scope.pods.store.wait_until_ready().await.is_ok()
+                && scope.submissions.store.wait_until_ready().await.is_ok()
                 && scope.evaluations.wait_until_ready().await.is_ok()
         };
         tokio::time::timeout(within, ready).await.unwrap_or(false)
@@ -247,21 +264,19 @@ impl Caches {
     /// The Jobs of the operator's Task `task`, condensed.
     pub fn jobs(&self, namespace: &str, task: &str) -> Vec<Job> {
         let Some(scope) = self.scope(namespace) else { return Vec::new() };
-        of_task(&scope.jobs, &scope.jobs_by_task, namespace, task).map(|job| job.to_job()).collect()
+        scope.jobs.of_task(namespace, task).map(|job| job.to_job()).collect()
     }
 
     /// The pods of the Task's Jobs, condensed.
     pub fn pods(&self, namespace: &str, task: &str) -> Vec<Pod> {
         let Some(scope) = self.scope(namespace) else { return Vec::new() };
-        of_task(&scope.pods, &scope.pods_by_task, namespace, task).map(|pod| pod.to_pod()).collect()
+        scope.pods.of_task(namespace, task).map(|pod| pod.to_pod()).collect()
     }
 
     /// The readable MinerSubmissions of the Task.
     pub fn submissions(&self, namespace: &str, task: &str) -> Vec<MinerSubmission> {
         let Some(scope) = self.scope(namespace) else { return Vec::new() };
-        of_task(&scope.submissions, &scope.submissions_by_task, namespace, task)
-            .filter_map(|guarded| guarded.0.as_ref().ok().cloned())
-            .collect()
+        scope.submissions.of_task(namespace, task).filter_map(|guarded| guarded.0.as_ref().ok().cloned()).collect()
     }
 
     /// The readable Evaluation of `name` in `namespace`.
@@ -293,22 +308,6 @@ where
         .filter(|object| object.namespace().as_deref() == Some(namespace) && keep(object))
         .cloned()
         .collect()
-}
-
-/// The objects of `namespace` labelled as the Task's: those the index names, as the store holds
-/// them and still labelled so (the index may be a moment ahead of or behind the store).
-fn of_task<K: Resource<DynamicType = ()> + Clone>(
-    store: &Store<K>,
-    by_task: &ByTask,
-    namespace: &str,
-    task: &str,
-) -> impl Iterator<Item = std::sync::Arc<K>> {
-    let value = crate::workloads::label_value(task);
-    let found = by_task
-        .names(namespace, &value)
-        .into_iter()
-        .filter_map(|name| store.get(&reflector::ObjectRef::new(&name).within(namespace)));
-    found.filter(move |object| object.labels().get(labels::TASK) == Some(&value))
 }
 
 /// The Task whose label value (`workloads::label_value` of its name) the pod carries. A name
@@ -382,18 +381,15 @@ mod tests {
     }
 
     fn caches(namespace: Option<&str>, miners: Vec<DeserializeGuard<Miner>>, jobs: Vec<Job>) -> Caches {
-        let (jobs, jobs_by_task) = indexed_store_of(jobs.into_iter().map(CachedJob::from).collect());
+        let jobs = indexed_store_of(jobs.into_iter().map(CachedJob::from).collect());
         Caches {
             scopes: vec![Scope {
                 namespace: namespace.map(str::to_string),
                 miners: store_of(miners),
-                jobs,
-                pods: store_of(Vec::new()),
-                submissions: store_of(Vec::new()),
+                jobs: jobs.into(),
+                pods: indexed_store_of(Vec::new()).into(),
+                submissions: indexed_store_of(Vec::new()).into(),
                 evaluations: store_of(Vec::new()),
-                jobs_by_task,
-                pods_by_task: ByTask::default(),
-                submissions_by_task: ByTask::default(),
             }],
         }
     }
@@ -433,7 +429,7 @@ mod tests {
     #[test]
     fn a_child_is_read_as_the_store_holds_it() {
         let caches = caches(None, Vec::new(), vec![job("a", "j", "t1")]);
-        caches.scopes[0].jobs_by_task.observe(&Event::Apply(CachedJob::from(job("a", "j", "t2"))));
+        caches.scopes[0].jobs.by_task.observe(&Event::Apply(CachedJob::from(job("a", "j", "t2"))));
         assert!(caches.jobs("a", "t1").is_empty(), "the index no longer names it for t1");
         assert!(caches.jobs("a", "t2").is_empty(), "the store still holds it labelled t1");
     }
