@@ -129,21 +129,9 @@ impl Context {
         result
     }
 
-    /// `changes` without those that need no reconcile of their own: those whose every object
-    /// (`objects_of`, as `namespace/name`) still waits for its turn in `controller`
-    /// ([`super::turns`]): it reads the caches only once its turn comes.
-    pub fn unless_waiting<Changed, E>(
-        &self,
-        controller: &'static str,
-        changes: impl futures::Stream<Item = std::result::Result<Changed, E>> + Send + 'static,
-        objects_of: impl Fn(&Changed) -> Vec<String> + Send + 'static,
-    ) -> futures::stream::BoxStream<'static, std::result::Result<Changed, E>>
-    where
-        Changed: Send + 'static,
-        E: Send + 'static,
-    {
-        let skipped = self.metrics.triggers_skipped.with_label_values(&[controller]);
-        super::turns::skip_waiting(changes, self.turns.waiting(controller), skipped, objects_of)
+    /// `controller`'s line ([`super::line`]).
+    pub fn line(&self, controller: &'static str) -> super::line::Line {
+        self.turns.line(controller)
     }
 
     /// Exponential per-object backoff, 2 s doubling up to 5 min, reset by the next success.

@@ -16,6 +16,7 @@ pub mod http;
 pub mod leader;
 pub mod leaderboard;
 pub mod lifecycle;
+pub mod line;
 pub mod metrics;
 pub mod ownership;
 pub mod results;

@@ -18,6 +18,7 @@ use super::caches::Shared;
 use super::context::{Context, DEBOUNCE, apply_status, log_stream_errors, object_key, scoped};
 use super::error::Result;
 use super::lifecycle;
+use super::line;
 use super::ownership::{self, Claim, Ownership, Record};
 use crate::api::conditions::{self, Observed};
 use crate::api::submission::{MinerSubmissionStatus, SubmissionPhase};
@@ -41,9 +42,26 @@ pub fn controller(
     )
     .default_backoff()
     .touched_objects();
-    let controller = Controller::for_shared_stream(submissions.changes, submissions.store)
-        // A trainer's change while its submission waits for its turn is read in that turn.
-        .owns_stream(ctx.unless_waiting(NAME, trainers, super::turns::owners::<MinerSubmission, _>))
+    // Every change, to a submission or to its trainer Job, puts the submission in line
+    // (`super::line`): the line hands it to kube-runtime when its turn nears.
+    let line = ctx.line(NAME);
+    let skipped = ctx.metrics.triggers_skipped.with_label_values(&[NAME]);
+    let own = {
+        let (line, skipped) = (line.clone(), skipped.clone());
+        submissions.changes.filter(move |submission| {
+            if line.trigger(&object_key(submission.as_ref())) == line::Triggered::Skipped {
+                skipped.inc();
+            }
+            futures::future::ready(false)
+        })
+    };
+    let handovers = line.handovers(namespace).map(|key| {
+        let (namespace, name) = key.split_once('/').unwrap_or_default();
+        ObjectRef::new(name).within(namespace)
+    });
+    let controller = Controller::for_shared_stream(own, submissions.store)
+        .owns_stream(line.line_by(trainers, skipped, line::owners::<MinerSubmission, _>))
+        .reconcile_on(handovers)
         .with_config(controller::Config::default().debounce(DEBOUNCE))
         .graceful_shutdown_on(shutdown);
     let store = controller.store();

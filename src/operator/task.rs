@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{self, Action as Requeue, Controller};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
@@ -25,10 +25,10 @@ use super::condense;
 use super::context::{Context, DEBOUNCE, apply, apply_status, list_all, log_stream_errors, object_key, scoped};
 use super::error::Result;
 use super::lifecycle;
+use super::line;
 use super::ownership::{self, Claim, Ownership, Record};
 use super::retention::{self, FinishedJobs};
 use super::telemetry;
-use super::turns;
 use crate::api::conditions::{self, Observed};
 use crate::api::evaluation::EvaluationPhase;
 use crate::api::{Miner, MinerSubmission, Task, TaskStatus};
@@ -49,32 +49,37 @@ pub fn controller(
     shutdown: super::Stop,
 ) -> (Store<DeserializeGuard<Task>>, BoxFuture<'static, ()>) {
     let client = ctx.client.clone();
-    // The store keeps Tasks condensed (`condense::task`). The children's changes come through the
-    // watches that fill the context's caches.
+    // The store keeps Tasks condensed (`condense::task`). Every change, to a Task or to one of its
+    // children, puts the Task in line (`super::line`): the line hands it to kube-runtime when its
+    // turn nears. The children's changes come through the watches that fill the context's caches.
     let (store, writer) = reflector::store();
+    let line = ctx.line(NAME);
+    let skipped = ctx.metrics.triggers_skipped.with_label_values(&[NAME]);
     let own = watcher(scoped::<DeserializeGuard<Task>>(&client, namespace), watcher::Config::default())
         .default_backoff()
         .modify(condense::task)
         .reflect(writer)
         .applied_objects();
-    let controller = Controller::for_stream(own, store.clone());
-    let tasks = store.clone();
-    // A change of a Task's child while the Task waits for its turn is read in that turn.
     let pods = {
-        let tasks = tasks.clone();
-        ctx.unless_waiting(NAME, children.pods, move |pod| {
+        let tasks = store.clone();
+        line.line_by(children.pods, skipped.clone(), move |pod| {
+            // A pod is owned by its Job, not its Task: its Task's label says which Task it is.
             super::caches::task_of_pod(&tasks, pod)
                 .map(|task| format!("{}/{}", task.namespace.as_deref().unwrap_or_default(), task.name))
                 .into_iter()
                 .collect()
         })
     };
-    let controller = controller
-        .owns_stream(ctx.unless_waiting(NAME, children.jobs, turns::owners::<Task, _>))
-        .owns_stream(ctx.unless_waiting(NAME, children.submissions, turns::owners::<Task, _>))
-        .owns_stream(ctx.unless_waiting(NAME, children.evaluations, turns::owners::<Task, _>))
-        // A pod is owned by its Job, not its Task: its Task's label says which Task it wakes.
-        .watches_stream(pods, move |pod| super::caches::task_of_pod(&tasks, &pod))
+    let handovers = line.handovers(namespace).map(|key| {
+        let (namespace, name) = key.split_once('/').unwrap_or_default();
+        ObjectRef::new(name).within(namespace)
+    });
+    let controller = Controller::for_stream(line.line_by(own, skipped.clone(), line::itself), store.clone())
+        .owns_stream(line.line_by(children.jobs, skipped.clone(), line::owners::<Task, _>))
+        .owns_stream(line.line_by(children.submissions, skipped.clone(), line::owners::<Task, _>))
+        .owns_stream(line.line_by(children.evaluations, skipped.clone(), line::owners::<Task, _>))
+        .owns_stream(pods)
+        .reconcile_on(handovers)
         .with_config(controller::Config::default().debounce(DEBOUNCE))
         .graceful_shutdown_on(shutdown);
     let run = controller
