@@ -23,7 +23,7 @@ pub struct Metrics {
     pub reconciles: IntCounterVec,
     pub errors: IntCounterVec,
     pub durations: HistogramVec,
-    /// Child changes dropped because their owner's reconcile was still waiting for its turn.
+    /// Changes dropped because their object, handed over or waiting for its turn, reads them anyway.
     pub triggers_skipped: IntCounterVec,
     pub tasks: IntGaugeVec,
     pub submissions: IntGaugeVec,
@@ -71,8 +71,8 @@ impl Metrics {
         let triggers_skipped = IntCounterVec::new(
             Opts::new(
                 "reconcile_triggers_skipped_total",
-                "Changes of children dropped because their owner's reconcile, still waiting for its turn, reads \
-                 them anyway, by controller",
+                "Changes to an object or its children dropped because the object, handed to kube-runtime or \
+                 waiting for its turn, reads them anyway, by controller",
             ),
             &["controller"],
         )
