@@ -164,6 +164,9 @@ pub struct Triggers {
 pub struct SharedStores {
     pub submissions: Shared<DeserializeGuard<MinerSubmission>>,
     pub evaluations: Shared<DeserializeGuard<Evaluation>>,
+    /// Marked after the store of Evaluations applied a change (a deletion too), for the
+    /// Leaderboards, which read their records from that store.
+    pub evaluations_changed: tokio::sync::watch::Receiver<()>,
 }
 
 /// A store and the changes it applied, for the controller of its kind
@@ -209,6 +212,9 @@ impl Caches {
                 Some(ByTask::clone(&submissions_by_task)),
             );
             let (evaluations, evaluation_stream) = cached_shared(scoped(client, ns), watcher::Config::default(), None);
+            let (changed, evaluations_changed) = tokio::sync::watch::channel(());
+            // Downstream of the store: a Leaderboard woken here reads the change it was woken for.
+            let evaluation_stream = evaluation_stream.inspect(move |_| changed.send_replace(())).boxed();
             out.push(Scope {
                 namespace: namespace.clone(),
                 miners,
@@ -223,7 +229,7 @@ impl Caches {
                 submissions: submission_stream,
                 evaluations: evaluation_stream,
             };
-            triggers.push((task_triggers, SharedStores { submissions, evaluations }));
+            triggers.push((task_triggers, SharedStores { submissions, evaluations, evaluations_changed }));
         }
         (Caches { scopes: out }, background, triggers)
     }
@@ -286,6 +292,18 @@ impl Caches {
             .evaluations
             .get(&reflector::ObjectRef::new(name).within(namespace))
             .and_then(|guarded| guarded.0.as_ref().ok().cloned())
+    }
+
+    /// The Evaluations of `namespace` as the store holds them (for the Leaderboard), unless its
+    /// first complete list is not in within `within`.
+    pub async fn all_evaluations(
+        &self,
+        namespace: &str,
+        within: std::time::Duration,
+    ) -> Option<Vec<std::sync::Arc<DeserializeGuard<Evaluation>>>> {
+        let scope = self.scope(namespace)?;
+        tokio::time::timeout(within, scope.evaluations.wait_until_ready()).await.ok()?.ok()?;
+        Some(scope.evaluations.state().into_iter().filter(|e| e.namespace().as_deref() == Some(namespace)).collect())
     }
 
     /// The readable Miners of `namespace` (for the Leaderboard).

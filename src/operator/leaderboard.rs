@@ -9,42 +9,41 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
-use kube::api::ListParams;
 use kube::core::DeserializeGuard;
-use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::Store;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
 use super::chain_sink;
-use super::context::{Context, DEBOUNCE, apply_status, list_all, log_stream_errors, object_key, scoped};
+use super::context::{Context, DEBOUNCE, apply_status, log_stream_errors, object_key, scoped};
 use super::error::Result;
 use super::results;
 use super::sink::{self, Weights};
 use crate::api::conditions::{self, Observed};
 use crate::api::leaderboard::{LeaderboardStatus, Standing, WeightPush};
-use crate::api::{Evaluation, Leaderboard, MinerStatus};
+use crate::api::{Leaderboard, MinerStatus};
 use crate::mechanism::records::TaskRecord;
 use crate::mechanism::{MechanismConfig, leaderboard, scoring};
 
 const NAME: &str = "leaderboard";
 /// Windows roll with the clock: recompute at least this often.
 const RESYNC: Duration = Duration::from_secs(3600);
+/// How long a reconcile waits for the cache of Evaluations to be first filled.
+const CACHE_WAIT: Duration = Duration::from_secs(10);
 
 pub fn controller(
     ctx: Arc<Context>,
     namespace: Option<&str>,
+    evaluations_changed: tokio::sync::watch::Receiver<()>,
     shutdown: super::Stop,
 ) -> (Store<DeserializeGuard<Leaderboard>>, BoxFuture<'static, ()>) {
     let client = ctx.client.clone();
     // Any change to any Evaluation re-runs every leaderboard: there are few, and each reads
-    // its own namespace only.
-    let evaluations_changed =
-        watcher(scoped::<PartialObjectMeta<Evaluation>>(&client, namespace), watcher::Config::default())
-            .default_backoff()
-            .touched_objects()
-            .filter_map(|event| futures::future::ready(event.ok().map(|_| ())));
+    // its own namespace only. Changes that come while one runs make one more run, not one each.
+    let evaluations_changed = futures::stream::unfold(evaluations_changed, |mut changed| async move {
+        changed.changed().await.ok().map(|()| ((), changed))
+    });
     let controller =
         Controller::new(scoped::<DeserializeGuard<Leaderboard>>(&client, namespace), watcher::Config::default())
             .reconcile_all_on(evaluations_changed)
@@ -71,13 +70,15 @@ async fn reconcile_leaderboard(guarded: Arc<DeserializeGuard<Leaderboard>>, ctx:
     let namespace = cached.namespace().unwrap_or_default();
     let api = Api::<Leaderboard>::namespaced(ctx.client.clone(), &namespace);
     let Some(board) = api.get_opt(&cached.name_any()).await? else { return Ok(Action::await_change()) };
-    let evaluations = list_all(
-        &Api::<DeserializeGuard<Evaluation>>::namespaced(ctx.client.clone(), &namespace),
-        &ListParams::default(),
-    )
-    .await?;
+    // From the cache, not a list: at 1,000 Tasks each recompute listed every Evaluation (tens of
+    // MB the API server serialized and the operator held at once). The cache has every change
+    // that woke this reconcile, and until its first complete list it is not read at all.
+    let Some(evaluations) = ctx.caches.all_evaluations(&namespace, CACHE_WAIT).await else {
+        tracing::warn!(leaderboard = %board.name_any(), "the cache of Evaluations is not synced yet");
+        return Ok(Action::requeue(CACHE_WAIT));
+    };
     let records: Vec<TaskRecord> =
-        evaluations.into_iter().filter_map(|e| e.0.ok()).filter_map(|e| results::complete_record(&e)).collect();
+        evaluations.iter().filter_map(|e| e.0.as_ref().ok()).filter_map(results::complete_record).collect();
     let now = Utc::now();
     let previous = board.status.clone().unwrap_or_default();
     let mut status = standings(ctx.mechanism(), &records, now, &previous, board.metadata.generation);

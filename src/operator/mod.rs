@@ -259,7 +259,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let (submission_store, submissions) =
             submission::controller(ctx.clone(), scope, shared.submissions, task_store.clone(), stop.clone());
         let (evaluation_store, evaluations) = evaluation::controller(ctx.clone(), shared.evaluations, stop.clone());
-        let (leaderboard_store, leaderboards) = leaderboard::controller(ctx.clone(), scope, stop.clone());
+        let (leaderboard_store, leaderboards) =
+            leaderboard::controller(ctx.clone(), scope, shared.evaluations_changed, stop.clone());
         controllers.extend([
             tasks,
             submissions,
