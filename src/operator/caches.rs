@@ -412,6 +412,32 @@ mod tests {
         }
     }
 
+    /// Weights pay out: the Leaderboard reads nothing before the cache's first complete list,
+    /// and then only the Evaluations of its own namespace.
+    #[tokio::test]
+    async fn a_leaderboard_reads_its_namespaces_evaluations_only_once_the_first_list_is_complete() {
+        let evaluation = |namespace: &str, name: &str| -> DeserializeGuard<Evaluation> {
+            object(serde_json::json!({
+                "apiVersion": "gradients.io/v1alpha1", "kind": "Evaluation",
+                "metadata": {"name": name, "namespace": namespace},
+            }))
+        };
+        let (reader, mut writer) = reflector::store();
+        let mut caches = caches(None, Vec::new(), Vec::new());
+        caches.scopes[0].evaluations = reader;
+        writer.apply_watcher_event(&Event::Init);
+        for listed in [evaluation("a", "e1"), evaluation("b", "e2"), evaluation("a", "e3")] {
+            writer.apply_watcher_event(&Event::InitApply(listed));
+        }
+        let wait = std::time::Duration::from_millis(20);
+        assert!(caches.all_evaluations("a", wait).await.is_none(), "a partial list must not be scored");
+        writer.apply_watcher_event(&Event::InitDone);
+        let read = caches.all_evaluations("a", wait).await.expect("the first list is complete");
+        let mut names: Vec<String> = read.iter().map(|e| e.name_any()).collect();
+        names.sort();
+        assert_eq!(names, ["e1", "e3"]);
+    }
+
     #[test]
     fn a_tasks_pool_is_the_enabled_miners_its_selector_matches_in_its_namespace() {
         let caches = caches(
