@@ -61,6 +61,9 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> OfTasks<K> {
     }
 }
 
+/// How long a reconcile waits for the caches it reads to hold their first complete list.
+pub const FIRST_LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub struct Caches {
     scopes: Vec<Scope>,
 }

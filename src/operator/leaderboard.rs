@@ -15,6 +15,7 @@ use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
+use super::caches::FIRST_LIST_WAIT;
 use super::chain_sink;
 use super::context::{Context, DEBOUNCE, apply_status, log_stream_errors, object_key, scoped};
 use super::error::Result;
@@ -29,8 +30,6 @@ use crate::mechanism::{MechanismConfig, leaderboard, scoring};
 const NAME: &str = "leaderboard";
 /// Windows roll with the clock: recompute at least this often.
 const RESYNC: Duration = Duration::from_secs(3600);
-/// How long a reconcile waits for the cache of Evaluations to be first filled.
-const CACHE_WAIT: Duration = Duration::from_secs(10);
 
 pub fn controller(
     ctx: Arc<Context>,
@@ -73,9 +72,9 @@ async fn reconcile_leaderboard(guarded: Arc<DeserializeGuard<Leaderboard>>, ctx:
     // From the cache, not a list: at 1,000 Tasks each recompute listed every Evaluation (tens of
     // MB the API server serialized and the operator held at once). The cache has every change
     // that woke this reconcile, and until its first complete list it is not read at all.
-    let Some(evaluations) = ctx.caches.all_evaluations(&namespace, CACHE_WAIT).await else {
+    let Some(evaluations) = ctx.caches.all_evaluations(&namespace, FIRST_LIST_WAIT).await else {
         tracing::warn!(leaderboard = %board.name_any(), "the cache of Evaluations is not synced yet");
-        return Ok(Action::requeue(CACHE_WAIT));
+        return Ok(Action::requeue(FIRST_LIST_WAIT));
     };
     let records: Vec<TaskRecord> =
         evaluations.iter().filter_map(|e| e.0.as_ref().ok()).filter_map(results::complete_record).collect();

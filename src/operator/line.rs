@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use prometheus::IntCounter;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
@@ -161,12 +162,30 @@ impl Line {
         changes
             .filter(move |change| {
                 let Ok(changed) = change else { return futures::future::ready(true) };
-                for key in objects_of(changed) {
-                    if line.trigger(&key) == Triggered::Skipped {
-                        skipped.inc();
-                    }
-                }
+                line.trigger_all(objects_of(changed), &skipped);
                 futures::future::ready(false)
+            })
+            .boxed()
+    }
+
+    /// A change to each of `keys`; `skipped` counts those an object will read anyway.
+    pub fn trigger_all(&self, keys: Vec<String>, skipped: &IntCounter) {
+        for key in keys {
+            if self.trigger(&key) == Triggered::Skipped {
+                skipped.inc();
+            }
+        }
+    }
+
+    /// [`Line::handovers`] as the references kube-runtime reconciles (`Controller::reconcile_on`).
+    pub fn handover_refs<K>(&self, namespace: Option<&str>) -> BoxStream<'static, ObjectRef<K>>
+    where
+        K: Resource<DynamicType = ()> + 'static,
+    {
+        self.handovers(namespace)
+            .map(|key| {
+                let (namespace, name) = key.split_once('/').unwrap_or_default();
+                ObjectRef::new(name).within(namespace)
             })
             .boxed()
     }

@@ -49,19 +49,13 @@ pub fn controller(
     let own = {
         let (line, skipped) = (line.clone(), skipped.clone());
         submissions.changes.filter(move |submission| {
-            if line.trigger(&object_key(submission.as_ref())) == line::Triggered::Skipped {
-                skipped.inc();
-            }
+            line.trigger_all(line::itself(submission.as_ref()), &skipped);
             futures::future::ready(false)
         })
     };
-    let handovers = line.handovers(namespace).map(|key| {
-        let (namespace, name) = key.split_once('/').unwrap_or_default();
-        ObjectRef::new(name).within(namespace)
-    });
     let controller = Controller::for_shared_stream(own, submissions.store)
         .owns_stream(line.line_by(trainers, skipped, line::owners::<MinerSubmission, _>))
-        .reconcile_on(handovers)
+        .reconcile_on(line.handover_refs(namespace))
         .with_config(controller::Config::default().debounce(DEBOUNCE))
         .graceful_shutdown_on(shutdown);
     let store = controller.store();

@@ -16,11 +16,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{self, Action as Requeue, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use super::caches::Triggers;
+use super::caches::{FIRST_LIST_WAIT, Triggers};
 use super::condense;
 use super::context::{Context, DEBOUNCE, apply, apply_status, list_all, log_stream_errors, object_key, scoped};
 use super::error::Result;
@@ -39,8 +39,6 @@ use crate::workloads::{evaluator, network_policy, prepare, seal, synthesize};
 const NAME: &str = "task";
 /// A task that is not finished is looked at again at least this often.
 const RESYNC: Duration = Duration::from_secs(300);
-/// How long a reconcile waits for the children's caches to be first filled.
-const CACHE_WAIT: Duration = Duration::from_secs(10);
 
 pub fn controller(
     ctx: Arc<Context>,
@@ -70,16 +68,12 @@ pub fn controller(
                 .collect()
         })
     };
-    let handovers = line.handovers(namespace).map(|key| {
-        let (namespace, name) = key.split_once('/').unwrap_or_default();
-        ObjectRef::new(name).within(namespace)
-    });
     let controller = Controller::for_stream(line.line_by(own, skipped.clone(), line::itself), store.clone())
         .owns_stream(line.line_by(children.jobs, skipped.clone(), line::owners::<Task, _>))
         .owns_stream(line.line_by(children.submissions, skipped.clone(), line::owners::<Task, _>))
         .owns_stream(line.line_by(children.evaluations, skipped.clone(), line::owners::<Task, _>))
         .owns_stream(pods)
-        .reconcile_on(handovers)
+        .reconcile_on(line.handover_refs(namespace))
         .with_config(controller::Config::default().debounce(DEBOUNCE))
         .graceful_shutdown_on(shutdown);
     let run = controller
@@ -99,9 +93,9 @@ async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>)
     let Some(cached) = ctx.readable(guarded.as_ref()).await else { return Ok(Requeue::await_change()) };
     let namespace = cached.namespace().unwrap_or_default();
     let name = cached.name_any();
-    if !ctx.caches.children_ready(&namespace, CACHE_WAIT).await {
+    if !ctx.caches.children_ready(&namespace, FIRST_LIST_WAIT).await {
         tracing::warn!(task = %name, "the caches of Jobs, MinerSubmissions and Evaluations are not synced yet");
-        return Ok(Requeue::requeue(CACHE_WAIT));
+        return Ok(Requeue::requeue(FIRST_LIST_WAIT));
     }
     // The cache can lag behind our own last status write, and the state in it is what every
     // decision builds on: read it fresh.
