@@ -56,13 +56,18 @@ impl Kueue {
         self_signed(std::path::Path::new("/etc/kueue/metrics/certs"));
         let probe = free_port();
         // Its client's default limit (20 requests/s) admitted about one Job a second at 1,000
-        // Tasks; the e2e cluster's controller-manager gets 200/s too (e2e/cluster).
+        // Tasks; the e2e cluster's controller-manager gets 200/s too (e2e/cluster). Its workers
+        // per kind are those of Kueue's shipped configuration
+        // (config/components/manager/controller_manager_config.yaml): without them each kind gets
+        // controller-runtime's one, and at 1,000 Tasks finished Jobs held their quota for minutes.
         let config = format!(
             "apiVersion: config.kueue.x-k8s.io/v1beta2\nkind: Configuration\nnamespace: kueue-system\n\
              health: {{healthProbeBindAddress: \"127.0.0.1:{probe}\"}}\nmetrics: {{bindAddress: \"0\"}}\n\
              webhook: {{host: 127.0.0.1, port: {}, certDir: {}}}\nleaderElection: {{leaderElect: false}}\n\
              internalCertManagement: {{enable: false}}\nintegrations: {{frameworks: [batch/job]}}\n\
-             clientConnection: {{qps: 200, burst: 400}}\n",
+             clientConnection: {{qps: 200, burst: 400}}\n\
+             controller: {{groupKindConcurrency: {{Job.batch: 5, Workload.kueue.x-k8s.io: 5, \
+             LocalQueue.kueue.x-k8s.io: 1, ClusterQueue.kueue.x-k8s.io: 1, ResourceFlavor.kueue.x-k8s.io: 1}}}}\n",
             free_port(),
             dir.path().display()
         );
