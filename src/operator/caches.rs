@@ -70,8 +70,8 @@ pub struct Caches {
 
 /// What a cache keeps of an object of its kind. Who wrote which field is never read, so it is not
 /// kept (the largest part of most objects). A kind may drop more here, or where it is read from
-/// JSON (`condense::CachedJob`, `CachedPod`).
-trait Kept: Resource + Sized {
+/// JSON (`condense::CachedJob`, `CachedPod`). Public for `benches/cache_footprint.rs`.
+pub trait Kept: Resource + Sized {
     fn condense(&mut self) {
         self.managed_fields_mut().clear();
     }
