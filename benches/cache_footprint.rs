@@ -1,6 +1,7 @@
 //! What the operator's caches hold per object (issue 13: its memory at 1,000 Tasks). Each kind is
 //! read from the JSON an API server sends for it (managed fields, defaults and status included:
-//! an evaluation Job of `tests/fixtures/workloads/`, its completed pod, a sealed MinerSubmission),
+//! an evaluation Job of `tests/fixtures/workloads/`, its completed pod, a sealed MinerSubmission,
+//! a Task's recorded Evaluation of 16 miners),
 //! kept as the operator's watch keeps it (`caches::Kept`) and stored in a kube-runtime store. It
 //! prints the bytes still allocated per object once the JSON is gone: requested sizes, counted by
 //! this binary's allocator (the allocator's own rounding comes on top).
@@ -10,7 +11,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use gradients::api::MinerSubmission;
+use gradients::api::{Evaluation, MinerSubmission};
 use gradients::operator::caches::Kept;
 use gradients::operator::condense::{CachedJob, CachedPod};
 use k8s_openapi::api::batch::v1::Job;
@@ -205,6 +206,45 @@ fn sealed_submission(i: usize) -> Value {
     submission
 }
 
+/// The Evaluation a Task records when it ends: one per Task, a result for each of its 16 miners.
+fn recorded_evaluation(i: usize) -> Value {
+    let task = format!("b{i}");
+    let miners = (0..16).map(|m| format!("m{m}")).collect::<Vec<_>>();
+    let submissions = miners.iter().map(|miner| {
+        json!({"miner": miner, "submission": format!("{task}-{miner}"),
+        "artifactUri": format!("/artifacts/tournaments/e2e-bench/{task}/models/train-{miner}-1"),
+        "submittedAt": "2026-12-03T22:05:02Z"})
+    });
+    let results = miners.iter().enumerate().map(|(rank, miner)| {
+        json!({"miner": miner, "state": "Evaluated",
+        "testLoss": 1.0 + rank as f64 / 100.0, "synthLoss": 1.1, "weightsSha256": format!("{:064x}", rank),
+        "modelDigest": format!("sha256:{:064x}", rank), "status": "ranked", "weightedLoss": 1.05,
+        "rank": rank + 1, "score": 3.0, "adjustedScore": 3.0})
+    });
+    json!({
+        "apiVersion": "gradients.io/v1alpha1", "kind": "Evaluation",
+        "metadata": {"name": task, "namespace": "e2e-bench", "uid": uid(5 * OBJECTS + i),
+            "resourceVersion": (7_000_000 + i).to_string(), "generation": 1,
+            "creationTimestamp": "2026-12-03T22:10:00Z",
+            "labels": {"app.kubernetes.io/managed-by": "gradients", "gradients.io/task": task},
+            "ownerReferences": [{"apiVersion": "gradients.io/v1alpha1", "kind": "Task", "name": task,
+                "uid": uid(3 * OBJECTS + i), "controller": true, "blockOwnerDeletion": true}],
+            "managedFields": managed_fields(&[
+                ("gradients", "", json!({"f:spec": {"f:task": {}, "f:submissions": {}}})),
+                ("gradients", "status", json!({"f:status": {"f:phase": {}, "f:results": {}}})),
+            ])},
+        "spec": {"task": task, "taskType": "Dpo", "origin": "Organic",
+            "baseModelUri": "/artifacts/base-models/qwen2.5-0.5b", "baseModelParamsB": 0.5, "hours": 1.0,
+            "dataUri": format!("/artifacts/tournaments/e2e-bench/{task}/data"), "gpuClass": "nvidia-h100",
+            "submissions": submissions.collect::<Vec<_>>()},
+        "status": {"phase": "Complete", "observedGeneration": 1,
+            "conditions": [{"type": "Evaluated", "status": "True", "reason": "Scored", "message": "",
+                "lastTransitionTime": "2026-12-03T22:10:00Z", "observedGeneration": 1}],
+            "results": results.collect::<Vec<_>>(), "evaluated": 16, "ranked": 16, "winner": "m0",
+            "taskWeight": 0.5, "finishedAt": "2026-12-03T22:10:00Z"},
+    })
+}
+
 /// What one object costs once `OBJECTS` of them were read from their JSON, kept and stored.
 struct Footprint {
     json: usize,
@@ -241,10 +281,16 @@ fn main() {
     let job: CachedJob = serde_json::from_value(evaluation_job(0)).unwrap();
     let back: Job = job.to_job();
     assert!(back.status.and_then(|s| s.completion_time).is_some(), "the completion is kept");
+    // A guarded kind that fails to read is stored as its error: the figures would be of nothing.
+    let submission: DeserializeGuard<MinerSubmission> = serde_json::from_value(sealed_submission(0)).unwrap();
+    submission.0.expect("the MinerSubmission reads as one");
+    let evaluation: DeserializeGuard<Evaluation> = serde_json::from_value(recorded_evaluation(0)).unwrap();
+    evaluation.0.expect("the Evaluation reads as one");
     let figures = [
         ("evaluation Job", per_object::<CachedJob>(evaluation_job)),
         ("its pod", per_object::<CachedPod>(evaluation_pod)),
         ("MinerSubmission", per_object::<DeserializeGuard<MinerSubmission>>(sealed_submission)),
+        ("Evaluation", per_object::<DeserializeGuard<Evaluation>>(recorded_evaluation)),
     ];
     println!("cache footprint over {OBJECTS} objects of each kind, per object:");
     for (kind, Footprint { json, kept, blocks }) in figures {

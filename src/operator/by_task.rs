@@ -9,11 +9,11 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
+use kube::ResourceExt;
 use kube::runtime::watcher::Event;
-use kube::{Resource, ResourceExt};
 
+use super::caches::Kept;
 use super::context::object_key;
-use crate::workloads::labels;
 
 /// The names of the objects of one kind in the store, by namespace and Task label.
 #[derive(Clone, Default)]
@@ -33,7 +33,7 @@ struct Index {
 
 impl ByTask {
     /// Follows one of the watch's events, before the store applies it.
-    pub fn observe<K: Resource>(&self, event: &Event<K>) {
+    pub fn observe<K: Kept>(&self, event: &Event<K>) {
         let mut index = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         match event {
             Event::Apply(object) => index.insert(object),
@@ -64,9 +64,9 @@ impl ByTask {
 }
 
 impl Index {
-    fn insert<K: Resource>(&mut self, object: &K) {
+    fn insert<K: Kept>(&mut self, object: &K) {
         let key = object_key(object);
-        let Some(label) = object.labels().get(labels::TASK) else {
+        let Some(label) = object.task_label() else {
             self.remove(&key);
             return;
         };

@@ -1,9 +1,11 @@
-use k8s_openapi::api::batch::v1::Job;
 use kube::runtime::watcher::Event;
 
 use super::*;
+use crate::operator::condense::CachedJob;
+use crate::workloads::labels;
 
-fn job(namespace: &str, name: &str, task: Option<&str>) -> Job {
+/// A Job as the index sees it: read into the cache's form, from the JSON.
+fn job(namespace: &str, name: &str, task: Option<&str>) -> CachedJob {
     let labels = task.map(|task| serde_json::json!({ labels::TASK: task })).unwrap_or_default();
     serde_json::from_value(serde_json::json!({
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
@@ -45,11 +47,11 @@ fn a_relabelled_object_moves_and_a_deleted_one_goes() {
 fn a_relist_replaces_the_index_only_once_complete() {
     let index = ByTask::default();
     index.observe(&Event::Apply(job("a", "gone-while-disconnected", Some("t1"))));
-    index.observe(&Event::<Job>::Init);
+    index.observe(&Event::<CachedJob>::Init);
     index.observe(&Event::InitApply(job("a", "kept", Some("t1"))));
     // Until the relist is complete, readers see the last complete index.
     assert_eq!(index.names("a", "t1"), ["gone-while-disconnected"]);
-    index.observe(&Event::<Job>::InitDone);
+    index.observe(&Event::<CachedJob>::InitDone);
     assert_eq!(index.names("a", "t1"), ["kept"]);
     assert_eq!(index.len(), 1);
 }

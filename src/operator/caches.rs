@@ -38,18 +38,18 @@ struct Scope {
 }
 
 /// A store of a kind of Task children and its index by Task, filled by the same watch.
-struct OfTasks<K: Resource<DynamicType = ()> + Clone + 'static> {
+struct OfTasks<K: Kept<DynamicType = ()> + Clone + 'static> {
     store: Store<K>,
     by_task: ByTask,
 }
 
-impl<K: Resource<DynamicType = ()> + Clone + 'static> From<(Store<K>, ByTask)> for OfTasks<K> {
+impl<K: Kept<DynamicType = ()> + Clone + 'static> From<(Store<K>, ByTask)> for OfTasks<K> {
     fn from((store, by_task): (Store<K>, ByTask)) -> Self {
         OfTasks { store, by_task }
     }
 }
 
-impl<K: Resource<DynamicType = ()> + Clone + 'static> OfTasks<K> {
+impl<K: Kept<DynamicType = ()> + Clone + 'static> OfTasks<K> {
     /// The objects of `namespace` labelled as the Task's: those the index names, as the store
     /// holds them and still labelled so (the index may be a moment ahead of or behind the store).
     fn of_task<'a>(&'a self, namespace: &'a str, task: &str) -> impl Iterator<Item = std::sync::Arc<K>> + 'a {
@@ -57,7 +57,7 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> OfTasks<K> {
         let found = self.by_task.names(namespace, &value).into_iter();
         found
             .filter_map(|name| self.store.get(&reflector::ObjectRef::new(&name).within(namespace)))
-            .filter(move |object| object.labels().get(labels::TASK) == Some(&value))
+            .filter(move |object| object.task_label() == Some(value.as_str()))
     }
 }
 
@@ -75,13 +75,28 @@ pub trait Kept: Resource + Sized {
     fn condense(&mut self) {
         self.managed_fields_mut().clear();
     }
+
+    /// The label value of the Task it is of (the caches' index by Task).
+    fn task_label(&self) -> Option<&str> {
+        self.labels().get(labels::TASK).map(String::as_str)
+    }
 }
 
 impl Kept for DeserializeGuard<Miner> {}
-impl Kept for CachedJob {}
-impl Kept for CachedPod {}
 impl Kept for DeserializeGuard<Evaluation> {}
 
+/// A cached Job or pod holds its kept labels beside its metadata (`condense`).
+impl Kept for CachedJob {
+    fn task_label(&self) -> Option<&str> {
+        self.label(labels::TASK)
+    }
+}
+
+impl Kept for CachedPod {
+    fn task_label(&self) -> Option<&str> {
+        self.label(labels::TASK)
+    }
+}
 impl Kept for DeserializeGuard<MinerSubmission> {
     fn condense(&mut self) {
         self.managed_fields_mut().clear();
@@ -107,7 +122,7 @@ where
 }
 
 /// `events`, with `by_task` (if any) following each before the store applies it.
-fn indexed<K: Resource>(
+fn indexed<K: Kept>(
     events: impl futures::Stream<Item = watcher::Result<watcher::Event<K>>> + Send,
     by_task: Option<ByTask>,
 ) -> impl futures::Stream<Item = watcher::Result<watcher::Event<K>>> + Send {
@@ -338,7 +353,7 @@ pub fn task_of_pod(
     tasks: &Store<DeserializeGuard<Task>>,
     pod: &CachedPod,
 ) -> Option<reflector::ObjectRef<DeserializeGuard<Task>>> {
-    let value = pod.labels().get(labels::TASK)?;
+    let value = pod.task_label()?;
     let namespace = pod.namespace()?;
     let direct = reflector::ObjectRef::new(value).within(&namespace);
     if tasks.get(&direct).is_some() {
@@ -365,13 +380,17 @@ mod tests {
     where
         K: Resource<DynamicType = ()> + Clone + 'static,
     {
-        indexed_store_of(objects).0
+        let (reader, mut writer) = reflector::store();
+        for object in objects {
+            writer.apply_watcher_event(&Event::Apply(object));
+        }
+        reader
     }
 
     /// A store and its index by Task, filled by the same events.
     fn indexed_store_of<K>(objects: Vec<K>) -> (Store<K>, ByTask)
     where
-        K: Resource<DynamicType = ()> + Clone + 'static,
+        K: Kept + Resource<DynamicType = ()> + Clone + 'static,
     {
         let (reader, mut writer) = reflector::store();
         let by_task = ByTask::default();

@@ -67,10 +67,12 @@ pub fn job(job: &mut Job) {
     });
 }
 
-/// The labels a reconcile reads of a pod or Job: which Task (the caches' selection) and which Job
-/// a pod is of. A Job's pod carries a dozen more (about 1 kB), which nothing reads; labels prove
-/// nothing about an object anyway (`ownership::untrusted_pod`).
-const KEPT_LABELS: [&str; 2] = [labels::TASK, labels::JOB_NAME];
+/// The labels a reconcile reads of a pod or Job: which Task (the caches' selection), which Job a
+/// pod is of, and whether a Job was queued (`workloads::awaiting_admission`: a Job Kueue has
+/// resumed but the Job controller not yet started still waits, with no pending timeout). A Job's
+/// pod carries a dozen more (about 1 kB), which nothing reads; labels prove nothing about an
+/// object anyway (`ownership::untrusted_pod`).
+const KEPT_LABELS: [&str; 3] = [labels::TASK, labels::JOB_NAME, labels::KUEUE_QUEUE];
 /// The annotations a reconcile reads: the creation token (is the Job ours) and the digest.
 const KEPT_ANNOTATIONS: [&str; 2] = [CREATION_TOKEN, WORKLOAD_DIGEST];
 
@@ -80,6 +82,8 @@ fn condense_metadata(meta: &mut ObjectMeta, digest: Option<String>) {
     if let Some(labels) = meta.labels.as_mut() {
         labels.retain(|key, _| KEPT_LABELS.contains(&key.as_str()));
     }
+    // No kept label and no labels read the same; a cached object gives back the former.
+    meta.labels = meta.labels.take().filter(|labels| !labels.is_empty());
     let annotations = meta.annotations.get_or_insert_with(Default::default);
     annotations.retain(|key, _| KEPT_ANNOTATIONS.contains(&key.as_str()));
     match digest {
@@ -132,7 +136,7 @@ pub fn task(guarded: &mut DeserializeGuard<Task>) {
 #[serde(from = "Job")]
 pub struct CachedJob {
     metadata: ObjectMeta,
-    annotations: KeptAnnotations,
+    maps: KeptMaps,
     spec: Option<CachedJobSpec>,
     status: Option<JobStatus>,
 }
@@ -148,16 +152,21 @@ impl From<Job> for CachedJob {
         job(&mut full);
         let spec =
             full.spec.map(|spec| CachedJobSpec { suspend: spec.suspend, templated: spec.template.spec.is_some() });
-        let annotations = KeptAnnotations::take(&mut full.metadata);
-        CachedJob { metadata: full.metadata, annotations, spec, status: full.status }
+        let maps = KeptMaps::take(&mut full.metadata);
+        CachedJob { metadata: full.metadata, maps, spec, status: full.status }
     }
 }
 
 impl CachedJob {
+    /// The value of one of its kept labels.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.maps.label(key)
+    }
+
     /// The condensed Job.
     pub fn to_job(&self) -> Job {
         Job {
-            metadata: self.annotations.restored(&self.metadata),
+            metadata: self.maps.restored(&self.metadata),
             spec: self.spec.as_ref().map(|spec| JobSpec {
                 suspend: spec.suspend,
                 template: PodTemplateSpec { metadata: None, spec: spec.templated.then(PodSpec::default) },
@@ -173,7 +182,7 @@ impl CachedJob {
 #[serde(from = "Pod")]
 pub struct CachedPod {
     metadata: ObjectMeta,
-    annotations: KeptAnnotations,
+    maps: KeptMaps,
     spec: Option<CachedPodSpec>,
     status: Option<PodStatus>,
 }
@@ -192,16 +201,21 @@ impl From<Pod> for CachedPod {
             node_name: spec.node_name,
             containers: spec.containers.into_iter().map(|c| (c.name, c.image)).collect(),
         });
-        let annotations = KeptAnnotations::take(&mut full.metadata);
-        CachedPod { metadata: full.metadata, annotations, spec, status: full.status }
+        let maps = KeptMaps::take(&mut full.metadata);
+        CachedPod { metadata: full.metadata, maps, spec, status: full.status }
     }
 }
 
 impl CachedPod {
+    /// The value of one of its kept labels.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.maps.label(key)
+    }
+
     /// The condensed pod.
     pub fn to_pod(&self) -> Pod {
         Pod {
-            metadata: self.annotations.restored(&self.metadata),
+            metadata: self.maps.restored(&self.metadata),
             spec: self.spec.as_ref().map(|spec| PodSpec {
                 containers: spec
                     .containers
@@ -216,30 +230,43 @@ impl CachedPod {
     }
 }
 
-/// The kept annotations of a cached Job or pod, held beside its metadata: a map with any entry
-/// takes a whole B-tree node (544 bytes) besides the entries, a fifth of a cached Job
-/// (`benches/cache_footprint.rs`). The labels stay: the caches' index reads them in place.
+/// The kept labels and annotations of a cached Job or pod, held beside its metadata (which keeps
+/// neither map): a map with any entry takes a whole B-tree node (544 bytes) besides its entries,
+/// two of them 40 % of a cached Job (`benches/cache_footprint.rs`). Each value sits at its key's
+/// place in `KEPT_LABELS` or `KEPT_ANNOTATIONS`.
 #[derive(Clone, Debug, Default)]
-struct KeptAnnotations {
-    creation_token: Option<String>,
-    digest: Option<String>,
+struct KeptMaps {
+    labels: [Option<String>; KEPT_LABELS.len()],
+    annotations: [Option<String>; KEPT_ANNOTATIONS.len()],
 }
 
-impl KeptAnnotations {
-    /// Takes the (condensed) annotations out of `meta`.
-    fn take(meta: &mut ObjectMeta) -> KeptAnnotations {
+impl KeptMaps {
+    /// Takes the (condensed) labels and annotations out of `meta`.
+    fn take(meta: &mut ObjectMeta) -> KeptMaps {
+        let mut labels = meta.labels.take().unwrap_or_default();
         let mut annotations = meta.annotations.take().unwrap_or_default();
-        KeptAnnotations {
-            creation_token: annotations.remove(CREATION_TOKEN),
-            digest: annotations.remove(WORKLOAD_DIGEST),
+        KeptMaps {
+            labels: KEPT_LABELS.map(|key| labels.remove(key)),
+            annotations: KEPT_ANNOTATIONS.map(|key| annotations.remove(key)),
         }
     }
 
-    /// `meta` with these annotations, as condensing left them.
+    fn label(&self, key: &str) -> Option<&str> {
+        let at = KEPT_LABELS.iter().position(|kept| *kept == key)?;
+        self.labels[at].as_deref()
+    }
+
+    /// `meta` with these labels and annotations, as condensing left them.
     fn restored(&self, meta: &ObjectMeta) -> ObjectMeta {
-        let kept = [(CREATION_TOKEN, &self.creation_token), (WORKLOAD_DIGEST, &self.digest)];
-        let annotations = kept.into_iter().filter_map(|(key, value)| Some((key.to_string(), value.clone()?))).collect();
-        ObjectMeta { annotations: Some(annotations), ..meta.clone() }
+        fn map(keys: &[&str], values: &[Option<String>]) -> BTreeMap<String, String> {
+            keys.iter().zip(values).filter_map(|(key, value)| Some((key.to_string(), value.clone()?))).collect()
+        }
+        let labels = map(&KEPT_LABELS, &self.labels);
+        ObjectMeta {
+            labels: (!labels.is_empty()).then_some(labels),
+            annotations: Some(map(&KEPT_ANNOTATIONS, &self.annotations)),
+            ..meta.clone()
+        }
     }
 }
 
@@ -279,12 +306,13 @@ watched_as!(CachedPod, Pod);
 mod tests {
     use super::*;
 
-    /// The token and digest a reconcile reads come back from a cached Job; nothing else does, and
+    /// The Task label, token and digest a reconcile reads come back from a cached Job; nothing else does, and
     /// the Job's own claim of a digest is replaced by the operator's.
     #[test]
-    fn a_cached_job_gives_back_its_token_and_the_computed_digest_only() {
+    fn a_cached_job_gives_back_its_task_its_token_and_the_computed_digest_only() {
         let job: Job = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "t-train-m1", "namespace": "a", "uid": "u", "annotations": {
+            "metadata": {"name": "t-train-m1", "namespace": "a", "uid": "u",
+                "labels": {labels::TASK: "t", "gradients.io/unread": "dropped"}, "annotations": {
                 CREATION_TOKEN: "0123", WORKLOAD_DIGEST: "claimed", "other": "dropped"}},
             "spec": {"template": {"spec": {"containers": [{"name": "trainer", "image": "trainer:1"}]}}},
         }))
@@ -292,8 +320,14 @@ mod tests {
         let digest = workload_digest(job.spec.as_ref().unwrap().template.spec.as_ref().unwrap());
         let cached = CachedJob::from(job);
         assert!(cached.metadata.annotations.is_none(), "the annotations are held outside the metadata");
-        let back = cached.to_job().metadata.annotations.unwrap();
-        assert_eq!(back, [(CREATION_TOKEN.into(), "0123".into()), (WORKLOAD_DIGEST.into(), digest)].into());
+        assert!(cached.metadata.labels.is_none(), "so are the labels");
+        assert_eq!(cached.label(labels::TASK), Some("t"));
+        let back = cached.to_job().metadata;
+        assert_eq!(
+            back.annotations.unwrap(),
+            [(CREATION_TOKEN.into(), "0123".into()), (WORKLOAD_DIGEST.into(), digest)].into()
+        );
+        assert_eq!(back.labels.unwrap(), [(labels::TASK.into(), "t".into())].into());
     }
 
     /// The submission controller trusts a submission by its Task's recorded children, read from

@@ -293,4 +293,12 @@ fn condensing_keeps_what_a_tasks_reconcile_reads() {
     let mut suspended = job.clone();
     suspended.spec.as_mut().unwrap().suspend = Some(true);
     assert!(crate::workloads::awaiting_admission(&condensed_job(suspended)));
+    // Resumed by Kueue, not yet started by the Job controller: still waiting, with no pending
+    // timeout counted from its request (its queue label says it was queued).
+    let mut resumed = job.clone();
+    resumed.spec.as_mut().unwrap().suspend = Some(false);
+    resumed.status = None;
+    let labels = resumed.metadata.labels.get_or_insert_default();
+    labels.insert(crate::workloads::labels::KUEUE_QUEUE.into(), "gpu-queue".into());
+    assert!(crate::workloads::awaiting_admission(&condensed_job(resumed)));
 }
