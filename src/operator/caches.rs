@@ -7,6 +7,7 @@
 //! the store lacks is fetched by name, and a finished Job whose result pod the store does not
 //! show yet has its pods listed fresh (see `task::observe_workloads`).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 
@@ -57,7 +58,7 @@ impl<K: Kept<DynamicType = ()> + Clone + 'static> OfTasks<K> {
         let found = self.by_task.names(namespace, &value).into_iter();
         found
             .filter_map(|name| self.store.get(&reflector::ObjectRef::new(&name).within(namespace)))
-            .filter(move |object| object.task_label() == Some(value.as_str()))
+            .filter(move |object| object.task_label().as_deref() == Some(value.as_str()))
     }
 }
 
@@ -77,8 +78,8 @@ pub trait Kept: Resource + Sized {
     }
 
     /// The label value of the Task it is of (the caches' index by Task).
-    fn task_label(&self) -> Option<&str> {
-        self.labels().get(labels::TASK).map(String::as_str)
+    fn task_label(&self) -> Option<Cow<'_, str>> {
+        self.labels().get(labels::TASK).map(|label| Cow::Borrowed(label.as_str()))
     }
 }
 
@@ -87,21 +88,31 @@ impl Kept for DeserializeGuard<Evaluation> {}
 
 /// A cached Job or pod holds its kept labels beside its metadata (`condense`).
 impl Kept for CachedJob {
-    fn task_label(&self) -> Option<&str> {
-        self.label(labels::TASK)
+    fn task_label(&self) -> Option<Cow<'_, str>> {
+        self.label(labels::TASK).map(Cow::Borrowed)
     }
 }
 
 impl Kept for CachedPod {
-    fn task_label(&self) -> Option<&str> {
-        self.label(labels::TASK)
+    fn task_label(&self) -> Option<Cow<'_, str>> {
+        self.label(labels::TASK).map(Cow::Borrowed)
     }
 }
+
+/// A cached MinerSubmission keeps no labels (`condense::submission`): it is of the Task its spec
+/// names, which is what the operator labels it with. Trust never rests on either (its uid does).
 impl Kept for DeserializeGuard<MinerSubmission> {
     fn condense(&mut self) {
         self.managed_fields_mut().clear();
         if let Ok(submission) = &mut self.0 {
             super::condense::submission(submission);
+        }
+    }
+
+    fn task_label(&self) -> Option<Cow<'_, str>> {
+        match &self.0 {
+            Ok(submission) => Some(Cow::Owned(crate::workloads::label_value(&submission.spec.task))),
+            Err(_) => self.labels().get(labels::TASK).map(|label| Cow::Borrowed(label.as_str())),
         }
     }
 }
@@ -354,6 +365,7 @@ pub fn task_of_pod(
     pod: &CachedPod,
 ) -> Option<reflector::ObjectRef<DeserializeGuard<Task>>> {
     let value = pod.task_label()?;
+    let value = value.as_ref();
     let namespace = pod.namespace()?;
     let direct = reflector::ObjectRef::new(value).within(&namespace);
     if tasks.get(&direct).is_some() {
@@ -374,6 +386,7 @@ pub fn task_of_pod(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operator::ownership::CREATION_TOKEN;
     use kube::runtime::watcher::Event;
 
     fn store_of<K>(objects: Vec<K>) -> Store<K>
@@ -509,12 +522,15 @@ mod tests {
     }
 
     /// The Task and the metrics read a cached submission's miner, GPUs, metadata and status; the
-    /// trainer's inputs are read fresh by the only reconcile that builds a trainer.
+    /// trainer's inputs are read fresh by the only reconcile that builds a trainer. Its labels go
+    /// (it is indexed by its spec's Task) and of its annotations only the creation token stays.
     #[test]
     fn a_cached_submission_keeps_what_tasks_and_metrics_read_and_drops_the_trainers_inputs() {
         let mut guarded: DeserializeGuard<MinerSubmission> = object(serde_json::json!({
             "apiVersion": "gradients.io/v1alpha1", "kind": "MinerSubmission",
-            "metadata": {"name": "t-m1-1", "namespace": "a", "uid": "u1", "labels": {labels::TASK: "t"},
+            "metadata": {"name": "t-m1-1", "namespace": "a", "uid": "u1",
+                         "labels": {labels::TASK: "t", labels::MINER: "m1"},
+                         "annotations": {CREATION_TOKEN: "0123", "other": "dropped"},
                          "managedFields": [{"manager": "kubectl"}]},
             "spec": {"task": "t", "miner": "m1", "taskType": "Dpo", "baseModelUri": "file:///models/base",
                      "baseModelParamsB": 0.5, "dataUri": "file:///data/a/t", "columns": {"prompt": "q"},
@@ -524,12 +540,12 @@ mod tests {
             "status": {"phase": "Training", "job": "t-m1-1-train", "jobUid": "j1"},
         }));
         guarded.condense();
+        assert_eq!(guarded.task_label().as_deref(), Some("t"));
         let kept = guarded.0.expect("readable");
         assert!(kept.metadata.managed_fields.as_ref().is_none_or(|fields| fields.is_empty()));
-        assert_eq!(
-            (kept.metadata.uid.as_deref(), kept.labels().get(labels::TASK).map(String::as_str)),
-            (Some("u1"), Some("t"))
-        );
+        assert_eq!(kept.metadata.uid.as_deref(), Some("u1"));
+        assert_eq!(kept.metadata.labels, None, "no label is read of a cached submission");
+        assert_eq!(kept.metadata.annotations, Some([(CREATION_TOKEN.to_string(), "0123".to_string())].into()));
         let spec = &kept.spec;
         assert_eq!((spec.task.as_str(), spec.miner.as_str(), spec.gpus, spec.hours, spec.seed), ("t", "m1", 2, 1.5, 7));
         let status = kept.status.as_ref().expect("status kept");
@@ -537,6 +553,31 @@ mod tests {
         assert!(spec.base_model_uri.is_empty() && spec.data_uri.is_empty() && spec.artifact_uri.is_empty());
         assert!(spec.columns.is_empty() && spec.command.is_empty() && spec.args.is_empty());
         assert_eq!((&spec.image, &spec.strategy, &spec.resume_uri), (&None, &None, &None));
+    }
+
+    /// Without its labels, a cached submission is still found by its Task, one whose name is too
+    /// long for a label value too; the index follows a Task named anew.
+    #[test]
+    fn a_condensed_submission_is_found_by_the_task_its_spec_names() {
+        let long = "a-task-whose-name-is-longer-than-the-sixty-three-characters-of-a-label";
+        let submission = |name: &str, task: &str| -> DeserializeGuard<MinerSubmission> {
+            let mut guarded: DeserializeGuard<MinerSubmission> = object(serde_json::json!({
+                "apiVersion": "gradients.io/v1alpha1", "kind": "MinerSubmission",
+                "metadata": {"name": name, "namespace": "a", "labels": {labels::TASK: crate::workloads::label_value(task)}},
+                "spec": {"task": task, "miner": "m1", "taskType": "Dpo", "baseModelUri": "file:///m",
+                         "baseModelParamsB": 0.5, "dataUri": "file:///d", "artifactUri": "file:///a", "hours": 1.0, "gpus": 1,
+                         "gpuClass": "h100", "seed": 1},
+            }));
+            guarded.condense();
+            assert!(guarded.0.is_ok(), "{:?}", guarded.0.as_ref().err());
+            guarded
+        };
+        let mut caches = caches(Some("a"), Vec::new(), Vec::new());
+        caches.scopes[0].submissions = indexed_store_of(vec![submission("s1", long), submission("s2", "t")]).into();
+        let names = |task: &str| caches.submissions("a", task).iter().map(|s| s.name_any()).collect::<Vec<_>>();
+        assert_eq!(names(long), ["s1"]);
+        assert_eq!(names("t"), ["s2"]);
+        assert!(names("other").is_empty());
     }
 
     fn task(namespace: &str, name: &str) -> DeserializeGuard<Task> {

@@ -86,11 +86,19 @@ fn images(containers: Vec<Container>) -> Vec<Container> {
     containers.into_iter().map(|c| Container { name: c.name, image: c.image, ..Container::default() }).collect()
 }
 
-/// A MinerSubmission as the caches keep it: the spec's locations and the trainer's command, which
-/// only its trainer Job is built from, are dropped (the submission controller reads the
+/// A MinerSubmission as the caches keep it: its labels, and the spec's locations and the trainer's
+/// command, which only its trainer Job is built from, are dropped (the submission controller reads the
 /// submission fresh before it builds one). What the Tasks and the metrics read stays: the task,
-/// the miner, the GPUs and the other numbers, the metadata and the status.
+/// the miner, the GPUs and the other numbers, the metadata (the creation token its one annotation,
+/// for adoption after a crash: `ownership::ownership`) and the status.
 pub fn submission(submission: &mut MinerSubmission) {
+    // Its labels and the annotations other than the creation token are never read of a cached
+    // submission (the caches index it by its spec's Task): a non-empty map costs a 544-byte node.
+    submission.metadata.labels = None;
+    if let Some(annotations) = submission.metadata.annotations.as_mut() {
+        annotations.retain(|key, _| key == CREATION_TOKEN);
+    }
+    submission.metadata.annotations = submission.metadata.annotations.take().filter(|a| !a.is_empty());
     let spec = &mut submission.spec;
     for location in [&mut spec.base_model_uri, &mut spec.data_uri, &mut spec.artifact_uri, &mut spec.gpu_class] {
         *location = String::new();
