@@ -556,7 +556,7 @@ mod tests {
     }
 
     /// Without its labels, a cached submission is still found by its Task, one whose name is too
-    /// long for a label value too; the index follows a Task named anew.
+    /// long for a label value (hashed into it) too.
     #[test]
     fn a_condensed_submission_is_found_by_the_task_its_spec_names() {
         let long = "a-task-whose-name-is-longer-than-the-sixty-three-characters-of-a-label";
