@@ -79,8 +79,13 @@ pub trait Kept: Resource + Sized {
 
     /// The label value of the Task it is of (the caches' index by Task).
     fn task_label(&self) -> Option<Cow<'_, str>> {
-        self.labels().get(labels::TASK).map(|label| Cow::Borrowed(label.as_str()))
+        task_label_of(self)
     }
+}
+
+/// The Task label an object's metadata carries.
+fn task_label_of(object: &impl Resource) -> Option<Cow<'_, str>> {
+    object.labels().get(labels::TASK).map(|label| Cow::Borrowed(label.as_str()))
 }
 
 impl Kept for DeserializeGuard<Miner> {}
@@ -112,7 +117,7 @@ impl Kept for DeserializeGuard<MinerSubmission> {
     fn task_label(&self) -> Option<Cow<'_, str>> {
         match &self.0 {
             Ok(submission) => Some(Cow::Owned(crate::workloads::label_value(&submission.spec.task))),
-            Err(_) => self.labels().get(labels::TASK).map(|label| Cow::Borrowed(label.as_str())),
+            Err(_) => task_label_of(self),
         }
     }
 }

@@ -61,17 +61,22 @@ const KEPT_ANNOTATIONS: [&str; 2] = [CREATION_TOKEN, WORKLOAD_DIGEST];
 /// Keeps only the labels and annotations read, and replaces whatever the object claimed as its
 /// digest: only the operator's own computation counts.
 fn condense_metadata(meta: &mut ObjectMeta, digest: Option<String>) {
-    if let Some(labels) = meta.labels.as_mut() {
-        labels.retain(|key, _| KEPT_LABELS.contains(&key.as_str()));
-    }
-    // No kept label and no labels read the same; a cached object gives back the former.
-    meta.labels = meta.labels.take().filter(|labels| !labels.is_empty());
+    retain_only(&mut meta.labels, &KEPT_LABELS);
     let annotations = meta.annotations.get_or_insert_with(Default::default);
     annotations.retain(|key, _| KEPT_ANNOTATIONS.contains(&key.as_str()));
     match digest {
         Some(digest) => annotations.insert(WORKLOAD_DIGEST.to_string(), digest),
         None => annotations.remove(WORKLOAD_DIGEST),
     };
+}
+
+/// Keeps only the entries of `keys`. No entry and no map read the same, and no map costs no node
+/// (a cached object gives back no map).
+fn retain_only(map: &mut Option<BTreeMap<String, String>>, keys: &[&str]) {
+    if let Some(entries) = map.as_mut() {
+        entries.retain(|key, _| keys.contains(&key.as_str()));
+    }
+    *map = map.take().filter(|entries| !entries.is_empty());
 }
 
 /// Which container ran is never read; its id is a fifth of a completed container's state.
@@ -95,10 +100,7 @@ pub fn submission(submission: &mut MinerSubmission) {
     // Its labels and the annotations other than the creation token are never read of a cached
     // submission (the caches index it by its spec's Task): a non-empty map costs a 544-byte node.
     submission.metadata.labels = None;
-    if let Some(annotations) = submission.metadata.annotations.as_mut() {
-        annotations.retain(|key, _| key == CREATION_TOKEN);
-    }
-    submission.metadata.annotations = submission.metadata.annotations.take().filter(|a| !a.is_empty());
+    retain_only(&mut submission.metadata.annotations, &[CREATION_TOKEN]);
     let spec = &mut submission.spec;
     for location in [&mut spec.base_model_uri, &mut spec.data_uri, &mut spec.artifact_uri, &mut spec.gpu_class] {
         *location = String::new();
@@ -186,13 +188,15 @@ struct CachedPodSpec {
 
 impl From<Pod> for CachedPod {
     fn from(mut full: Pod) -> CachedPod {
+        // The status is kept as it is held, not rebuilt as a `PodStatus` by `pod` first.
+        let status = full.status.take().map(KeptPodStatus::from);
         pod(&mut full);
         let spec = full.spec.map(|spec| CachedPodSpec {
             node_name: spec.node_name,
             containers: spec.containers.into_iter().map(|c| (c.name, c.image)).collect(),
         });
         let maps = KeptMaps::take(&mut full.metadata);
-        CachedPod { metadata: full.metadata, maps, spec, status: full.status.map(KeptPodStatus::from) }
+        CachedPod { metadata: full.metadata, maps, spec, status }
     }
 }
 
