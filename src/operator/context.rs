@@ -124,8 +124,16 @@ impl Context {
         let result = Box::pin(reconcile()).await;
         self.metrics.durations.with_label_values(&[controller]).observe(started.elapsed().as_secs_f64());
         if result.is_ok() {
-            self.backoff.lock().map(|mut b| b.succeeded(&key)).ok();
+            self.backoffs(controller, |b| b.succeeded(controller, &key));
         }
+        result
+    }
+
+    /// Changes the backoffs, and keeps `controller`'s count of pending retries in step.
+    fn backoffs<T: Default>(&self, controller: &'static str, change: impl FnOnce(&mut Backoffs) -> T) -> T {
+        let Ok(mut backoffs) = self.backoff.lock() else { return T::default() };
+        let result = change(&mut backoffs);
+        self.metrics.retries_pending.with_label_values(&[controller]).set(backoffs.pending(controller) as i64);
         result
     }
 
@@ -143,7 +151,7 @@ impl Context {
     {
         let key = object_key(object.as_ref());
         self.metrics.errors.with_label_values(&[controller, error.category()]).inc();
-        let failures = self.backoff.lock().map(|mut b| b.failed(&key, Instant::now())).unwrap_or(1);
+        let failures = self.backoffs(controller, |b| b.failed(controller, &key, Instant::now())).max(1);
         let delay = backoff(failures);
         tracing::warn!(controller, object = %key, category = error.category(), %error, retry_in = ?delay, "reconcile failed");
         // An Event's note holds at most 1 kB; a storage error can carry a long response body.
@@ -198,13 +206,13 @@ impl Context {
     }
 }
 
-/// Failures in a row per object. An object that keeps failing is retried within 5 minutes, so
-/// an entry not touched for twice that belongs to an object that was deleted (no success
-/// ever comes to remove it): such entries are dropped, and the map stays as large as the set
-/// of objects failing now.
+/// Failures in a row per object of each controller (a Task and a Leaderboard may share a
+/// name). An object that keeps failing is retried within 5 minutes, so an entry not touched
+/// for twice that belongs to an object that was deleted (no success ever comes to remove it):
+/// such entries are dropped, and the map stays as large as the set of objects failing now.
 #[derive(Debug, Default)]
 struct Backoffs {
-    failures: HashMap<String, (u32, Instant)>,
+    failures: HashMap<(&'static str, String), (u32, Instant)>,
 }
 
 /// Twice the longest delay.
@@ -212,21 +220,26 @@ const STALE: Duration = Duration::from_secs(600);
 
 impl Backoffs {
     /// Counts a failure of `key` at `now`; returns its failures in a row.
-    fn failed(&mut self, key: &str, now: Instant) -> u32 {
+    fn failed(&mut self, controller: &'static str, key: &str, now: Instant) -> u32 {
         self.failures.retain(|_, (_, last)| now.saturating_duration_since(*last) < STALE);
-        let entry = self.failures.entry(key.to_string()).or_insert((0, now));
+        let entry = self.failures.entry((controller, key.to_string())).or_insert((0, now));
         entry.0 = entry.0.saturating_add(1);
         entry.1 = now;
         entry.0
     }
 
-    fn succeeded(&mut self, key: &str) {
-        self.failures.remove(key);
+    fn succeeded(&mut self, controller: &'static str, key: &str) {
+        self.failures.remove(&(controller, key.to_string()));
     }
 
     /// The object is gone: nothing will retry it.
-    fn forget(&mut self, key: &str) {
-        self.failures.remove(key);
+    fn forget(&mut self, controller: &'static str, key: &str) {
+        self.failures.remove(&(controller, key.to_string()));
+    }
+
+    /// `controller`'s objects waiting for a retry.
+    fn pending(&self, controller: &str) -> usize {
+        self.failures.keys().filter(|(c, _)| *c == controller).count()
     }
 }
 
@@ -352,9 +365,7 @@ where
     move |result| {
         if let Err(error) = result {
             match gone(&error) {
-                Some(key) => {
-                    ctx.backoff.lock().map(|mut b| b.forget(&key)).ok();
-                }
+                Some(key) => ctx.backoffs(controller, |b| b.forget(controller, &key)),
                 None => tracing::warn!(controller, %error, "controller stream error"),
             }
         }
@@ -380,16 +391,28 @@ mod tests {
     fn backoffs_count_failures_in_a_row_and_forget_deleted_objects() {
         let start = Instant::now();
         let mut b = Backoffs::default();
-        assert_eq!(b.failed("ns/a", start), 1);
-        assert_eq!(b.failed("ns/a", start + Duration::from_secs(2)), 2);
-        assert_eq!(b.failed("ns/gone", start + Duration::from_secs(3)), 1);
-        b.succeeded("ns/a");
-        assert_eq!(b.failed("ns/a", start + Duration::from_secs(4)), 1, "a success resets");
+        assert_eq!(b.failed("task", "ns/a", start), 1);
+        assert_eq!(b.failed("task", "ns/a", start + Duration::from_secs(2)), 2);
+        assert_eq!(b.failed("task", "ns/gone", start + Duration::from_secs(3)), 1);
+        b.succeeded("task", "ns/a");
+        assert_eq!(b.failed("task", "ns/a", start + Duration::from_secs(4)), 1, "a success resets");
         // Much later: the deleted object's entry is gone, the failing one counts on.
-        assert_eq!(b.failed("ns/a", start + Duration::from_secs(300)), 2);
-        assert_eq!(b.failed("ns/a", start + Duration::from_secs(700)), 3);
-        assert!(!b.failures.contains_key("ns/gone"), "{:?}", b.failures);
+        assert_eq!(b.failed("task", "ns/a", start + Duration::from_secs(300)), 2);
+        assert_eq!(b.failed("task", "ns/a", start + Duration::from_secs(700)), 3);
+        assert!(!b.failures.contains_key(&("task", "ns/gone".to_string())), "{:?}", b.failures);
         assert_eq!(b.failures.len(), 1);
+    }
+
+    #[test]
+    fn a_task_and_a_leaderboard_of_one_name_back_off_apart() {
+        let now = Instant::now();
+        let mut b = Backoffs::default();
+        assert_eq!(b.failed("task", "ns/main", now), 1);
+        assert_eq!(b.failed("task", "ns/main", now), 2);
+        assert_eq!(b.failed("leaderboard", "ns/main", now), 1, "the Task's failures are not the Leaderboard's");
+        assert_eq!((b.pending("task"), b.pending("leaderboard"), b.pending("evaluation")), (1, 1, 0));
+        b.succeeded("leaderboard", "ns/main");
+        assert_eq!((b.pending("task"), b.pending("leaderboard")), (1, 0), "the Task still waits for its retry");
     }
 
     #[test]
@@ -402,12 +425,12 @@ mod tests {
         // A thousand Tasks fail once, then are deleted before their retry: each retry finds
         // its object gone (the controller's `ObjectNotFound`), and nothing else fails later.
         for i in 0..1000 {
-            b.failed(&format!("ns/task-{i}"), now);
+            b.failed("task", &format!("ns/task-{i}"), now);
         }
         for i in 0..1000 {
             let object = ObjectRef::<crate::api::Task>::new(&format!("task-{i}")).within("ns").erase();
             let error = ControllerError::<std::io::Error, std::io::Error>::ObjectNotFound(Box::new(object));
-            b.forget(&gone(&error).expect("a deleted object's key"));
+            b.forget("task", &gone(&error).expect("a deleted object's key"));
         }
         assert_eq!(
             b.failures.len(),

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub durations: HistogramVec,
     /// Changes dropped because their object, handed over or waiting for its turn, reads them anyway.
     pub triggers_skipped: IntCounterVec,
+    /// Objects whose last reconcile failed and whose retry is scheduled, by controller.
+    pub retries_pending: IntGaugeVec,
     pub tasks: IntGaugeVec,
     pub submissions: IntGaugeVec,
     pub leader: IntGauge,
@@ -73,6 +75,14 @@ impl Metrics {
                 "reconcile_triggers_skipped_total",
                 "Changes to an object or its children dropped because the object, handed to kube-runtime or \
                  waiting for its turn, reads them anyway, by controller",
+            ),
+            &["controller"],
+        )
+        .unwrap();
+        let retries_pending = IntGaugeVec::new(
+            Opts::new(
+                "reconcile_retries_pending",
+                "Objects whose last reconcile failed, waiting for their retry (a success resets), by controller",
             ),
             &["controller"],
         )
@@ -128,6 +138,7 @@ impl Metrics {
             Box::new(errors.clone()),
             Box::new(durations.clone()),
             Box::new(triggers_skipped.clone()),
+            Box::new(retries_pending.clone()),
             Box::new(tasks.clone()),
             Box::new(submissions.clone()),
             Box::new(leader.clone()),
@@ -167,6 +178,7 @@ impl Metrics {
             errors,
             durations,
             triggers_skipped,
+            retries_pending,
             tasks,
             submissions,
             leader,

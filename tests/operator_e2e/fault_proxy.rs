@@ -12,7 +12,7 @@
 
 use std::convert::Infallible;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -72,6 +72,7 @@ pub struct FaultProxy {
     /// A kubeconfig naming the proxy (no credentials: the proxy adds them).
     pub kubeconfig: PathBuf,
     pub injected: Arc<Injected>,
+    calm: Arc<AtomicBool>,
     server: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
 }
@@ -87,6 +88,8 @@ struct State {
     faults: Faults,
     rng: Mutex<ChaCha8Rng>,
     injected: Arc<Injected>,
+    /// Set: requests pass untouched and new watches run on.
+    calm: Arc<AtomicBool>,
 }
 
 impl FaultProxy {
@@ -101,11 +104,13 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let injected = Arc::new(Injected::default());
+        let calm = Arc::new(AtomicBool::new(false));
         let state = Arc::new(State {
             upstream,
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(faults.seed)),
             faults,
             injected: injected.clone(),
+            calm: calm.clone(),
         });
         let server = tokio::spawn(async move {
             loop {
@@ -129,7 +134,12 @@ impl FaultProxy {
             ),
         )
         .unwrap();
-        FaultProxy { kubeconfig: path, injected, server, _dir: dir }
+        FaultProxy { kubeconfig: path, injected, calm, server, _dir: dir }
+    }
+
+    /// From now on, no more faults: what the operator still retries can succeed.
+    pub fn calm(&self) {
+        self.calm.store(true, Ordering::SeqCst);
     }
 }
 
@@ -146,10 +156,13 @@ async fn forward(state: &State, request: Request<Incoming>) -> Response<Body> {
     let path = parts.uri.path().to_string();
     let watch = parts.uri.query().is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
     let write = parts.method != Method::GET && parts.method != Method::HEAD;
+    let calm = state.calm.load(Ordering::SeqCst);
     if write {
         injected.writes.fetch_add(1, Ordering::SeqCst);
         let update = parts.method == Method::PUT || parts.method == Method::PATCH;
-        let fault = {
+        let fault = if calm {
+            None
+        } else {
             let mut rng = state.rng.lock().unwrap();
             let draw: f64 = rng.random();
             if draw < state.faults.throttled {
@@ -194,7 +207,7 @@ async fn forward(state: &State, request: Request<Incoming>) -> Response<Body> {
     };
     let (parts, body) = response.into_parts();
     let body = body.map_err(|e| Box::new(e) as BoxError);
-    if !watch || parts.status != StatusCode::OK {
+    if !watch || calm || parts.status != StatusCode::OK {
         return Response::from_parts(parts, body.boxed_unsync());
     }
     // The watch runs for a while, then its connection drops mid-stream (an error in a

@@ -288,19 +288,38 @@ async fn versions(cluster: &Cluster, ns: &str) -> BTreeMap<String, String> {
 
 /// The `gradients_reconcile_total` of `controller` on this replica's /metrics.
 async fn reconciles(operator: &Operator, controller: &str) -> u64 {
-    let prefix = format!("gradients_reconcile_total{{controller=\"{controller}\"}} ");
+    metric(operator, &format!("gradients_reconcile_total{{controller=\"{controller}\"}} ")).await
+}
+
+/// The value of the series whose line starts with `prefix` on this replica's /metrics, 0 if absent.
+async fn metric(operator: &Operator, prefix: &str) -> u64 {
     let metrics = operator.get("/metrics").await;
-    metrics.lines().find_map(|l| l.strip_prefix(prefix.as_str())).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    metrics.lines().find_map(|l| l.strip_prefix(prefix)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
+/// `controller`'s objects waiting for a retry after a failed reconcile, on this replica's /metrics.
+async fn retries_pending(operator: &Operator, controller: &str) -> u64 {
+    metric(operator, &format!("gradients_reconcile_retries_pending{{controller=\"{controller}\"}} ")).await
 }
 
 /// A new leader reconciles every object once it starts; none of them is written again when
-/// nothing changed (server-side apply and status patches only on a difference).
+/// nothing changed (server-side apply and status patches only on a difference). Nothing has
+/// changed only once the old leader has no failed reconcile left to retry: a retry the new
+/// leader makes in its stead is a write it owes, not a rewrite.
 pub(crate) async fn restart_rewrites_nothing(
     cluster: &Cluster,
     ns: &str,
     operator: &mut Operator,
     name: &str,
 ) -> Operator {
+    wait_until("the old leader to retry every failed reconcile", Duration::from_secs(120), || async {
+        let mut pending = 0;
+        for controller in ["task", "submission", "evaluation", "leaderboard", "tasksource"] {
+            pending += retries_pending(operator, controller).await;
+        }
+        pending == 0
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = versions(cluster, ns).await;
     operator.stop().await;
@@ -472,6 +491,8 @@ async fn tournaments_survive_watch_drops_and_api_errors() {
         n(&injected.watches_cut) > 0 && n(&injected.throttled) > 0 && n(&injected.conflicts) > 0,
         "every kind of fault struck at least once: {injected}"
     );
+    // The old leader may still owe a write that a fault refused; its retry must be able to land.
+    proxy.calm();
     let mut operator = restart_rewrites_nothing(&cluster, &ns, &mut operator, "flaky-noop").await;
     operator.stop().await;
     cluster.delete_namespace(&ns).await;
