@@ -142,7 +142,7 @@ func build() (dashboard.Dashboard, error) {
 			"gradients_leaderboard_miner_quality", "{{leaderboard}} {{miner}}", "", 12, 8)).
 		WithPanel(bars("Tasks in the window", "Tasks of each miner inside the Leaderboard's longest window.",
 			"sort_desc(gradients_leaderboard_miner_tasks)", "{{leaderboard}} {{miner}}", "", 12, 8)).
-		WithPanel(bars("Submissions by miner and phase", "MinerSubmissions that exist, by miner and phase.",
+		WithPanel(bars("Submissions by miner and phase", "MinerSubmissions not archived yet (an ended Task's are, once its Jobs go), by miner and phase.",
 			"sum by (miner, phase) (gradients_miner_submissions)", "{{miner}} {{phase}}", "", 24, 8))
 
 	d = d.WithRow(dashboard.NewRowBuilder("Training (each miner's latest)")).

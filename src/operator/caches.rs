@@ -240,11 +240,11 @@ impl Caches {
             let managed = format!("{}={},{not_trainer}", labels::MANAGED_BY, labels::MANAGER);
             let jobs_config = watcher::Config::default().labels(&managed);
             let (jobs, job_stream) = cached(scoped(client, ns), jobs_config, Some(ByTask::clone(&jobs_by_task)));
-            let (submissions, submission_stream) = cached_shared(
-                scoped(client, ns),
-                watcher::Config::default(),
-                Some(ByTask::clone(&submissions_by_task)),
-            );
+            // Archived submissions (an ended Task's, its Jobs gone) are read by no one here: an
+            // archived one leaves the store as if deleted (`retention::archive`).
+            let unarchived = watcher::Config::default().labels(&format!("!{}", labels::ARCHIVED));
+            let (submissions, submission_stream) =
+                cached_shared(scoped(client, ns), unarchived, Some(ByTask::clone(&submissions_by_task)));
             let (evaluations, evaluation_stream) = cached_shared(scoped(client, ns), watcher::Config::default(), None);
             let (changed, evaluations_changed) = tokio::sync::watch::channel(());
             // Downstream of the store: a Leaderboard woken here reads the change it was woken for.

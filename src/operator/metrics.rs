@@ -88,7 +88,11 @@ impl Metrics {
         )
         .unwrap();
         let tasks = IntGaugeVec::new(Opts::new("tasks", "Tasks by phase"), &["phase"]).unwrap();
-        let submissions = IntGaugeVec::new(Opts::new("submissions", "Miner submissions by phase"), &["phase"]).unwrap();
+        let submissions = IntGaugeVec::new(
+            Opts::new("submissions", "MinerSubmissions not archived (an ended Task's are, once its Jobs go), by phase"),
+            &["phase"],
+        )
+        .unwrap();
         let leader = IntGauge::new("leader", "1 while this replica holds the leader lease").unwrap();
         let phase_durations = HistogramVec::new(
             HistogramOpts::new("task_phase_duration_seconds", "Seconds a Task spent in a phase, by the phase it left")

@@ -41,8 +41,8 @@ fn submission(job: Option<(&str, &str)>) -> MinerSubmission {
     .unwrap()
 }
 
-fn job(name: &str, uid: &str) -> RecordedJob {
-    RecordedJob { name: name.into(), uid: uid.into() }
+fn job(name: &str, uid: &str) -> Recorded {
+    Recorded { name: name.into(), uid: uid.into() }
 }
 
 #[test]
@@ -82,4 +82,28 @@ fn once_removed_the_condition_stays_and_nothing_is_deleted_again() {
     // Kept by the next reconcile, with its transition time.
     assert_eq!(condition(&after, false, Some(3), at(20)), conditions);
     assert!(condition(&previous, false, Some(3), at(20)).is_empty());
+}
+
+/// The Task's recorded submission `t1-m1-0` (uid `u-sub`), or one under its name with `uid`.
+fn cached_submission(name: &str, uid: &str) -> MinerSubmission {
+    let mut submission = submission(None);
+    submission.metadata.name = Some(name.into());
+    submission.metadata.uid = Some(uid.into());
+    submission
+}
+
+#[test]
+fn an_ended_tasks_own_submissions_are_archived_only_once_its_jobs_are_gone() {
+    let cached = [
+        cached_submission("t1-m1-0", "u-sub"),
+        // Not the Task's: a stranger's object under a recorded name, and one it never recorded.
+        cached_submission("t1-m1-0", "u-impostor"),
+        cached_submission("t1-m2-0", "u-other"),
+    ];
+    let ended = ended(TaskPhase::Succeeded);
+    assert!(to_archive(&ended, &cached).is_empty(), "retention still reads them to find the trainer Jobs");
+    let removed = TaskStatus { conditions: condition(&ended, true, Some(1), at(10)), ..ended.clone() };
+    assert_eq!(to_archive(&removed, &cached), vec![job("t1-m1-0", "u-sub")]);
+    let running = TaskStatus { phase: TaskPhase::Training, ..removed };
+    assert!(to_archive(&running, &cached).is_empty(), "a Task in flight reads its submissions");
 }

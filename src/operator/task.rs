@@ -213,6 +213,9 @@ async fn reconcile_task(guarded: Arc<DeserializeGuard<Task>>, ctx: Arc<Context>)
     // What was created is recorded even when a later action failed.
     children.record(client).await?;
     executed?;
+    // Its Jobs gone (the status says so), an ended Task reads its MinerSubmissions no more:
+    // archived, they leave the caches and stay in the API as its records.
+    retention::archive(client, &namespace, &retention::to_archive(&status, &submissions)).await?;
     Ok(match (status.phase.is_terminal(), decision.wake_at) {
         (true, _) => match finished {
             FinishedJobs::KeepUntil(at) => Requeue::requeue(until(at, now).max(Duration::from_secs(1))),
@@ -244,6 +247,18 @@ impl Finding {
                 ownership::describe(object)
             ),
             related: object.object_ref(&()),
+        }
+    }
+
+    fn archived_in_flight(submission: &MinerSubmission) -> Finding {
+        Finding {
+            reason: "ArchivedInFlight",
+            note: format!(
+                "{} was labelled {} while its training runs, not by the operator; the label was removed",
+                ownership::describe(submission),
+                crate::workloads::labels::ARCHIVED
+            ),
+            related: submission.object_ref(&()),
         }
     }
 }
@@ -653,6 +668,12 @@ async fn observe_workloads(
             };
             let Some(found) = found else { continue };
             if is_ours(&found, status, unrecorded) {
+                // Archived in flight (by someone else: the operator archives only an ended Task's),
+                // it left the caches and its controller: the label goes, and the Task says so.
+                if retention::is_archived(&found) {
+                    retention::unarchive(client, &namespace, &found).await?;
+                    findings.push(Finding::archived_in_flight(&found));
+                }
                 workloads.insert(id, lifecycle::training_state(&found));
             } else {
                 findings.push(Finding::not_adopted(&found, &id.to_string()));

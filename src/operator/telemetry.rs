@@ -50,7 +50,11 @@ pub const GAUGES: &[Gauge] = &[
         "When the newest complete Evaluation of the Leaderboard's namespace finished",
         BOARD,
     ),
-    gauge("miner_submissions", "MinerSubmissions by miner and phase", &["namespace", "miner", "phase"]),
+    gauge(
+        "miner_submissions",
+        "MinerSubmissions not archived (an ended Task's are, once its Jobs go), by miner and phase",
+        &["namespace", "miner", "phase"],
+    ),
     gauge("trainer_steps", "Optimiser steps of the miner's latest recorded training (its own report)", MINER),
     gauge("trainer_tokens", "Input tokens of the miner's latest recorded training (its own report)", MINER),
     gauge("trainer_tokens_per_second", "Tokens per second of the miner's latest recorded training", MINER),

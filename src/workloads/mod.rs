@@ -43,6 +43,9 @@ pub mod labels {
     pub const KUEUE_QUEUE: &str = "kueue.x-k8s.io/queue-name";
     /// Put by the Job controller on a Job's pods.
     pub const JOB_NAME: &str = "batch.kubernetes.io/job-name";
+    /// On a MinerSubmission of an ended Task whose Jobs are gone: the operator reads it no
+    /// more, and its caches watch only submissions without this label (`operator::retention`).
+    pub const ARCHIVED: &str = "gradients.io/archived";
 
     pub const ROLE_PREPARE: &str = "prepare";
     pub const ROLE_TRAINER: &str = "trainer";

@@ -196,8 +196,9 @@ async fn bench_scale() {
             if applied.elapsed().as_secs() >= last_progress + 60 {
                 last_progress = applied.elapsed().as_secs();
                 let (peak_kb, cpu) = operator.pid().map(process_figures).unwrap_or_default();
+                let cached = crate::retention::cached_submissions(&operator).await;
                 println!(
-                    "  (progress) {last_progress} s: {done} of {count} Tasks Succeeded, {} trainer pods bound, operator peak RSS {} MB, CPU {cpu:.0} s",
+                    "  (progress) {last_progress} s: {done} of {count} Tasks Succeeded, {} trainer pods bound, operator peak RSS {} MB, CPU {cpu:.0} s, {cached} MinerSubmissions cached",
                     trainers_bound.len(),
                     peak_kb / 1024
                 );
@@ -232,6 +233,8 @@ async fn bench_scale() {
     }
     println!("  all Tasks Succeeded after  {:?}", succeeded_at.unwrap());
     println!("  operator peak RSS {} MB, CPU {cpu:.1} s", peak_kb / 1024);
+    // Those of Tasks ended more than --keep-finished-jobs-seconds ago are archived, not cached.
+    println!("  MinerSubmissions cached at the end: {}", crate::retention::cached_submissions(&operator).await);
     for controller in ["task", "submission", "leaderboard"] {
         let buckets = reconcile_buckets(&metrics, controller);
         println!(

@@ -129,6 +129,16 @@ spec:
     assert!(submissions.get(&squat_submission).await.unwrap().status.is_none(), "the squatter was written to");
     let state = tasks.get(TASK).await.unwrap().status.unwrap().lifecycle.unwrap();
     assert_eq!(state.dataset.unwrap().train, 1960, "the real preparation's sizes");
+    // The submission in flight labelled archived, which would hide it from the operator's caches
+    // (and its trainer's end from the Task): the label is taken off, and the Task says so.
+    let archived = format!("{}=true", gradients::workloads::labels::ARCHIVED);
+    cluster.kubectl(&["label", "minersubmissions.gradients.io", &real_submission, "-n", &ns, &archived]);
+    wait_until("the archived label to be taken off the submission in flight", Duration::from_secs(60), || async {
+        !submissions.get(&real_submission).await.unwrap().labels().contains_key(gradients::workloads::labels::ARCHIVED)
+    })
+    .await;
+    let events = task_events(&cluster, &ns).await;
+    assert!(events.contains("ArchivedInFlight") && events.contains(&real_submission), "{events}");
     cluster.finish_pod(&ns, &trainer_pod, 0, None);
     // The hand-off: the operator's seal of the trained model.
     let seal_job = workload_name(TASK, &WorkloadId::new(WorkKind::Seal, "m", 1));

@@ -1,6 +1,7 @@
 //! An ended Task's Jobs and their pods go once kept `--keep-finished-jobs-seconds` (issue 13:
 //! the operator's caches and the cluster held every Job and pod of every Task ever run); its
-//! records stay, and the Leaderboard still counts them.
+//! records stay, and the Leaderboard still counts them. Its MinerSubmissions are then archived:
+//! the operator's caches forget them, the API keeps them.
 
 use std::time::Duration;
 
@@ -9,8 +10,8 @@ use gradients::api::{Evaluation, MinerSubmission, Task};
 use gradients::workloads::{label_value, labels};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
 use kube::api::ListParams;
+use kube::{Api, ResourceExt};
 
 use crate::faults::{apply_pool, assert_clean, audit, check_weights, finish_all, restart_rewrites_nothing, task_yaml};
 use crate::support::*;
@@ -56,9 +57,36 @@ async fn an_ended_tasks_jobs_go_after_the_retention_and_its_records_stay() {
         "the record stays complete"
     );
     check_weights(&cluster, &ns, &evaluations).await;
+    // Its Jobs gone, the Task reads its MinerSubmissions no more: each is labelled archived and
+    // leaves the operator's caches (the submissions gauge counts what they hold).
+    let archived = |s: &MinerSubmission| s.labels().get(labels::ARCHIVED).map(String::as_str) == Some("true");
+    let api = Api::<MinerSubmission>::namespaced(cluster.client.clone(), &ns);
+    wait_until("the ended Task's MinerSubmissions to be archived", Duration::from_secs(60), || async {
+        api.list(&ListParams::default()).await.unwrap().items.iter().all(archived)
+    })
+    .await;
+    wait_until("the operator's caches to forget the archived submissions", Duration::from_secs(30), || async {
+        cached_submissions(&operator).await == 0
+    })
+    .await;
+    assert_eq!(
+        api.list(&ListParams::default()).await.unwrap().items.len(),
+        before.submissions,
+        "archived, not deleted"
+    );
     // A new leader finds nothing to do: no Job comes back, nothing is rewritten.
     let mut operator = restart_rewrites_nothing(&cluster, &ns, &mut operator, "retention-noop").await;
     assert!(jobs.list(&of_task).await.unwrap().items.is_empty(), "a Job of the ended Task came back");
     operator.stop().await;
     cluster.delete_namespace(&ns).await;
+}
+
+/// The MinerSubmissions in the operator's caches: the sum of `gradients_submissions` over phases.
+pub(crate) async fn cached_submissions(operator: &Operator) -> u64 {
+    let metrics = operator.get("/metrics").await;
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("gradients_submissions{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
