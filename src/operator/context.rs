@@ -351,8 +351,9 @@ where
 }
 
 /// Logs what a controller's stream yields besides reconcile results (watch errors and the like),
-/// and forgets the backoff of an object found gone: a failed object's retry is scheduled, so
-/// its deletion always comes back here as `ObjectNotFound` (the reconciler never sees it).
+/// and forgets the backoff and the handover of an object found gone: a failed object's retry is
+/// scheduled, so its deletion always comes back here as `ObjectNotFound` (the reconciler never
+/// sees it), as does an object the line handed over after it left the store.
 /// Reconcile errors themselves are counted and reported by [`Context::error_policy`].
 pub fn log_stream_errors<T, R, Q>(
     controller: &'static str,
@@ -365,7 +366,10 @@ where
     move |result| {
         if let Err(error) = result {
             match gone(&error) {
-                Some(key) => ctx.backoffs(controller, |b| b.forget(controller, &key)),
+                Some(key) => {
+                    ctx.backoffs(controller, |b| b.forget(controller, &key));
+                    ctx.line(controller).dropped(&key);
+                }
                 None => tracing::warn!(controller, %error, "controller stream error"),
             }
         }

@@ -11,8 +11,11 @@
 //!   reconciles took two thirds of the operator's CPU.
 //!
 //! An object handed over and not yet started reads the caches when it starts, so a change to it
-//! or its children meanwhile is dropped; a change while it runs lines it again. Timed requeues
-//! (a deadline, a backoff) still go to kube-runtime directly.
+//! or its children meanwhile is dropped; a change while it runs lines it again. A handed-over
+//! object that never starts (kube-runtime found it missing from its store: deleted, or an
+//! archived submission) is lined again if a change was dropped meanwhile: it may be back (a
+//! Task re-created under its name, a submission whose archived label was taken off). Timed
+//! requeues (a deadline, a backoff) still go to kube-runtime directly.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,10 +45,21 @@ struct State {
     lined: HashSet<String>,
     /// Handed to kube-runtime, by when, and whether its reconcile has started.
     handed: HashMap<String, (Instant, bool)>,
+    /// Handed over and not started, with a change dropped since: lined again if it never starts.
+    missed: HashSet<String>,
     /// Reconciles that wait for a turn (`super::turns`), whatever woke them.
     waiting: HashSet<String>,
     /// Each running controller's handle, with the namespace it serves (`None`: all).
     controllers: Vec<(Option<String>, UnboundedSender<String>)>,
+}
+
+impl State {
+    /// Lines `key` again if a change to it was dropped while it was handed over.
+    fn reline_if_missed(&mut self, key: &str) {
+        if self.missed.remove(key) && self.lined.insert(key.to_string()) {
+            self.queue.push_back(key.to_string());
+        }
+    }
 }
 
 /// What became of a change.
@@ -94,6 +108,9 @@ impl Line {
         {
             let mut state = self.locked();
             let not_started = state.handed.get(key).is_some_and(|(_, started)| !started);
+            if not_started && !state.waiting.contains(key) {
+                state.missed.insert(key.to_string());
+            }
             if state.lined.contains(key) || not_started || state.waiting.contains(key) {
                 return Triggered::Skipped;
             }
@@ -113,6 +130,7 @@ impl Line {
     pub fn started(&self, key: &str) {
         let mut state = self.locked();
         state.waiting.remove(key);
+        state.missed.remove(key);
         if let Some((_, started)) = state.handed.get_mut(key) {
             *started = true;
         }
@@ -124,6 +142,21 @@ impl Line {
             let mut state = self.locked();
             state.waiting.remove(key);
             state.handed.remove(key);
+            state.missed.remove(key);
+        }
+        self.pump(Instant::now());
+    }
+
+    /// kube-runtime found no object `key` in its store when handed it: it never starts. A
+    /// change dropped meanwhile lines it again (it may be back); otherwise it leaves the line.
+    pub fn dropped(&self, key: &str) {
+        {
+            let mut state = self.locked();
+            if state.handed.get(key).is_some_and(|(_, started)| *started) {
+                return;
+            }
+            state.handed.remove(key);
+            state.reline_if_missed(key);
         }
         self.pump(Instant::now());
     }
@@ -131,7 +164,16 @@ impl Line {
     /// Hands the head of the line over while there is room.
     fn pump(&self, now: Instant) {
         let mut state = self.locked();
-        state.handed.retain(|_, (since, started)| *started || now.duration_since(*since) < HANDOVER_LAPSE);
+        let lapsed: Vec<String> = state
+            .handed
+            .iter()
+            .filter(|(_, (since, started))| !*started && now.duration_since(*since) >= HANDOVER_LAPSE)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in lapsed {
+            state.handed.remove(&key);
+            state.reline_if_missed(&key);
+        }
         state.controllers.retain(|(_, sender)| !sender.is_closed());
         while state.handed.len() < self.capacity {
             let Some(key) = state.queue.pop_front() else { break };

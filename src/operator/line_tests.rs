@@ -134,3 +134,35 @@ async fn changes_are_consumed_and_line_their_objects() {
     assert_eq!(skipped.get(), 1, "t1's second change: handed over, not started");
     assert_eq!(itself(&owned_by(&[])), [key("job")]);
 }
+
+#[tokio::test]
+async fn an_object_found_missing_is_lined_again_only_if_a_change_came_meanwhile() {
+    let line = Line::new(1);
+    let mut handovers = line.handovers(None);
+    // Handed over, then found missing from the store (an archived submission): a change while
+    // it was handed over (its label taken off, so it is back) was dropped, so it goes again.
+    line.trigger(&key("back"));
+    assert_eq!(handed_now(&mut handovers), [key("back")]);
+    assert_eq!(line.trigger(&key("back")), Triggered::Skipped);
+    line.dropped(&key("back"));
+    assert_eq!(handed_now(&mut handovers), [key("back")]);
+    // Found missing with no change since (deleted for good): it leaves the line, its place freed.
+    line.dropped(&key("back"));
+    line.trigger(&key("next"));
+    assert_eq!(handed_now(&mut handovers), [key("next")]);
+    line.started(&key("next"));
+    line.finished(&key("next"));
+    assert!(handed_now(&mut handovers).is_empty(), "the deleted object was handed over again");
+}
+
+#[tokio::test]
+async fn a_lapsed_handover_with_a_dropped_change_is_lined_again() {
+    let line = Line::new(1);
+    let mut handovers = line.handovers(None);
+    let now = Instant::now();
+    line.trigger_at(&key("gone"), now);
+    assert_eq!(handed_now(&mut handovers), [key("gone")]);
+    assert_eq!(line.trigger_at(&key("gone"), now), Triggered::Skipped);
+    line.pump(now + HANDOVER_LAPSE);
+    assert_eq!(handed_now(&mut handovers), [key("gone")], "the dropped change was lost");
+}
