@@ -83,7 +83,8 @@ pub struct Settings {
     #[arg(long, env = "GRADIENTS_CONCURRENCY", default_value_t = 4)]
     pub concurrency: u16,
     /// Seconds an ended Task's Jobs and their pods are kept (for `kubectl logs`) before they are
-    /// deleted; its records (MinerSubmissions, Evaluation) stay.
+    /// deleted; its records (MinerSubmissions, Evaluation) stay, its MinerSubmissions then
+    /// labelled `gradients.io/archived` and no longer cached.
     #[arg(long, env = "GRADIENTS_KEEP_FINISHED_JOBS_SECONDS", default_value_t = 600)]
     pub keep_finished_jobs_seconds: u64,
 }
