@@ -212,7 +212,7 @@ impl Context {
 /// such entries are dropped, and the map stays as large as the set of objects failing now.
 #[derive(Debug, Default)]
 struct Backoffs {
-    failures: HashMap<(&'static str, String), (u32, Instant)>,
+    failures: HashMap<&'static str, HashMap<String, (u32, Instant)>>,
 }
 
 /// Twice the longest delay.
@@ -221,25 +221,27 @@ const STALE: Duration = Duration::from_secs(600);
 impl Backoffs {
     /// Counts a failure of `key` at `now`; returns its failures in a row.
     fn failed(&mut self, controller: &'static str, key: &str, now: Instant) -> u32 {
-        self.failures.retain(|_, (_, last)| now.saturating_duration_since(*last) < STALE);
-        let entry = self.failures.entry((controller, key.to_string())).or_insert((0, now));
+        for failing in self.failures.values_mut() {
+            failing.retain(|_, (_, last)| now.saturating_duration_since(*last) < STALE);
+        }
+        let entry = self.failures.entry(controller).or_default().entry(key.to_string()).or_insert((0, now));
         entry.0 = entry.0.saturating_add(1);
         entry.1 = now;
         entry.0
     }
 
     fn succeeded(&mut self, controller: &'static str, key: &str) {
-        self.failures.remove(&(controller, key.to_string()));
+        self.failures.get_mut(controller).map(|failing| failing.remove(key));
     }
 
     /// The object is gone: nothing will retry it.
     fn forget(&mut self, controller: &'static str, key: &str) {
-        self.failures.remove(&(controller, key.to_string()));
+        self.succeeded(controller, key);
     }
 
     /// `controller`'s objects waiting for a retry.
     fn pending(&self, controller: &str) -> usize {
-        self.failures.keys().filter(|(c, _)| *c == controller).count()
+        self.failures.get(controller).map_or(0, HashMap::len)
     }
 }
 
@@ -403,8 +405,8 @@ mod tests {
         // Much later: the deleted object's entry is gone, the failing one counts on.
         assert_eq!(b.failed("task", "ns/a", start + Duration::from_secs(300)), 2);
         assert_eq!(b.failed("task", "ns/a", start + Duration::from_secs(700)), 3);
-        assert!(!b.failures.contains_key(&("task", "ns/gone".to_string())), "{:?}", b.failures);
-        assert_eq!(b.failures.len(), 1);
+        assert!(!b.failures["task"].contains_key("ns/gone"), "{:?}", b.failures);
+        assert_eq!(b.pending("task"), 1);
     }
 
     #[test]
@@ -437,10 +439,10 @@ mod tests {
             b.forget("task", &gone(&error).expect("a deleted object's key"));
         }
         assert_eq!(
-            b.failures.len(),
+            b.pending("task"),
             0,
             "entries of deleted objects stay: {:?}",
-            b.failures.keys().take(3).collect::<Vec<_>>()
+            b.failures["task"].keys().take(3).collect::<Vec<_>>()
         );
         let other = ControllerError::<std::io::Error, std::io::Error>::QueueError(std::io::Error::other("watch"));
         assert_eq!(gone(&other), None);

@@ -110,22 +110,19 @@ pub fn to_archive(status: &TaskStatus, cached: &[MinerSubmission]) -> Vec<Record
         .collect()
 }
 
-/// Labels `submissions` archived ([`labels::ARCHIVED`]). The uid in the patch is a
-/// precondition: a MinerSubmission someone else created under the same name since is left
-/// alone. A merge patch, not an apply: the label stays whatever the operator applies later.
+/// Labels `submissions` archived ([`labels::ARCHIVED`]); one gone or replaced since is left alone.
 pub async fn archive(client: &Client, namespace: &str, submissions: &[Recorded]) -> Result<()> {
     if submissions.is_empty() {
         return Ok(());
     }
     let api = Api::<MinerSubmission>::namespaced(client.clone(), namespace);
-    let params = PatchParams { field_manager: Some(FIELD_MANAGER.to_string()), ..PatchParams::default() };
+    // Each patch owns what it sends: the stream's futures borrow nothing.
     let patches = submissions.iter().cloned().map(|Recorded { name, uid }| {
-        let (api, params) = (api.clone(), params.clone());
+        let api = api.clone();
         async move {
-            let patch = serde_json::json!({"metadata": {"uid": uid, "labels": {labels::ARCHIVED: "true"}}});
-            match api.patch(&name, &params, &Patch::Merge(&patch)).await {
+            match label_archived(&api, &name, &uid, true).await {
                 Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
-                other => other.map(|_| ()),
+                other => other,
             }
         }
     });
@@ -143,10 +140,17 @@ pub fn is_archived(submission: &MinerSubmission) -> bool {
 /// Takes the archived label off `submission` (put there by someone else while it is in flight).
 pub async fn unarchive(client: &Client, namespace: &str, submission: &MinerSubmission) -> Result<()> {
     let api = Api::<MinerSubmission>::namespaced(client.clone(), namespace);
+    Ok(label_archived(&api, &submission.name_any(), &submission.uid().unwrap_or_default(), false).await?)
+}
+
+/// Puts the archived label on the MinerSubmission `name`, or takes it off. The uid in the patch
+/// is a precondition (409 for an object someone else created under the name since). A merge
+/// patch, not an apply: the label stays whatever the operator applies later.
+async fn label_archived(api: &Api<MinerSubmission>, name: &str, uid: &str, archived: bool) -> kube::Result<()> {
+    let value = archived.then_some("true");
+    let patch = serde_json::json!({"metadata": {"uid": uid, "labels": {labels::ARCHIVED: value}}});
     let params = PatchParams { field_manager: Some(FIELD_MANAGER.to_string()), ..PatchParams::default() };
-    let patch = serde_json::json!({"metadata": {"uid": submission.uid(), "labels": {labels::ARCHIVED: null}}});
-    api.patch(&submission.name_any(), &params, &Patch::Merge(&patch)).await?;
-    Ok(())
+    api.patch(name, &params, &Patch::Merge(&patch)).await.map(|_| ())
 }
 
 /// `JobsRemoved=True` once the Task's Jobs were deleted (`now`, or by an earlier reconcile).
