@@ -89,7 +89,16 @@ fn task_label_of(object: &impl Resource) -> Option<Cow<'_, str>> {
 }
 
 impl Kept for DeserializeGuard<Miner> {}
-impl Kept for DeserializeGuard<Evaluation> {}
+
+/// A cached Evaluation keeps what its readers read (`condense::evaluation`).
+impl Kept for DeserializeGuard<Evaluation> {
+    fn condense(&mut self) {
+        self.managed_fields_mut().clear();
+        if let Ok(evaluation) = &mut self.0 {
+            super::condense::evaluation(evaluation);
+        }
+    }
+}
 
 /// A cached Job or pod holds its kept labels beside its metadata (`condense`).
 impl Kept for CachedJob {

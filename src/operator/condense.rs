@@ -1,5 +1,5 @@
-//! What the operator keeps in memory of its pods, Jobs and MinerSubmissions: only what a Task
-//! reconcile reads of them (issue 13: at 100 Tasks x 16 miners the caches held 3,300 of each, most of its memory).
+//! What the operator keeps in memory of its pods, Jobs, MinerSubmissions and Evaluations: only
+//! what its reconciles read of them (issue 13: at 100 Tasks x 16 miners the caches held 3,300 of each, most of its memory).
 //! The containers and volumes, which only the trust check reads, become their workload digest
 //! (`ownership::WORKLOAD_DIGEST`), computed from the object as the API server returned it: each
 //! object is condensed once, where it comes in (a second pass would digest the condensed spec).
@@ -21,7 +21,7 @@ use kube::{Resource, ResourceExt};
 use serde::Deserialize;
 
 use super::ownership::{CREATION_TOKEN, WORKLOAD_DIGEST, workload_digest};
-use crate::api::{MinerSubmission, Task};
+use crate::api::{Evaluation, MinerSubmission, Task};
 use crate::workloads::labels;
 
 /// A pod as the caches keep it: its metadata, its containers' names and images, and the status
@@ -108,6 +108,29 @@ pub fn submission(submission: &mut MinerSubmission) {
     spec.columns = BTreeMap::new();
     (spec.image, spec.strategy, spec.resume_uri) = (None, None, None);
     (spec.command, spec.args) = (Vec::new(), Vec::new());
+}
+
+/// An Evaluation as the caches keep it, for the 7 days it stays in the Leaderboard's window:
+/// what the Leaderboard's record (`results::task_record`), the Task's summary, the metrics and the
+/// expiry read. Where the models and data were, the MinerSubmission each entry names, and the
+/// evaluator's digests and failure texts are read only from the API (`kubectl get evaluation`).
+/// Its labels go too, as a submission's do; the creation token stays for adoption after a crash.
+pub fn evaluation(evaluation: &mut Evaluation) {
+    evaluation.metadata.labels = None;
+    retain_only(&mut evaluation.metadata.annotations, &[CREATION_TOKEN]);
+    let spec = &mut evaluation.spec;
+    for location in [&mut spec.base_model_uri, &mut spec.data_uri, &mut spec.gpu_class] {
+        *location = String::new();
+    }
+    for entry in &mut spec.submissions {
+        (entry.submission, entry.artifact_uri) = (String::new(), String::new());
+    }
+    if let Some(status) = evaluation.status.as_mut() {
+        status.conditions = Vec::new();
+        for result in &mut status.results {
+            (result.model_digest, result.failure, result.duplicate_of) = (None, None, None);
+        }
+    }
 }
 
 /// A Task as the Task controller's store keeps it: without its lifecycle state (15 of a finished
@@ -403,5 +426,59 @@ mod tests {
         assert_eq!(status.children.get("MinerSubmission/t-m1").map(String::as_str), Some("s1"));
         assert!(status.lifecycle.is_none());
         assert!(kept.metadata.managed_fields.is_none_or(|fields| fields.is_empty()));
+    }
+
+    /// A cached Evaluation gives every reader the answer the full one does: the Leaderboard's
+    /// record, the Task's summary, the metrics, the expiry and adoption by its creation token.
+    #[test]
+    fn a_cached_evaluation_reads_as_the_full_one_to_every_reader() {
+        use super::super::{lifecycle, ownership, results, telemetry};
+        let result = |miner: &str, state: &str, extra: serde_json::Value| {
+            let mut result = serde_json::json!({"miner": miner, "state": state, "modelDigest": "sha256:00"});
+            result.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            result
+        };
+        let full: Evaluation = serde_json::from_value(serde_json::json!({
+            "apiVersion": "gradients.io/v1alpha1", "kind": "Evaluation",
+            "metadata": {"name": "t", "namespace": "a", "uid": "u",
+                "labels": {labels::TASK: "t"}, "annotations": {CREATION_TOKEN: "0123", "other": "x"}},
+            "spec": {"task": "t", "taskType": "Dpo", "origin": "Organic", "baseModelUri": "/m",
+                "baseModelParamsB": 0.5, "hours": 2.0, "dataUri": "/d", "gpuClass": "h100",
+                "submissions": [
+                    {"miner": "m1", "submission": "t-m1", "artifactUri": "/a/m1", "submittedAt": "2026-12-03T22:05:02Z"},
+                    {"miner": "m2", "submission": "t-m2", "artifactUri": "/a/m2", "submittedAt": "2026-12-03T22:06:02Z", "rung": 1},
+                    {"miner": "m3", "submission": "t-m3", "artifactUri": "/a/m3", "submittedAt": "2026-12-03T22:07:02Z"}]},
+            "status": {"phase": "Complete", "observedGeneration": 1, "evaluated": 3, "ranked": 1, "winner": "m1",
+                "taskWeight": 2.0, "finishedAt": "2026-12-03T22:10:00Z",
+                "conditions": [{"type": "Evaluated", "status": "True", "reason": "Scored", "message": "",
+                    "lastTransitionTime": "2026-12-03T22:10:00Z"}],
+                "results": [
+                    result("m1", "Evaluated", serde_json::json!({"testLoss": 1.0, "synthLoss": 1.2,
+                        "weightsSha256": "aa", "status": "ranked", "weightedLoss": 1.1, "rank": 1,
+                        "score": 3.0, "adjustedScore": 6.0})),
+                    result("m2", "Evaluated", serde_json::json!({"testLoss": 1.0, "synthLoss": 1.2,
+                        "weightsSha256": "aa", "status": "duplicate", "duplicateOf": "m1"})),
+                    result("m3", "Failed", serde_json::json!({"failure": "evaluator exited 1", "status": "failed"}))]},
+        }))
+        .unwrap();
+        let mut cached = DeserializeGuard(Ok(full.clone()));
+        crate::operator::caches::Kept::condense(&mut cached);
+        let cached = cached.0.unwrap();
+        assert!(cached.spec.submissions.iter().all(|s| s.artifact_uri.is_empty() && s.submission.is_empty()));
+        assert!(
+            cached.status.as_ref().unwrap().results.iter().all(|r| r.failure.is_none() && r.model_digest.is_none())
+        );
+
+        assert_eq!(results::complete_record(&cached), results::complete_record(&full));
+        assert!(results::complete_record(&cached).is_some());
+        let (status, cached_status) = (full.status.as_ref().unwrap(), cached.status.as_ref().unwrap());
+        assert_eq!(lifecycle::summarize(cached_status, "t"), lifecycle::summarize(status, "t"));
+        assert_eq!(cached_status.finished_at, status.finished_at, "the expiry");
+        assert_eq!(telemetry::snapshot(&[], &[], &[&cached]), telemetry::snapshot(&[], &[], &[&full]));
+        let adoption = |meta| {
+            let commitment = ownership::commitment("0123");
+            ownership::ownership(Some(meta), ownership::Record { uid: None, commitment: Some(&commitment) })
+        };
+        assert_eq!(adoption(&cached.metadata), ownership::Ownership::Unrecorded);
     }
 }
