@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::{Job, JobSpec, JobStatus};
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobSpec, JobStatus};
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStatus, Pod, PodSpec, PodStatus, PodTemplateSpec,
 };
@@ -36,10 +36,11 @@ pub fn pod(pod: &mut Pod) {
     pod.status = pod.status.take().map(|status| KeptPodStatus::from(status).to_status());
 }
 
-/// A Job as the caches keep it: its metadata and status, and whether it is suspended. Its
+/// A Job as the caches keep it: its metadata, the status a Task reads, and whether it is suspended. Its
 /// template is only its digest (an empty pod spec stays to say there was one): a pod is judged
 /// against the digest, never the Job's containers, and each kept container cost 2 kB (issue 13).
 pub fn job(job: &mut Job) {
+    job.status = job.status.take().map(|status| KeptJobStatus::from(status).to_status());
     let template = job.spec.as_ref().and_then(|s| s.template.spec.as_ref());
     condense_metadata(&mut job.metadata, template.map(workload_digest));
     job.spec = job.spec.take().map(|spec| JobSpec {
@@ -153,7 +154,7 @@ pub struct CachedJob {
     metadata: ObjectMeta,
     maps: KeptMaps,
     spec: Option<CachedJobSpec>,
-    status: Option<JobStatus>,
+    status: Option<KeptJobStatus>,
 }
 
 #[derive(Clone, Debug)]
@@ -164,11 +165,13 @@ struct CachedJobSpec {
 
 impl From<Job> for CachedJob {
     fn from(mut full: Job) -> CachedJob {
+        // The status is kept as it is held, not rebuilt as a `JobStatus` by `job` first.
+        let status = full.status.take().map(KeptJobStatus::from);
         job(&mut full);
         let spec =
             full.spec.map(|spec| CachedJobSpec { suspend: spec.suspend, templated: spec.template.spec.is_some() });
         let maps = KeptMaps::take(&mut full.metadata);
-        CachedJob { metadata: full.metadata, maps, spec, status: full.status }
+        CachedJob { metadata: full.metadata, maps, spec, status }
     }
 }
 
@@ -187,7 +190,74 @@ impl CachedJob {
                 template: PodTemplateSpec { metadata: None, spec: spec.templated.then(PodSpec::default) },
                 ..JobSpec::default()
             }),
-            status: self.status.clone(),
+            status: self.status.as_ref().map(KeptJobStatus::to_status),
+        }
+    }
+}
+
+/// The status a Task reads of a Job: when it started (and completed), how many pods are ready,
+/// and its conditions that hold (`Complete`, `Failed`: when, why). A `JobStatus` keeps room for
+/// 11 fields and a `JobCondition` for 6; a completed Job holds two conditions, with their texts.
+#[derive(Clone, Debug)]
+struct KeptJobStatus {
+    start_time: Option<Time>,
+    completion_time: Option<Time>,
+    ready: Option<i32>,
+    holding: Vec<KeptJobCondition>,
+}
+
+/// A condition whose status is `True`.
+#[derive(Clone, Debug)]
+struct KeptJobCondition {
+    type_: String,
+    reason: Option<String>,
+    message: Option<String>,
+    last_transition_time: Option<Time>,
+}
+
+/// The conditions a reconcile reads (`lifecycle::job_state`); a Job's others (`SuccessCriteriaMet`,
+/// `FailureTarget`, `Suspended`) only precede them.
+const READ_JOB_CONDITIONS: [&str; 2] = ["Complete", "Failed"];
+
+impl From<JobStatus> for KeptJobStatus {
+    fn from(status: JobStatus) -> Self {
+        let holding = status
+            .conditions
+            .into_iter()
+            .flatten()
+            .filter(|c| c.status == "True" && READ_JOB_CONDITIONS.contains(&c.type_.as_str()));
+        KeptJobStatus {
+            start_time: status.start_time,
+            completion_time: status.completion_time,
+            ready: status.ready,
+            holding: holding
+                .map(|c| KeptJobCondition {
+                    type_: c.type_,
+                    reason: c.reason,
+                    message: c.message,
+                    last_transition_time: c.last_transition_time,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl KeptJobStatus {
+    fn to_status(&self) -> JobStatus {
+        let condition = |c: &KeptJobCondition| JobCondition {
+            type_: c.type_.clone(),
+            status: "True".to_string(),
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+            last_transition_time: c.last_transition_time.clone(),
+            last_probe_time: None,
+        };
+        JobStatus {
+            start_time: self.start_time.clone(),
+            completion_time: self.completion_time.clone(),
+            ready: self.ready,
+            conditions: Some(self.holding.iter().map(condition).collect()).filter(|c: &Vec<_>| !c.is_empty()),
+            ..JobStatus::default()
         }
     }
 }

@@ -301,4 +301,24 @@ fn condensing_keeps_what_a_tasks_reconcile_reads() {
     let labels = resumed.metadata.labels.get_or_insert_default();
     labels.insert(crate::workloads::labels::KUEUE_QUEUE.into(), "gpu-queue".into());
     assert!(crate::workloads::awaiting_admission(&condensed_job(resumed)));
+    // A Job failed with no pod to show for it (its deadline passed): when and why come from the
+    // condition that holds, as the Job controller wrote it beside the ones that led to it.
+    let mut failed = job.clone();
+    failed.status = serde_json::from_value(serde_json::json!({"failed": 1, "startTime": "2026-11-26T11:00:00Z",
+        "conditions": [
+            {"type": "Suspended", "status": "False", "reason": "JobResumed", "lastTransitionTime": "2026-11-26T10:59:00Z"},
+            {"type": "FailureTarget", "status": "True", "reason": "DeadlineExceeded", "message": "early",
+                "lastTransitionTime": "2026-11-26T11:20:00Z"},
+            {"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
+                "message": "Job was active longer than specified deadline", "lastProbeTime": "2026-11-26T11:20:01Z",
+                "lastTransitionTime": "2026-11-26T11:20:01Z"}]}))
+    .unwrap();
+    let full = crate::operator::lifecycle::evaluation_state(&failed, &[]);
+    assert!(
+        matches!(&full, crate::tournament::WorkloadState::Failed { reason, .. } if reason.contains("deadline")),
+        "{full:?}"
+    );
+    let kept = condensed_job(failed.clone());
+    assert_eq!(crate::operator::lifecycle::evaluation_state(&kept, &[]), full);
+    assert_eq!(kept.status.unwrap().conditions.unwrap().len(), 1, "only the condition a reconcile reads");
 }
