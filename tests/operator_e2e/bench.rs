@@ -144,7 +144,12 @@ async fn bench_scale() {
             "apiVersion: gradients.io/v1alpha1\nkind: Leaderboard\nmetadata: {{name: main, namespace: {ns}}}\nspec: {{}}\n"
         ))
         .await;
-    let mut operator = Operator::start(&cluster, "bench");
+    let limit = Duration::from_secs(120 + 2 * count * miners);
+    // A trainer waits for its GPUs as long as the benchmark may run: a 2-core control plane
+    // binds 16,000 pods in over an hour, and the default pending timeout (1 h) then failed the
+    // Tasks whose trainers were bound last, which measures the machine, not the operator.
+    let pending = format!("lifecycle: {{pendingTimeoutS: {}}}\n", limit.as_secs());
+    let mut operator = Operator::start_with(&cluster, "bench", &pending);
     operator.wait_ready().await;
     let before = api_requests(&cluster);
     let cpu_before = control_plane_cpu();
@@ -163,7 +168,6 @@ async fn bench_scale() {
     let task_api: Api<gradients::api::Task> = Api::namespaced(cluster.client.clone(), &ns);
     let (mut bound_at, mut succeeded_at) = (None, None);
     let mut last_progress = 0;
-    let limit = Duration::from_secs(120 + 2 * count * miners);
     // Every trainer pod seen running, so bound: the pod garbage collector deletes ended pods
     // past its threshold (12,500), so at scale they never all exist at once.
     let mut trainers_bound = std::collections::HashSet::new();
