@@ -36,9 +36,10 @@ pub fn pod(pod: &mut Pod) {
     pod.status = pod.status.take().map(|status| KeptPodStatus::from(status).to_status());
 }
 
-/// A Job as the caches keep it: its metadata, the status a Task reads, and whether it is suspended. Its
-/// template is only its digest (an empty pod spec stays to say there was one): a pod is judged
-/// against the digest, never the Job's containers, and each kept container cost 2 kB (issue 13).
+/// A Job as the caches keep it: its metadata, the status a Task reads, and whether it is
+/// suspended. Its template is only its digest (an empty pod spec stays to say there was one): a
+/// pod is judged against the digest, never the Job's containers, and each kept container cost
+/// 2 kB (issue 13).
 pub fn job(job: &mut Job) {
     job.status = job.status.take().map(|status| KeptJobStatus::from(status).to_status());
     let template = job.spec.as_ref().and_then(|s| s.template.spec.as_ref());
