@@ -146,7 +146,7 @@ async fn bench_scale() {
         .await;
     let limit = Duration::from_secs(120 + 2 * count * miners);
     // A trainer waits for its GPUs as long as the benchmark may run: a 2-core control plane
-    // binds 16,000 pods in over an hour, and the default pending timeout (1 h) then failed the
+    // can take over an hour to bind 16,000 pods, and the default pending timeout (1 h) then failed the
     // Tasks whose trainers were bound last, which measures the machine, not the operator.
     let pending = format!("lifecycle: {{pendingTimeoutS: {}}}\n", limit.as_secs());
     let mut operator = Operator::start_with(&cluster, "bench", &pending);
