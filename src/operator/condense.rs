@@ -101,8 +101,7 @@ fn images(containers: Vec<Container>) -> Vec<Container> {
 pub fn submission(submission: &mut MinerSubmission) {
     // Its labels and the annotations other than the creation token are never read of a cached
     // submission (the caches index it by its spec's Task): a non-empty map costs a 544-byte node.
-    submission.metadata.labels = None;
-    retain_only(&mut submission.metadata.annotations, &[CREATION_TOKEN]);
+    creation_token_only(&mut submission.metadata);
     let spec = &mut submission.spec;
     for location in [&mut spec.base_model_uri, &mut spec.data_uri, &mut spec.artifact_uri, &mut spec.gpu_class] {
         *location = String::new();
@@ -118,8 +117,7 @@ pub fn submission(submission: &mut MinerSubmission) {
 /// evaluator's digests and failure texts are read only from the API (`kubectl get evaluation`).
 /// Its labels go too, as a submission's do; the creation token stays for adoption after a crash.
 pub fn evaluation(evaluation: &mut Evaluation) {
-    evaluation.metadata.labels = None;
-    retain_only(&mut evaluation.metadata.annotations, &[CREATION_TOKEN]);
+    creation_token_only(&mut evaluation.metadata);
     let spec = &mut evaluation.spec;
     for location in [&mut spec.base_model_uri, &mut spec.data_uri, &mut spec.gpu_class] {
         *location = String::new();
@@ -133,6 +131,12 @@ pub fn evaluation(evaluation: &mut Evaluation) {
             (result.model_digest, result.failure, result.duplicate_of) = (None, None, None);
         }
     }
+}
+
+/// No labels, and of the annotations only the creation token (adoption after a crash reads it).
+fn creation_token_only(meta: &mut ObjectMeta) {
+    meta.labels = None;
+    retain_only(&mut meta.annotations, &[CREATION_TOKEN]);
 }
 
 /// A Task as the Task controller's store keeps it: without its lifecycle state (15 of a finished
