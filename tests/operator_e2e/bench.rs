@@ -1,6 +1,7 @@
 //! The scale benchmark (issue 13), run by `e2e/bench-scale TASKS MINERS`: TASKS Tasks of
-//! MINERS miners applied at once to the KWOK fake GPU nodes, the kubelet played for every pod,
-//! and the figures printed: time from apply to every trainer pod bound and to every Task
+//! MINERS miners applied at once to the KWOK fake GPU nodes, the kubelet played for every pod
+//! (each running a time drawn below `GRADIENTS_BENCH_POD_SECONDS`, 0 by default, and each
+//! evaluation reporting losses of its own), and the figures printed: time from apply to every trainer pod bound and to every Task
 //! Succeeded, the operator's peak RSS and CPU time, the API requests per Task by verb and
 //! resource (the API server's own `apiserver_request_total`: the operator, the Job controller,
 //! the scheduler and KWOK; this harness's own requests are counted and taken off), the reconcile
@@ -17,7 +18,7 @@ use gradients::workloads::labels;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
-use crate::kubelet::finish_running_pods;
+use crate::kubelet::{RunTimes, finish_due_pods};
 use crate::support::*;
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -144,7 +145,11 @@ async fn bench_scale() {
             "apiVersion: gradients.io/v1alpha1\nkind: Leaderboard\nmetadata: {{name: main, namespace: {ns}}}\nspec: {{}}\n"
         ))
         .await;
-    let limit = Duration::from_secs(120 + 2 * count * miners);
+    // Each workload pod runs a time drawn uniformly below this before it ends; 0 (the default, as
+    // in every figure before it existed) ends each at the first pass that sees it running.
+    let pod_seconds = env_or("GRADIENTS_BENCH_POD_SECONDS", 0);
+    // Four workloads in a row per Task (prepare, trainer, seal, evaluation) run their time.
+    let limit = Duration::from_secs(120 + 2 * count * miners + 4 * pod_seconds);
     // A trainer waits for its GPUs as long as the benchmark may run: a 2-core control plane
     // can take over an hour to bind 16,000 pods, and the default pending timeout (1 h) then failed the
     // Tasks whose trainers were bound last, which measures the machine, not the operator.
@@ -177,14 +182,15 @@ async fn bench_scale() {
     // This harness's own requests, taken off the API server's counts.
     let mut own: BTreeMap<String, f64> = BTreeMap::new();
     let mut count_own = |key: &str, n: usize| *own.entry(key.to_string()).or_default() += n as f64;
+    let mut run_times = RunTimes::up_to(Duration::from_secs(pod_seconds));
     let mut pass = 0u64;
     while succeeded_at.is_none() {
         pass += 1;
         assert!(applied.elapsed() < limit, "the benchmark did not finish within {limit:?}");
-        let ended = finish_running_pods(&cluster, &ns).await;
-        count_own("PATCH pods/status", ended.len());
+        let played = finish_due_pods(&cluster, &ns, &mut run_times).await;
+        count_own("PATCH pods/status", played.ended.len());
         count_own("LIST pods", 1);
-        let trainers = ended.into_iter().filter(|(_, role)| role.as_deref() == Some(labels::ROLE_TRAINER));
+        let trainers = played.running.into_iter().filter(|(_, role)| role.as_deref() == Some(labels::ROLE_TRAINER));
         trainers_bound.extend(trainers.map(|(name, _)| name));
         if bound_at.is_none() && kueue.is_none() && trainers_bound.len() as u64 >= count * miners {
             bound_at = Some(applied.elapsed());
@@ -224,7 +230,10 @@ async fn bench_scale() {
 
     let (peak_kb, cpu) = operator.pid().map(process_figures).unwrap_or_default();
 
-    println!("bench-scale: {count} Tasks x {miners} miners ({} trainer pods)", count * miners);
+    println!(
+        "bench-scale: {count} Tasks x {miners} miners ({} trainer pods), each pod running up to {pod_seconds} s",
+        count * miners
+    );
     match &kueue {
         Some(kueue) => {
             let (peak_kb, cpu) = process_figures(kueue.pid());

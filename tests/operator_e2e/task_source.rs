@@ -19,8 +19,6 @@ const SOURCE: &str = "synthetic";
 pub(crate) const SPLIT_SIZES: &str = r#"{"rows":2400,"train":1960,"test":240,"synthetic":200}"#;
 /// A seal's report: the model copied and its tree digest.
 pub(crate) const SEALED: &str = r#"{"ok":true,"digest":"sha256:5eed0000000000000000000000000000000000000000000000000000000000aa","files":3,"bytes":4096}"#;
-/// A successful evaluation of a text or image submission.
-pub(crate) const EVALUATED: &str = r#"{"ok":true,"test_loss":1.0,"synth_loss":1.1,"text_guided_loss":0.5,"no_text_loss":0.6,"weights_sha256":"ab","checks":[],"failure":null}"#;
 
 fn source_yaml(ns: &str, in_flight: u32) -> String {
     format!(
