@@ -1,14 +1,14 @@
-//! The scale benchmark (issue 13), run by `e2e/bench-scale TASKS MINERS`: TASKS Tasks of
-//! MINERS miners applied at once to the KWOK fake GPU nodes, the kubelet played for every pod
-//! (each running a time drawn below `GRADIENTS_BENCH_POD_SECONDS`, 0 by default, and each
-//! evaluation reporting losses of its own), and the figures printed: time from apply to every trainer pod bound and to every Task
-//! Succeeded, the operator's peak RSS and CPU time, the API requests per Task by verb and
-//! resource (the API server's own `apiserver_request_total`: the operator, the Job controller,
-//! the scheduler and KWOK; this harness's own requests are counted and taken off), the reconcile
-//! and Leaderboard recompute latency p50/p99 from the operator's histogram, and the CPU time
-//! each control-plane process used meanwhile (on a small machine they, not the operator, are the
-//! limit). In CI it runs tiny (2 Tasks of 2 miners) so that it keeps working; its figures are
-//! measured, never asserted.
+//! The scale benchmark (issue 13), run by `e2e/bench-scale TASKS MINERS`: TASKS Tasks of MINERS
+//! miners applied at once to the KWOK fake GPU nodes, the kubelet played for every pod (each
+//! running a time drawn below `GRADIENTS_BENCH_POD_SECONDS`, 0 by default, and each evaluation
+//! reporting losses of its own), and the figures printed: time from apply to every trainer pod
+//! bound and to every Task Succeeded, the operator's peak RSS and CPU time, the API requests
+//! per Task by verb and resource (the API server's own `apiserver_request_total`: the operator,
+//! the Job controller, the scheduler and KWOK; this harness's own requests are counted and
+//! taken off), the reconcile and Leaderboard recompute latency p50/p99 from the operator's
+//! histogram, and the CPU time each control-plane process used meanwhile (on a small machine
+//! they, not the operator, are the limit). In CI it runs tiny (2 Tasks of 2 miners) so that it
+//! keeps working; its figures are measured, never asserted.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -150,9 +150,9 @@ async fn bench_scale() {
     let pod_seconds = env_or("GRADIENTS_BENCH_POD_SECONDS", 0);
     // Four workloads in a row per Task (prepare, trainer, seal, evaluation) run their time.
     let limit = Duration::from_secs(120 + 2 * count * miners + 4 * pod_seconds);
-    // A trainer waits for its GPUs as long as the benchmark may run: a 2-core control plane
-    // can take over an hour to bind 16,000 pods, and the default pending timeout (1 h) then failed the
-    // Tasks whose trainers were bound last, which measures the machine, not the operator.
+    // A trainer waits for its GPUs as long as the benchmark may run: a 2-core control plane can
+    // take over an hour to bind 16,000 pods, and the default pending timeout (1 h) then failed
+    // the Tasks whose trainers were bound last, which measures the machine, not the operator.
     let pending = format!("lifecycle: {{pendingTimeoutS: {}}}\n", limit.as_secs());
     let mut operator = Operator::start_with(&cluster, "bench", &pending);
     operator.wait_ready().await;

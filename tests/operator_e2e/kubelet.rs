@@ -8,6 +8,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use gradients::workloads::labels;
+use gradients::workloads::network_policy::ROLES;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
@@ -45,16 +47,20 @@ impl RunTimes {
         Self { max, first_seen: HashMap::new() }
     }
 
-    /// Whether `pod`, running now, has run its time; a pod seen for the first time starts its
-    /// clock now.
+    /// Whether `pod`, running now, has run its time (its clock then goes, as it is about to
+    /// end); a pod seen for the first time starts its clock now.
     fn due(&mut self, pod: &str, now: Instant) -> bool {
         let seen = *self.first_seen.entry(pod.to_string()).or_insert(now);
-        now.duration_since(seen) >= self.max.mul_f64(unit_draw(pod))
+        let due = now.duration_since(seen) >= self.max.mul_f64(unit_draw(pod));
+        if due {
+            self.first_seen.remove(pod);
+        }
+        due
     }
 
-    /// Keeps the clocks of `still_running` only: pods that ended or went away are forgotten.
-    fn keep(&mut self, still_running: &HashSet<&str>) {
-        self.first_seen.retain(|pod, _| still_running.contains(pod.as_str()));
+    /// Forgets the clocks of pods no longer running (ended or gone by other hands).
+    fn keep(&mut self, running: &HashSet<String>) {
+        self.first_seen.retain(|pod, _| running.contains(pod));
     }
 }
 
@@ -81,12 +87,11 @@ pub async fn finish_due_pods(cluster: &Cluster, ns: &str, run_times: &mut RunTim
         .filter(|pod| pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
         .filter(|pod| role(pod).is_some_and(|role| ROLES.contains(&role)))
         .collect();
+    run_times.keep(&running.iter().map(ResourceExt::name_any).collect());
     let named = |pod: &Pod| (pod.name_any(), role(pod).map(str::to_string));
     let now = Instant::now();
     let due: Vec<Pod> = running.iter().filter(|pod| run_times.due(&pod.name_any(), now)).cloned().collect();
     let pass = Pass { running: running.iter().map(named).collect(), ended: due.iter().map(named).collect() };
-    let ended: HashSet<&str> = pass.ended.iter().map(|(name, _)| name.as_str()).collect();
-    run_times.keep(&pass.running.iter().map(|(name, _)| name.as_str()).filter(|name| !ended.contains(name)).collect());
     futures::stream::iter(due)
         .for_each_concurrent(CONCURRENT, |pod| {
             let pods = pods.clone();
@@ -101,19 +106,16 @@ pub async fn finish_due_pods(cluster: &Cluster, ns: &str, run_times: &mut RunTim
     pass
 }
 
-/// The workload roles whose containers this kubelet plays.
-const ROLES: [&str; 4] = ["prepare", "trainer", "seal", "evaluator"];
-
 fn role(pod: &Pod) -> Option<&str> {
-    pod.labels().get("gradients.io/role").map(String::as_str)
+    pod.labels().get(labels::ROLE).map(String::as_str)
 }
 
 /// The termination message `pod`'s container writes: a trainer writes none.
 fn report(pod: &Pod) -> Option<String> {
     match role(pod)? {
-        "prepare" => Some(SPLIT_SIZES.to_string()),
-        "seal" => Some(SEALED.to_string()),
-        "evaluator" => Some(evaluated(&pod.name_any())),
+        labels::ROLE_PREPARE => Some(SPLIT_SIZES.to_string()),
+        labels::ROLE_SEAL => Some(SEALED.to_string()),
+        labels::ROLE_EVALUATOR => Some(evaluated(&pod.name_any())),
         _ => None,
     }
 }
@@ -279,8 +281,9 @@ fn a_pod_runs_its_drawn_time_then_ends() {
     assert!(!run_times.due("p", start), "its clock starts when it is first seen running");
     assert!(!run_times.due("p", start + drawn - Duration::from_millis(1)));
     assert!(run_times.due("p", start + drawn));
+    assert!(!run_times.due("p", start + drawn), "a pod that ended is forgotten: seen again, its clock restarts");
     run_times.keep(&HashSet::new());
-    assert!(!run_times.due("p", start + drawn), "a pod no longer running is forgotten");
+    assert!(run_times.first_seen.is_empty(), "a pod no longer running is forgotten");
     let draws: Vec<f64> = (0..1000).map(|i| unit_draw(&format!("pod-{i}"))).collect();
     let mean = draws.iter().sum::<f64>() / 1000.0;
     assert!(draws.iter().all(|d| (0.0..1.0).contains(d)) && (0.45..0.55).contains(&mean), "{mean}");
